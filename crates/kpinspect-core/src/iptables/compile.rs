@@ -1,0 +1,434 @@
+//! The iptables-mode compiler: a [`ProxyState`] to the exact restore input of
+//! a kube-proxy full sync.
+//!
+//! Layout and wording follow kube-proxy's `pkg/proxy/iptables/proxier.go`
+//! (`syncProxyRules`); the only intended difference is the order of service
+//! ports, which kube-proxy takes from a Go map (random) and kpinspect sorts
+//! by service-port name and protocol.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::names::{endpoint_chain, is_service_chain, service_port_suffix};
+use super::restore::{LineBuffer, Restore, RestoreTable, wln};
+use crate::config::ProxyConfig;
+use crate::net::IpFamily;
+use crate::proxy::{EndpointInfo, ProxyState, ServicePortEntry, categorize};
+
+const NODEPORTS_COMMENT: &str =
+    "\"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
+
+/// Compiles a full sync for `state`.
+///
+/// ```
+/// use kpinspect_core::{config::ProxyConfig, model::Cluster, net::IpFamily, proxy::ProxyState};
+/// let config = ProxyConfig::default();
+/// let state = ProxyState::build(&Cluster::default(), &config, IpFamily::V4);
+/// let text = kpinspect_core::iptables::compile(&state, &config).render();
+/// assert!(text.starts_with("*filter\n:KUBE-SERVICES - [0:0]\n"));
+/// assert!(text.ends_with("-j KUBE-NODEPORTS\nCOMMIT\n"));
+/// ```
+pub fn compile(state: &ProxyState, config: &ProxyConfig) -> Restore {
+    compile_sync(state, config, &[])
+}
+
+/// Compiles a full sync for a node whose nat table already holds
+/// `existing_nat_chains`: stale service chains among them are declared and
+/// deleted (`-X`) in the same restore, as kube-proxy does.
+pub fn compile_sync(state: &ProxyState, config: &ProxyConfig, existing_nat_chains: &[String]) -> Restore {
+    let family = state.family;
+    let mark = config.mark();
+    let npa = config.node_port_addresses(family);
+    let localhost_node_ports =
+        family == IpFamily::V4 && config.localhost_node_ports && npa.contains_ipv4_loopback;
+    let detector = config.local_detector(family);
+    let node_ip = config.primary_node_ip(family);
+    let large_cluster = state.total_endpoints() > config.large_cluster_threshold;
+
+    let mut filter = RestoreTable::default();
+    let mut nat = RestoreTable::default();
+    let fc = &mut filter.chains;
+    for c in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"] {
+        wln!(fc, ":{c} - [0:0]");
+    }
+    if localhost_node_ports {
+        wln!(fc, ":KUBE-FIREWALL - [0:0]");
+        filter.rules.write_str_line(
+            "-A KUBE-FIREWALL -m comment --comment \"block incoming localnet connections\" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+        );
+    }
+    for c in ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"] {
+        wln!(nat.chains, ":{c} - [0:0]");
+    }
+    let nr = &mut nat.rules;
+    wln!(nr, "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN");
+    wln!(nr, "-A KUBE-POSTROUTING -j MARK --xor-mark {mark}");
+    wln!(
+        nr,
+        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
+        if config.random_fully { " --random-fully" } else { "" }
+    );
+    wln!(nr, "-A KUBE-MARK-MASQ -j MARK --or-mark {mark}");
+
+    let mut active: HashSet<String> = HashSet::new();
+    let ctx = Ctx {
+        config,
+        detector: detector.as_ref().map(|d| (d.if_local().join(" "), d.if_not_local().join(" "))),
+        node_ip,
+        localhost_nfacct: localhost_node_ports && config.nfacct,
+        comments: !large_cluster,
+        probabilities: Probabilities::default(),
+    };
+    let mut ctx = ctx;
+    for entry in &state.ports {
+        ctx.write_service_port(entry, &mut filter.rules, &mut nat, &mut active);
+    }
+
+    // Stale service chains: flushed by declaration, then deleted.
+    let mut stale: Vec<&String> = existing_nat_chains
+        .iter()
+        .filter(|c| is_service_chain(c) && !active.contains(c.as_str()))
+        .collect();
+    stale.sort();
+    stale.dedup();
+    for c in &stale {
+        wln!(nat.chains, ":{c} - [0:0]");
+    }
+    for c in &stale {
+        wln!(nat.rules, "-X {c}");
+    }
+
+    // The last rule of KUBE-SERVICES: hand local destinations to KUBE-NODEPORTS.
+    if npa.match_all {
+        let except = match (family, localhost_node_ports) {
+            (IpFamily::V6, _) => " ! -d ::1/128",
+            (IpFamily::V4, false) => " ! -d 127.0.0.0/8",
+            (IpFamily::V4, true) => "",
+        };
+        wln!(
+            nat.rules,
+            "-A KUBE-SERVICES -m comment --comment {NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL{except} -j KUBE-NODEPORTS"
+        );
+    } else {
+        for ip in node_port_ips(config, family, &npa, localhost_node_ports) {
+            wln!(
+                nat.rules,
+                "-A KUBE-SERVICES -m comment --comment {NODEPORTS_COMMENT} -d {ip} -j KUBE-NODEPORTS"
+            );
+        }
+    }
+
+    let fr = &mut filter.rules;
+    if !config.tcp_be_liberal {
+        if config.nfacct {
+            fr.write_str_line("-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP");
+        } else {
+            fr.write_str_line("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP");
+        }
+    }
+    wln!(fr, "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {mark}/{mark} -j ACCEPT");
+    fr.write_str_line("-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
+
+    Restore { family, filter, nat }
+}
+
+/// The node addresses KUBE-NODEPORTS is reached from when `nodePortAddresses`
+/// is restricted: the node's addresses (plus loopback, which every node has)
+/// within the configured CIDRs; loopback only where localhost node ports work.
+fn node_port_ips(
+    config: &ProxyConfig,
+    family: IpFamily,
+    npa: &crate::config::NodePortAddresses,
+    localhost_node_ports: bool,
+) -> Vec<IpAddr> {
+    let loopback: IpAddr = match family {
+        IpFamily::V4 => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpFamily::V6 => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    };
+    let mut ips: Vec<IpAddr> = config
+        .node_ips
+        .iter()
+        .copied()
+        .chain(std::iter::once(loopback))
+        .filter(|ip| IpFamily::of(ip) == family && npa.matches(ip))
+        .filter(|ip| !ip.is_loopback() || (family == IpFamily::V4 && localhost_node_ports))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// Probability strings (`%0.10f` of 1/n), computed once per n.
+#[derive(Default)]
+struct Probabilities(Vec<String>);
+
+impl Probabilities {
+    fn get(&mut self, n: usize) -> &str {
+        while self.0.len() <= n {
+            let k = self.0.len();
+            self.0.push(if k == 0 { String::new() } else { probability(k) });
+        }
+        &self.0[n]
+    }
+}
+
+/// kube-proxy's `computeProbability`: 1/n printed with 10 decimals.
+///
+/// ```
+/// use kpinspect_core::iptables::probability;
+/// assert_eq!(probability(3), "0.3333333333");
+/// assert_eq!(probability(100001), "0.0000099999");
+/// ```
+pub fn probability(n: usize) -> String {
+    format!("{:.10}", 1.0f64 / n as f64)
+}
+
+struct Ctx<'a> {
+    config: &'a ProxyConfig,
+    /// (if-local, if-not-local) match text of the local-traffic detector.
+    detector: Option<(String, String)>,
+    node_ip: Option<IpAddr>,
+    localhost_nfacct: bool,
+    comments: bool,
+    probabilities: Probabilities,
+}
+
+impl Ctx<'_> {
+    fn write_service_port(
+        &mut self,
+        entry: &ServicePortEntry,
+        filter_rules: &mut LineBuffer,
+        nat: &mut RestoreTable,
+        active: &mut HashSet<String>,
+    ) {
+        let info = &entry.info;
+        let eps = &entry.endpoints;
+        let s = info.name.to_kube_string();
+        let p = info.name.protocol.as_str();
+        let port = info.port;
+        let cat = categorize(info, eps, self.config);
+        let suffix = service_port_suffix(&info.name);
+        let cluster_chain = format!("KUBE-SVC-{suffix}");
+        let local_chain = format!("KUBE-SVL-{suffix}");
+        let ext_chain = format!("KUBE-EXT-{suffix}");
+        let fw_chain = format!("KUBE-FW-{suffix}");
+
+        let uses_cluster_chain = !cat.cluster.is_empty() && info.uses_cluster_endpoints();
+        let uses_local_chain = !cat.local.is_empty() && info.uses_local_endpoints();
+        let has_endpoints = cat.has_any;
+        let (internal_chain, has_internal) = if info.internal_policy_local {
+            (&local_chain, has_endpoints && !cat.local.is_empty())
+        } else {
+            (&cluster_chain, has_endpoints)
+        };
+        let (external_policy_chain, has_external) = if info.external_policy_local {
+            (&local_chain, has_endpoints && !cat.local.is_empty())
+        } else {
+            (&cluster_chain, has_endpoints)
+        };
+        let uses_ext_chain = has_endpoints && info.externally_accessible();
+        let uses_fw = has_endpoints
+            && !info.load_balancer_vips.is_empty()
+            && !info.load_balancer_source_ranges.is_empty();
+        let lb_target = if uses_fw { &fw_chain } else { &ext_chain };
+        let (internal_verdict, internal_why) = if !has_endpoints {
+            ("REJECT", "has no endpoints")
+        } else {
+            ("DROP", "has no local endpoints")
+        };
+        let external_verdict = internal_verdict;
+        let external_why = internal_why;
+
+        let fr = filter_rules;
+        let nr = &mut nat.rules;
+        let cip = info.cluster_ip;
+
+        // A1: cluster IP.
+        if has_internal {
+            wln!(nr, "-A KUBE-SERVICES -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_chain}");
+        } else {
+            wln!(fr, "-A KUBE-SERVICES -m comment --comment \"{s} {internal_why}\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_verdict}");
+        }
+        // A2: external IPs.
+        for xip in &info.external_ips {
+            if has_endpoints {
+                wln!(nr, "-A KUBE-SERVICES -m comment --comment \"{s} external IP\" -m {p} -p {p} -d {xip} --dport {port} -j {ext_chain}");
+            }
+            if !has_external {
+                wln!(fr, "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m {p} -p {p} -d {xip} --dport {port} -j {external_verdict}");
+            }
+        }
+        // A3: load-balancer IPs.
+        for lb in &info.load_balancer_vips {
+            if has_endpoints {
+                wln!(nr, "-A KUBE-SERVICES -m comment --comment \"{s} loadbalancer IP\" -m {p} -p {p} -d {lb} --dport {port} -j {lb_target}");
+            }
+            if uses_fw {
+                wln!(fr, "-A KUBE-PROXY-FIREWALL -m comment --comment \"{s} traffic not accepted by {fw_chain}\" -m {p} -p {p} -d {lb} --dport {port} -j DROP");
+            }
+        }
+        // A4: no (local) endpoints for load-balancer IPs.
+        if !has_external {
+            for lb in &info.load_balancer_vips {
+                wln!(fr, "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m {p} -p {p} -d {lb} --dport {port} -j {external_verdict}");
+            }
+        }
+        // A5: node port.
+        let np = info.node_port;
+        if np != 0 {
+            if has_endpoints {
+                if self.localhost_nfacct {
+                    wln!(nr, "-A KUBE-NODEPORTS -m comment --comment {s} -m {p} -p {p} -d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name localhost_nps_accepted_pkts -j {ext_chain}");
+                }
+                wln!(nr, "-A KUBE-NODEPORTS -m comment --comment {s} -m {p} -p {p} --dport {np} -j {ext_chain}");
+            }
+            if !has_external {
+                wln!(fr, "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m addrtype --dst-type LOCAL -m {p} -p {p} --dport {np} -j {external_verdict}");
+            }
+        }
+        // A6: health-check node port.
+        let hc = info.health_check_node_port;
+        if hc != 0 {
+            wln!(fr, "-A KUBE-NODEPORTS -m comment --comment \"{s} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT");
+        }
+
+        // B1: masquerade off-cluster traffic to the cluster IP.
+        if has_internal {
+            if self.config.masquerade_all {
+                wln!(nr, "-A {internal_chain} -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j KUBE-MARK-MASQ");
+            } else if let Some((_, not_local)) = &self.detector {
+                wln!(nr, "-A {internal_chain} -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} {not_local} -j KUBE-MARK-MASQ");
+            }
+        }
+        // B2: the external-destinations chain.
+        if uses_ext_chain {
+            wln!(nat.chains, ":{ext_chain} - [0:0]");
+            active.insert(ext_chain.clone());
+            if !info.external_policy_local {
+                wln!(nr, "-A {ext_chain} -m comment --comment \"masquerade traffic for {s} external destinations\" -j KUBE-MARK-MASQ");
+            } else {
+                if let Some((local, _)) = &self.detector {
+                    wln!(nr, "-A {ext_chain} -m comment --comment \"pod traffic for {s} external destinations\" {local} -j {cluster_chain}");
+                }
+                wln!(nr, "-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {s} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ");
+                wln!(nr, "-A {ext_chain} -m comment --comment \"route LOCAL traffic for {s} external destinations\" -m addrtype --src-type LOCAL -j {cluster_chain}");
+            }
+            if has_external {
+                wln!(nr, "-A {ext_chain} -j {external_policy_chain}");
+            }
+        }
+        // B3: the load-balancer source-range firewall.
+        if uses_fw {
+            wln!(nat.chains, ":{fw_chain} - [0:0]");
+            active.insert(fw_chain.clone());
+            let mut allow_from_node = false;
+            for cidr in &info.load_balancer_source_ranges {
+                wln!(nr, "-A {fw_chain} -m comment --comment \"{s} loadbalancer IP\" -s {cidr} -j {ext_chain}");
+                if self.node_ip.is_some_and(|ip| cidr.contains(&ip)) {
+                    allow_from_node = true;
+                }
+            }
+            if allow_from_node {
+                for lb in &info.load_balancer_vips {
+                    wln!(nr, "-A {fw_chain} -m comment --comment \"{s} loadbalancer IP\" -s {lb} -j {ext_chain}");
+                }
+            }
+            wln!(nr, "-A {fw_chain} -m comment --comment \"other traffic to {s} will be dropped by KUBE-PROXY-FIREWALL\"");
+        }
+
+        // Endpoint chain names, for every endpoint some traffic can reach.
+        let mut sep: Vec<Option<String>> = vec![None; eps.len()];
+        for &i in &cat.all {
+            sep[i] = Some(endpoint_chain(&info.name, &eps[i].endpoint));
+        }
+        let sep_of = |i: usize| -> &str { sep[i].as_deref().unwrap_or_default() };
+
+        // B4/B5: the Cluster and Local dispatch chains.
+        if uses_cluster_chain {
+            wln!(nat.chains, ":{cluster_chain} - [0:0]");
+            active.insert(cluster_chain.clone());
+            self.write_dispatch(nr, &s, &cluster_chain, eps, &cat.cluster, info.session_affinity_timeout, &sep_of);
+        }
+        if uses_local_chain {
+            wln!(nat.chains, ":{local_chain} - [0:0]");
+            active.insert(local_chain.clone());
+            self.write_dispatch(nr, &s, &local_chain, eps, &cat.local, info.session_affinity_timeout, &sep_of);
+        }
+
+        // B6: endpoint chains.
+        let comment = if self.comments { format!(" -m comment --comment {s}") } else { String::new() };
+        for &i in &cat.all {
+            let ep: &EndpointInfo = &eps[i];
+            let chain = sep_of(i);
+            wln!(nat.chains, ":{chain} - [0:0]");
+            active.insert(chain.to_string());
+            wln!(nr, "-A {chain}{comment} -s {} -j KUBE-MARK-MASQ", ep.ip);
+            if info.session_affinity_timeout.is_some() {
+                wln!(nr, "-A {chain}{comment} -m recent --name {chain} --set -m {p} -p {p} -j DNAT --to-destination {}", ep.endpoint);
+            } else {
+                wln!(nr, "-A {chain}{comment} -m {p} -p {p} -j DNAT --to-destination {}", ep.endpoint);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_dispatch<'s>(
+        &mut self,
+        nr: &mut LineBuffer,
+        s: &str,
+        chain: &str,
+        eps: &[EndpointInfo],
+        members: &[usize],
+        affinity: Option<u32>,
+        sep_of: &dyn Fn(usize) -> &'s str,
+    ) {
+        let comments = self.comments;
+        let comment = |ep: &EndpointInfo| {
+            if comments { format!(" -m comment --comment \"{s} -> {}\"", ep.endpoint) } else { String::new() }
+        };
+        if let Some(seconds) = affinity {
+            for &i in members {
+                let target = sep_of(i);
+                wln!(nr, "-A {chain}{} -m recent --name {target} --rcheck --seconds {seconds} --reap -j {target}", comment(&eps[i]));
+            }
+        }
+        let n = members.len();
+        for (k, &i) in members.iter().enumerate() {
+            let target = sep_of(i);
+            if k + 1 < n {
+                let prob = self.probabilities.get(n - k);
+                wln!(nr, "-A {chain}{} -m statistic --mode random --probability {prob} -j {target}", comment(&eps[i]));
+            } else {
+                wln!(nr, "-A {chain}{} -j {target}", comment(&eps[i]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_match_kube_proxy() {
+        let cases = [
+            (1, "1.0000000000"),
+            (2, "0.5000000000"),
+            (10, "0.1000000000"),
+            (100, "0.0100000000"),
+            (1000, "0.0010000000"),
+            (10000, "0.0001000000"),
+            (100000, "0.0000100000"),
+            (100001, "0.0000099999"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(probability(n), want);
+        }
+        let mut prev = probability(2);
+        for n in 3..=100000 {
+            let cur = probability(n);
+            assert!(cur < prev, "probability({n}) = {cur} not below {prev}");
+            prev = cur;
+        }
+    }
+}

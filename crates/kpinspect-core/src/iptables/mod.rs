@@ -1,0 +1,14 @@
+//! kube-proxy's iptables mode: chain names, the compiler, restore text, and
+//! the helpers kube-proxy's own tests use to compare and check dumps.
+
+mod check;
+pub mod dump;
+mod compile;
+pub mod names;
+mod normalize;
+mod restore;
+
+pub use check::{JumpError, check_rule_jumps};
+pub use compile::{compile, compile_sync, probability};
+pub use normalize::{NormalizeError, sort_iptables_rules, sort_iptables_rules_by_service};
+pub use restore::{LineBuffer, Restore, RestoreTable};

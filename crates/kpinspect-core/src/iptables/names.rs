@@ -1,0 +1,86 @@
+//! kube-proxy's chain names: `KUBE-SVC-`, `KUBE-SVL-`, `KUBE-EXT-`, `KUBE-FW-`
+//! and `KUBE-SEP-` followed by 16 characters of base32(sha256(...)).
+
+use data_encoding::BASE32;
+use sha2::{Digest, Sha256};
+
+use crate::proxy::ServicePortName;
+
+/// The 16-character hash suffix of `input`.
+///
+/// ```
+/// use kpinspect_core::iptables::names::hash_suffix;
+/// assert_eq!(hash_suffix("default/kubernetes:httpstcp"), "NPX46M4PTMTKRN6Y");
+/// ```
+pub fn hash_suffix(input: &str) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    let mut encoded = BASE32.encode(&digest);
+    encoded.truncate(16);
+    encoded
+}
+
+/// The suffix shared by a service port's SVC, SVL, EXT and FW chains:
+/// hash of `ns/name:port` + lower-case protocol.
+pub fn service_port_suffix(name: &ServicePortName) -> String {
+    hash_suffix(&format!("{}{}", name.to_kube_string(), name.protocol.as_str()))
+}
+
+/// `KUBE-SEP-` chain of an endpoint (`ip:port`) of a service port.
+pub fn endpoint_chain(name: &ServicePortName, endpoint: &str) -> String {
+    format!(
+        "KUBE-SEP-{}",
+        hash_suffix(&format!("{}{}{}", name.to_kube_string(), name.protocol.as_str(), endpoint))
+    )
+}
+
+/// Prefixes of the per-service chains kube-proxy's iptables mode creates and
+/// deletes when stale.
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] =
+    ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"];
+
+/// Whether `chain` is a per-service chain of the current iptables mode.
+pub fn is_service_chain(chain: &str) -> bool {
+    SERVICE_CHAIN_PREFIXES.iter().any(|p| chain.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of verified hashes in the iptables-mode reference (§1.5).
+    #[test]
+    fn known_hashes() {
+        let cases = [
+            ("ns1/svc1:p80tcp", "XPGD46QRK7WJZT7O"),
+            ("ns2/svc2:p80tcp", "GNZBNJ2PO5MGZ6GT"),
+            ("ns2/svc2:p8080tcp", "2VJB64SDSIJUP5T6"),
+            ("ns5/svc5:p80tcp", "NUKIZ6OKUXPJNT4C"),
+            ("ns4/svc4:p8082tcp", "EBDQOQU5SJFXRIL3"),
+            ("ns1/svc1tcp", "AQI2S6QIMU7PVVRP"),
+            ("ns1/svc1:p80udp", "OJWW7NSBVZTDHXNW"),
+            ("ns1/svc1:p80sctp", "GFCIFIA5VTFSTMSM"),
+            ("kube-system/kube-dns:dnsudp", "TCOU7JCQXEZGVUNU"),
+            ("kube-system/kube-dns:dns-tcptcp", "ERIFXISQEP7F7OF4"),
+            ("ns1/svc1:p80tcp10.180.0.1:80", "SXIVWICOYRO3J4NJ"),
+            ("ns5/svc5:p80tcp10.180.0.3:80", "I77PXRDZVX7PMWMN"),
+            ("ns1/svc1:p80tcp10.0.0.0:80", "DKGQUZGBKLTPAR56"),
+            ("ns3/svc3:p8081tcp203.0.113.4:8081", "RUVVH7YV3PHQBDOS"),
+            ("ns1/svc1:p80tcp[fd00:10:180::1]:80", "OGYCNMB4EMRUSJ6N"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(hash_suffix(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn sep_chain() {
+        let name = ServicePortName {
+            namespace: "ns1".into(),
+            name: "svc1".into(),
+            port: "p80".into(),
+            protocol: crate::model::Protocol::Tcp,
+        };
+        assert_eq!(endpoint_chain(&name, "10.180.0.1:80"), "KUBE-SEP-SXIVWICOYRO3J4NJ");
+        assert_eq!(service_port_suffix(&name), "XPGD46QRK7WJZT7O");
+    }
+}

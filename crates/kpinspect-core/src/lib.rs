@@ -1,0 +1,59 @@
+//! # kpinspect-core
+//!
+//! The pure core of kpinspect: what kube-proxy programs on a Linux node,
+//! computed from values, with no I/O. It holds
+//!
+//! * [`model`]: validated Services and EndpointSlices;
+//! * [`config`]: the node's kube-proxy configuration and host facts;
+//! * [`proxy`]: what one proxier (one IP family) sees — service ports,
+//!   endpoints and kube-proxy's endpoint selection;
+//! * [`iptables`]: the iptables-mode compiler, chain names, restore text,
+//!   and kube-proxy's test normaliser and jump checker.
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use kpinspect_core::model::*;
+//! use kpinspect_core::{config::ProxyConfig, iptables, net::IpFamily, proxy::ProxyState};
+//!
+//! let svc = Service {
+//!     namespace: "ns1".into(),
+//!     name: "svc1".into(),
+//!     service_type: ServiceType::ClusterIp,
+//!     cluster_ips: vec!["172.30.0.41".parse().unwrap()],
+//!     ports: vec![ServicePort { name: "p80".into(), protocol: Protocol::Tcp, port: 80, node_port: 0 }],
+//!     external_ips: vec![],
+//!     has_external_ips: false,
+//!     load_balancer_ingress: vec![],
+//!     load_balancer_source_ranges: vec![],
+//!     external_traffic_policy: TrafficPolicy::Cluster,
+//!     internal_traffic_policy: TrafficPolicy::Cluster,
+//!     health_check_node_port: 0,
+//!     session_affinity_timeout: None,
+//! };
+//! let slice = EndpointSlice {
+//!     namespace: "ns1".into(),
+//!     name: "svc1-abc".into(),
+//!     service_name: "svc1".into(),
+//!     address_type: AddressType::Ipv4,
+//!     ports: vec![EndpointPort { name: Some("p80".into()), port: Some(80), protocol: Protocol::Tcp }],
+//!     endpoints: vec![Endpoint {
+//!         address: Some("10.180.0.1".parse::<IpAddr>().unwrap()),
+//!         ready: true, serving: true, terminating: false,
+//!         node_name: None, zone_hints: vec![], node_hints: vec![],
+//!     }],
+//! };
+//! let cluster = Cluster { services: vec![svc], endpoint_slices: vec![slice] };
+//! let config = ProxyConfig { cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()], ..Default::default() };
+//! let state = ProxyState::build(&cluster, &config, IpFamily::V4);
+//! let text = iptables::compile(&state, &config).render();
+//! assert!(text.contains(
+//!     "-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80\n"
+//! ));
+//! assert!(iptables::check_rule_jumps(&text).is_empty());
+//! ```
+
+pub mod config;
+pub mod iptables;
+pub mod model;
+pub mod net;
+pub mod proxy;

@@ -1,0 +1,413 @@
+//! What one kube-proxy proxier (one IP family) sees: service ports with their
+//! endpoints, and the endpoint selection kube-proxy applies (traffic
+//! policies, topology hints, the terminating fallback).
+//!
+//! This is the shared front half of every mode's compiler; it corresponds to
+//! kube-proxy's service and endpoints change trackers and
+//! `CategorizeEndpoints`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use crate::config::ProxyConfig;
+use crate::model::{Cluster, IpMode, Protocol, Service};
+use crate::net::{IpFamily, IpNet, join_host_port};
+
+/// The identity of a service port: `namespace/name[:port]` plus protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ServicePortName {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// Port name (may be empty).
+    pub port: String,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+impl ServicePortName {
+    /// kube-proxy's string form: `ns/name:port`, or `ns/name` for an unnamed
+    /// port. Used in every comment and in chain-name hashes.
+    pub fn to_kube_string(&self) -> String {
+        if self.port.is_empty() {
+            format!("{}/{}", self.namespace, self.name)
+        } else {
+            format!("{}/{}:{}", self.namespace, self.name, self.port)
+        }
+    }
+}
+
+/// One service port as a proxier of one family sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServicePortInfo {
+    /// Identity.
+    pub name: ServicePortName,
+    /// The cluster IP of this family.
+    pub cluster_ip: IpAddr,
+    /// The service port.
+    pub port: u16,
+    /// The node port, 0 for none.
+    pub node_port: u16,
+    /// External IPs of this family, in order.
+    pub external_ips: Vec<IpAddr>,
+    /// Load-balancer ingress IPs of this family with `ipMode: VIP`, in order.
+    pub load_balancer_vips: Vec<IpAddr>,
+    /// `loadBalancerSourceRanges` of this family, in order.
+    pub load_balancer_source_ranges: Vec<IpNet>,
+    /// `externalTrafficPolicy: Local` on an externally accessible service.
+    pub external_policy_local: bool,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_policy_local: bool,
+    /// The health-check node port (LoadBalancer with eTP Local), 0 for none.
+    pub health_check_node_port: u16,
+    /// ClientIP affinity timeout, if affinity is on.
+    pub session_affinity_timeout: Option<u32>,
+}
+
+impl ServicePortInfo {
+    /// Whether traffic can reach this port from outside the cluster network:
+    /// a node port, a load-balancer IP or an external IP.
+    pub fn externally_accessible(&self) -> bool {
+        self.node_port != 0 || !self.load_balancer_vips.is_empty() || !self.external_ips.is_empty()
+    }
+
+    /// Whether some traffic uses the "Cluster" endpoint set.
+    pub fn uses_cluster_endpoints(&self) -> bool {
+        !self.internal_policy_local || self.externally_accessible()
+    }
+
+    /// Whether some traffic uses the "Local" endpoint set.
+    pub fn uses_local_endpoints(&self) -> bool {
+        self.internal_policy_local || (self.external_policy_local && self.externally_accessible())
+    }
+}
+
+/// One endpoint of a service port.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointInfo {
+    /// Endpoint IP.
+    pub ip: IpAddr,
+    /// Target port.
+    pub port: u16,
+    /// `ip:port` (`[ip]:port` for IPv6): kube-proxy's sort and hash key.
+    pub endpoint: String,
+    /// Ready.
+    pub ready: bool,
+    /// Serving.
+    pub serving: bool,
+    /// Terminating.
+    pub terminating: bool,
+    /// On this node.
+    pub local: bool,
+    /// Zone hints.
+    pub zone_hints: Vec<String>,
+    /// Node hints.
+    pub node_hints: Vec<String>,
+}
+
+/// A service port with all of its endpoints (sorted by `ip:port`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServicePortEntry {
+    /// The service port.
+    pub info: ServicePortInfo,
+    /// Its endpoints, in kube-proxy's order.
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+/// Something kube-proxy would skip or log, with the object it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Notice {
+    /// `namespace/name` of the object.
+    pub object: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The proxier's complete view for one IP family.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyState {
+    /// The IP family.
+    pub family: IpFamily,
+    /// Service ports, sorted by service-port name then protocol.
+    pub ports: Vec<ServicePortEntry>,
+    /// Things kube-proxy would log or skip.
+    pub notices: Vec<Notice>,
+}
+
+impl ProxyState {
+    /// Builds the view of `family` from the cluster objects, like kube-proxy's
+    /// change trackers do.
+    pub fn build(cluster: &Cluster, config: &ProxyConfig, family: IpFamily) -> ProxyState {
+        let mut notices = Vec::new();
+        let endpoints = build_endpoints(cluster, config, family);
+        let mut ports = Vec::new();
+        for svc in &cluster.services {
+            for info in service_port_infos(svc, family, &mut notices) {
+                let eps = endpoints.get(&info.name).cloned().unwrap_or_default();
+                ports.push(ServicePortEntry { info, endpoints: eps });
+            }
+        }
+        ports.sort_by(|a, b| {
+            (a.info.name.to_kube_string(), a.info.name.protocol)
+                .cmp(&(b.info.name.to_kube_string(), b.info.name.protocol))
+        });
+        ports.dedup_by(|a, b| a.info.name == b.info.name);
+        ProxyState { family, ports, notices }
+    }
+
+    /// The number of endpoints of all service ports (kube-proxy's
+    /// large-cluster test counts these).
+    pub fn total_endpoints(&self) -> usize {
+        self.ports.iter().map(|p| p.endpoints.len()).sum()
+    }
+}
+
+/// The per-family service ports of one Service (none for headless,
+/// ExternalName, or a service without a cluster IP of this family).
+pub fn service_port_infos(
+    svc: &Service,
+    family: IpFamily,
+    notices: &mut Vec<Notice>,
+) -> Vec<ServicePortInfo> {
+    use crate::model::ServiceType;
+    if svc.service_type == ServiceType::ExternalName {
+        return Vec::new();
+    }
+    let Some(cluster_ip) = svc.cluster_ip(family) else {
+        return Vec::new();
+    };
+    let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
+        ips.iter().copied().filter(|ip| IpFamily::of(ip) == family).collect()
+    };
+    let external_ips = of_family(&svc.external_ips);
+    let mut load_balancer_vips = Vec::new();
+    for ing in &svc.load_balancer_ingress {
+        if ing.ip_mode == IpMode::Proxy {
+            continue;
+        }
+        if IpFamily::of(&ing.ip) == family {
+            load_balancer_vips.push(ing.ip);
+        }
+    }
+    let mut load_balancer_source_ranges: Vec<IpNet> = svc
+        .load_balancer_source_ranges
+        .iter()
+        .copied()
+        .filter(|n| IpFamily::of_net(n) == family)
+        .collect();
+    // A /0 range allows everything: kube-proxy then writes no firewall.
+    if load_balancer_source_ranges.iter().any(|n| n.prefix_len() == 0) {
+        load_balancer_source_ranges.clear();
+    }
+    let external_policy_local = svc.external_policy_local();
+    let health_check_node_port = if svc.service_type == crate::model::ServiceType::LoadBalancer
+        && external_policy_local
+    {
+        if svc.health_check_node_port == 0 {
+            notices.push(Notice {
+                object: svc.key(),
+                message: "service has no healthcheck nodeport".into(),
+            });
+        }
+        svc.health_check_node_port
+    } else {
+        0
+    };
+    svc.ports
+        .iter()
+        .map(|p| ServicePortInfo {
+            name: ServicePortName {
+                namespace: svc.namespace.clone(),
+                name: svc.name.clone(),
+                port: p.name.clone(),
+                protocol: p.protocol,
+            },
+            cluster_ip,
+            port: p.port,
+            node_port: p.node_port,
+            external_ips: external_ips.clone(),
+            load_balancer_vips: load_balancer_vips.clone(),
+            load_balancer_source_ranges: load_balancer_source_ranges.clone(),
+            external_policy_local,
+            internal_policy_local: svc.internal_policy_local(),
+            health_check_node_port,
+            session_affinity_timeout: svc.session_affinity_timeout,
+        })
+        .collect()
+}
+
+/// Endpoints per service port from the EndpointSlices of `family`: the
+/// first address of each endpoint, merged over slices (a later copy wins
+/// unless it is terminating; slices are visited in name order),
+/// sorted by `ip:port` bytewise.
+fn build_endpoints(
+    cluster: &Cluster,
+    config: &ProxyConfig,
+    family: IpFamily,
+) -> HashMap<ServicePortName, Vec<EndpointInfo>> {
+    let mut by_port: BTreeMap<ServicePortName, BTreeMap<String, EndpointInfo>> = BTreeMap::new();
+    let mut slices: Vec<_> = cluster
+        .endpoint_slices
+        .iter()
+        .filter(|s| s.address_type.family() == Some(family))
+        .collect();
+    slices.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for slice in slices {
+        for port in &slice.ports {
+            let (Some(port_name), Some(port_num)) = (&port.name, port.port) else {
+                continue;
+            };
+            let key = ServicePortName {
+                namespace: slice.namespace.clone(),
+                name: slice.service_name.clone(),
+                port: port_name.clone(),
+                protocol: port.protocol,
+            };
+            let set = by_port.entry(key).or_default();
+            for ep in &slice.endpoints {
+                let Some(ip) = ep.address else { continue };
+                if IpFamily::of(&ip) != family {
+                    continue;
+                }
+                let local = ep.node_name.as_deref() == Some(config.node_name.as_str())
+                    && !config.node_name.is_empty();
+                let info = EndpointInfo {
+                    ip,
+                    port: port_num,
+                    endpoint: join_host_port(&ip, port_num),
+                    ready: ep.ready,
+                    serving: ep.serving,
+                    terminating: ep.terminating,
+                    local,
+                    zone_hints: ep.zone_hints.clone(),
+                    node_hints: ep.node_hints.clone(),
+                };
+                // A later copy replaces an earlier one unless it is terminating.
+                if !set.contains_key(&info.endpoint) || !info.terminating {
+                    set.insert(info.endpoint.clone(), info);
+                }
+            }
+        }
+    }
+    by_port
+        .into_iter()
+        .map(|(k, set)| (k, set.into_values().collect()))
+        .collect()
+}
+
+/// The endpoint sets kube-proxy derives for one service port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Categorized {
+    /// Indices of endpoints for "Cluster" traffic policy.
+    pub cluster: Vec<usize>,
+    /// Indices of endpoints for "Local" traffic policy.
+    pub local: Vec<usize>,
+    /// Indices of every endpoint some traffic can reach (each gets a SEP chain).
+    pub all: Vec<usize>,
+    /// Whether any traffic has somewhere to go.
+    pub has_any: bool,
+}
+
+/// kube-proxy's `CategorizeEndpoints` over `eps` (sorted by `ip:port`).
+pub fn categorize(info: &ServicePortInfo, eps: &[EndpointInfo], config: &ProxyConfig) -> Categorized {
+    let mut out = Categorized::default();
+    if eps.is_empty() {
+        return out;
+    }
+    let filter = |f: &dyn Fn(&EndpointInfo) -> bool| -> Vec<usize> {
+        eps.iter().enumerate().filter(|(_, e)| f(e)).map(|(i, _)| i).collect()
+    };
+    let mut topology = Topology::None;
+    if info.uses_cluster_endpoints() {
+        topology = topology_mode(eps, config);
+        out.cluster = filter(&|e| e.ready && topology.allows(e, config));
+        if out.cluster.is_empty() {
+            out.cluster = filter(&|e| e.serving && e.terminating);
+        }
+        out.has_any = !out.cluster.is_empty();
+    }
+    if !info.uses_local_endpoints() {
+        out.all = out.cluster.clone();
+        return out;
+    }
+    let mut local_ready = false;
+    let mut local_serving_terminating = false;
+    for e in eps {
+        if e.ready {
+            out.has_any = true;
+            local_ready |= e.local;
+        } else if e.serving && e.terminating {
+            out.has_any = true;
+            local_serving_terminating |= e.local;
+        }
+    }
+    let mut fallback = false;
+    if local_ready {
+        out.local = filter(&|e| e.ready && e.local);
+    } else if local_serving_terminating {
+        fallback = true;
+        out.local = filter(&|e| e.serving && e.terminating && e.local);
+    }
+    if !info.uses_cluster_endpoints() {
+        out.all = out.local.clone();
+        return out;
+    }
+    if topology == Topology::None && !fallback {
+        out.all = out.cluster.clone();
+        return out;
+    }
+    // kube-proxy merges the two through a map (random order); kpinspect keeps
+    // the `ip:port` order so output is reproducible.
+    let mut all: Vec<usize> = out.cluster.iter().chain(out.local.iter()).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    out.all = all;
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    None,
+    SameNode,
+    SameZone,
+}
+
+impl Topology {
+    fn allows(self, e: &EndpointInfo, config: &ProxyConfig) -> bool {
+        match self {
+            Topology::None => true,
+            Topology::SameNode => e.node_hints.iter().any(|n| *n == config.node_name),
+            Topology::SameZone => match &config.node_zone {
+                Some(z) => e.zone_hints.iter().any(|h| h == z),
+                None => false,
+            },
+        }
+    }
+}
+
+fn topology_mode(eps: &[EndpointInfo], config: &ProxyConfig) -> Topology {
+    let mut has_for_node = false;
+    let mut all_node_hints = true;
+    let mut has_for_zone = false;
+    let mut all_zone_hints = true;
+    for e in eps.iter().filter(|e| e.ready) {
+        if e.node_hints.is_empty() {
+            all_node_hints = false;
+        } else if e.node_hints.iter().any(|n| *n == config.node_name) {
+            has_for_node = true;
+        }
+        if e.zone_hints.is_empty() {
+            all_zone_hints = false;
+        } else if config.node_zone.as_ref().is_some_and(|z| e.zone_hints.contains(z)) {
+            has_for_zone = true;
+        }
+    }
+    if config.prefer_same_traffic_distribution && all_node_hints && has_for_node {
+        return Topology::SameNode;
+    }
+    if all_zone_hints && has_for_zone {
+        return Topology::SameZone;
+    }
+    Topology::None
+}

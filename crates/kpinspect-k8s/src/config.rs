@@ -1,0 +1,216 @@
+//! The node's `KubeProxyConfiguration` (kubeproxy.config.k8s.io/v1alpha1),
+//! as found in the `kube-proxy` ConfigMap.
+
+use std::collections::BTreeMap;
+
+use kpinspect_core::config::{DetectLocal, ProxyConfig, ProxyMode};
+use kpinspect_core::net::parse_cidr_sloppy;
+use serde::Deserialize;
+
+use crate::error::{Ctx, LoadError};
+use crate::objects::parse_documents;
+
+/// The fields of `KubeProxyConfiguration` kpinspect honours. Unknown fields
+/// are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KubeProxyConfiguration {
+    /// `mode`.
+    pub mode: Option<String>,
+    /// `clusterCIDR` (comma-separated, one per family).
+    #[serde(rename = "clusterCIDR")]
+    pub cluster_cidr: Option<String>,
+    /// `detectLocalMode`.
+    pub detect_local_mode: Option<String>,
+    /// `detectLocal`.
+    pub detect_local: Option<DetectLocalConfiguration>,
+    /// `hostnameOverride`.
+    pub hostname_override: Option<String>,
+    /// `iptables`.
+    pub iptables: Option<IptablesConfiguration>,
+    /// `ipvs`.
+    pub ipvs: Option<IpvsConfiguration>,
+    /// `nodePortAddresses`.
+    pub node_port_addresses: Option<Vec<String>>,
+    /// `conntrack`.
+    pub conntrack: Option<ConntrackConfiguration>,
+    /// `featureGates`.
+    pub feature_gates: Option<BTreeMap<String, bool>>,
+}
+
+/// `detectLocal`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DetectLocalConfiguration {
+    /// `bridgeInterface`.
+    pub bridge_interface: Option<String>,
+    /// `interfaceNamePrefix`.
+    pub interface_name_prefix: Option<String>,
+}
+
+/// `iptables`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IptablesConfiguration {
+    /// `masqueradeBit` (default 14).
+    pub masquerade_bit: Option<i64>,
+    /// `masqueradeAll`.
+    pub masquerade_all: Option<bool>,
+    /// `localhostNodePorts` (default true).
+    pub localhost_node_ports: Option<bool>,
+}
+
+/// `ipvs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IpvsConfiguration {
+    /// `scheduler`.
+    pub scheduler: Option<String>,
+    /// `strictARP`.
+    #[serde(rename = "strictARP")]
+    pub strict_arp: Option<bool>,
+    /// `excludeCIDRs`.
+    #[serde(rename = "excludeCIDRs")]
+    pub exclude_cidrs: Option<Vec<String>>,
+}
+
+/// `conntrack`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConntrackConfiguration {
+    /// `tcpBeLiberal`.
+    pub tcp_be_liberal: Option<bool>,
+}
+
+/// Reads a `KubeProxyConfiguration`, or the `kube-proxy` ConfigMap holding
+/// one under `data["config.conf"]`.
+///
+/// ```
+/// let text = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: 10.244.0.0/16\n";
+/// let kpc = kpinspect_k8s::parse_kube_proxy_config(text, "kube-proxy.yaml").unwrap();
+/// let mut config = kpinspect_core::config::ProxyConfig::default();
+/// kpc.apply_to(&mut config, "kube-proxy.yaml").unwrap();
+/// assert_eq!(config.mode, kpinspect_core::config::ProxyMode::Ipvs);
+/// assert_eq!(config.cluster_cidrs[0].to_string(), "10.244.0.0/16");
+/// ```
+pub fn parse_kube_proxy_config(text: &str, file: &str) -> Result<KubeProxyConfiguration, LoadError> {
+    let docs = parse_documents(text, file)?;
+    let mut docs = docs.into_iter().filter(|d| !d.is_null());
+    let doc = docs.next().ok_or_else(|| LoadError {
+        file: file.into(),
+        object: None,
+        field: None,
+        message: "empty: expected a KubeProxyConfiguration".into(),
+    })?;
+    let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    match kind {
+        "ConfigMap" => {
+            let name = doc.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("?");
+            let ctx = Ctx { file, object: format!("ConfigMap {name}") };
+            let conf = doc
+                .pointer("/data/config.conf")
+                .and_then(|c| c.as_str())
+                .ok_or_else(|| ctx.error("data[config.conf]", "missing: not a kube-proxy ConfigMap"))?;
+            let inner = format!("{file} (ConfigMap {name} data[config.conf])");
+            parse_kube_proxy_config(conf, &inner)
+        }
+        "KubeProxyConfiguration" => {
+            let ctx = Ctx { file, object: "KubeProxyConfiguration".into() };
+            let api = doc.get("apiVersion").and_then(|a| a.as_str()).unwrap_or("");
+            if !api.starts_with("kubeproxy.config.k8s.io/") {
+                return Err(ctx.error("apiVersion", format!("{api:?} is not kubeproxy.config.k8s.io/v1alpha1")));
+            }
+            serde_path_to_error::deserialize(doc).map_err(|e| {
+                let path = e.path().to_string();
+                ctx.error(if path == "." { String::new() } else { path }, e.into_inner().to_string())
+            })
+        }
+        other => Err(LoadError {
+            file: file.into(),
+            object: None,
+            field: Some("kind".into()),
+            message: format!("{other:?} is not a KubeProxyConfiguration or kube-proxy ConfigMap"),
+        }),
+    }
+}
+
+impl KubeProxyConfiguration {
+    /// Writes the configuration into `config`, validating values the way
+    /// kube-proxy's own validation would reject them.
+    pub fn apply_to(&self, config: &mut ProxyConfig, file: &str) -> Result<(), LoadError> {
+        let ctx = Ctx { file, object: "KubeProxyConfiguration".into() };
+        if let Some(mode) = &self.mode {
+            config.mode = match mode.as_str() {
+                "" | "iptables" => ProxyMode::Iptables,
+                "ipvs" => ProxyMode::Ipvs,
+                "nftables" => ProxyMode::Nftables,
+                other => return Err(ctx.error("mode", format!("unknown mode {other:?} (expected iptables, ipvs or nftables)"))),
+            };
+        }
+        if let Some(cidrs) = self.cluster_cidr.as_deref().filter(|c| !c.trim().is_empty()) {
+            config.cluster_cidrs = parse_cidr_list(cidrs.split(','), &ctx, "clusterCIDR")?;
+        }
+        let detect = self.detect_local.clone().unwrap_or_default();
+        config.detect_local = match self.detect_local_mode.as_deref().unwrap_or("") {
+            "" | "ClusterCIDR" => DetectLocal::ClusterCidr,
+            "NodeCIDR" => DetectLocal::NodeCidr,
+            "BridgeInterface" => DetectLocal::BridgeInterface(detect.bridge_interface.clone().filter(|s| !s.is_empty()).ok_or_else(|| ctx.error("detectLocal.bridgeInterface", "required by detectLocalMode BridgeInterface"))?),
+            "InterfaceNamePrefix" => DetectLocal::InterfaceNamePrefix(detect.interface_name_prefix.clone().filter(|s| !s.is_empty()).ok_or_else(|| ctx.error("detectLocal.interfaceNamePrefix", "required by detectLocalMode InterfaceNamePrefix"))?),
+            other => return Err(ctx.error("detectLocalMode", format!("unknown mode {other:?} (expected ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix)"))),
+        };
+        if let Some(host) = self.hostname_override.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+            config.node_name = host.to_lowercase();
+        }
+        if let Some(ipt) = &self.iptables {
+            if let Some(bit) = ipt.masquerade_bit {
+                if !(0..=31).contains(&bit) {
+                    return Err(ctx.error("iptables.masqueradeBit", format!("{bit} is out of range (0-31)")));
+                }
+                config.masquerade_bit = bit as u32;
+            }
+            if let Some(all) = ipt.masquerade_all {
+                config.masquerade_all = all;
+            }
+            if let Some(l) = ipt.localhost_node_ports {
+                config.localhost_node_ports = l;
+            }
+        }
+        if let Some(addrs) = &self.node_port_addresses {
+            let primary = addrs.len() == 1 && addrs[0] == "primary";
+            if !primary {
+                parse_cidr_list(addrs.iter().map(String::as_str), &ctx, "nodePortAddresses")?;
+            }
+            config.node_port_addresses = addrs.clone();
+        }
+        if let Some(ct) = &self.conntrack {
+            config.tcp_be_liberal = ct.tcp_be_liberal.unwrap_or(false);
+        }
+        if let Some(ipvs) = &self.ipvs {
+            config.ipvs_scheduler = ipvs.scheduler.clone().unwrap_or_default();
+            config.ipvs_strict_arp = ipvs.strict_arp.unwrap_or(false);
+            if let Some(ex) = &ipvs.exclude_cidrs {
+                config.ipvs_exclude_cidrs = parse_cidr_list(ex.iter().map(String::as_str), &ctx, "ipvs.excludeCIDRs")?;
+            }
+        }
+        if let Some(gates) = &self.feature_gates
+            && let Some(on) = gates.get("PreferSameTrafficDistribution")
+        {
+            config.prefer_same_traffic_distribution = *on;
+        }
+        Ok(())
+    }
+}
+
+fn parse_cidr_list<'a>(
+    items: impl Iterator<Item = &'a str>,
+    ctx: &Ctx<'_>,
+    field: &str,
+) -> Result<Vec<kpinspect_core::net::IpNet>, LoadError> {
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
+        let net = parse_cidr_sloppy(item.trim())
+            .ok_or_else(|| ctx.error(format!("{field}[{i}]"), format!("invalid CIDR {item:?}")))?;
+        out.push(net);
+    }
+    Ok(out)
+}

@@ -1,0 +1,33 @@
+//! # kpinspect-k8s
+//!
+//! The Kubernetes input edge of kpinspect: reads what users already have —
+//! `kubectl get svc,endpointslices -A -o yaml|json` output and the node's
+//! `KubeProxyConfiguration` — into the validated values of
+//! [`kpinspect_core`]. It takes text, not files: reading is the caller's job.
+//!
+//! Bad input is an error naming the file, the object and the field; input
+//! that kube-proxy itself would skip (an external IP that does not parse,
+//! say) is skipped and reported as a [`Warning`].
+//!
+//! ```
+//! let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+//!             spec: {clusterIP: 10.96.0.10, ports: [{port: 80, protocol: HTTP}]}\n";
+//! let err = kpinspect_k8s::load_objects(yaml, "svc.yaml").unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "svc.yaml: Service default/web: spec.ports[0].protocol: unknown protocol \"HTTP\" (expected TCP, UDP or SCTP)"
+//! );
+//! ```
+
+mod config;
+mod error;
+mod objects;
+
+pub use config::{
+    ConntrackConfiguration, DetectLocalConfiguration, IptablesConfiguration, IpvsConfiguration,
+    KubeProxyConfiguration, parse_kube_proxy_config,
+};
+pub use error::{LoadError, Warning};
+pub use objects::{
+    HEADLESS_LABEL, Loaded, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, SKIP_MIRROR_LABEL, load_objects,
+};

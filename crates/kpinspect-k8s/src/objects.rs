@@ -1,0 +1,534 @@
+//! `kubectl get svc,endpointslices -A -o yaml|json` output to a [`Cluster`].
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
+use kpinspect_core::model::{
+    AddressType, Cluster, Endpoint, EndpointPort, EndpointSlice, IpMode, LoadBalancerIngress,
+    Protocol, Service, ServicePort, ServiceType, TrafficPolicy,
+};
+use kpinspect_core::net::{IpFamily, parse_cidr_sloppy, parse_ip_sloppy};
+use serde_json::Value;
+
+use crate::error::{Ctx, LoadError, Warning};
+
+/// The label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Objects with this label belong to another service proxy; kube-proxy ignores them.
+pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+/// Objects with this label are headless; kube-proxy ignores them.
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+/// Legacy Endpoints with this label are not mirrored to EndpointSlices.
+pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
+
+/// Objects read from input files, plus what was skipped on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// The objects.
+    pub cluster: Cluster,
+    /// Legacy `v1 Endpoints`, converted later (they only count for Services
+    /// without EndpointSlices; see [`Loaded::finish`]).
+    pub legacy_endpoints: Vec<EndpointSlice>,
+    /// What kube-proxy would skip, and kpinspect skipped.
+    pub warnings: Vec<Warning>,
+}
+
+impl Loaded {
+    /// Adds the objects of another file.
+    pub fn extend(&mut self, other: Loaded) {
+        self.cluster.extend(other.cluster);
+        self.legacy_endpoints.extend(other.legacy_endpoints);
+        self.warnings.extend(other.warnings);
+    }
+
+    /// Resolves legacy Endpoints: the EndpointSlice mirroring controller
+    /// mirrors them only for Services without a selector, and a Service
+    /// that already has EndpointSlices uses those. Returns the cluster.
+    pub fn finish(mut self) -> (Cluster, Vec<Warning>) {
+        for slice in std::mem::take(&mut self.legacy_endpoints) {
+            let has_slices = self.cluster.endpoint_slices.iter().any(|s| {
+                s.namespace == slice.namespace && s.service_name == slice.service_name && !s.name.starts_with("endpoints/")
+            });
+            if has_slices {
+                continue;
+            }
+            self.cluster.endpoint_slices.push(slice);
+        }
+        (self.cluster, self.warnings)
+    }
+}
+
+/// Reads one input file: YAML (one or many documents) or JSON; objects of
+/// kind `Service`, `EndpointSlice`, `Endpoints`, and lists of them.
+///
+/// ```
+/// let text = r#"
+/// apiVersion: v1
+/// kind: Service
+/// metadata: {name: web, namespace: default}
+/// spec:
+///   clusterIP: 10.96.0.10
+///   ports: [{name: http, port: 80, protocol: TCP}]
+/// ---
+/// apiVersion: discovery.k8s.io/v1
+/// kind: EndpointSlice
+/// metadata:
+///   name: web-abcde
+///   namespace: default
+///   labels: {kubernetes.io/service-name: web}
+/// addressType: IPv4
+/// endpoints: [{addresses: [10.244.0.5]}]
+/// ports: [{name: http, port: 8000, protocol: TCP}]
+/// "#;
+/// let loaded = kpinspect_k8s::load_objects(text, "web.yaml").unwrap();
+/// let (cluster, warnings) = loaded.finish();
+/// assert_eq!(cluster.services[0].key(), "default/web");
+/// assert_eq!(cluster.endpoint_slices[0].endpoints.len(), 1);
+/// assert!(warnings.is_empty());
+/// ```
+pub fn load_objects(text: &str, file: &str) -> Result<Loaded, LoadError> {
+    let docs = parse_documents(text, file)?;
+    let mut loaded = Loaded::default();
+    for (i, doc) in docs.into_iter().enumerate() {
+        if doc.is_null() {
+            continue;
+        }
+        load_value(doc, file, &format!("document {}", i + 1), &mut loaded)?;
+    }
+    Ok(loaded)
+}
+
+/// Parses YAML or JSON text into documents.
+pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, LoadError> {
+    let trimmed = text.trim_start();
+    let err = |message: String| LoadError { file: file.to_string(), object: None, field: None, message };
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        // JSON: one value, or several concatenated (as `kubectl get -o json` of
+        // several resources never does, but `cat a.json b.json` might).
+        let mut out = Vec::new();
+        for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+            out.push(v.map_err(|e| err(format!("invalid JSON: {e}")))?);
+        }
+        return Ok(out);
+    }
+    serde_saphyr::from_multiple::<Value>(text).map_err(|e| err(format!("invalid YAML: {e}")))
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+fn describe(v: &Value, kind: &str, fallback: &str) -> String {
+    let name = str_at(v, &["metadata", "name"]);
+    let ns = str_at(v, &["metadata", "namespace"]);
+    match (ns, name) {
+        (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
+        (None, Some(name)) => format!("{kind} {name}"),
+        _ => format!("{kind} in {fallback}"),
+    }
+}
+
+fn load_value(v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<(), LoadError> {
+    let top = Ctx { file, object: where_.to_string() };
+    if !v.is_object() {
+        return Err(top.error("", "expected a Kubernetes object (a mapping with apiVersion and kind)"));
+    }
+    let kind = str_at(&v, &["kind"]).ok_or_else(|| top.error("kind", "missing"))?.to_string();
+    let api_version = str_at(&v, &["apiVersion"]).unwrap_or("").to_string();
+    let ctx = Ctx { file, object: describe(&v, &kind, where_) };
+    let want_api = |want: &str| -> Result<(), LoadError> {
+        if api_version.is_empty() || api_version == want {
+            Ok(())
+        } else {
+            Err(ctx.error("apiVersion", format!("{api_version:?} is not supported for {kind} (want {want})")))
+        }
+    };
+    match kind.as_str() {
+        "List" | "ServiceList" | "EndpointSliceList" | "EndpointsList" => {
+            let items = match v.get("items") {
+                Some(Value::Array(items)) => items.clone(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(_) => return Err(ctx.error("items", "expected a list")),
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                load_value(item, file, &format!("{where_} items[{i}]"), out)?;
+            }
+            Ok(())
+        }
+        "Service" => {
+            want_api("v1")?;
+            let svc: core::Service = deserialize(v, &ctx)?;
+            if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
+                out.cluster.services.push(svc);
+            }
+            Ok(())
+        }
+        "EndpointSlice" => {
+            want_api("discovery.k8s.io/v1")?;
+            let slice: discovery::EndpointSlice = deserialize(v, &ctx)?;
+            if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
+                out.cluster.endpoint_slices.push(slice);
+            }
+            Ok(())
+        }
+        "Endpoints" => {
+            want_api("v1")?;
+            let eps: core::Endpoints = deserialize(v, &ctx)?;
+            for slice in convert_endpoints(eps, &ctx, &mut out.warnings)? {
+                out.legacy_endpoints.push(slice);
+            }
+            Ok(())
+        }
+        other => Err(ctx.error(
+            "kind",
+            format!("unsupported kind {other:?} (expected Service, EndpointSlice, Endpoints or a List of them)"),
+        )),
+    }
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(v: Value, ctx: &Ctx<'_>) -> Result<T, LoadError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        ctx.error(field, e.into_inner().to_string())
+    })
+}
+
+fn name_and_namespace(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ctx: &Ctx<'_>,
+) -> Result<(String, String), LoadError> {
+    let name = meta.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| ctx.error("metadata.name", "missing"))?;
+    let namespace = meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string());
+    Ok((name, namespace))
+}
+
+fn ignored_by_label(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<Warning>,
+) -> bool {
+    let Some(labels) = &meta.labels else { return false };
+    for label in [SERVICE_PROXY_NAME_LABEL, HEADLESS_LABEL] {
+        if labels.contains_key(label) {
+            warnings.push(ctx.warning(
+                format!("metadata.labels[{label}]"),
+                "kube-proxy ignores objects with this label; skipped",
+            ));
+            return true;
+        }
+    }
+    false
+}
+
+fn protocol(p: Option<&str>, ctx: &Ctx<'_>, field: &str) -> Result<Protocol, LoadError> {
+    match p {
+        None => Ok(Protocol::Tcp),
+        Some(s) => Protocol::from_k8s(s)
+            .ok_or_else(|| ctx.error(field, format!("unknown protocol {s:?} (expected TCP, UDP or SCTP)"))),
+    }
+}
+
+fn port_number(n: i32, ctx: &Ctx<'_>, field: &str, allow_zero: bool) -> Result<u16, LoadError> {
+    if (n == 0 && allow_zero) || (1..=65535).contains(&n) {
+        Ok(n as u16)
+    } else {
+        Err(ctx.error(field, format!("port {n} is out of range (1-65535)")))
+    }
+}
+
+fn policy(p: Option<&str>, ctx: &Ctx<'_>, field: &str) -> Result<TrafficPolicy, LoadError> {
+    match p {
+        None | Some("") | Some("Cluster") => Ok(TrafficPolicy::Cluster),
+        Some("Local") => Ok(TrafficPolicy::Local),
+        Some(other) => Err(ctx.error(field, format!("unknown traffic policy {other:?} (expected Cluster or Local)"))),
+    }
+}
+
+fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning>) -> Result<Option<Service>, LoadError> {
+    let (name, namespace) = name_and_namespace(&svc.metadata, ctx)?;
+    if ignored_by_label(&svc.metadata, ctx, warnings) {
+        return Ok(None);
+    }
+    let spec = svc.spec.ok_or_else(|| ctx.error("spec", "missing"))?;
+    let service_type = match spec.type_.as_deref() {
+        None | Some("") | Some("ClusterIP") => ServiceType::ClusterIp,
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some("ExternalName") => ServiceType::ExternalName,
+        Some(other) => {
+            return Err(ctx.error(
+                "spec.type",
+                format!("unknown service type {other:?} (expected ClusterIP, NodePort, LoadBalancer or ExternalName)"),
+            ));
+        }
+    };
+    // kube-proxy looks at the singular clusterIP to decide "headless".
+    let primary = spec.cluster_ip.as_deref().unwrap_or("");
+    let mut cluster_ips = Vec::new();
+    if service_type != ServiceType::ExternalName && !primary.is_empty() && primary != "None" {
+        let listed: Vec<(String, String)> = match &spec.cluster_ips {
+            Some(ips) if !ips.is_empty() => {
+                ips.iter().enumerate().map(|(i, ip)| (format!("spec.clusterIPs[{i}]"), ip.clone())).collect()
+            }
+            _ => vec![("spec.clusterIP".to_string(), primary.to_string())],
+        };
+        for (field, ip) in listed {
+            let parsed =
+                parse_ip_sloppy(&ip).ok_or_else(|| ctx.error(field, format!("invalid IP address {ip:?}")))?;
+            cluster_ips.push(parsed);
+        }
+    }
+    let mut ports = Vec::new();
+    for (i, p) in spec.ports.iter().flatten().enumerate() {
+        let field = |f: &str| format!("spec.ports[{i}].{f}");
+        ports.push(ServicePort {
+            name: p.name.clone().unwrap_or_default(),
+            protocol: protocol(p.protocol.as_deref(), ctx, &field("protocol"))?,
+            port: port_number(p.port, ctx, &field("port"), false)?,
+            node_port: port_number(p.node_port.unwrap_or(0), ctx, &field("nodePort"), true)?,
+        });
+    }
+    if service_type != ServiceType::ExternalName && !cluster_ips.is_empty() {
+        for (i, a) in ports.iter().enumerate() {
+            if ports[..i].iter().any(|b| b.name == a.name && b.protocol == a.protocol) {
+                return Err(ctx.error(format!("spec.ports[{i}].name"), format!("duplicate port name {:?} for {}", a.name, a.protocol)));
+            }
+        }
+    }
+    let raw_external = spec.external_ips.clone().unwrap_or_default();
+    let mut external_ips = Vec::new();
+    for (i, ip) in raw_external.iter().enumerate() {
+        match parse_ip_sloppy(ip) {
+            Some(ip) => external_ips.push(ip),
+            None => warnings.push(ctx.warning(
+                format!("spec.externalIPs[{i}]"),
+                format!("invalid IP address {ip:?}; kube-proxy ignores it"),
+            )),
+        }
+    }
+    let mut load_balancer_ingress = Vec::new();
+    let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
+    for (i, ing) in ingress.into_iter().flatten().enumerate() {
+        let field = format!("status.loadBalancer.ingress[{i}].ip");
+        let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else { continue };
+        let Some(ip) = parse_ip_sloppy(ip) else {
+            warnings.push(ctx.warning(field, format!("invalid IP address {ip:?}; kube-proxy ignores it")));
+            continue;
+        };
+        let ip_mode = match ing.ip_mode.as_deref() {
+            None | Some("VIP") => IpMode::Vip,
+            Some("Proxy") => IpMode::Proxy,
+            Some(other) => {
+                warnings.push(ctx.warning(
+                    format!("status.loadBalancer.ingress[{i}].ipMode"),
+                    format!("unknown ipMode {other:?}; kube-proxy treats it as not VIP"),
+                ));
+                IpMode::Proxy
+            }
+        };
+        load_balancer_ingress.push(LoadBalancerIngress { ip, ip_mode });
+    }
+    let mut load_balancer_source_ranges = Vec::new();
+    for (i, r) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
+        let t = r.trim();
+        if t.is_empty() {
+            continue;
+        }
+        match parse_cidr_sloppy(t) {
+            Some(net) => load_balancer_source_ranges.push(net),
+            None => warnings.push(ctx.warning(
+                format!("spec.loadBalancerSourceRanges[{i}]"),
+                format!("invalid CIDR {r:?}; kube-proxy ignores it"),
+            )),
+        }
+    }
+    let session_affinity_timeout = match spec.session_affinity.as_deref() {
+        None | Some("") | Some("None") => None,
+        Some("ClientIP") => {
+            let t = spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .unwrap_or(10800);
+            if !(1..=86400).contains(&t) {
+                return Err(ctx.error(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    format!("{t} is out of range (1-86400)"),
+                ));
+            }
+            Some(t as u32)
+        }
+        Some(other) => {
+            return Err(ctx.error("spec.sessionAffinity", format!("unknown session affinity {other:?} (expected None or ClientIP)")));
+        }
+    };
+    let health_check_node_port = port_number(spec.health_check_node_port.unwrap_or(0), ctx, "spec.healthCheckNodePort", true)?;
+    Ok(Some(Service {
+        namespace,
+        name,
+        service_type,
+        cluster_ips,
+        ports,
+        external_ips,
+        has_external_ips: !raw_external.is_empty(),
+        load_balancer_ingress,
+        load_balancer_source_ranges,
+        external_traffic_policy: policy(spec.external_traffic_policy.as_deref(), ctx, "spec.externalTrafficPolicy")?,
+        internal_traffic_policy: policy(spec.internal_traffic_policy.as_deref(), ctx, "spec.internalTrafficPolicy")?,
+        health_check_node_port,
+        session_affinity_timeout,
+    }))
+}
+
+fn convert_slice(
+    slice: discovery::EndpointSlice,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<EndpointSlice>, LoadError> {
+    let (name, namespace) = name_and_namespace(&slice.metadata, ctx)?;
+    if ignored_by_label(&slice.metadata, ctx, warnings) {
+        return Ok(None);
+    }
+    let service_name = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .ok_or_else(|| ctx.error(format!("metadata.labels[{SERVICE_NAME_LABEL}]"), "missing: the slice names no Service"))?;
+    let address_type = match slice.address_type.as_str() {
+        "IPv4" => AddressType::Ipv4,
+        "IPv6" => AddressType::Ipv6,
+        "FQDN" => AddressType::Fqdn,
+        other => return Err(ctx.error("addressType", format!("unknown address type {other:?} (expected IPv4, IPv6 or FQDN)"))),
+    };
+    let mut ports = Vec::new();
+    for (i, p) in slice.ports.iter().flatten().enumerate() {
+        let field = |f: &str| format!("ports[{i}].{f}");
+        let port = match p.port {
+            None | Some(0) => None,
+            Some(n) => Some(port_number(n, ctx, &field("port"), false)?),
+        };
+        ports.push(EndpointPort {
+            name: p.name.clone(),
+            port,
+            protocol: protocol(p.protocol.as_deref(), ctx, &field("protocol"))?,
+        });
+    }
+    let mut endpoints = Vec::new();
+    for (i, ep) in slice.endpoints.iter().enumerate() {
+        let address = match ep.addresses.first() {
+            None => None,
+            Some(_) if address_type == AddressType::Fqdn => None,
+            Some(a) => match parse_ip_sloppy(a) {
+                Some(ip) if address_type.family() == Some(IpFamily::of(&ip)) => Some(ip),
+                Some(_) => {
+                    warnings.push(ctx.warning(
+                        format!("endpoints[{i}].addresses[0]"),
+                        format!("{a:?} is not an {} address; kube-proxy ignores it", slice.address_type),
+                    ));
+                    None
+                }
+                None => {
+                    warnings.push(ctx.warning(
+                        format!("endpoints[{i}].addresses[0]"),
+                        format!("invalid IP address {a:?}; kube-proxy ignores it"),
+                    ));
+                    None
+                }
+            },
+        };
+        let cond = ep.conditions.as_ref();
+        let hints = ep.hints.as_ref();
+        endpoints.push(Endpoint {
+            address,
+            ready: cond.and_then(|c| c.ready).unwrap_or(true),
+            serving: cond.and_then(|c| c.serving).unwrap_or(true),
+            terminating: cond.and_then(|c| c.terminating).unwrap_or(false),
+            node_name: ep.node_name.clone(),
+            zone_hints: hints.and_then(|h| h.for_zones.as_ref()).into_iter().flatten().map(|z| z.name.clone()).collect(),
+            node_hints: hints.and_then(|h| h.for_nodes.as_ref()).into_iter().flatten().map(|n| n.name.clone()).collect(),
+        });
+    }
+    Ok(Some(EndpointSlice { namespace, name, service_name, address_type, ports, endpoints }))
+}
+
+/// Converts a legacy `v1 Endpoints` the way the EndpointSlice mirroring
+/// controller does: one slice per subset and address family; `addresses`
+/// ready, `notReadyAddresses` not ready (serving and terminating unset).
+fn convert_endpoints(
+    eps: core::Endpoints,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<EndpointSlice>, LoadError> {
+    let (name, namespace) = name_and_namespace(&eps.metadata, ctx)?;
+    let labels = eps.metadata.labels.clone().unwrap_or_default();
+    if labels.get(SKIP_MIRROR_LABEL).map(String::as_str) == Some("true") {
+        warnings.push(ctx.warning(format!("metadata.labels[{SKIP_MIRROR_LABEL}]"), "not mirrored to EndpointSlices; skipped"));
+        return Ok(Vec::new());
+    }
+    if ignored_by_label(&eps.metadata, ctx, warnings) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (si, subset) in eps.subsets.iter().flatten().enumerate() {
+        let mut ports = Vec::new();
+        for (pi, p) in subset.ports.iter().flatten().enumerate() {
+            let field = |f: &str| format!("subsets[{si}].ports[{pi}].{f}");
+            ports.push(EndpointPort {
+                name: Some(p.name.clone().unwrap_or_default()),
+                port: Some(port_number(p.port, ctx, &field("port"), false)?),
+                protocol: protocol(p.protocol.as_deref(), ctx, &field("protocol"))?,
+            });
+        }
+        let mut by_family: [Vec<Endpoint>; 2] = [Vec::new(), Vec::new()];
+        let not_ready: Vec<&str> = subset.not_ready_addresses.iter().flatten().map(|a| a.ip.as_str()).collect();
+        let lists = [("addresses", subset.addresses.as_ref(), true), ("notReadyAddresses", subset.not_ready_addresses.as_ref(), false)];
+        for (list_name, list, ready) in lists {
+            for (ai, a) in list.into_iter().flatten().enumerate() {
+                // An address that is both ready and not ready is not ready.
+                if ready && not_ready.contains(&a.ip.as_str()) {
+                    continue;
+                }
+                let Some(ip) = parse_ip_sloppy(&a.ip) else {
+                    warnings.push(ctx.warning(
+                        format!("subsets[{si}].{list_name}[{ai}].ip"),
+                        format!("invalid IP address {:?}; not mirrored", a.ip),
+                    ));
+                    continue;
+                };
+                let idx = usize::from(IpFamily::of(&ip) == IpFamily::V6);
+                by_family[idx].push(Endpoint {
+                    address: Some(ip),
+                    ready,
+                    serving: true,
+                    terminating: false,
+                    node_name: a.node_name.clone(),
+                    zone_hints: Vec::new(),
+                    node_hints: Vec::new(),
+                });
+            }
+        }
+        for (idx, endpoints) in by_family.into_iter().enumerate() {
+            if endpoints.is_empty() {
+                continue;
+            }
+            out.push(EndpointSlice {
+                namespace: namespace.clone(),
+                name: format!("endpoints/{name}/{si}/{}", if idx == 0 { "ipv4" } else { "ipv6" }),
+                service_name: name.clone(),
+                address_type: if idx == 0 { AddressType::Ipv4 } else { AddressType::Ipv6 },
+                ports: ports.clone(),
+                endpoints,
+            });
+        }
+    }
+    Ok(out)
+}
+

@@ -1,0 +1,171 @@
+//! Command-line arguments: clap's raw structs, then validation into values
+//! of the libraries (ripgrep's raw → validated split).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kpinspect_core::config::{ProxyConfig, ProxyMode};
+use kpinspect_core::net::{IpFamily, IpNet, parse_cidr_sloppy, parse_ip_sloppy};
+
+use crate::UsageError;
+
+/// kpinspect: what kube-proxy programs on a Linux node.
+#[derive(Debug, Parser)]
+#[command(name = "kpinspect", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile Services and EndpointSlices to what kube-proxy writes.
+    Compile(CompileArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ModeArg {
+    Iptables,
+    Ipvs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FamilyArg {
+    Ipv4,
+    Ipv6,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FormatArg {
+    /// The raw restore input, service ports sorted by name.
+    Restore,
+    /// The same, after kube-proxy's test normaliser (sortIPTablesRules).
+    Sorted,
+}
+
+/// The node and its kube-proxy: configuration file and flags.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The kube-proxy configuration: a KubeProxyConfiguration, or the
+    /// kube-proxy ConfigMap holding one (`data["config.conf"]`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Proxy mode (default: the configuration's mode, else iptables).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// The node's name (overrides hostnameOverride; default: this machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// One of the node's IP addresses (repeatable; the first of each family is primary).
+    #[arg(long = "node-ip", value_name = "IP")]
+    pub node_ips: Vec<String>,
+    /// The cluster's pod CIDR(s) (overrides clusterCIDR; comma-separated).
+    #[arg(long, value_name = "CIDR")]
+    pub cluster_cidr: Option<String>,
+    /// The node's pod CIDR(s), for detectLocalMode NodeCIDR (repeatable).
+    #[arg(long = "node-pod-cidr", value_name = "CIDR")]
+    pub node_pod_cidrs: Vec<String>,
+    /// The node's topology.kubernetes.io/zone label, for topology hints.
+    #[arg(long, value_name = "ZONE")]
+    pub node_zone: Option<String>,
+    /// IP family to compile (default: the node's or cluster's family, else ipv4).
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+    /// The node cannot create nfacct counters (old kernel or iptables).
+    #[arg(long)]
+    pub no_nfacct: bool,
+    /// iptables is older than 1.6.2 (no MASQUERADE --random-fully).
+    #[arg(long)]
+    pub no_random_fully: bool,
+    /// Print this literal masquerade mark instead of the one derived from
+    /// masqueradeBit (kube-proxy's unit tests use 0x4000).
+    #[arg(long, value_name = "MARK")]
+    pub masquerade_mark: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "restore")]
+    pub format: FormatArg,
+    /// kubectl output: `kubectl get svc,endpointslices -A -o yaml` (or json); `-` for stdin.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// What the node arguments resolve to.
+pub struct Node {
+    pub config: ProxyConfig,
+    pub family: IpFamily,
+}
+
+impl NodeArgs {
+    pub fn resolve(&self) -> Result<Node> {
+        let mut config = ProxyConfig::default();
+        if let Some(path) = &self.config {
+            let name = path.display().to_string();
+            let text = crate::read_input(path)?;
+            let kpc = kpinspect_k8s::parse_kube_proxy_config(&text, &name).map_err(UsageError::from)?;
+            kpc.apply_to(&mut config, &name).map_err(UsageError::from)?;
+        }
+        if let Some(mode) = self.mode {
+            config.mode = match mode {
+                ModeArg::Iptables => ProxyMode::Iptables,
+                ModeArg::Ipvs => ProxyMode::Ipvs,
+            };
+        }
+        if let Some(h) = &self.hostname {
+            let h = h.trim();
+            if h.is_empty() {
+                bail!(UsageError::msg("--hostname: empty hostname is invalid"));
+            }
+            config.node_name = h.to_lowercase();
+        }
+        if config.node_name.is_empty() {
+            config.node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_lowercase())
+                .unwrap_or_default();
+        }
+        for ip in &self.node_ips {
+            let parsed: IpAddr = parse_ip_sloppy(ip.trim())
+                .ok_or_else(|| UsageError::msg(format!("--node-ip: invalid IP address {ip:?}")))?;
+            config.node_ips.push(parsed);
+        }
+        if let Some(c) = &self.cluster_cidr {
+            config.cluster_cidrs = parse_cidrs(c.split(','), "--cluster-cidr")?;
+        }
+        config.node_pod_cidrs = parse_cidrs(self.node_pod_cidrs.iter().map(String::as_str), "--node-pod-cidr")?;
+        if let Some(z) = &self.node_zone {
+            config.node_zone = Some(z.clone());
+        }
+        if self.no_nfacct {
+            config.nfacct = false;
+        }
+        if self.no_random_fully {
+            config.random_fully = false;
+        }
+        if let Some(m) = &self.masquerade_mark {
+            config.masquerade_mark = Some(m.clone());
+        }
+        let family = match self.family {
+            Some(FamilyArg::Ipv4) => IpFamily::V4,
+            Some(FamilyArg::Ipv6) => IpFamily::V6,
+            None => config.default_family(),
+        };
+        Ok(Node { config, family })
+    }
+}
+
+fn parse_cidrs<'a>(items: impl Iterator<Item = &'a str>, flag: &str) -> Result<Vec<IpNet>> {
+    items
+        .map(|c| {
+            parse_cidr_sloppy(c.trim())
+                .ok_or_else(|| UsageError::msg(format!("{flag}: invalid CIDR {c:?}")).into())
+        })
+        .collect::<Result<Vec<_>>>()
+        .context("invalid argument")
+}

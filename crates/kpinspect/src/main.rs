@@ -1,0 +1,116 @@
+//! The `kpinspect` command: a thin layer over kpinspect-core and
+//! kpinspect-k8s. It reads files, formats output and maps errors to exit
+//! statuses (2 for bad input or usage).
+
+mod args;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use kpinspect_core::config::ProxyMode;
+use kpinspect_core::iptables;
+use kpinspect_core::proxy::ProxyState;
+
+use args::{Cli, Command, CompileArgs, FormatArg};
+
+/// Bad input or usage: exit status 2, one line on stderr.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl UsageError {
+    fn msg(m: impl Into<String>) -> UsageError {
+        UsageError(m.into())
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl From<kpinspect_k8s::LoadError> for UsageError {
+    fn from(e: kpinspect_k8s::LoadError) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // Every error is reported on one line.
+            let msg = format!("{err:#}").replace('\n', " ");
+            eprintln!("kpinspect: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Compile(args) => compile(args),
+    }
+}
+
+/// Reads a file, or stdin for `-`.
+pub fn read_input(path: &Path) -> Result<String> {
+    let name = path.display();
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| UsageError::msg(format!("-: cannot read standard input: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(path).map_err(|e| UsageError::msg(format!("{name}: cannot read: {e}")))?;
+    }
+    Ok(text)
+}
+
+fn load_cluster(files: &[std::path::PathBuf]) -> Result<kpinspect_core::model::Cluster> {
+    let mut loaded = kpinspect_k8s::Loaded::default();
+    for path in files {
+        let text = read_input(path)?;
+        let name = path.display().to_string();
+        loaded.extend(kpinspect_k8s::load_objects(&text, &name).map_err(UsageError::from)?);
+    }
+    let (cluster, warnings) = loaded.finish();
+    for w in warnings {
+        eprintln!("kpinspect: warning: {w}");
+    }
+    Ok(cluster)
+}
+
+fn compile(args: CompileArgs) -> Result<ExitCode> {
+    let node = args.node.resolve()?;
+    let cluster = load_cluster(&args.files)?;
+    match node.config.mode {
+        ProxyMode::Iptables => {}
+        ProxyMode::Ipvs => anyhow::bail!(UsageError::msg("compile --mode ipvs is not implemented yet")),
+        ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
+            "the configuration's mode is nftables, which kpinspect does not compile; pass --mode iptables"
+        )),
+    }
+    let state = ProxyState::build(&cluster, &node.config, node.family);
+    for n in &state.notices {
+        eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+    }
+    let text = iptables::compile(&state, &node.config).render();
+    let out = match args.format {
+        FormatArg::Restore => text,
+        FormatArg::Sorted => iptables::sort_iptables_rules(&text)?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,3 @@
+//! kpinspect's integration tests: one test binary, helpers in `util`.
+
+fn main() {}
