@@ -1,3 +1,8 @@
-//! kpinspect's integration tests: one test binary, helpers in `util`.
+//! kpinspect's integration tests: one test binary (ripgrep style), with
+//! shared helpers in `util` and kube-proxy's packet tracer in `tracer`.
 
-fn main() {}
+mod cli;
+mod fixtures;
+mod netns;
+mod tracer;
+mod util;

@@ -212,7 +212,11 @@ fn ignored_by_label(
     warnings: &mut Vec<Warning>,
 ) -> bool {
     let Some(labels) = &meta.labels else { return false };
-    for label in [SERVICE_PROXY_NAME_LABEL, HEADLESS_LABEL] {
+    // Headless objects are routine: skip them quietly, as kube-proxy does.
+    if labels.contains_key(HEADLESS_LABEL) {
+        return true;
+    }
+    for label in [SERVICE_PROXY_NAME_LABEL] {
         if labels.contains_key(label) {
             warnings.push(ctx.warning(
                 format!("metadata.labels[{label}]"),

@@ -1,0 +1,244 @@
+//! kube-proxy's iptables golden tests, ported as data (`fixtures/iptables`):
+//! every fixture is compiled by the `kpinspect` binary and checked against
+//! what kube-proxy's own tests assert.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use kpinspect_core::iptables::dump::parse_dump;
+use kpinspect_core::iptables::{check_rule_jumps, sort_iptables_rules};
+use serde::Deserialize;
+
+use crate::tracer::trace;
+use crate::util::{Fixture, compile_fixtures, fixture, yaml};
+
+/// Every compiled fixture passes the jump check, and its raw (deterministic)
+/// output matches the committed snapshot.
+#[test]
+fn every_fixture_is_consistent_and_snapshotted() {
+    for fx in compile_fixtures() {
+        let out = fx.compile();
+        let errors = check_rule_jumps(&out);
+        assert!(errors.is_empty(), "{}: {errors:#?}", fx.name);
+        insta::assert_snapshot!(fx.name.as_str(), out);
+    }
+}
+
+/// Fixtures with kube-proxy's full expected dump match it byte for byte
+/// after kube-proxy's normaliser.
+#[test]
+fn golden_dumps_match_after_normalising() {
+    let mut checked = 0;
+    for fx in compile_fixtures() {
+        if !fx.has("expected.txt") || fx.has("existing_nat_chains") {
+            continue;
+        }
+        let got = sort_iptables_rules(&fx.compile()).expect("normalise");
+        assert_eq!(got, fx.read("expected.txt"), "{}: output differs from kube-proxy's golden dump", fx.name);
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} golden dumps checked");
+}
+
+/// TestSyncProxyRulesRepeated's final full resync deletes the stale chains
+/// left on the node: compile against the node's existing nat chains.
+#[test]
+fn full_resync_deletes_stale_chains() {
+    let fx = fixture("repeated_full_resync");
+    let existing: Vec<String> = fx.read("existing_nat_chains").lines().map(String::from).collect();
+    let text = fx.read("cluster.yaml");
+    let (cluster, _) = kpinspect_k8s::load_objects(&text, "cluster.yaml").expect("load").finish();
+    let mut config = kpinspect_core::config::ProxyConfig::default();
+    kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "config.yaml")
+        .expect("config")
+        .apply_to(&mut config, "config.yaml")
+        .expect("apply");
+    config.node_ips = vec!["192.168.0.2".parse().expect("ip")];
+    config.masquerade_mark = Some("0x4000".into());
+    config.random_fully = false;
+    let state = kpinspect_core::proxy::ProxyState::build(&cluster, &config, config.default_family());
+    let out = kpinspect_core::iptables::compile_sync(&state, &config, &existing).render();
+    assert_eq!(sort_iptables_rules(&out).expect("normalise"), fx.read("expected.txt"));
+    assert!(check_rule_jumps(&out).is_empty());
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Flow {
+    name: String,
+    #[serde(rename = "sourceIP")]
+    source_ip: String,
+    protocol: Option<String>,
+    #[serde(rename = "destIP")]
+    dest_ip: String,
+    dest_port: u16,
+    output: String,
+    masq: bool,
+}
+
+fn check_flows(fx: &Fixture, dump: &str) -> usize {
+    let flows: Vec<Flow> = yaml(&fx.read("flows.yaml"));
+    let mut local: Vec<IpAddr> = fx.node_ips().iter().map(|s| s.parse().expect("node ip")).collect();
+    local.extend(["127.0.0.1".parse::<IpAddr>().expect("ip"), "::1".parse().expect("ip")]);
+    for f in &flows {
+        let proto = f.protocol.as_deref().unwrap_or("tcp");
+        let got = trace(dump, &local, &f.source_ip, proto, &f.dest_ip, f.dest_port);
+        assert_eq!(
+            (got.output.as_str(), got.masq),
+            (f.output.as_str(), f.masq),
+            "{}: flow {:?} ({} -> {}:{}/{proto}); matched rules:\n{}",
+            fx.name,
+            f.name,
+            f.source_ip,
+            f.dest_ip,
+            f.dest_port,
+            got.matched.join("\n")
+        );
+    }
+    flows.len()
+}
+
+/// kube-proxy's packet-flow tests, run over kpinspect's compiled rules with
+/// kube-proxy's test tracer.
+#[test]
+fn packet_flows_match_kube_proxy() {
+    let mut flows = 0;
+    for fx in compile_fixtures() {
+        if fx.has("flows.yaml") {
+            flows += check_flows(&fx, &fx.compile());
+        }
+    }
+    assert!(flows > 200, "only {flows} flows checked");
+}
+
+/// The tracer itself, over TestTracePacket's static dump.
+#[test]
+fn tracer_matches_kube_proxy_on_its_own_fixture() {
+    let fx = fixture("trace_packet");
+    assert!(check_flows(&fx, &fx.read("rules.txt")) >= 5);
+}
+
+#[derive(Debug, Deserialize)]
+struct ChainRules {
+    table: String,
+    chain: String,
+    rules: Vec<String>,
+}
+
+/// Single-chain assertions (TestNodePorts, TestDropInvalidRule, TestMasqueradeRule).
+#[test]
+fn chain_assertions() {
+    let mut checked = 0;
+    for fx in compile_fixtures() {
+        if !fx.has("chains.yaml") {
+            continue;
+        }
+        let out = fx.compile();
+        let tables = parse_dump(&out).expect("parse");
+        for want in yaml::<Vec<ChainRules>>(&fx.read("chains.yaml")) {
+            let table = tables.iter().find(|t| t.name == want.table).expect("table");
+            let got: Vec<String> = table.chain(&want.chain).map(|c| c.rules.clone()).unwrap_or_default();
+            assert_eq!(got, want.rules, "{}: {} {}", fx.name, want.table, want.chain);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} chains checked");
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Assertions {
+    Lines {
+        #[serde(rename = "dnatRuleCount")]
+        dnat_rule_count: usize,
+        #[serde(rename = "dnatRulesWithComment")]
+        dnat_rules_with_comment: usize,
+        #[serde(rename = "containsLines")]
+        contains_lines: Vec<String>,
+    },
+    Destinations(Vec<Destination>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Destination {
+    table: String,
+    chain: String,
+    has_rule_with_destination: String,
+    expected: bool,
+}
+
+/// TestSyncProxyRulesLargeClusterMode and TestLoadBalancerIngressRouteTypeProxy.
+#[test]
+fn line_assertions() {
+    let mut checked = 0;
+    for fx in compile_fixtures() {
+        if !fx.has("assertions.yaml") {
+            continue;
+        }
+        let out = fx.compile();
+        match yaml::<Assertions>(&fx.read("assertions.yaml")) {
+            Assertions::Lines { dnat_rule_count, dnat_rules_with_comment, contains_lines } => {
+                let dnat: Vec<&str> =
+                    out.lines().filter(|l| l.starts_with("-A KUBE-SEP-") && l.contains("-j DNAT")).collect();
+                assert_eq!(dnat.len(), dnat_rule_count, "{}", fx.name);
+                assert_eq!(dnat.iter().filter(|l| l.contains("--comment")).count(), dnat_rules_with_comment, "{}", fx.name);
+                for line in contains_lines {
+                    assert!(out.lines().any(|l| l == line), "{}: missing line {line}", fx.name);
+                }
+            }
+            Assertions::Destinations(list) => {
+                let tables = parse_dump(&out).expect("parse");
+                for d in list {
+                    let table = tables.iter().find(|t| t.name == d.table).expect("table");
+                    let rules = table.chain(&d.chain).map(|c| c.rules.clone()).unwrap_or_default();
+                    let needle = format!(" -d {} ", d.has_rule_with_destination);
+                    assert_eq!(rules.iter().any(|r| r.contains(&needle)), d.expected, "{}: {:?}", fx.name, d);
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} assertion files checked");
+}
+
+/// Rule counts from kube-proxy's metrics tests (rule_counts.yaml).
+#[test]
+fn rule_counts() {
+    let text = std::fs::read_to_string(crate::util::iptables_fixtures().join("rule_counts.yaml")).expect("rule_counts.yaml");
+    let doc: Vec<BTreeMap<String, serde_json::Value>> = yaml(&text);
+    let mut checked = 0;
+    let mut check = |entry: &BTreeMap<String, serde_json::Value>| {
+        let Some(name) = entry.get("fixture").and_then(|f| f.as_str()) else { return };
+        let fx = fixture(name);
+        // Stale-chain deletions (`-X`) are not rules, so a plain compile counts.
+        let out = fx.compile();
+        let count = |table: &str| -> usize {
+            let mut in_table = false;
+            out.lines()
+                .filter(|l| {
+                    if let Some(t) = l.strip_prefix('*') {
+                        in_table = t == table;
+                    }
+                    in_table && l.starts_with("-A ")
+                })
+                .count()
+        };
+        for table in ["nat", "filter"] {
+            if let Some(total) = entry.get(table).and_then(|t| t.get("total")).and_then(|t| t.as_u64()) {
+                assert_eq!(count(table) as u64, total, "{name}: {table} rules");
+                checked += 1;
+            }
+        }
+    };
+    for test in &doc {
+        check(test);
+        if let Some(steps) = test.get("steps").and_then(|s| s.as_array()) {
+            for step in steps {
+                let step: BTreeMap<String, serde_json::Value> = serde_json::from_value(step.clone()).expect("step");
+                check(&step);
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} counts checked");
+}

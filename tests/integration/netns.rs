@@ -1,0 +1,1 @@
+//! Real-kernel checks in network namespaces created by the tests.

@@ -1,0 +1,108 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// `fixtures/iptables`.
+pub fn iptables_fixtures() -> PathBuf {
+    root().join("fixtures/iptables")
+}
+
+/// A `kpinspect` command, run from the repository root.
+pub fn kpinspect() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kpinspect"));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs `kpinspect` with `args`.
+pub fn run(args: &[&str]) -> Output {
+    kpinspect().args(args).output().expect("run kpinspect")
+}
+
+/// stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
+}
+
+/// One fixture directory of `fixtures/iptables`.
+pub struct Fixture {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Fixture {
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub fn has(&self, file: &str) -> bool {
+        self.path(file).exists()
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path(file)).unwrap_or_else(|e| panic!("{}: {e}", self.path(file).display()))
+    }
+
+    /// The extra CLI arguments of the fixture (`args`, one per line).
+    pub fn args(&self) -> Vec<String> {
+        if !self.has("args") {
+            return Vec::new();
+        }
+        self.read("args").lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    }
+
+    /// The node IPs the fixture declares (the tracer's LOCAL addresses).
+    pub fn node_ips(&self) -> Vec<String> {
+        let args = self.args();
+        args.windows(2).filter(|w| w[0] == "--node-ip").map(|w| w[1].clone()).collect()
+    }
+
+    /// `kpinspect compile` of this fixture, raw restore text.
+    pub fn compile(&self) -> String {
+        let mut cmd = kpinspect();
+        cmd.arg("compile").arg("--config").arg(self.path("config.yaml"));
+        cmd.args(self.args());
+        cmd.arg(self.path("cluster.yaml"));
+        let out = cmd.output().expect("run kpinspect");
+        assert!(out.status.success(), "{}: kpinspect compile failed: {}", self.name, stderr(&out));
+        stdout(&out)
+    }
+}
+
+/// Every fixture directory that holds a cluster to compile.
+pub fn compile_fixtures() -> Vec<Fixture> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(iptables_fixtures()).expect("fixtures/iptables") {
+        let dir = entry.expect("dir entry").path();
+        if dir.join("cluster.yaml").exists() {
+            let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+            out.push(Fixture { name, dir });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(out.len() > 50, "expected the ported kube-proxy fixtures, found {}", out.len());
+    out
+}
+
+/// The fixture called `name`.
+pub fn fixture(name: &str) -> Fixture {
+    let dir = iptables_fixtures().join(name);
+    assert!(dir.is_dir(), "no fixture {name}");
+    Fixture { name: name.to_string(), dir }
+}
+
+/// Parses YAML into `T`.
+pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    serde_saphyr::from_str(text).expect("fixture YAML")
+}
