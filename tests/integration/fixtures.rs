@@ -34,7 +34,12 @@ fn golden_dumps_match_after_normalising() {
             continue;
         }
         let got = sort_iptables_rules(&fx.compile()).expect("normalise");
-        assert_eq!(got, fx.read("expected.txt"), "{}: output differs from kube-proxy's golden dump", fx.name);
+        assert_eq!(
+            got,
+            fx.read("expected.txt"),
+            "{}: output differs from kube-proxy's golden dump",
+            fx.name
+        );
         checked += 1;
     }
     assert!(checked >= 3, "only {checked} golden dumps checked");
@@ -45,9 +50,15 @@ fn golden_dumps_match_after_normalising() {
 #[test]
 fn full_resync_deletes_stale_chains() {
     let fx = fixture("repeated_full_resync");
-    let existing: Vec<String> = fx.read("existing_nat_chains").lines().map(String::from).collect();
+    let existing: Vec<String> = fx
+        .read("existing_nat_chains")
+        .lines()
+        .map(String::from)
+        .collect();
     let text = fx.read("cluster.yaml");
-    let (cluster, _) = kpinspect_k8s::load_objects(&text, "cluster.yaml").expect("load").finish();
+    let (cluster, _) = kpinspect_k8s::load_objects(&text, "cluster.yaml")
+        .expect("load")
+        .finish();
     let mut config = kpinspect_core::config::ProxyConfig::default();
     kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "config.yaml")
         .expect("config")
@@ -56,9 +67,13 @@ fn full_resync_deletes_stale_chains() {
     config.node_ips = vec!["192.168.0.2".parse().expect("ip")];
     config.masquerade_mark = Some("0x4000".into());
     config.random_fully = false;
-    let state = kpinspect_core::proxy::ProxyState::build(&cluster, &config, config.default_family());
+    let state =
+        kpinspect_core::proxy::ProxyState::build(&cluster, &config, config.default_family());
     let out = kpinspect_core::iptables::compile_sync(&state, &config, &existing).render();
-    assert_eq!(sort_iptables_rules(&out).expect("normalise"), fx.read("expected.txt"));
+    assert_eq!(
+        sort_iptables_rules(&out).expect("normalise"),
+        fx.read("expected.txt")
+    );
     assert!(check_rule_jumps(&out).is_empty());
 }
 
@@ -78,8 +93,15 @@ struct Flow {
 
 fn check_flows(fx: &Fixture, dump: &str) -> usize {
     let flows: Vec<Flow> = yaml(&fx.read("flows.yaml"));
-    let mut local: Vec<IpAddr> = fx.node_ips().iter().map(|s| s.parse().expect("node ip")).collect();
-    local.extend(["127.0.0.1".parse::<IpAddr>().expect("ip"), "::1".parse().expect("ip")]);
+    let mut local: Vec<IpAddr> = fx
+        .node_ips()
+        .iter()
+        .map(|s| s.parse().expect("node ip"))
+        .collect();
+    local.extend([
+        "127.0.0.1".parse::<IpAddr>().expect("ip"),
+        "::1".parse().expect("ip"),
+    ]);
     for f in &flows {
         let proto = f.protocol.as_deref().unwrap_or("tcp");
         let got = trace(dump, &local, &f.source_ip, proto, &f.dest_ip, f.dest_port);
@@ -137,8 +159,15 @@ fn chain_assertions() {
         let tables = parse_dump(&out).expect("parse");
         for want in yaml::<Vec<ChainRules>>(&fx.read("chains.yaml")) {
             let table = tables.iter().find(|t| t.name == want.table).expect("table");
-            let got: Vec<String> = table.chain(&want.chain).map(|c| c.rules.clone()).unwrap_or_default();
-            assert_eq!(got, want.rules, "{}: {} {}", fx.name, want.table, want.chain);
+            let got: Vec<String> = table
+                .chain(&want.chain)
+                .map(|c| c.rules.clone())
+                .unwrap_or_default();
+            assert_eq!(
+                got, want.rules,
+                "{}: {} {}",
+                fx.name, want.table, want.chain
+            );
             checked += 1;
         }
     }
@@ -178,22 +207,46 @@ fn line_assertions() {
         }
         let out = fx.compile();
         match yaml::<Assertions>(&fx.read("assertions.yaml")) {
-            Assertions::Lines { dnat_rule_count, dnat_rules_with_comment, contains_lines } => {
-                let dnat: Vec<&str> =
-                    out.lines().filter(|l| l.starts_with("-A KUBE-SEP-") && l.contains("-j DNAT")).collect();
+            Assertions::Lines {
+                dnat_rule_count,
+                dnat_rules_with_comment,
+                contains_lines,
+            } => {
+                let dnat: Vec<&str> = out
+                    .lines()
+                    .filter(|l| l.starts_with("-A KUBE-SEP-") && l.contains("-j DNAT"))
+                    .collect();
                 assert_eq!(dnat.len(), dnat_rule_count, "{}", fx.name);
-                assert_eq!(dnat.iter().filter(|l| l.contains("--comment")).count(), dnat_rules_with_comment, "{}", fx.name);
+                assert_eq!(
+                    dnat.iter().filter(|l| l.contains("--comment")).count(),
+                    dnat_rules_with_comment,
+                    "{}",
+                    fx.name
+                );
                 for line in contains_lines {
-                    assert!(out.lines().any(|l| l == line), "{}: missing line {line}", fx.name);
+                    assert!(
+                        out.lines().any(|l| l == line),
+                        "{}: missing line {line}",
+                        fx.name
+                    );
                 }
             }
             Assertions::Destinations(list) => {
                 let tables = parse_dump(&out).expect("parse");
                 for d in list {
                     let table = tables.iter().find(|t| t.name == d.table).expect("table");
-                    let rules = table.chain(&d.chain).map(|c| c.rules.clone()).unwrap_or_default();
+                    let rules = table
+                        .chain(&d.chain)
+                        .map(|c| c.rules.clone())
+                        .unwrap_or_default();
                     let needle = format!(" -d {} ", d.has_rule_with_destination);
-                    assert_eq!(rules.iter().any(|r| r.contains(&needle)), d.expected, "{}: {:?}", fx.name, d);
+                    assert_eq!(
+                        rules.iter().any(|r| r.contains(&needle)),
+                        d.expected,
+                        "{}: {:?}",
+                        fx.name,
+                        d
+                    );
                 }
             }
         }
@@ -205,11 +258,14 @@ fn line_assertions() {
 /// Rule counts from kube-proxy's metrics tests (rule_counts.yaml).
 #[test]
 fn rule_counts() {
-    let text = std::fs::read_to_string(crate::util::iptables_fixtures().join("rule_counts.yaml")).expect("rule_counts.yaml");
+    let text = std::fs::read_to_string(crate::util::iptables_fixtures().join("rule_counts.yaml"))
+        .expect("rule_counts.yaml");
     let doc: Vec<BTreeMap<String, serde_json::Value>> = yaml(&text);
     let mut checked = 0;
     let mut check = |entry: &BTreeMap<String, serde_json::Value>| {
-        let Some(name) = entry.get("fixture").and_then(|f| f.as_str()) else { return };
+        let Some(name) = entry.get("fixture").and_then(|f| f.as_str()) else {
+            return;
+        };
         let fx = fixture(name);
         // Stale-chain deletions (`-X`) are not rules, so a plain compile counts.
         let out = fx.compile();
@@ -225,7 +281,11 @@ fn rule_counts() {
                 .count()
         };
         for table in ["nat", "filter"] {
-            if let Some(total) = entry.get(table).and_then(|t| t.get("total")).and_then(|t| t.as_u64()) {
+            if let Some(total) = entry
+                .get(table)
+                .and_then(|t| t.get("total"))
+                .and_then(|t| t.as_u64())
+            {
                 assert_eq!(count(table) as u64, total, "{name}: {table} rules");
                 checked += 1;
             }
@@ -235,7 +295,8 @@ fn rule_counts() {
         check(test);
         if let Some(steps) = test.get("steps").and_then(|s| s.as_array()) {
             for step in steps {
-                let step: BTreeMap<String, serde_json::Value> = serde_json::from_value(step.clone()).expect("step");
+                let step: BTreeMap<String, serde_json::Value> =
+                    serde_json::from_value(step.clone()).expect("step");
                 check(&step);
             }
         }

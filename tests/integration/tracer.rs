@@ -42,7 +42,12 @@ pub fn trace(dump: &str, local: &[IpAddr], src: &str, proto: &str, dst: &str, dp
             .iter()
             .filter(|t| t.name == name)
             .flat_map(|t| t.chains.iter())
-            .map(|c| (c.name.clone(), c.rules.iter().map(|r| split_args(r)).collect()))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.rules.iter().map(|r| split_args(r)).collect(),
+                )
+            })
             .collect()
     };
     let mut t = Tracer {
@@ -64,10 +69,19 @@ pub fn trace(dump: &str, local: &[IpAddr], src: &str, proto: &str, dst: &str, dp
         }
     }
     t.chains = table("filter");
-    for chain in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"] {
+    for chain in [
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ] {
         t.run(chain);
     }
-    Trace { output: t.outputs.join(", "), masq: t.masq, matched: t.matched }
+    Trace {
+        output: t.outputs.join(", "),
+        masq: t.masq,
+        matched: t.matched,
+    }
 }
 
 fn dnat_ip(target: &str) -> Option<IpAddr> {
@@ -81,13 +95,17 @@ fn dnat_ip(target: &str) -> Option<IpAddr> {
 impl Tracer<'_> {
     /// Runs `chain`; true when it ended in a verdict or DNAT.
     fn run(&mut self, chain: &str) -> bool {
-        let Some(rules) = self.chains.get(chain).cloned() else { return false };
+        let Some(rules) = self.chains.get(chain).cloned() else {
+            return false;
+        };
         for args in rules {
             if !self.matches(&args) {
                 continue;
             }
             self.matched.push(args.join(" "));
-            let Some(target) = value(&args, "-j") else { continue };
+            let Some(target) = value(&args, "-j") else {
+                continue;
+            };
             match target {
                 "KUBE-MARK-MASQ" => self.masq = true,
                 "ACCEPT" | "REJECT" | "DROP" => {
@@ -95,7 +113,11 @@ impl Tracer<'_> {
                     return true;
                 }
                 "DNAT" => {
-                    self.outputs.push(value(&args, "--to-destination").unwrap_or_default().to_string());
+                    self.outputs.push(
+                        value(&args, "--to-destination")
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
                     return true;
                 }
                 "RETURN" => return false,
@@ -157,5 +179,8 @@ fn in_net(ip: &IpAddr, spec: &str) -> bool {
 }
 
 fn value<'a>(args: &'a [String], opt: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == opt).and_then(|i| args.get(i + 1)).map(String::as_str)
+    args.iter()
+        .position(|a| a == opt)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }

@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// `fixtures/iptables`.
@@ -51,7 +54,8 @@ impl Fixture {
     }
 
     pub fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.path(file)).unwrap_or_else(|e| panic!("{}: {e}", self.path(file).display()))
+        std::fs::read_to_string(self.path(file))
+            .unwrap_or_else(|e| panic!("{}: {e}", self.path(file).display()))
     }
 
     /// The extra CLI arguments of the fixture (`args`, one per line).
@@ -59,23 +63,38 @@ impl Fixture {
         if !self.has("args") {
             return Vec::new();
         }
-        self.read("args").lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+        self.read("args")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     /// The node IPs the fixture declares (the tracer's LOCAL addresses).
     pub fn node_ips(&self) -> Vec<String> {
         let args = self.args();
-        args.windows(2).filter(|w| w[0] == "--node-ip").map(|w| w[1].clone()).collect()
+        args.windows(2)
+            .filter(|w| w[0] == "--node-ip")
+            .map(|w| w[1].clone())
+            .collect()
     }
 
     /// `kpinspect compile` of this fixture, raw restore text.
     pub fn compile(&self) -> String {
         let mut cmd = kpinspect();
-        cmd.arg("compile").arg("--config").arg(self.path("config.yaml"));
+        cmd.arg("compile")
+            .arg("--config")
+            .arg(self.path("config.yaml"));
         cmd.args(self.args());
         cmd.arg(self.path("cluster.yaml"));
         let out = cmd.output().expect("run kpinspect");
-        assert!(out.status.success(), "{}: kpinspect compile failed: {}", self.name, stderr(&out));
+        assert!(
+            out.status.success(),
+            "{}: kpinspect compile failed: {}",
+            self.name,
+            stderr(&out)
+        );
         stdout(&out)
     }
 }
@@ -86,12 +105,20 @@ pub fn compile_fixtures() -> Vec<Fixture> {
     for entry in std::fs::read_dir(iptables_fixtures()).expect("fixtures/iptables") {
         let dir = entry.expect("dir entry").path();
         if dir.join("cluster.yaml").exists() {
-            let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+            let name = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             out.push(Fixture { name, dir });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(out.len() > 50, "expected the ported kube-proxy fixtures, found {}", out.len());
+    assert!(
+        out.len() > 50,
+        "expected the ported kube-proxy fixtures, found {}",
+        out.len()
+    );
     out
 }
 
@@ -99,7 +126,10 @@ pub fn compile_fixtures() -> Vec<Fixture> {
 pub fn fixture(name: &str) -> Fixture {
     let dir = iptables_fixtures().join(name);
     assert!(dir.is_dir(), "no fixture {name}");
-    Fixture { name: name.to_string(), dir }
+    Fixture {
+        name: name.to_string(),
+        dir,
+    }
 }
 
 /// Parses YAML into `T`.

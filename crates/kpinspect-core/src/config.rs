@@ -117,7 +117,10 @@ impl ProxyConfig {
 
     /// The primary node IP of `family`.
     pub fn primary_node_ip(&self, family: IpFamily) -> Option<IpAddr> {
-        self.node_ips.iter().copied().find(|ip| IpFamily::of(ip) == family)
+        self.node_ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(ip) == family)
     }
 
     /// The family a single-stack run should compile for: that of the first
@@ -127,7 +130,10 @@ impl ProxyConfig {
             return IpFamily::of(ip);
         }
         if !self.cluster_cidrs.is_empty()
-            && self.cluster_cidrs.iter().all(|c| IpFamily::of_net(c) == IpFamily::V6)
+            && self
+                .cluster_cidrs
+                .iter()
+                .all(|c| IpFamily::of_net(c) == IpFamily::V6)
         {
             return IpFamily::V6;
         }
@@ -197,7 +203,11 @@ impl ProxyConfig {
             match_all = true;
             contains_loopback = family == IpFamily::V4;
         }
-        NodePortAddresses { cidrs, match_all, contains_ipv4_loopback: contains_loopback }
+        NodePortAddresses {
+            cidrs,
+            match_all,
+            contains_ipv4_loopback: contains_loopback,
+        }
     }
 }
 

@@ -144,7 +144,10 @@ impl Service {
 
     /// The cluster IP of `family`, if any (the first one of that family).
     pub fn cluster_ip(&self, family: IpFamily) -> Option<IpAddr> {
-        self.cluster_ips.iter().copied().find(|ip| IpFamily::of(ip) == family)
+        self.cluster_ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(ip) == family)
     }
 
     /// The API's `ExternallyAccessible`: NodePort and LoadBalancer services,

@@ -141,9 +141,15 @@ mod tests {
 
     #[test]
     fn sloppy_ipv4() {
-        assert_eq!(parse_ip_sloppy("172.30.0.041").unwrap().to_string(), "172.30.0.41");
+        assert_eq!(
+            parse_ip_sloppy("172.30.0.041").unwrap().to_string(),
+            "172.30.0.41"
+        );
         assert_eq!(parse_ip_sloppy("1.2.3.004").unwrap().to_string(), "1.2.3.4");
-        assert_eq!(parse_ip_sloppy("192.168.099.022").unwrap().to_string(), "192.168.99.22");
+        assert_eq!(
+            parse_ip_sloppy("192.168.099.022").unwrap().to_string(),
+            "192.168.99.22"
+        );
         assert!(parse_ip_sloppy("1.2.3").is_none());
         assert!(parse_ip_sloppy("1.2.3.4.5").is_none());
         assert!(parse_ip_sloppy(" 1.2.3.4").is_none());
@@ -153,16 +159,31 @@ mod tests {
 
     #[test]
     fn sloppy_ipv6() {
-        assert_eq!(parse_ip_sloppy("FD00:10::1").unwrap().to_string(), "fd00:10::1");
-        assert_eq!(parse_ip_sloppy("::ffff:1.2.3.4").unwrap().to_string(), "1.2.3.4");
-        assert_eq!(parse_ip_sloppy("::1.2.3.04").unwrap().to_string(), "::102:304");
+        assert_eq!(
+            parse_ip_sloppy("FD00:10::1").unwrap().to_string(),
+            "fd00:10::1"
+        );
+        assert_eq!(
+            parse_ip_sloppy("::ffff:1.2.3.4").unwrap().to_string(),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            parse_ip_sloppy("::1.2.3.04").unwrap().to_string(),
+            "::102:304"
+        );
         assert!(parse_ip_sloppy("fd00::g").is_none());
     }
 
     #[test]
     fn sloppy_cidr() {
-        assert_eq!(parse_cidr_sloppy("fd00:10::/64").unwrap().to_string(), "fd00:10::/64");
-        assert_eq!(parse_cidr_sloppy("10.0.0.1/32").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(
+            parse_cidr_sloppy("fd00:10::/64").unwrap().to_string(),
+            "fd00:10::/64"
+        );
+        assert_eq!(
+            parse_cidr_sloppy("10.0.0.1/32").unwrap().to_string(),
+            "10.0.0.1/32"
+        );
         assert!(parse_cidr_sloppy("10.0.0.0/33").is_none());
         assert!(parse_cidr_sloppy("10.0.0.0").is_none());
         assert!(parse_cidr_sloppy("10.0.0.0/").is_none());
@@ -170,7 +191,13 @@ mod tests {
 
     #[test]
     fn host_port() {
-        assert_eq!(join_host_port(&"10.0.0.1".parse().unwrap(), 80), "10.0.0.1:80");
-        assert_eq!(join_host_port(&"fd00::1".parse().unwrap(), 80), "[fd00::1]:80");
+        assert_eq!(
+            join_host_port(&"10.0.0.1".parse().unwrap(), 80),
+            "10.0.0.1:80"
+        );
+        assert_eq!(
+            join_host_port(&"fd00::1".parse().unwrap(), 80),
+            "[fd00::1]:80"
+        );
     }
 }

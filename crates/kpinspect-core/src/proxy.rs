@@ -145,15 +145,19 @@ impl ProxyState {
         for svc in &cluster.services {
             for info in service_port_infos(svc, family, &mut notices) {
                 let eps = endpoints.get(&info.name).cloned().unwrap_or_default();
-                ports.push(ServicePortEntry { info, endpoints: eps });
+                ports.push(ServicePortEntry {
+                    info,
+                    endpoints: eps,
+                });
             }
         }
-        ports.sort_by(|a, b| {
-            (a.info.name.to_kube_string(), a.info.name.protocol)
-                .cmp(&(b.info.name.to_kube_string(), b.info.name.protocol))
-        });
+        ports.sort_by_cached_key(|p| (p.info.name.to_kube_string(), p.info.name.protocol));
         ports.dedup_by(|a, b| a.info.name == b.info.name);
-        ProxyState { family, ports, notices }
+        ProxyState {
+            family,
+            ports,
+            notices,
+        }
     }
 
     /// The number of endpoints of all service ports (kube-proxy's
@@ -178,7 +182,10 @@ pub fn service_port_infos(
         return Vec::new();
     };
     let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
-        ips.iter().copied().filter(|ip| IpFamily::of(ip) == family).collect()
+        ips.iter()
+            .copied()
+            .filter(|ip| IpFamily::of(ip) == family)
+            .collect()
     };
     let external_ips = of_family(&svc.external_ips);
     let mut load_balancer_vips = Vec::new();
@@ -197,23 +204,25 @@ pub fn service_port_infos(
         .filter(|n| IpFamily::of_net(n) == family)
         .collect();
     // A /0 range allows everything: kube-proxy then writes no firewall.
-    if load_balancer_source_ranges.iter().any(|n| n.prefix_len() == 0) {
+    if load_balancer_source_ranges
+        .iter()
+        .any(|n| n.prefix_len() == 0)
+    {
         load_balancer_source_ranges.clear();
     }
     let external_policy_local = svc.external_policy_local();
-    let health_check_node_port = if svc.service_type == crate::model::ServiceType::LoadBalancer
-        && external_policy_local
-    {
-        if svc.health_check_node_port == 0 {
-            notices.push(Notice {
-                object: svc.key(),
-                message: "service has no healthcheck nodeport".into(),
-            });
-        }
-        svc.health_check_node_port
-    } else {
-        0
-    };
+    let health_check_node_port =
+        if svc.service_type == crate::model::ServiceType::LoadBalancer && external_policy_local {
+            if svc.health_check_node_port == 0 {
+                notices.push(Notice {
+                    object: svc.key(),
+                    message: "service has no healthcheck nodeport".into(),
+                });
+            }
+            svc.health_check_node_port
+        } else {
+            0
+        };
     svc.ports
         .iter()
         .map(|p| ServicePortInfo {
@@ -310,13 +319,21 @@ pub struct Categorized {
 }
 
 /// kube-proxy's `CategorizeEndpoints` over `eps` (sorted by `ip:port`).
-pub fn categorize(info: &ServicePortInfo, eps: &[EndpointInfo], config: &ProxyConfig) -> Categorized {
+pub fn categorize(
+    info: &ServicePortInfo,
+    eps: &[EndpointInfo],
+    config: &ProxyConfig,
+) -> Categorized {
     let mut out = Categorized::default();
     if eps.is_empty() {
         return out;
     }
     let filter = |f: &dyn Fn(&EndpointInfo) -> bool| -> Vec<usize> {
-        eps.iter().enumerate().filter(|(_, e)| f(e)).map(|(i, _)| i).collect()
+        eps.iter()
+            .enumerate()
+            .filter(|(_, e)| f(e))
+            .map(|(i, _)| i)
+            .collect()
     };
     let mut topology = Topology::None;
     if info.uses_cluster_endpoints() {
@@ -359,7 +376,12 @@ pub fn categorize(info: &ServicePortInfo, eps: &[EndpointInfo], config: &ProxyCo
     }
     // kube-proxy merges the two through a map (random order); kpinspect keeps
     // the `ip:port` order so output is reproducible.
-    let mut all: Vec<usize> = out.cluster.iter().chain(out.local.iter()).copied().collect();
+    let mut all: Vec<usize> = out
+        .cluster
+        .iter()
+        .chain(out.local.iter())
+        .copied()
+        .collect();
     all.sort_unstable();
     all.dedup();
     out.all = all;
@@ -377,7 +399,7 @@ impl Topology {
     fn allows(self, e: &EndpointInfo, config: &ProxyConfig) -> bool {
         match self {
             Topology::None => true,
-            Topology::SameNode => e.node_hints.iter().any(|n| *n == config.node_name),
+            Topology::SameNode => e.node_hints.contains(&config.node_name),
             Topology::SameZone => match &config.node_zone {
                 Some(z) => e.zone_hints.iter().any(|h| h == z),
                 None => false,
@@ -394,12 +416,16 @@ fn topology_mode(eps: &[EndpointInfo], config: &ProxyConfig) -> Topology {
     for e in eps.iter().filter(|e| e.ready) {
         if e.node_hints.is_empty() {
             all_node_hints = false;
-        } else if e.node_hints.iter().any(|n| *n == config.node_name) {
+        } else if e.node_hints.contains(&config.node_name) {
             has_for_node = true;
         }
         if e.zone_hints.is_empty() {
             all_zone_hints = false;
-        } else if config.node_zone.as_ref().is_some_and(|z| e.zone_hints.contains(z)) {
+        } else if config
+            .node_zone
+            .as_ref()
+            .is_some_and(|z| e.zone_hints.contains(z))
+        {
             has_for_zone = true;
         }
     }

@@ -93,7 +93,10 @@ pub struct ConntrackConfiguration {
 /// assert_eq!(config.mode, kpinspect_core::config::ProxyMode::Ipvs);
 /// assert_eq!(config.cluster_cidrs[0].to_string(), "10.244.0.0/16");
 /// ```
-pub fn parse_kube_proxy_config(text: &str, file: &str) -> Result<KubeProxyConfiguration, LoadError> {
+pub fn parse_kube_proxy_config(
+    text: &str,
+    file: &str,
+) -> Result<KubeProxyConfiguration, LoadError> {
     let docs = parse_documents(text, file)?;
     let mut docs = docs.into_iter().filter(|d| !d.is_null());
     let doc = docs.next().ok_or_else(|| LoadError {
@@ -105,24 +108,41 @@ pub fn parse_kube_proxy_config(text: &str, file: &str) -> Result<KubeProxyConfig
     let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     match kind {
         "ConfigMap" => {
-            let name = doc.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("?");
-            let ctx = Ctx { file, object: format!("ConfigMap {name}") };
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?");
+            let ctx = Ctx {
+                file,
+                object: format!("ConfigMap {name}"),
+            };
             let conf = doc
                 .pointer("/data/config.conf")
                 .and_then(|c| c.as_str())
-                .ok_or_else(|| ctx.error("data[config.conf]", "missing: not a kube-proxy ConfigMap"))?;
+                .ok_or_else(|| {
+                    ctx.error("data[config.conf]", "missing: not a kube-proxy ConfigMap")
+                })?;
             let inner = format!("{file} (ConfigMap {name} data[config.conf])");
             parse_kube_proxy_config(conf, &inner)
         }
         "KubeProxyConfiguration" => {
-            let ctx = Ctx { file, object: "KubeProxyConfiguration".into() };
+            let ctx = Ctx {
+                file,
+                object: "KubeProxyConfiguration".into(),
+            };
             let api = doc.get("apiVersion").and_then(|a| a.as_str()).unwrap_or("");
             if !api.starts_with("kubeproxy.config.k8s.io/") {
-                return Err(ctx.error("apiVersion", format!("{api:?} is not kubeproxy.config.k8s.io/v1alpha1")));
+                return Err(ctx.error(
+                    "apiVersion",
+                    format!("{api:?} is not kubeproxy.config.k8s.io/v1alpha1"),
+                ));
             }
             serde_path_to_error::deserialize(doc).map_err(|e| {
                 let path = e.path().to_string();
-                ctx.error(if path == "." { String::new() } else { path }, e.into_inner().to_string())
+                ctx.error(
+                    if path == "." { String::new() } else { path },
+                    e.into_inner().to_string(),
+                )
             })
         }
         other => Err(LoadError {
@@ -138,16 +158,28 @@ impl KubeProxyConfiguration {
     /// Writes the configuration into `config`, validating values the way
     /// kube-proxy's own validation would reject them.
     pub fn apply_to(&self, config: &mut ProxyConfig, file: &str) -> Result<(), LoadError> {
-        let ctx = Ctx { file, object: "KubeProxyConfiguration".into() };
+        let ctx = Ctx {
+            file,
+            object: "KubeProxyConfiguration".into(),
+        };
         if let Some(mode) = &self.mode {
             config.mode = match mode.as_str() {
                 "" | "iptables" => ProxyMode::Iptables,
                 "ipvs" => ProxyMode::Ipvs,
                 "nftables" => ProxyMode::Nftables,
-                other => return Err(ctx.error("mode", format!("unknown mode {other:?} (expected iptables, ipvs or nftables)"))),
+                other => {
+                    return Err(ctx.error(
+                        "mode",
+                        format!("unknown mode {other:?} (expected iptables, ipvs or nftables)"),
+                    ));
+                }
             };
         }
-        if let Some(cidrs) = self.cluster_cidr.as_deref().filter(|c| !c.trim().is_empty()) {
+        if let Some(cidrs) = self
+            .cluster_cidr
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+        {
             config.cluster_cidrs = parse_cidr_list(cidrs.split(','), &ctx, "clusterCIDR")?;
         }
         let detect = self.detect_local.clone().unwrap_or_default();
@@ -158,13 +190,21 @@ impl KubeProxyConfiguration {
             "InterfaceNamePrefix" => DetectLocal::InterfaceNamePrefix(detect.interface_name_prefix.clone().filter(|s| !s.is_empty()).ok_or_else(|| ctx.error("detectLocal.interfaceNamePrefix", "required by detectLocalMode InterfaceNamePrefix"))?),
             other => return Err(ctx.error("detectLocalMode", format!("unknown mode {other:?} (expected ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix)"))),
         };
-        if let Some(host) = self.hostname_override.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+        if let Some(host) = self
+            .hostname_override
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
             config.node_name = host.to_lowercase();
         }
         if let Some(ipt) = &self.iptables {
             if let Some(bit) = ipt.masquerade_bit {
                 if !(0..=31).contains(&bit) {
-                    return Err(ctx.error("iptables.masqueradeBit", format!("{bit} is out of range (0-31)")));
+                    return Err(ctx.error(
+                        "iptables.masqueradeBit",
+                        format!("{bit} is out of range (0-31)"),
+                    ));
                 }
                 config.masquerade_bit = bit as u32;
             }
@@ -189,7 +229,8 @@ impl KubeProxyConfiguration {
             config.ipvs_scheduler = ipvs.scheduler.clone().unwrap_or_default();
             config.ipvs_strict_arp = ipvs.strict_arp.unwrap_or(false);
             if let Some(ex) = &ipvs.exclude_cidrs {
-                config.ipvs_exclude_cidrs = parse_cidr_list(ex.iter().map(String::as_str), &ctx, "ipvs.excludeCIDRs")?;
+                config.ipvs_exclude_cidrs =
+                    parse_cidr_list(ex.iter().map(String::as_str), &ctx, "ipvs.excludeCIDRs")?;
             }
         }
         if let Some(gates) = &self.feature_gates

@@ -33,7 +33,12 @@ pub struct Warning {
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&render(&self.file, &self.object, &self.field, &self.message))
+        f.write_str(&render(
+            &self.file,
+            &self.object,
+            &self.field,
+            &self.message,
+        ))
     }
 }
 

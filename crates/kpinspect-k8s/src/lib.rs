@@ -29,5 +29,6 @@ pub use config::{
 };
 pub use error::{LoadError, Warning};
 pub use objects::{
-    HEADLESS_LABEL, Loaded, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, SKIP_MIRROR_LABEL, load_objects,
+    HEADLESS_LABEL, Loaded, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, SKIP_MIRROR_LABEL,
+    load_objects,
 };

@@ -46,7 +46,9 @@ impl Loaded {
     pub fn finish(mut self) -> (Cluster, Vec<Warning>) {
         for slice in std::mem::take(&mut self.legacy_endpoints) {
             let has_slices = self.cluster.endpoint_slices.iter().any(|s| {
-                s.namespace == slice.namespace && s.service_name == slice.service_name && !s.name.starts_with("endpoints/")
+                s.namespace == slice.namespace
+                    && s.service_name == slice.service_name
+                    && !s.name.starts_with("endpoints/")
             });
             if has_slices {
                 continue;
@@ -100,7 +102,12 @@ pub fn load_objects(text: &str, file: &str) -> Result<Loaded, LoadError> {
 /// Parses YAML or JSON text into documents.
 pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, LoadError> {
     let trimmed = text.trim_start();
-    let err = |message: String| LoadError { file: file.to_string(), object: None, field: None, message };
+    let err = |message: String| LoadError {
+        file: file.to_string(),
+        object: None,
+        field: None,
+        message,
+    };
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         // JSON: one value, or several concatenated (as `kubectl get -o json` of
         // several resources never does, but `cat a.json b.json` might).
@@ -132,18 +139,32 @@ fn describe(v: &Value, kind: &str, fallback: &str) -> String {
 }
 
 fn load_value(v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<(), LoadError> {
-    let top = Ctx { file, object: where_.to_string() };
+    let top = Ctx {
+        file,
+        object: where_.to_string(),
+    };
     if !v.is_object() {
-        return Err(top.error("", "expected a Kubernetes object (a mapping with apiVersion and kind)"));
+        return Err(top.error(
+            "",
+            "expected a Kubernetes object (a mapping with apiVersion and kind)",
+        ));
     }
-    let kind = str_at(&v, &["kind"]).ok_or_else(|| top.error("kind", "missing"))?.to_string();
+    let kind = str_at(&v, &["kind"])
+        .ok_or_else(|| top.error("kind", "missing"))?
+        .to_string();
     let api_version = str_at(&v, &["apiVersion"]).unwrap_or("").to_string();
-    let ctx = Ctx { file, object: describe(&v, &kind, where_) };
+    let ctx = Ctx {
+        file,
+        object: describe(&v, &kind, where_),
+    };
     let want_api = |want: &str| -> Result<(), LoadError> {
         if api_version.is_empty() || api_version == want {
             Ok(())
         } else {
-            Err(ctx.error("apiVersion", format!("{api_version:?} is not supported for {kind} (want {want})")))
+            Err(ctx.error(
+                "apiVersion",
+                format!("{api_version:?} is not supported for {kind} (want {want})"),
+            ))
         }
     };
     match kind.as_str() {
@@ -201,8 +222,16 @@ fn name_and_namespace(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     ctx: &Ctx<'_>,
 ) -> Result<(String, String), LoadError> {
-    let name = meta.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| ctx.error("metadata.name", "missing"))?;
-    let namespace = meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string());
+    let name = meta
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ctx.error("metadata.name", "missing"))?;
+    let namespace = meta
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_string());
     Ok((name, namespace))
 }
 
@@ -211,7 +240,9 @@ fn ignored_by_label(
     ctx: &Ctx<'_>,
     warnings: &mut Vec<Warning>,
 ) -> bool {
-    let Some(labels) = &meta.labels else { return false };
+    let Some(labels) = &meta.labels else {
+        return false;
+    };
     // Headless objects are routine: skip them quietly, as kube-proxy does.
     if labels.contains_key(HEADLESS_LABEL) {
         return true;
@@ -231,8 +262,12 @@ fn ignored_by_label(
 fn protocol(p: Option<&str>, ctx: &Ctx<'_>, field: &str) -> Result<Protocol, LoadError> {
     match p {
         None => Ok(Protocol::Tcp),
-        Some(s) => Protocol::from_k8s(s)
-            .ok_or_else(|| ctx.error(field, format!("unknown protocol {s:?} (expected TCP, UDP or SCTP)"))),
+        Some(s) => Protocol::from_k8s(s).ok_or_else(|| {
+            ctx.error(
+                field,
+                format!("unknown protocol {s:?} (expected TCP, UDP or SCTP)"),
+            )
+        }),
     }
 }
 
@@ -248,11 +283,18 @@ fn policy(p: Option<&str>, ctx: &Ctx<'_>, field: &str) -> Result<TrafficPolicy, 
     match p {
         None | Some("") | Some("Cluster") => Ok(TrafficPolicy::Cluster),
         Some("Local") => Ok(TrafficPolicy::Local),
-        Some(other) => Err(ctx.error(field, format!("unknown traffic policy {other:?} (expected Cluster or Local)"))),
+        Some(other) => Err(ctx.error(
+            field,
+            format!("unknown traffic policy {other:?} (expected Cluster or Local)"),
+        )),
     }
 }
 
-fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning>) -> Result<Option<Service>, LoadError> {
+fn convert_service(
+    svc: core::Service,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Service>, LoadError> {
     let (name, namespace) = name_and_namespace(&svc.metadata, ctx)?;
     if ignored_by_label(&svc.metadata, ctx, warnings) {
         return Ok(None);
@@ -275,14 +317,16 @@ fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning
     let mut cluster_ips = Vec::new();
     if service_type != ServiceType::ExternalName && !primary.is_empty() && primary != "None" {
         let listed: Vec<(String, String)> = match &spec.cluster_ips {
-            Some(ips) if !ips.is_empty() => {
-                ips.iter().enumerate().map(|(i, ip)| (format!("spec.clusterIPs[{i}]"), ip.clone())).collect()
-            }
+            Some(ips) if !ips.is_empty() => ips
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| (format!("spec.clusterIPs[{i}]"), ip.clone()))
+                .collect(),
             _ => vec![("spec.clusterIP".to_string(), primary.to_string())],
         };
         for (field, ip) in listed {
-            let parsed =
-                parse_ip_sloppy(&ip).ok_or_else(|| ctx.error(field, format!("invalid IP address {ip:?}")))?;
+            let parsed = parse_ip_sloppy(&ip)
+                .ok_or_else(|| ctx.error(field, format!("invalid IP address {ip:?}")))?;
             cluster_ips.push(parsed);
         }
     }
@@ -298,8 +342,14 @@ fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning
     }
     if service_type != ServiceType::ExternalName && !cluster_ips.is_empty() {
         for (i, a) in ports.iter().enumerate() {
-            if ports[..i].iter().any(|b| b.name == a.name && b.protocol == a.protocol) {
-                return Err(ctx.error(format!("spec.ports[{i}].name"), format!("duplicate port name {:?} for {}", a.name, a.protocol)));
+            if ports[..i]
+                .iter()
+                .any(|b| b.name == a.name && b.protocol == a.protocol)
+            {
+                return Err(ctx.error(
+                    format!("spec.ports[{i}].name"),
+                    format!("duplicate port name {:?} for {}", a.name, a.protocol),
+                ));
             }
         }
     }
@@ -315,12 +365,21 @@ fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning
         }
     }
     let mut load_balancer_ingress = Vec::new();
-    let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
     for (i, ing) in ingress.into_iter().flatten().enumerate() {
         let field = format!("status.loadBalancer.ingress[{i}].ip");
-        let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else { continue };
+        let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
         let Some(ip) = parse_ip_sloppy(ip) else {
-            warnings.push(ctx.warning(field, format!("invalid IP address {ip:?}; kube-proxy ignores it")));
+            warnings.push(ctx.warning(
+                field,
+                format!("invalid IP address {ip:?}; kube-proxy ignores it"),
+            ));
             continue;
         };
         let ip_mode = match ing.ip_mode.as_deref() {
@@ -337,7 +396,12 @@ fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning
         load_balancer_ingress.push(LoadBalancerIngress { ip, ip_mode });
     }
     let mut load_balancer_source_ranges = Vec::new();
-    for (i, r) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
+    for (i, r) in spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .enumerate()
+    {
         let t = r.trim();
         if t.is_empty() {
             continue;
@@ -368,10 +432,18 @@ fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning
             Some(t as u32)
         }
         Some(other) => {
-            return Err(ctx.error("spec.sessionAffinity", format!("unknown session affinity {other:?} (expected None or ClientIP)")));
+            return Err(ctx.error(
+                "spec.sessionAffinity",
+                format!("unknown session affinity {other:?} (expected None or ClientIP)"),
+            ));
         }
     };
-    let health_check_node_port = port_number(spec.health_check_node_port.unwrap_or(0), ctx, "spec.healthCheckNodePort", true)?;
+    let health_check_node_port = port_number(
+        spec.health_check_node_port.unwrap_or(0),
+        ctx,
+        "spec.healthCheckNodePort",
+        true,
+    )?;
     Ok(Some(Service {
         namespace,
         name,
@@ -382,8 +454,16 @@ fn convert_service(svc: core::Service, ctx: &Ctx<'_>, warnings: &mut Vec<Warning
         has_external_ips: !raw_external.is_empty(),
         load_balancer_ingress,
         load_balancer_source_ranges,
-        external_traffic_policy: policy(spec.external_traffic_policy.as_deref(), ctx, "spec.externalTrafficPolicy")?,
-        internal_traffic_policy: policy(spec.internal_traffic_policy.as_deref(), ctx, "spec.internalTrafficPolicy")?,
+        external_traffic_policy: policy(
+            spec.external_traffic_policy.as_deref(),
+            ctx,
+            "spec.externalTrafficPolicy",
+        )?,
+        internal_traffic_policy: policy(
+            spec.internal_traffic_policy.as_deref(),
+            ctx,
+            "spec.internalTrafficPolicy",
+        )?,
         health_check_node_port,
         session_affinity_timeout,
     }))
@@ -405,12 +485,22 @@ fn convert_slice(
         .and_then(|l| l.get(SERVICE_NAME_LABEL))
         .filter(|s| !s.is_empty())
         .cloned()
-        .ok_or_else(|| ctx.error(format!("metadata.labels[{SERVICE_NAME_LABEL}]"), "missing: the slice names no Service"))?;
+        .ok_or_else(|| {
+            ctx.error(
+                format!("metadata.labels[{SERVICE_NAME_LABEL}]"),
+                "missing: the slice names no Service",
+            )
+        })?;
     let address_type = match slice.address_type.as_str() {
         "IPv4" => AddressType::Ipv4,
         "IPv6" => AddressType::Ipv6,
         "FQDN" => AddressType::Fqdn,
-        other => return Err(ctx.error("addressType", format!("unknown address type {other:?} (expected IPv4, IPv6 or FQDN)"))),
+        other => {
+            return Err(ctx.error(
+                "addressType",
+                format!("unknown address type {other:?} (expected IPv4, IPv6 or FQDN)"),
+            ));
+        }
     };
     let mut ports = Vec::new();
     for (i, p) in slice.ports.iter().flatten().enumerate() {
@@ -435,7 +525,10 @@ fn convert_slice(
                 Some(_) => {
                     warnings.push(ctx.warning(
                         format!("endpoints[{i}].addresses[0]"),
-                        format!("{a:?} is not an {} address; kube-proxy ignores it", slice.address_type),
+                        format!(
+                            "{a:?} is not an {} address; kube-proxy ignores it",
+                            slice.address_type
+                        ),
                     ));
                     None
                 }
@@ -456,11 +549,28 @@ fn convert_slice(
             serving: cond.and_then(|c| c.serving).unwrap_or(true),
             terminating: cond.and_then(|c| c.terminating).unwrap_or(false),
             node_name: ep.node_name.clone(),
-            zone_hints: hints.and_then(|h| h.for_zones.as_ref()).into_iter().flatten().map(|z| z.name.clone()).collect(),
-            node_hints: hints.and_then(|h| h.for_nodes.as_ref()).into_iter().flatten().map(|n| n.name.clone()).collect(),
+            zone_hints: hints
+                .and_then(|h| h.for_zones.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|z| z.name.clone())
+                .collect(),
+            node_hints: hints
+                .and_then(|h| h.for_nodes.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|n| n.name.clone())
+                .collect(),
         });
     }
-    Ok(Some(EndpointSlice { namespace, name, service_name, address_type, ports, endpoints }))
+    Ok(Some(EndpointSlice {
+        namespace,
+        name,
+        service_name,
+        address_type,
+        ports,
+        endpoints,
+    }))
 }
 
 /// Converts a legacy `v1 Endpoints` the way the EndpointSlice mirroring
@@ -474,7 +584,10 @@ fn convert_endpoints(
     let (name, namespace) = name_and_namespace(&eps.metadata, ctx)?;
     let labels = eps.metadata.labels.clone().unwrap_or_default();
     if labels.get(SKIP_MIRROR_LABEL).map(String::as_str) == Some("true") {
-        warnings.push(ctx.warning(format!("metadata.labels[{SKIP_MIRROR_LABEL}]"), "not mirrored to EndpointSlices; skipped"));
+        warnings.push(ctx.warning(
+            format!("metadata.labels[{SKIP_MIRROR_LABEL}]"),
+            "not mirrored to EndpointSlices; skipped",
+        ));
         return Ok(Vec::new());
     }
     if ignored_by_label(&eps.metadata, ctx, warnings) {
@@ -492,8 +605,20 @@ fn convert_endpoints(
             });
         }
         let mut by_family: [Vec<Endpoint>; 2] = [Vec::new(), Vec::new()];
-        let not_ready: Vec<&str> = subset.not_ready_addresses.iter().flatten().map(|a| a.ip.as_str()).collect();
-        let lists = [("addresses", subset.addresses.as_ref(), true), ("notReadyAddresses", subset.not_ready_addresses.as_ref(), false)];
+        let not_ready: Vec<&str> = subset
+            .not_ready_addresses
+            .iter()
+            .flatten()
+            .map(|a| a.ip.as_str())
+            .collect();
+        let lists = [
+            ("addresses", subset.addresses.as_ref(), true),
+            (
+                "notReadyAddresses",
+                subset.not_ready_addresses.as_ref(),
+                false,
+            ),
+        ];
         for (list_name, list, ready) in lists {
             for (ai, a) in list.into_iter().flatten().enumerate() {
                 // An address that is both ready and not ready is not ready.
@@ -525,9 +650,16 @@ fn convert_endpoints(
             }
             out.push(EndpointSlice {
                 namespace: namespace.clone(),
-                name: format!("endpoints/{name}/{si}/{}", if idx == 0 { "ipv4" } else { "ipv6" }),
+                name: format!(
+                    "endpoints/{name}/{si}/{}",
+                    if idx == 0 { "ipv4" } else { "ipv6" }
+                ),
                 service_name: name.clone(),
-                address_type: if idx == 0 { AddressType::Ipv4 } else { AddressType::Ipv6 },
+                address_type: if idx == 0 {
+                    AddressType::Ipv4
+                } else {
+                    AddressType::Ipv6
+                },
                 ports: ports.clone(),
                 endpoints,
             });
@@ -535,4 +667,3 @@ fn convert_endpoints(
     }
     Ok(out)
 }
-

@@ -109,7 +109,8 @@ impl NodeArgs {
         if let Some(path) = &self.config {
             let name = path.display().to_string();
             let text = crate::read_input(path)?;
-            let kpc = kpinspect_k8s::parse_kube_proxy_config(&text, &name).map_err(UsageError::from)?;
+            let kpc =
+                kpinspect_k8s::parse_kube_proxy_config(&text, &name).map_err(UsageError::from)?;
             kpc.apply_to(&mut config, &name).map_err(UsageError::from)?;
         }
         if let Some(mode) = self.mode {
@@ -138,7 +139,10 @@ impl NodeArgs {
         if let Some(c) = &self.cluster_cidr {
             config.cluster_cidrs = parse_cidrs(c.split(','), "--cluster-cidr")?;
         }
-        config.node_pod_cidrs = parse_cidrs(self.node_pod_cidrs.iter().map(String::as_str), "--node-pod-cidr")?;
+        config.node_pod_cidrs = parse_cidrs(
+            self.node_pod_cidrs.iter().map(String::as_str),
+            "--node-pod-cidr",
+        )?;
         if let Some(z) = &self.node_zone {
             config.node_zone = Some(z.clone());
         }

@@ -68,7 +68,8 @@ pub fn read_input(path: &Path) -> Result<String> {
             .read_to_string(&mut text)
             .map_err(|e| UsageError::msg(format!("-: cannot read standard input: {e}")))?;
     } else {
-        text = std::fs::read_to_string(path).map_err(|e| UsageError::msg(format!("{name}: cannot read: {e}")))?;
+        text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError::msg(format!("{name}: cannot read: {e}")))?;
     }
     Ok(text)
 }
@@ -92,7 +93,9 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
     let cluster = load_cluster(&args.files)?;
     match node.config.mode {
         ProxyMode::Iptables => {}
-        ProxyMode::Ipvs => anyhow::bail!(UsageError::msg("compile --mode ipvs is not implemented yet")),
+        ProxyMode::Ipvs => anyhow::bail!(UsageError::msg(
+            "compile --mode ipvs is not implemented yet"
+        )),
         ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
             "the configuration's mode is nftables, which kpinspect does not compile; pass --mode iptables"
         )),
@@ -107,7 +110,9 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
         FormatArg::Sorted => iptables::sort_iptables_rules(&text)?,
     };
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush())
+    if let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(e.into());

@@ -45,7 +45,16 @@ pub enum JumpError {
     },
 }
 
-const TARGETS: [&str; 8] = ["ACCEPT", "DROP", "RETURN", "REJECT", "DNAT", "SNAT", "MASQUERADE", "MARK"];
+const TARGETS: [&str; 8] = [
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "DNAT",
+    "SNAT",
+    "MASQUERADE",
+    "MARK",
+];
 const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 
 /// Checks every table of `text`; returns every problem found.
@@ -99,8 +108,15 @@ pub fn check_rule_jumps(text: &str) -> Vec<JumpError> {
             }
         }
         for chain in &table.chains {
-            if chain.declared && !chain.deleted && is_service_chain(&chain.name) && !jumped.contains(&chain.name) {
-                errors.push(JumpError::Unused { table: table.name.clone(), chain: chain.name.clone() });
+            if chain.declared
+                && !chain.deleted
+                && is_service_chain(&chain.name)
+                && !jumped.contains(&chain.name)
+            {
+                errors.push(JumpError::Unused {
+                    table: table.name.clone(),
+                    chain: chain.name.clone(),
+                });
             }
         }
     }

@@ -35,7 +35,11 @@ pub fn compile(state: &ProxyState, config: &ProxyConfig) -> Restore {
 /// Compiles a full sync for a node whose nat table already holds
 /// `existing_nat_chains`: stale service chains among them are declared and
 /// deleted (`-X`) in the same restore, as kube-proxy does.
-pub fn compile_sync(state: &ProxyState, config: &ProxyConfig, existing_nat_chains: &[String]) -> Restore {
+pub fn compile_sync(
+    state: &ProxyState,
+    config: &ProxyConfig,
+    existing_nat_chains: &[String],
+) -> Restore {
     let family = state.family;
     let mark = config.mark();
     let npa = config.node_port_addresses(family);
@@ -48,7 +52,13 @@ pub fn compile_sync(state: &ProxyState, config: &ProxyConfig, existing_nat_chain
     let mut filter = RestoreTable::default();
     let mut nat = RestoreTable::default();
     let fc = &mut filter.chains;
-    for c in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"] {
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-FORWARD",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ] {
         wln!(fc, ":{c} - [0:0]");
     }
     if localhost_node_ports {
@@ -57,23 +67,37 @@ pub fn compile_sync(state: &ProxyState, config: &ProxyConfig, existing_nat_chain
             "-A KUBE-FIREWALL -m comment --comment \"block incoming localnet connections\" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
         );
     }
-    for c in ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"] {
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-MARK-MASQ",
+    ] {
         wln!(nat.chains, ":{c} - [0:0]");
     }
     let nr = &mut nat.rules;
-    wln!(nr, "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN");
+    wln!(
+        nr,
+        "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN"
+    );
     wln!(nr, "-A KUBE-POSTROUTING -j MARK --xor-mark {mark}");
     wln!(
         nr,
         "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
-        if config.random_fully { " --random-fully" } else { "" }
+        if config.random_fully {
+            " --random-fully"
+        } else {
+            ""
+        }
     );
     wln!(nr, "-A KUBE-MARK-MASQ -j MARK --or-mark {mark}");
 
     let mut active: HashSet<String> = HashSet::new();
     let ctx = Ctx {
         config,
-        detector: detector.as_ref().map(|d| (d.if_local().join(" "), d.if_not_local().join(" "))),
+        detector: detector
+            .as_ref()
+            .map(|d| (d.if_local().join(" "), d.if_not_local().join(" "))),
         node_ip,
         localhost_nfacct: localhost_node_ports && config.nfacct,
         comments: !large_cluster,
@@ -126,10 +150,17 @@ pub fn compile_sync(state: &ProxyState, config: &ProxyConfig, existing_nat_chain
             fr.write_str_line("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP");
         }
     }
-    wln!(fr, "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {mark}/{mark} -j ACCEPT");
+    wln!(
+        fr,
+        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {mark}/{mark} -j ACCEPT"
+    );
     fr.write_str_line("-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
 
-    Restore { family, filter, nat }
+    Restore {
+        family,
+        filter,
+        nat,
+    }
 }
 
 /// The node addresses KUBE-NODEPORTS is reached from when `nodePortAddresses`
@@ -166,7 +197,11 @@ impl Probabilities {
     fn get(&mut self, n: usize) -> &str {
         while self.0.len() <= n {
             let k = self.0.len();
-            self.0.push(if k == 0 { String::new() } else { probability(k) });
+            self.0.push(if k == 0 {
+                String::new()
+            } else {
+                probability(k)
+            });
         }
         &self.0[n]
     }
@@ -245,32 +280,53 @@ impl Ctx<'_> {
 
         // A1: cluster IP.
         if has_internal {
-            wln!(nr, "-A KUBE-SERVICES -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_chain}");
+            wln!(
+                nr,
+                "-A KUBE-SERVICES -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_chain}"
+            );
         } else {
-            wln!(fr, "-A KUBE-SERVICES -m comment --comment \"{s} {internal_why}\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_verdict}");
+            wln!(
+                fr,
+                "-A KUBE-SERVICES -m comment --comment \"{s} {internal_why}\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_verdict}"
+            );
         }
         // A2: external IPs.
         for xip in &info.external_ips {
             if has_endpoints {
-                wln!(nr, "-A KUBE-SERVICES -m comment --comment \"{s} external IP\" -m {p} -p {p} -d {xip} --dport {port} -j {ext_chain}");
+                wln!(
+                    nr,
+                    "-A KUBE-SERVICES -m comment --comment \"{s} external IP\" -m {p} -p {p} -d {xip} --dport {port} -j {ext_chain}"
+                );
             }
             if !has_external {
-                wln!(fr, "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m {p} -p {p} -d {xip} --dport {port} -j {external_verdict}");
+                wln!(
+                    fr,
+                    "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m {p} -p {p} -d {xip} --dport {port} -j {external_verdict}"
+                );
             }
         }
         // A3: load-balancer IPs.
         for lb in &info.load_balancer_vips {
             if has_endpoints {
-                wln!(nr, "-A KUBE-SERVICES -m comment --comment \"{s} loadbalancer IP\" -m {p} -p {p} -d {lb} --dport {port} -j {lb_target}");
+                wln!(
+                    nr,
+                    "-A KUBE-SERVICES -m comment --comment \"{s} loadbalancer IP\" -m {p} -p {p} -d {lb} --dport {port} -j {lb_target}"
+                );
             }
             if uses_fw {
-                wln!(fr, "-A KUBE-PROXY-FIREWALL -m comment --comment \"{s} traffic not accepted by {fw_chain}\" -m {p} -p {p} -d {lb} --dport {port} -j DROP");
+                wln!(
+                    fr,
+                    "-A KUBE-PROXY-FIREWALL -m comment --comment \"{s} traffic not accepted by {fw_chain}\" -m {p} -p {p} -d {lb} --dport {port} -j DROP"
+                );
             }
         }
         // A4: no (local) endpoints for load-balancer IPs.
         if !has_external {
             for lb in &info.load_balancer_vips {
-                wln!(fr, "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m {p} -p {p} -d {lb} --dport {port} -j {external_verdict}");
+                wln!(
+                    fr,
+                    "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m {p} -p {p} -d {lb} --dport {port} -j {external_verdict}"
+                );
             }
         }
         // A5: node port.
@@ -278,26 +334,44 @@ impl Ctx<'_> {
         if np != 0 {
             if has_endpoints {
                 if self.localhost_nfacct {
-                    wln!(nr, "-A KUBE-NODEPORTS -m comment --comment {s} -m {p} -p {p} -d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name localhost_nps_accepted_pkts -j {ext_chain}");
+                    wln!(
+                        nr,
+                        "-A KUBE-NODEPORTS -m comment --comment {s} -m {p} -p {p} -d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name localhost_nps_accepted_pkts -j {ext_chain}"
+                    );
                 }
-                wln!(nr, "-A KUBE-NODEPORTS -m comment --comment {s} -m {p} -p {p} --dport {np} -j {ext_chain}");
+                wln!(
+                    nr,
+                    "-A KUBE-NODEPORTS -m comment --comment {s} -m {p} -p {p} --dport {np} -j {ext_chain}"
+                );
             }
             if !has_external {
-                wln!(fr, "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m addrtype --dst-type LOCAL -m {p} -p {p} --dport {np} -j {external_verdict}");
+                wln!(
+                    fr,
+                    "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"{s} {external_why}\" -m addrtype --dst-type LOCAL -m {p} -p {p} --dport {np} -j {external_verdict}"
+                );
             }
         }
         // A6: health-check node port.
         let hc = info.health_check_node_port;
         if hc != 0 {
-            wln!(fr, "-A KUBE-NODEPORTS -m comment --comment \"{s} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT");
+            wln!(
+                fr,
+                "-A KUBE-NODEPORTS -m comment --comment \"{s} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT"
+            );
         }
 
         // B1: masquerade off-cluster traffic to the cluster IP.
         if has_internal {
             if self.config.masquerade_all {
-                wln!(nr, "-A {internal_chain} -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j KUBE-MARK-MASQ");
+                wln!(
+                    nr,
+                    "-A {internal_chain} -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j KUBE-MARK-MASQ"
+                );
             } else if let Some((_, not_local)) = &self.detector {
-                wln!(nr, "-A {internal_chain} -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} {not_local} -j KUBE-MARK-MASQ");
+                wln!(
+                    nr,
+                    "-A {internal_chain} -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} {not_local} -j KUBE-MARK-MASQ"
+                );
             }
         }
         // B2: the external-destinations chain.
@@ -305,13 +379,25 @@ impl Ctx<'_> {
             wln!(nat.chains, ":{ext_chain} - [0:0]");
             active.insert(ext_chain.clone());
             if !info.external_policy_local {
-                wln!(nr, "-A {ext_chain} -m comment --comment \"masquerade traffic for {s} external destinations\" -j KUBE-MARK-MASQ");
+                wln!(
+                    nr,
+                    "-A {ext_chain} -m comment --comment \"masquerade traffic for {s} external destinations\" -j KUBE-MARK-MASQ"
+                );
             } else {
                 if let Some((local, _)) = &self.detector {
-                    wln!(nr, "-A {ext_chain} -m comment --comment \"pod traffic for {s} external destinations\" {local} -j {cluster_chain}");
+                    wln!(
+                        nr,
+                        "-A {ext_chain} -m comment --comment \"pod traffic for {s} external destinations\" {local} -j {cluster_chain}"
+                    );
                 }
-                wln!(nr, "-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {s} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ");
-                wln!(nr, "-A {ext_chain} -m comment --comment \"route LOCAL traffic for {s} external destinations\" -m addrtype --src-type LOCAL -j {cluster_chain}");
+                wln!(
+                    nr,
+                    "-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {s} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"
+                );
+                wln!(
+                    nr,
+                    "-A {ext_chain} -m comment --comment \"route LOCAL traffic for {s} external destinations\" -m addrtype --src-type LOCAL -j {cluster_chain}"
+                );
             }
             if has_external {
                 wln!(nr, "-A {ext_chain} -j {external_policy_chain}");
@@ -323,17 +409,26 @@ impl Ctx<'_> {
             active.insert(fw_chain.clone());
             let mut allow_from_node = false;
             for cidr in &info.load_balancer_source_ranges {
-                wln!(nr, "-A {fw_chain} -m comment --comment \"{s} loadbalancer IP\" -s {cidr} -j {ext_chain}");
+                wln!(
+                    nr,
+                    "-A {fw_chain} -m comment --comment \"{s} loadbalancer IP\" -s {cidr} -j {ext_chain}"
+                );
                 if self.node_ip.is_some_and(|ip| cidr.contains(&ip)) {
                     allow_from_node = true;
                 }
             }
             if allow_from_node {
                 for lb in &info.load_balancer_vips {
-                    wln!(nr, "-A {fw_chain} -m comment --comment \"{s} loadbalancer IP\" -s {lb} -j {ext_chain}");
+                    wln!(
+                        nr,
+                        "-A {fw_chain} -m comment --comment \"{s} loadbalancer IP\" -s {lb} -j {ext_chain}"
+                    );
                 }
             }
-            wln!(nr, "-A {fw_chain} -m comment --comment \"other traffic to {s} will be dropped by KUBE-PROXY-FIREWALL\"");
+            wln!(
+                nr,
+                "-A {fw_chain} -m comment --comment \"other traffic to {s} will be dropped by KUBE-PROXY-FIREWALL\""
+            );
         }
 
         // Endpoint chain names, for every endpoint some traffic can reach.
@@ -347,16 +442,36 @@ impl Ctx<'_> {
         if uses_cluster_chain {
             wln!(nat.chains, ":{cluster_chain} - [0:0]");
             active.insert(cluster_chain.clone());
-            self.write_dispatch(nr, &s, &cluster_chain, eps, &cat.cluster, info.session_affinity_timeout, &sep_of);
+            self.write_dispatch(
+                nr,
+                &s,
+                &cluster_chain,
+                eps,
+                &cat.cluster,
+                info.session_affinity_timeout,
+                &sep_of,
+            );
         }
         if uses_local_chain {
             wln!(nat.chains, ":{local_chain} - [0:0]");
             active.insert(local_chain.clone());
-            self.write_dispatch(nr, &s, &local_chain, eps, &cat.local, info.session_affinity_timeout, &sep_of);
+            self.write_dispatch(
+                nr,
+                &s,
+                &local_chain,
+                eps,
+                &cat.local,
+                info.session_affinity_timeout,
+                &sep_of,
+            );
         }
 
         // B6: endpoint chains.
-        let comment = if self.comments { format!(" -m comment --comment {s}") } else { String::new() };
+        let comment = if self.comments {
+            format!(" -m comment --comment {s}")
+        } else {
+            String::new()
+        };
         for &i in &cat.all {
             let ep: &EndpointInfo = &eps[i];
             let chain = sep_of(i);
@@ -364,9 +479,17 @@ impl Ctx<'_> {
             active.insert(chain.to_string());
             wln!(nr, "-A {chain}{comment} -s {} -j KUBE-MARK-MASQ", ep.ip);
             if info.session_affinity_timeout.is_some() {
-                wln!(nr, "-A {chain}{comment} -m recent --name {chain} --set -m {p} -p {p} -j DNAT --to-destination {}", ep.endpoint);
+                wln!(
+                    nr,
+                    "-A {chain}{comment} -m recent --name {chain} --set -m {p} -p {p} -j DNAT --to-destination {}",
+                    ep.endpoint
+                );
             } else {
-                wln!(nr, "-A {chain}{comment} -m {p} -p {p} -j DNAT --to-destination {}", ep.endpoint);
+                wln!(
+                    nr,
+                    "-A {chain}{comment} -m {p} -p {p} -j DNAT --to-destination {}",
+                    ep.endpoint
+                );
             }
         }
     }
@@ -384,12 +507,20 @@ impl Ctx<'_> {
     ) {
         let comments = self.comments;
         let comment = |ep: &EndpointInfo| {
-            if comments { format!(" -m comment --comment \"{s} -> {}\"", ep.endpoint) } else { String::new() }
+            if comments {
+                format!(" -m comment --comment \"{s} -> {}\"", ep.endpoint)
+            } else {
+                String::new()
+            }
         };
         if let Some(seconds) = affinity {
             for &i in members {
                 let target = sep_of(i);
-                wln!(nr, "-A {chain}{} -m recent --name {target} --rcheck --seconds {seconds} --reap -j {target}", comment(&eps[i]));
+                wln!(
+                    nr,
+                    "-A {chain}{} -m recent --name {target} --rcheck --seconds {seconds} --reap -j {target}",
+                    comment(&eps[i])
+                );
             }
         }
         let n = members.len();
@@ -397,7 +528,11 @@ impl Ctx<'_> {
             let target = sep_of(i);
             if k + 1 < n {
                 let prob = self.probabilities.get(n - k);
-                wln!(nr, "-A {chain}{} -m statistic --mode random --probability {prob} -j {target}", comment(&eps[i]));
+                wln!(
+                    nr,
+                    "-A {chain}{} -m statistic --mode random --probability {prob} -j {target}",
+                    comment(&eps[i])
+                );
             } else {
                 wln!(nr, "-A {chain}{} -j {target}", comment(&eps[i]));
             }

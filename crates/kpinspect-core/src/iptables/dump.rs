@@ -72,12 +72,18 @@ pub fn parse_dump(text: &str) -> Result<Vec<DumpTable>, DumpError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let err = |m: &str| DumpError { line: n, message: m.to_string() };
+        let err = |m: &str| DumpError {
+            line: n,
+            message: m.to_string(),
+        };
         if let Some(name) = line.strip_prefix('*') {
             if current.is_some() {
                 return Err(err("table started before the previous one was committed"));
             }
-            current = Some(DumpTable { name: name.to_string(), chains: Vec::new() });
+            current = Some(DumpTable {
+                name: name.to_string(),
+                chains: Vec::new(),
+            });
             continue;
         }
         let Some(table) = current.as_mut() else {
@@ -89,7 +95,9 @@ pub fn parse_dump(text: &str) -> Result<Vec<DumpTable>, DumpError> {
         }
         if let Some(decl) = line.strip_prefix(':') {
             let mut parts = decl.split_whitespace();
-            let name = parts.next().ok_or_else(|| err("chain declaration without a name"))?;
+            let name = parts
+                .next()
+                .ok_or_else(|| err("chain declaration without a name"))?;
             let policy = parts.next().unwrap_or("-").to_string();
             let counters = parts.next().unwrap_or("[0:0]").to_string();
             let c = table.chain_mut(name);
@@ -97,7 +105,10 @@ pub fn parse_dump(text: &str) -> Result<Vec<DumpTable>, DumpError> {
             c.policy = policy;
             c.counters = counters;
         } else if let Some(rest) = line.strip_prefix("-A ") {
-            let name = rest.split_whitespace().next().ok_or_else(|| err("-A without a chain"))?;
+            let name = rest
+                .split_whitespace()
+                .next()
+                .ok_or_else(|| err("-A without a chain"))?;
             table.chain_mut(name).rules.push(line.to_string());
         } else if let Some(rest) = line.strip_prefix("-X ") {
             table.chain_mut(rest.trim()).deleted = true;
@@ -106,7 +117,10 @@ pub fn parse_dump(text: &str) -> Result<Vec<DumpTable>, DumpError> {
         }
     }
     if current.is_some() {
-        return Err(DumpError { line: text.lines().count(), message: "missing COMMIT".into() });
+        return Err(DumpError {
+            line: text.lines().count(),
+            message: "missing COMMIT".into(),
+        });
     }
     Ok(tables)
 }
@@ -144,5 +158,8 @@ pub fn split_args(rule: &str) -> Vec<String> {
 
 /// The value following option `opt` in a rule, if any.
 pub fn option_value(args: &[String], opt: &str) -> Option<String> {
-    args.iter().position(|a| a == opt).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == opt)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }

@@ -2,8 +2,8 @@
 //! the helpers kube-proxy's own tests use to compare and check dumps.
 
 mod check;
-pub mod dump;
 mod compile;
+pub mod dump;
 pub mod names;
 mod normalize;
 mod restore;

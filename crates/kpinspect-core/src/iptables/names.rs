@@ -22,21 +22,35 @@ pub fn hash_suffix(input: &str) -> String {
 /// The suffix shared by a service port's SVC, SVL, EXT and FW chains:
 /// hash of `ns/name:port` + lower-case protocol.
 pub fn service_port_suffix(name: &ServicePortName) -> String {
-    hash_suffix(&format!("{}{}", name.to_kube_string(), name.protocol.as_str()))
+    hash_suffix(&format!(
+        "{}{}",
+        name.to_kube_string(),
+        name.protocol.as_str()
+    ))
 }
 
 /// `KUBE-SEP-` chain of an endpoint (`ip:port`) of a service port.
 pub fn endpoint_chain(name: &ServicePortName, endpoint: &str) -> String {
     format!(
         "KUBE-SEP-{}",
-        hash_suffix(&format!("{}{}{}", name.to_kube_string(), name.protocol.as_str(), endpoint))
+        hash_suffix(&format!(
+            "{}{}{}",
+            name.to_kube_string(),
+            name.protocol.as_str(),
+            endpoint
+        ))
     )
 }
 
 /// Prefixes of the per-service chains kube-proxy's iptables mode creates and
 /// deletes when stale.
-pub const SERVICE_CHAIN_PREFIXES: [&str; 5] =
-    ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"];
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
+    "KUBE-SVC-",
+    "KUBE-SVL-",
+    "KUBE-EXT-",
+    "KUBE-FW-",
+    "KUBE-SEP-",
+];
 
 /// Whether `chain` is a per-service chain of the current iptables mode.
 pub fn is_service_chain(chain: &str) -> bool {
@@ -80,7 +94,10 @@ mod tests {
             port: "p80".into(),
             protocol: crate::model::Protocol::Tcp,
         };
-        assert_eq!(endpoint_chain(&name, "10.180.0.1:80"), "KUBE-SEP-SXIVWICOYRO3J4NJ");
+        assert_eq!(
+            endpoint_chain(&name, "10.180.0.1:80"),
+            "KUBE-SEP-SXIVWICOYRO3J4NJ"
+        );
         assert_eq!(service_port_suffix(&name), "XPGD46QRK7WJZT7O");
     }
 }
