@@ -30,17 +30,29 @@ fn cluster(services: u32, endpoints: u32) -> Cluster {
         } else {
             ServiceType::ClusterIp
         };
-        let node_port = if service_type == ServiceType::ClusterIp { 0 } else { 30000 + (s % 2700) as u16 };
+        let node_port = if service_type == ServiceType::ClusterIp {
+            0
+        } else {
+            30000 + (s % 2700) as u16
+        };
         c.services.push(Service {
             namespace: format!("ns{}", s % 100),
             name: format!("svc{s}"),
             service_type,
             cluster_ips: vec![ip(0x0a60_0000 + s)],
-            ports: vec![ServicePort { name: "http".into(), protocol: Protocol::Tcp, port: 80, node_port }],
+            ports: vec![ServicePort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+                node_port,
+            }],
             external_ips: vec![],
             has_external_ips: false,
             load_balancer_ingress: if service_type == ServiceType::LoadBalancer {
-                vec![LoadBalancerIngress { ip: ip(0xac11_0000 + s), ip_mode: IpMode::Vip }]
+                vec![LoadBalancerIngress {
+                    ip: ip(0xac11_0000 + s),
+                    ip_mode: IpMode::Vip,
+                }]
             } else {
                 vec![]
             },
@@ -55,7 +67,11 @@ fn cluster(services: u32, endpoints: u32) -> Cluster {
             name: format!("svc{s}-abcde"),
             service_name: format!("svc{s}"),
             address_type: AddressType::Ipv4,
-            ports: vec![EndpointPort { name: Some("http".into()), port: Some(8080), protocol: Protocol::Tcp }],
+            ports: vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                protocol: Protocol::Tcp,
+            }],
             endpoints: (0..endpoints)
                 .map(|e| Endpoint {
                     address: Some(ip(0x0af4_0000 + s * endpoints + e)),
