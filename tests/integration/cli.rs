@@ -18,3 +18,205 @@ fn compiles_the_shipped_example() {
     );
     assert!(kpinspect_core::iptables::check_rule_jumps(&text).is_empty());
 }
+
+/// Writes `text` to a temporary file named `name` and returns its path.
+fn temp_input(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kpinspect-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write input");
+    path
+}
+
+const SVC_HEAD: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n";
+
+/// Runs `compile` on `text` and asserts a one-line error containing all of
+/// `needles`, exit status 2 and nothing on stdout.
+fn assert_bad_input(name: &str, text: &str, needles: &[&str]) {
+    let path = temp_input(name, text);
+    let out = run(&["compile", path.to_str().expect("path")]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{name}: exit status; stderr: {err}"
+    );
+    assert!(
+        stdout(&out).is_empty(),
+        "{name}: printed rules despite the error"
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "{name}: error is not one line: {err}"
+    );
+    assert!(err.starts_with("kpinspect: error: "), "{name}: {err}");
+    assert!(
+        err.contains(path.to_str().expect("path")),
+        "{name}: error does not name the file: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{name}: error lacks {n:?}: {err}");
+    }
+}
+
+#[test]
+fn bad_input_is_one_line_exit_2() {
+    assert_bad_input(
+        "broken.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: [unclosed\n",
+        &["invalid YAML"],
+    );
+    assert_bad_input(
+        "broken.json",
+        "{\"apiVersion\": \"v1\", \"kind\": ",
+        &["invalid JSON"],
+    );
+    assert_bad_input(
+        "kind.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: other}\n",
+        &["ConfigMap other/x", "kind", "unsupported kind"],
+    );
+    assert_bad_input(
+        "cip.yaml",
+        &format!("{SVC_HEAD}spec: {{clusterIP: 10.0.0.300, ports: [{{port: 80}}]}}\n"),
+        &["Service default/web", "spec.clusterIP", "10.0.0.300"],
+    );
+    assert_bad_input(
+        "port.yaml",
+        &format!("{SVC_HEAD}spec: {{clusterIP: 10.0.0.1, ports: [{{port: 70000}}]}}\n"),
+        &["Service default/web", "spec.ports[0].port", "out of range"],
+    );
+    assert_bad_input(
+        "porttype.yaml",
+        &format!("{SVC_HEAD}spec: {{clusterIP: 10.0.0.1, ports: [{{port: eighty}}]}}\n"),
+        &["Service default/web", "spec.ports[0].port"],
+    );
+    assert_bad_input(
+        "proto.yaml",
+        &format!(
+            "{SVC_HEAD}spec: {{clusterIP: 10.0.0.1, ports: [{{port: 80, protocol: ICMP}}]}}\n"
+        ),
+        &["spec.ports[0].protocol", "ICMP"],
+    );
+    assert_bad_input(
+        "noname.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {namespace: default}\nspec: {clusterIP: 10.0.0.1}\n",
+        &["metadata.name", "missing"],
+    );
+    assert_bad_input(
+        "nolabel.yaml",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: default}\naddressType: IPv4\nendpoints: []\n",
+        &["EndpointSlice default/web-1", "kubernetes.io/service-name"],
+    );
+    assert_bad_input(
+        "policy.yaml",
+        &format!(
+            "{SVC_HEAD}spec: {{clusterIP: 10.0.0.1, externalTrafficPolicy: Nearby, ports: [{{port: 80}}]}}\n"
+        ),
+        &["spec.externalTrafficPolicy", "Nearby"],
+    );
+    assert_bad_input(
+        "list.yaml",
+        &format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {}",
+            "{apiVersion: v1, kind: Service, metadata: {name: a, namespace: b}, spec: {clusterIP: 10.0.0.1, ports: [{port: 0}]}}\n"
+        ),
+        &["Service b/a", "spec.ports[0].port"],
+    );
+}
+
+#[test]
+fn bad_config_and_flags_are_one_line_exit_2() {
+    let svc = temp_input(
+        "ok.yaml",
+        &format!("{SVC_HEAD}spec: {{clusterIP: 10.0.0.1, ports: [{{port: 80}}]}}\n"),
+    );
+    let svc = svc.to_str().expect("path");
+    let cfg = temp_input(
+        "cfg.yaml",
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: userspace\n",
+    );
+    let out = run(&["compile", "--config", cfg.to_str().expect("path"), svc]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cfg.yaml: KubeProxyConfiguration: mode: unknown mode \"userspace\""),
+        "{err}"
+    );
+    let cfg = temp_input(
+        "cfg2.yaml",
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nclusterCIDR: 10.0.0.0/33\n",
+    );
+    let out = run(&["compile", "--config", cfg.to_str().expect("path"), svc]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("clusterCIDR[0]: invalid CIDR"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["compile", "--node-ip", "300.1.1.1", svc]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--node-ip: invalid IP address"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["compile", "/nonexistent/cluster.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/cluster.yaml: cannot read"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// What kube-proxy skips is skipped, and said on stderr; the rest compiles.
+#[test]
+fn skipped_input_is_reported() {
+    let svc = temp_input(
+        "skip.yaml",
+        &format!(
+            "{SVC_HEAD}spec: {{type: NodePort, clusterIP: 10.0.0.1, externalIPs: [\"1.2.3.x\", 192.168.0.010], ports: [{{port: 80, nodePort: 30080}}]}}\n"
+        ),
+    );
+    let out = run(&["compile", "--hostname", "n1", svc.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Service default/web: spec.externalIPs[0]: invalid IP address \"1.2.3.x\""),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("-d 192.168.0.10 --dport 80 -j REJECT"),
+        "{text}"
+    );
+    assert!(!text.contains("1.2.3"), "{text}");
+}
+
+/// `kubectl get -o json` output reads the same as YAML.
+#[test]
+fn json_input_matches_yaml_input() {
+    let yaml = run(&["compile", "--hostname", "minikube", "examples/cluster.yaml"]);
+    let json = run(&["compile", "--hostname", "minikube", "examples/cluster.json"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    assert_eq!(stdout(&yaml), stdout(&json));
+}
+
+/// `--format sorted` is kube-proxy's normaliser applied to `--format restore`.
+#[test]
+fn sorted_format_is_the_normalised_restore() {
+    let raw = run(&["compile", "--hostname", "minikube", "examples/cluster.yaml"]);
+    let sorted = run(&[
+        "compile",
+        "--hostname",
+        "minikube",
+        "--format",
+        "sorted",
+        "examples/cluster.yaml",
+    ]);
+    let want = kpinspect_core::iptables::sort_iptables_rules(&stdout(&raw)).expect("normalise");
+    assert_eq!(stdout(&sorted), want);
+    assert_ne!(stdout(&sorted), stdout(&raw));
+}
