@@ -303,3 +303,81 @@ fn rule_counts() {
     }
     assert!(checked >= 10, "only {checked} counts checked");
 }
+
+/// kpinspect's own edge cases (no upstream dump): lines that must appear
+/// (`contains.txt`, exact lines) and text that must not (`absent.txt`).
+#[test]
+fn edge_case_lines() {
+    let mut checked = 0;
+    for fx in compile_fixtures() {
+        if !fx.has("contains.txt") && !fx.has("absent.txt") {
+            continue;
+        }
+        let out = fx.compile();
+        if fx.has("contains.txt") {
+            for line in fx.read("contains.txt").lines().filter(|l| !l.is_empty()) {
+                assert!(
+                    out.lines().any(|l| l == line),
+                    "{}: missing line\n{line}\nin\n{out}",
+                    fx.name
+                );
+                checked += 1;
+            }
+        }
+        if fx.has("absent.txt") {
+            for text in fx.read("absent.txt").lines().filter(|l| !l.is_empty()) {
+                assert!(
+                    !out.contains(text),
+                    "{}: {text:?} should not appear in\n{out}",
+                    fx.name
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 25, "only {checked} edge-case lines checked");
+}
+
+/// kube-proxy writes service ports in random (Go map) order. Whatever the
+/// order, the golden dump matches after kube-proxy's normaliser, and the
+/// per-port normaliser makes any two orders identical.
+#[test]
+fn service_port_order_does_not_matter_after_normalising() {
+    use kpinspect_core::iptables::{compile, sort_iptables_rules_by_service};
+    for name in ["overall", "bad_ips", "repeated_step1"] {
+        let fx = fixture(name);
+        let (cluster, _) = kpinspect_k8s::load_objects(&fx.read("cluster.yaml"), "cluster.yaml")
+            .expect("load")
+            .finish();
+        let mut config = kpinspect_core::config::ProxyConfig::default();
+        kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "config.yaml")
+            .expect("config")
+            .apply_to(&mut config, "config.yaml")
+            .expect("apply");
+        config.node_ips = vec!["192.168.0.2".parse().expect("ip")];
+        config.masquerade_mark = Some("0x4000".into());
+        config.random_fully = false;
+        let state =
+            kpinspect_core::proxy::ProxyState::build(&cluster, &config, config.default_family());
+        let sorted = compile(&state, &config).render();
+        let n = state.ports.len();
+        for shift in 0..n {
+            let mut permuted = state.clone();
+            permuted.ports.rotate_left(shift);
+            if shift % 2 == 1 {
+                permuted.ports.reverse();
+            }
+            let text = compile(&permuted, &config).render();
+            assert_eq!(
+                sort_iptables_rules(&text).expect("normalise"),
+                fx.read("expected.txt"),
+                "{name} shift {shift}"
+            );
+            assert_eq!(
+                sort_iptables_rules_by_service(&text).expect("normalise"),
+                sort_iptables_rules_by_service(&sorted).expect("normalise"),
+                "{name} shift {shift}"
+            );
+        }
+    }
+}
