@@ -62,7 +62,7 @@ fn full_resync_deletes_stale_chains() {
     let mut config = kpinspect_core::config::ProxyConfig::default();
     kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "config.yaml")
         .expect("config")
-        .apply_to(&mut config, "config.yaml")
+        .apply_to(&mut config)
         .expect("apply");
     config.node_ips = vec!["192.168.0.2".parse().expect("ip")];
     config.masquerade_mark = Some("0x4000".into());
@@ -352,7 +352,7 @@ fn service_port_order_does_not_matter_after_normalising() {
         let mut config = kpinspect_core::config::ProxyConfig::default();
         kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "config.yaml")
             .expect("config")
-            .apply_to(&mut config, "config.yaml")
+            .apply_to(&mut config)
             .expect("apply");
         config.node_ips = vec!["192.168.0.2".parse().expect("ip")];
         config.masquerade_mark = Some("0x4000".into());

@@ -15,6 +15,10 @@ use crate::objects::parse_documents;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct KubeProxyConfiguration {
+    /// Where it was read from (the file, and the ConfigMap key if any): errors
+    /// from [`KubeProxyConfiguration::apply_to`] name it.
+    #[serde(skip)]
+    pub source: String,
     /// `mode`.
     pub mode: Option<String>,
     /// `clusterCIDR` (comma-separated, one per family).
@@ -89,7 +93,7 @@ pub struct ConntrackConfiguration {
 /// let text = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: 10.244.0.0/16\n";
 /// let kpc = kpinspect_k8s::parse_kube_proxy_config(text, "kube-proxy.yaml").unwrap();
 /// let mut config = kpinspect_core::config::ProxyConfig::default();
-/// kpc.apply_to(&mut config, "kube-proxy.yaml").unwrap();
+/// kpc.apply_to(&mut config).unwrap();
 /// assert_eq!(config.mode, kpinspect_core::config::ProxyMode::Ipvs);
 /// assert_eq!(config.cluster_cidrs[0].to_string(), "10.244.0.0/16");
 /// ```
@@ -137,13 +141,16 @@ pub fn parse_kube_proxy_config(
                     format!("{api:?} is not kubeproxy.config.k8s.io/v1alpha1"),
                 ));
             }
-            serde_path_to_error::deserialize(doc).map_err(|e| {
-                let path = e.path().to_string();
-                ctx.error(
-                    if path == "." { String::new() } else { path },
-                    e.into_inner().to_string(),
-                )
-            })
+            let mut kpc: KubeProxyConfiguration =
+                serde_path_to_error::deserialize(doc).map_err(|e| {
+                    let path = e.path().to_string();
+                    ctx.error(
+                        if path == "." { String::new() } else { path },
+                        e.into_inner().to_string(),
+                    )
+                })?;
+            kpc.source = file.to_string();
+            Ok(kpc)
         }
         other => Err(LoadError {
             file: file.into(),
@@ -157,9 +164,9 @@ pub fn parse_kube_proxy_config(
 impl KubeProxyConfiguration {
     /// Writes the configuration into `config`, validating values the way
     /// kube-proxy's own validation would reject them.
-    pub fn apply_to(&self, config: &mut ProxyConfig, file: &str) -> Result<(), LoadError> {
+    pub fn apply_to(&self, config: &mut ProxyConfig) -> Result<(), LoadError> {
         let ctx = Ctx {
-            file,
+            file: &self.source,
             object: "KubeProxyConfiguration".into(),
         };
         if let Some(mode) = &self.mode {
@@ -254,4 +261,77 @@ fn parse_cidr_list<'a>(
         out.push(net);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kpinspect_core::config::LocalDetector;
+    use kpinspect_core::net::IpFamily;
+
+    fn apply(text: &str) -> Result<ProxyConfig, LoadError> {
+        let kpc = parse_kube_proxy_config(text, "c.yaml")?;
+        let mut config = ProxyConfig::default();
+        kpc.apply_to(&mut config)?;
+        Ok(config)
+    }
+
+    const HEAD: &str =
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n";
+
+    #[test]
+    fn reads_the_honoured_fields() {
+        let c = apply(&format!(
+            "{HEAD}mode: ipvs\nclusterCIDR: 10.244.0.0/16,fd00:10::/64\nhostnameOverride: ' Node-1 '\niptables: {{masqueradeBit: 15, masqueradeAll: true, localhostNodePorts: false}}\nnodePortAddresses: [192.168.0.0/24]\nconntrack: {{tcpBeLiberal: true}}\nipvs: {{scheduler: wrr, strictARP: true, excludeCIDRs: [10.1.0.0/16]}}\nfeatureGates: {{PreferSameTrafficDistribution: false}}\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.mode, ProxyMode::Ipvs);
+        assert_eq!(c.node_name, "node-1");
+        assert_eq!(c.mark(), "0x00008000");
+        assert!(c.masquerade_all && !c.localhost_node_ports && c.tcp_be_liberal);
+        assert_eq!(
+            c.local_detector(IpFamily::V6),
+            Some(LocalDetector::Source("fd00:10::/64".into()))
+        );
+        assert_eq!(c.node_port_addresses, ["192.168.0.0/24"]);
+        assert_eq!(c.ipvs_scheduler, "wrr");
+        assert!(c.ipvs_strict_arp);
+        assert_eq!(c.ipvs_exclude_cidrs[0].to_string(), "10.1.0.0/16");
+        assert!(!c.prefer_same_traffic_distribution);
+    }
+
+    #[test]
+    fn detectors() {
+        let c = apply(&format!("{HEAD}detectLocalMode: InterfaceNamePrefix\ndetectLocal: {{interfaceNamePrefix: veth}}\n")).expect("valid");
+        assert_eq!(
+            c.local_detector(IpFamily::V4),
+            Some(LocalDetector::Interface("veth+".into()))
+        );
+        let err = apply(&format!("{HEAD}detectLocalMode: BridgeInterface\n")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("detectLocal.bridgeInterface"));
+        let c = apply(HEAD).expect("valid");
+        assert_eq!(
+            c.local_detector(IpFamily::V4),
+            None,
+            "no clusterCIDR: no detector"
+        );
+    }
+
+    #[test]
+    fn reads_the_configmap() {
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-proxy, namespace: kube-system}\ndata:\n  config.conf: |\n    apiVersion: kubeproxy.config.k8s.io/v1alpha1\n    kind: KubeProxyConfiguration\n    mode: bogus\n";
+        let err = apply(cm).unwrap_err();
+        assert_eq!(err.file, "c.yaml (ConfigMap kube-proxy data[config.conf])");
+        assert_eq!(err.field.as_deref(), Some("mode"));
+    }
+
+    #[test]
+    fn rejects_invalid_values() {
+        assert!(apply(&format!("{HEAD}iptables: {{masqueradeBit: 32}}\n")).is_err());
+        assert!(apply(&format!("{HEAD}nodePortAddresses: [not-a-cidr]\n")).is_err());
+        assert!(apply(&format!("{HEAD}iptables: {{masqueradeAll: maybe}}\n")).is_err());
+        assert!(apply("apiVersion: v1\nkind: Pod\n").is_err());
+        let c = apply(&format!("{HEAD}nodePortAddresses: [primary]\n")).expect("primary is valid");
+        assert_eq!(c.node_port_addresses, ["primary"]);
+    }
 }

@@ -117,7 +117,11 @@ pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, Load
         }
         return Ok(out);
     }
-    serde_saphyr::from_multiple::<Value>(text).map_err(|e| err(format!("invalid YAML: {e}")))
+    // YAML 1.2 booleans only: `namespace: n` or a port named `on` is a
+    // string, as it is for kubectl (which converts by target type).
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_multiple_with_options::<Value>(text, options)
+        .map_err(|e| err(format!("invalid YAML: {e}")))
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -666,4 +670,173 @@ fn convert_endpoints(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (Cluster, Vec<Warning>) {
+        load_objects(text, "t.yaml").expect("loads").finish()
+    }
+
+    #[test]
+    fn lists_documents_and_json_read_alike() {
+        let svc = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"n"},"spec":{"clusterIP":"10.0.0.1","ports":[{"port":80}]}}"#;
+        let list = format!(r#"{{"apiVersion":"v1","kind":"ServiceList","items":[{svc}]}}"#);
+        let (from_json, _) = load(svc);
+        let (from_list, _) = load(&list);
+        let (from_yaml, _) = load(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: n}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}\n---\n",
+        );
+        assert_eq!(from_json, from_list);
+        assert_eq!(from_json, from_yaml);
+        assert_eq!(from_json.services[0].ports[0].protocol, Protocol::Tcp);
+        assert_eq!(from_json.services[0].ports[0].name, "");
+    }
+
+    #[test]
+    fn addresses_are_canonical_and_bad_ones_skipped_with_warnings() {
+        let (c, w) = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: n}\nspec:\n  type: LoadBalancer\n  clusterIP: 172.30.0.041\n  externalIPs: [192.168.099.022, nope]\n  loadBalancerSourceRanges: [' 203.0.113.000/025', 10.0.0.0/99]\n  ports: [{port: 80, nodePort: 3001}]\nstatus:\n  loadBalancer:\n    ingress: [{ip: 1.2.3.004}, {ip: 1.2.3.5, ipMode: Bogus}, {hostname: x}]\n",
+        );
+        let s = &c.services[0];
+        assert_eq!(s.cluster_ips[0].to_string(), "172.30.0.41");
+        assert_eq!(
+            s.external_ips
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>(),
+            ["192.168.99.22"]
+        );
+        assert!(s.has_external_ips);
+        assert_eq!(
+            s.load_balancer_source_ranges[0].to_string(),
+            "203.0.113.0/25"
+        );
+        assert_eq!(s.load_balancer_source_ranges.len(), 1);
+        assert_eq!(s.load_balancer_ingress[0].ip.to_string(), "1.2.3.4");
+        assert_eq!(s.load_balancer_ingress[1].ip_mode, IpMode::Proxy);
+        let fields: Vec<_> = w.iter().filter_map(|w| w.field.clone()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.externalIPs[1]",
+                "status.loadBalancer.ingress[1].ipMode",
+                "spec.loadBalancerSourceRanges[1]"
+            ]
+        );
+    }
+
+    #[test]
+    fn headless_and_external_name_have_no_cluster_ip() {
+        let (c, _) = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: h, namespace: n}\nspec: {clusterIP: None, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: e, namespace: n}\nspec: {type: ExternalName, externalName: example.com}\n",
+        );
+        assert!(c.services.iter().all(|s| s.cluster_ips.is_empty()));
+    }
+
+    #[test]
+    fn endpoint_slice_conditions_and_hints() {
+        let (c, w) = load(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, namespace: n, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.01]\n  conditions: {ready: false, serving: true, terminating: true}\n  nodeName: node-1\n  hints: {forZones: [{name: z1}], forNodes: [{name: node-1}]}\n- addresses: ['fd00::1']\n- addresses: []\nports: [{port: 80}, {name: p, port: 81, protocol: UDP}]\n",
+        );
+        let s = &c.endpoint_slices[0];
+        assert_eq!(s.service_name, "a");
+        let e = &s.endpoints[0];
+        assert_eq!(
+            e.address.map(|a| a.to_string()).as_deref(),
+            Some("10.0.0.1")
+        );
+        assert!(!e.ready && e.serving && e.terminating);
+        assert_eq!(e.zone_hints, ["z1"]);
+        assert_eq!(e.node_hints, ["node-1"]);
+        assert!(
+            s.endpoints[1].address.is_none(),
+            "IPv6 address in an IPv4 slice"
+        );
+        assert!(s.endpoints[2].address.is_none());
+        assert_eq!(s.ports[0].name, None);
+        assert_eq!(s.ports[1].protocol, Protocol::Udp);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn legacy_endpoints_are_mirrored_unless_slices_exist() {
+        let eps = "apiVersion: v1\nkind: Endpoints\nmetadata: {name: a, namespace: n}\nsubsets:\n- addresses: [{ip: 10.0.0.1, nodeName: k1}, {ip: 'fd00::1'}]\n  notReadyAddresses: [{ip: 10.0.0.2}]\n  ports: [{port: 80}]\n";
+        let (c, _) = load(eps);
+        assert_eq!(c.endpoint_slices.len(), 2);
+        let v4 = c
+            .endpoint_slices
+            .iter()
+            .find(|s| s.address_type == AddressType::Ipv4)
+            .expect("v4");
+        assert_eq!(v4.endpoints.len(), 2);
+        assert!(v4.endpoints[0].ready && !v4.endpoints[1].ready);
+        assert_eq!(v4.endpoints[0].node_name.as_deref(), Some("k1"));
+        assert_eq!(v4.ports[0].name.as_deref(), Some(""));
+        let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: a-x, namespace: n, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints: []\n";
+        let mut loaded = load_objects(eps, "e.yaml").expect("eps");
+        loaded.extend(load_objects(slice, "s.yaml").expect("slice"));
+        let (c, _) = loaded.finish();
+        assert_eq!(
+            c.endpoint_slices.len(),
+            1,
+            "the EndpointSlice wins over mirrored Endpoints"
+        );
+        let skip = eps.replace(
+            "namespace: n}",
+            "namespace: n, labels: {endpointslice.kubernetes.io/skip-mirror: 'true'}}",
+        );
+        let (c, w) = load(&skip);
+        assert!(c.endpoint_slices.is_empty());
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn other_service_proxies_are_ignored() {
+        let (c, w) = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: n, labels: {service.kubernetes.io/service-proxy-name: cilium}}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}\n",
+        );
+        assert!(c.services.is_empty());
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_file_object_and_field() {
+        let err = load_objects(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, namespace: n, labels: {kubernetes.io/service-name: a}}\naddressType: IPv5\n",
+            "f.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: EndpointSlice n/s: addressType: unknown address type \"IPv5\" (expected IPv4, IPv6 or FQDN)"
+        );
+        let err = load_objects(
+            "apiVersion: apps/v1\nkind: Service\nmetadata: {name: a}\n",
+            "f.yaml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("f.yaml: Service a: apiVersion:"),
+            "{err}"
+        );
+        let err = load_objects("- 1\n- 2\n", "f.yaml").unwrap_err();
+        assert!(
+            err.to_string().contains("expected a Kubernetes object"),
+            "{err}"
+        );
+        let err = load_objects(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{name: x, port: 80}, {name: x, port: 81}]}\n",
+            "f.yaml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("spec.ports[1].name: duplicate port name"),
+            "{err}"
+        );
+    }
 }

@@ -111,7 +111,7 @@ impl NodeArgs {
             let text = crate::read_input(path)?;
             let kpc =
                 kpinspect_k8s::parse_kube_proxy_config(&text, &name).map_err(UsageError::from)?;
-            kpc.apply_to(&mut config, &name).map_err(UsageError::from)?;
+            kpc.apply_to(&mut config).map_err(UsageError::from)?;
         }
         if let Some(mode) = self.mode {
             config.mode = match mode {
