@@ -437,3 +437,159 @@ fn topology_mode(eps: &[EndpointInfo], config: &ProxyConfig) -> Topology {
     }
     Topology::None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(ip: &str, ready: bool, serving: bool, terminating: bool, local: bool) -> EndpointInfo {
+        let ip: IpAddr = ip.parse().expect("ip");
+        EndpointInfo {
+            ip,
+            port: 80,
+            endpoint: join_host_port(&ip, 80),
+            ready,
+            serving,
+            terminating,
+            local,
+            zone_hints: vec![],
+            node_hints: vec![],
+        }
+    }
+
+    fn info(internal_local: bool, external_local: bool, node_port: u16) -> ServicePortInfo {
+        ServicePortInfo {
+            name: ServicePortName {
+                namespace: "ns".into(),
+                name: "svc".into(),
+                port: "p".into(),
+                protocol: Protocol::Tcp,
+            },
+            cluster_ip: "172.30.0.1".parse().expect("ip"),
+            port: 80,
+            node_port,
+            external_ips: vec![],
+            load_balancer_vips: vec![],
+            load_balancer_source_ranges: vec![],
+            external_policy_local: external_local,
+            internal_policy_local: internal_local,
+            health_check_node_port: 0,
+            session_affinity_timeout: None,
+        }
+    }
+
+    fn config() -> ProxyConfig {
+        ProxyConfig {
+            node_name: "me".into(),
+            node_zone: Some("z1".into()),
+            ..ProxyConfig::default()
+        }
+    }
+
+    #[test]
+    fn terminating_fallback_only_without_ready_endpoints() {
+        let eps = [
+            ep("10.0.0.1", true, true, false, false),
+            ep("10.0.0.2", false, true, true, true),
+        ];
+        let c = categorize(&info(false, false, 0), &eps, &config());
+        assert_eq!(
+            (c.cluster.clone(), c.all.clone(), c.has_any),
+            (vec![0], vec![0], true)
+        );
+        let eps = [
+            ep("10.0.0.1", false, false, true, false),
+            ep("10.0.0.2", false, true, true, true),
+        ];
+        let c = categorize(&info(false, false, 0), &eps, &config());
+        assert_eq!(
+            c.cluster,
+            vec![1],
+            "serving+terminating fallback; not-serving never used"
+        );
+    }
+
+    #[test]
+    fn external_local_uses_local_then_terminating_local_and_merges() {
+        // A remote ready endpoint and a local terminating one: Local falls back
+        // to the terminating local endpoint; both get SEP chains.
+        let eps = [
+            ep("10.0.0.1", true, true, false, false),
+            ep("10.0.0.2", false, true, true, true),
+        ];
+        let c = categorize(&info(false, true, 30000), &eps, &config());
+        assert_eq!(c.cluster, vec![0]);
+        assert_eq!(c.local, vec![1]);
+        assert_eq!(c.all, vec![0, 1]);
+    }
+
+    #[test]
+    fn internal_local_without_local_endpoints() {
+        let eps = [ep("10.0.0.1", true, true, false, false)];
+        let c = categorize(&info(true, false, 0), &eps, &config());
+        assert!(c.local.is_empty() && c.cluster.is_empty() && c.all.is_empty());
+        assert!(
+            c.has_any,
+            "there are endpoints, just no local ones: DROP, not REJECT"
+        );
+    }
+
+    #[test]
+    fn node_hints_win_over_zone_hints_when_gated_on() {
+        let mut eps = vec![
+            ep("10.0.0.1", true, true, false, false),
+            ep("10.0.0.2", true, true, false, false),
+        ];
+        eps[0].node_hints = vec!["me".into()];
+        eps[0].zone_hints = vec!["z2".into()];
+        eps[1].node_hints = vec!["other".into()];
+        eps[1].zone_hints = vec!["z1".into()];
+        let c = categorize(&info(false, false, 0), &eps, &config());
+        assert_eq!(c.cluster, vec![0], "PreferSameNode");
+        let off = ProxyConfig {
+            prefer_same_traffic_distribution: false,
+            ..config()
+        };
+        let c = categorize(&info(false, false, 0), &eps, &off);
+        assert_eq!(
+            c.cluster,
+            vec![1],
+            "PreferSameZone when node hints are gated off"
+        );
+        eps[1].zone_hints.clear();
+        let c = categorize(&info(false, false, 0), &eps, &off);
+        assert_eq!(
+            c.cluster,
+            vec![0, 1],
+            "hints ignored unless every ready endpoint has one"
+        );
+    }
+
+    #[test]
+    fn node_cidr_detector_and_primary_node_port_addresses() {
+        use crate::config::{DetectLocal, LocalDetector};
+        let config = ProxyConfig {
+            detect_local: DetectLocal::NodeCidr,
+            node_pod_cidrs: vec!["10.244.1.0/24".parse().expect("cidr")],
+            node_ips: vec![
+                "192.168.0.2".parse().expect("ip"),
+                "fd00::2".parse().expect("ip"),
+            ],
+            node_port_addresses: vec!["primary".into()],
+            ..ProxyConfig::default()
+        };
+        assert_eq!(
+            config.local_detector(IpFamily::V4),
+            Some(LocalDetector::Source("10.244.1.0/24".into()))
+        );
+        assert_eq!(config.local_detector(IpFamily::V6), None);
+        let npa = config.node_port_addresses(IpFamily::V6);
+        assert!(!npa.match_all);
+        assert_eq!(npa.cidrs[0].to_string(), "fd00::2/128");
+        assert!(
+            !config
+                .node_port_addresses(IpFamily::V4)
+                .contains_ipv4_loopback
+        );
+    }
+}
