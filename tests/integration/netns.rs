@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::process::Command;
 
+use kpinspect_core::iptables::Ruleset;
 use kpinspect_core::iptables::dump::parse_dump;
 
 use crate::util::{compile_fixtures, kpinspect, stderr, stdout};
@@ -77,8 +78,34 @@ fn tempfile() -> (std::path::PathBuf, std::fs::File) {
     (path, file)
 }
 
-/// Every rule of every chain the restore declared is in the kernel afterwards.
+/// Every rule of every chain the restore declared is in the kernel
+/// afterwards, and each saved rule equals the compiled one semantically
+/// (same canonical form, in the same order).
 fn assert_loaded(name: &str, restore: &str, saved: &str) {
+    let compiled = Ruleset::parse(restore).expect("restore parses");
+    let live = Ruleset::parse(saved).unwrap_or_else(|e| panic!("{name}: save does not parse: {e}"));
+    assert_eq!(
+        live.render(),
+        saved,
+        "{name}: save text does not round-trip"
+    );
+    for table in &compiled.tables {
+        let live_table = live
+            .table(&table.name)
+            .unwrap_or_else(|| panic!("{name}: no {} table", table.name));
+        for chain in &table.chains {
+            let want: Vec<String> = table.rules_of(&chain.name).map(|r| r.canonical()).collect();
+            let got: Vec<String> = live_table
+                .rules_of(&chain.name)
+                .map(|r| r.canonical())
+                .collect();
+            assert_eq!(
+                got, want,
+                "{name}: {} {} differs from what was compiled",
+                table.name, chain.name
+            );
+        }
+    }
     let want = parse_dump(restore).expect("restore parses");
     let got = parse_dump(saved)
         .unwrap_or_else(|e| panic!("{name}: iptables-save output does not parse: {e}"));

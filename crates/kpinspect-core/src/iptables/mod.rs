@@ -7,8 +7,15 @@ pub mod dump;
 pub mod names;
 mod normalize;
 mod restore;
+mod rule;
+mod save;
 
 pub use check::{JumpError, check_rule_jumps};
 pub use compile::{compile, compile_sync, probability};
 pub use normalize::{NormalizeError, sort_iptables_rules, sort_iptables_rules_by_service};
 pub use restore::{LineBuffer, Restore, RestoreTable};
+pub use rule::{
+    Match, Opt, Rule, RuleError, Target, addr_matches, parse_counters, quantize_probability,
+    split_args,
+};
+pub use save::{Chain, Ruleset, SaveParseError, Table, render_rule};

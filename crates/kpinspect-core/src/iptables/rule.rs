@@ -1,0 +1,635 @@
+//! One iptables rule, parsed into its parts: the base matches (`-s`, `-d`,
+//! `-p`, `-i`, `-o`), the match modules (`-m NAME --opt value ...`) and the
+//! target (`-j NAME --opt value ...`), plus a canonical form in which a rule
+//! as kube-proxy writes it and the same rule as `iptables-save` prints it
+//! compare equal.
+
+use std::net::IpAddr;
+
+use thiserror::Error;
+
+use crate::net::{IpNet, parse_cidr_sloppy, parse_ip_sloppy};
+
+/// A rule that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
+/// One `--option value...` of a match or target, or a base match.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Opt {
+    /// Whether a `!` preceded it.
+    pub negated: bool,
+    /// The option, e.g. `--dport` or `-s`.
+    pub name: String,
+    /// Its values (none for flags like `--rcheck`).
+    pub values: Vec<String>,
+}
+
+/// A match module (`-m NAME`), or the implicit protocol match.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Match {
+    /// Module name (`comment`, `tcp`, `statistic`, ...).
+    pub module: String,
+    /// Its options in the order written.
+    pub options: Vec<Opt>,
+}
+
+impl Match {
+    /// The first value of option `name`.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.values.first())
+            .map(String::as_str)
+    }
+
+    /// Whether flag or option `name` is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.options.iter().any(|o| o.name == name)
+    }
+}
+
+/// The target (`-j NAME` or `-g NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Target or chain name.
+    pub name: String,
+    /// `-g` (goto) rather than `-j`.
+    pub goto: bool,
+    /// Target options.
+    pub options: Vec<Opt>,
+}
+
+impl Target {
+    /// The first value of option `name`.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.values.first())
+            .map(String::as_str)
+    }
+}
+
+/// A parsed rule of one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The chain it is appended to.
+    pub chain: String,
+    /// `[packets:bytes]` when saved with counters.
+    pub counters: Option<(u64, u64)>,
+    /// `-s`, `-d`, `-p`, `-i`, `-o`, `-f` in the order written.
+    pub base: Vec<Opt>,
+    /// Match modules in order.
+    pub matches: Vec<Match>,
+    /// The target, if any (kube-proxy's KUBE-FW chains end in a rule without one).
+    pub target: Option<Target>,
+}
+
+const BASE_OPTS: [(&str, &str); 10] = [
+    ("-s", "-s"),
+    ("--source", "-s"),
+    ("-d", "-d"),
+    ("--destination", "-d"),
+    ("-p", "-p"),
+    ("--protocol", "-p"),
+    ("-i", "-i"),
+    ("--in-interface", "-i"),
+    ("-o", "-o"),
+    ("--out-interface", "-o"),
+];
+
+impl Rule {
+    /// Parses the arguments of a rule (`-A CHAIN ...` without the `-A`):
+    /// `args[0]` is the chain.
+    pub fn from_args(args: &[String], counters: Option<(u64, u64)>) -> Result<Rule, RuleError> {
+        let chain = args
+            .first()
+            .ok_or_else(|| RuleError("rule without a chain".into()))?
+            .clone();
+        let mut rule = Rule {
+            chain,
+            counters,
+            base: Vec::new(),
+            matches: Vec::new(),
+            target: None,
+        };
+        // Where `--options` go: 0 = last match, 1 = target.
+        let mut in_target = false;
+        let mut negate = false;
+        let mut i = 1;
+        while i < args.len() {
+            let a = args[i].as_str();
+            i += 1;
+            if a == "!" {
+                negate = true;
+                continue;
+            }
+            if let Some((_, short)) = BASE_OPTS.iter().find(|(long, _)| *long == a) {
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| RuleError(format!("{a} needs a value")))?;
+                i += 1;
+                rule.base.push(Opt {
+                    negated: negate,
+                    name: short.to_string(),
+                    values: vec![v.clone()],
+                });
+                negate = false;
+                continue;
+            }
+            match a {
+                "-f" | "--fragment" => {
+                    rule.base.push(Opt {
+                        negated: negate,
+                        name: "-f".into(),
+                        values: vec![],
+                    });
+                }
+                "-m" | "--match" => {
+                    let m = args
+                        .get(i)
+                        .ok_or_else(|| RuleError("-m needs a module".into()))?;
+                    i += 1;
+                    rule.matches.push(Match {
+                        module: m.clone(),
+                        options: Vec::new(),
+                    });
+                    in_target = false;
+                }
+                "-j" | "--jump" | "-g" | "--goto" => {
+                    if rule.target.is_some() {
+                        return Err(RuleError("more than one target".into()));
+                    }
+                    let t = args
+                        .get(i)
+                        .ok_or_else(|| RuleError(format!("{a} needs a target")))?;
+                    i += 1;
+                    rule.target = Some(Target {
+                        name: t.clone(),
+                        goto: a == "-g" || a == "--goto",
+                        options: Vec::new(),
+                    });
+                    in_target = true;
+                }
+                opt if opt.starts_with("--") => {
+                    let mut values = Vec::new();
+                    while i < args.len() && !is_option(&args[i]) {
+                        values.push(args[i].clone());
+                        i += 1;
+                    }
+                    let o = Opt {
+                        negated: negate,
+                        name: opt.to_string(),
+                        values,
+                    };
+                    if in_target {
+                        rule.target.as_mut().expect("in target").options.push(o);
+                    } else if let Some(m) = rule.matches.last_mut() {
+                        m.options.push(o);
+                    } else {
+                        // An option of the implicit protocol match (`-p tcp --dport 80`).
+                        let proto = rule
+                            .base
+                            .iter()
+                            .rev()
+                            .find(|b| b.name == "-p")
+                            .and_then(|b| b.values.first())
+                            .cloned()
+                            .ok_or_else(|| RuleError(format!("option {opt} outside of a match")))?;
+                        rule.matches.push(Match {
+                            module: proto,
+                            options: vec![o],
+                        });
+                    }
+                }
+                other => return Err(RuleError(format!("unexpected argument {other:?}"))),
+            }
+            negate = false;
+        }
+        Ok(rule)
+    }
+
+    /// The value of base option `-s`, `-d`, `-p`, `-i` or `-o` with its negation.
+    pub fn base(&self, name: &str) -> Option<(bool, &str)> {
+        self.base
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| (o.negated, o.values[0].as_str()))
+    }
+
+    /// The first match of `module`.
+    pub fn find_match(&self, module: &str) -> Option<&Match> {
+        self.matches.iter().find(|m| m.module == module)
+    }
+
+    /// The `--comment` text, if any.
+    pub fn comment(&self) -> Option<&str> {
+        self.find_match("comment")
+            .and_then(|m| m.value("--comment"))
+    }
+
+    /// The jump target's name, if any.
+    pub fn target_name(&self) -> Option<&str> {
+        self.target.as_ref().map(|t| t.name.as_str())
+    }
+
+    /// The `statistic --probability` of this rule, as the kernel stores it
+    /// (31-bit fixed point), converted back to a fraction.
+    pub fn probability(&self) -> Option<f64> {
+        let p: f64 = self
+            .find_match("statistic")?
+            .value("--probability")?
+            .parse()
+            .ok()?;
+        Some(quantize_probability(p) as f64 / 2f64.powi(31))
+    }
+
+    /// A canonical text of what the rule does: two rules with the same
+    /// canonical form are the same rule to the kernel (kube-proxy's input
+    /// and `iptables-save`'s rendering of it compare equal). Counters are
+    /// not part of it.
+    ///
+    /// ```
+    /// use kpinspect_core::iptables::Rule;
+    /// let written = Rule::parse("-A KUBE-SVC-X -m comment --comment \"ns/s:p cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ").unwrap();
+    /// let saved = Rule::parse("-A KUBE-SVC-X ! -s 10.0.0.0/8 -d 172.30.0.41/32 -p tcp -m comment --comment \"ns/s:p cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ").unwrap();
+    /// assert_eq!(written.canonical(), saved.canonical());
+    /// ```
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&self.chain);
+        let mut base: Vec<(u8, String)> = self
+            .base
+            .iter()
+            .map(|o| {
+                let rank = match o.name.as_str() {
+                    "-s" => 0,
+                    "-d" => 1,
+                    "-p" => 2,
+                    "-i" => 3,
+                    "-o" => 4,
+                    _ => 5,
+                };
+                let v = o
+                    .values
+                    .first()
+                    .map(|v| canonical_base_value(&o.name, v))
+                    .unwrap_or_default();
+                (
+                    rank,
+                    format!("{}{} {v}", if o.negated { "! " } else { "" }, o.name),
+                )
+            })
+            .collect();
+        base.sort();
+        for (_, b) in base {
+            out.push(' ');
+            out.push_str(&b);
+        }
+        for m in &self.matches {
+            out.push_str(" -m ");
+            out.push_str(&m.module);
+            for o in canonical_match_options(m) {
+                out.push(' ');
+                out.push_str(&o);
+            }
+        }
+        if let Some(t) = &self.target {
+            out.push_str(if t.goto { " -g " } else { " -j " });
+            out.push_str(&t.name);
+            for o in canonical_target_options(t, self.is_ipv6()) {
+                out.push(' ');
+                out.push_str(&o);
+            }
+        }
+        out
+    }
+
+    /// Whether two rules are the same to the kernel.
+    pub fn same_as(&self, other: &Rule) -> bool {
+        self.canonical() == other.canonical()
+    }
+
+    fn is_ipv6(&self) -> bool {
+        self.base
+            .iter()
+            .any(|o| (o.name == "-s" || o.name == "-d") && o.values.iter().any(|v| v.contains(':')))
+    }
+
+    /// Parses a whole `-A CHAIN ...` line (an optional `[pkts:bytes]` first).
+    pub fn parse(line: &str) -> Result<Rule, RuleError> {
+        let mut rest = line.trim();
+        let mut counters = None;
+        if rest.starts_with('[') {
+            let end = rest
+                .find(']')
+                .ok_or_else(|| RuleError("unterminated counters".into()))?;
+            counters = Some(
+                parse_counters(&rest[..=end]).ok_or_else(|| RuleError("bad counters".into()))?,
+            );
+            rest = rest[end + 1..].trim_start();
+        }
+        let rest = rest
+            .strip_prefix("-A ")
+            .or_else(|| rest.strip_prefix("--append "))
+            .ok_or_else(|| RuleError("a rule starts with -A".into()))?;
+        let args = split_args(rest)?;
+        Rule::from_args(&args, counters)
+    }
+}
+
+/// Parses `[packets:bytes]`.
+pub fn parse_counters(s: &str) -> Option<(u64, u64)> {
+    let inner = s.strip_prefix('[')?.strip_suffix(']')?;
+    let (p, b) = inner.split_once(':')?;
+    Some((p.parse().ok()?, b.parse().ok()?))
+}
+
+fn is_option(tok: &str) -> bool {
+    if tok == "!" {
+        return true;
+    }
+    let mut chars = tok.chars();
+    chars.next() == Some('-')
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '-')
+}
+
+/// The kernel's 31-bit fixed-point form of a `statistic` probability.
+pub fn quantize_probability(p: f64) -> u32 {
+    (p * 2f64.powi(31)).round().clamp(0.0, u32::MAX as f64) as u32
+}
+
+fn canonical_base_value(name: &str, v: &str) -> String {
+    match name {
+        "-s" | "-d" => canonical_net(v).unwrap_or_else(|| v.to_string()),
+        "-p" => v.to_lowercase(),
+        _ => v.to_string(),
+    }
+}
+
+fn canonical_net(v: &str) -> Option<String> {
+    let net: IpNet = if v.contains('/') {
+        parse_cidr_sloppy(v)?
+    } else {
+        IpNet::from(parse_ip_sloppy(v)?)
+    };
+    Some(net.to_string())
+}
+
+fn parse_u32(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// `value[/mask]` as numbers, the mask defaulting to all ones.
+fn mark_pair(v: &str) -> Option<(u32, u32)> {
+    match v.split_once('/') {
+        Some((a, b)) => Some((parse_u32(a)?, parse_u32(b)?)),
+        None => Some((parse_u32(v)?, u32::MAX)),
+    }
+}
+
+fn opt_text(o: &Opt, values: &[String]) -> String {
+    let mut s = String::new();
+    if o.negated {
+        s.push_str("! ");
+    }
+    s.push_str(&o.name);
+    for v in values {
+        s.push(' ');
+        s.push_str(v);
+    }
+    s
+}
+
+fn canonical_match_options(m: &Match) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for o in &m.options {
+        let values: Vec<String> = match (m.module.as_str(), o.name.as_str()) {
+            ("recent", "--mask")
+                if o.values.iter().all(|v| {
+                    v == "255.255.255.255" || v == "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+                }) =>
+            {
+                continue;
+            }
+            ("recent", "--rsource") => continue,
+            ("recent", "--name") if o.values.first().map(String::as_str) == Some("DEFAULT") => {
+                continue;
+            }
+            ("statistic", "--probability") => {
+                let p = o.values.first().and_then(|v| v.parse::<f64>().ok());
+                vec![
+                    p.map(|p| quantize_probability(p).to_string())
+                        .unwrap_or_else(|| o.values.join(" ")),
+                ]
+            }
+            ("mark", "--mark") => {
+                let pair = o.values.first().and_then(|v| mark_pair(v));
+                vec![
+                    pair.map(|(a, b)| format!("{a:#x}/{b:#x}"))
+                        .unwrap_or_else(|| o.values.join(" ")),
+                ]
+            }
+            ("conntrack", "--ctstate") | ("state", "--state") => {
+                let mut states: Vec<&str> = o.values.iter().flat_map(|v| v.split(',')).collect();
+                states.sort_unstable();
+                vec![states.join(",")]
+            }
+            ("tcp" | "udp" | "sctp", "--destination-port") => {
+                out.push(opt_text(
+                    &Opt {
+                        name: "--dport".into(),
+                        ..o.clone()
+                    },
+                    &o.values,
+                ));
+                continue;
+            }
+            ("tcp" | "udp" | "sctp", "--source-port") => {
+                out.push(opt_text(
+                    &Opt {
+                        name: "--sport".into(),
+                        ..o.clone()
+                    },
+                    &o.values,
+                ));
+                continue;
+            }
+            _ => o.values.clone(),
+        };
+        out.push(opt_text(o, &values));
+    }
+    out.sort();
+    out
+}
+
+fn canonical_target_options(t: &Target, ipv6: bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for o in &t.options {
+        let v = o.values.first().map(String::as_str).unwrap_or("");
+        let text = match (t.name.as_str(), o.name.as_str()) {
+            ("MARK", "--or-mark") => parse_u32(v).map(|x| format!("--set-xmark {x:#x}/{x:#x}")),
+            ("MARK", "--xor-mark") => parse_u32(v).map(|x| format!("--set-xmark {x:#x}/0x0")),
+            ("MARK", "--and-mark") => parse_u32(v).map(|x| format!("--set-xmark 0x0/{:#x}", !x)),
+            // `--set-mark X` without a mask sets all bits: X/0xffffffff.
+            ("MARK", "--set-mark") | ("MARK", "--set-xmark") => {
+                mark_pair(v).map(|(a, b)| format!("--set-xmark {a:#x}/{b:#x}"))
+            }
+            _ => None,
+        };
+        out.push(text.unwrap_or_else(|| opt_text(o, &o.values)));
+    }
+    if t.name == "REJECT" && !t.options.iter().any(|o| o.name == "--reject-with") {
+        out.push(format!(
+            "--reject-with {}",
+            if ipv6 {
+                "icmp6-port-unreachable"
+            } else {
+                "icmp-port-unreachable"
+            }
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// Splits rule text into arguments as iptables-restore does: whitespace
+/// separates, double quotes group (and are removed), `\"` and `\\` escape.
+pub fn split_args(text: &str) -> Result<Vec<String>, RuleError> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut has = false;
+    let mut quoted = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => match chars.next() {
+                Some(n) => cur.push(n),
+                None => return Err(RuleError("trailing backslash".into())),
+            },
+            '"' => {
+                quoted = !quoted;
+                has = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if has {
+                    out.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                has = true;
+            }
+        }
+    }
+    if quoted {
+        return Err(RuleError("unterminated quote".into()));
+    }
+    if has {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Whether `ip` is inside the `-s`/`-d` value `spec` (an address or CIDR).
+pub fn addr_matches(spec: &str, ip: &IpAddr) -> bool {
+    let net = if spec.contains('/') {
+        parse_cidr_sloppy(spec)
+    } else {
+        parse_ip_sloppy(spec).map(IpNet::from)
+    };
+    net.is_some_and(|n| n.contains(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(a: &str, b: &str) {
+        let (ra, rb) = (Rule::parse(a).expect("a"), Rule::parse(b).expect("b"));
+        assert_eq!(ra.canonical(), rb.canonical(), "\n{a}\n{b}");
+    }
+
+    #[test]
+    fn kube_proxy_input_equals_iptables_save_rendering() {
+        same(
+            "-A KUBE-SEP-X -m comment --comment ns1/svc1:p80 -m recent --name KUBE-SEP-X --set -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80",
+            "-A KUBE-SEP-X -p tcp -m comment --comment \"ns1/svc1:p80\" -m recent --set --name KUBE-SEP-X --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.180.0.1:80",
+        );
+        same(
+            "-A KUBE-SVC-X -m comment --comment \"a -> b\" -m recent --name KUBE-SEP-X --rcheck --seconds 10800 --reap -j KUBE-SEP-X",
+            "-A KUBE-SVC-X -m comment --comment \"a -> b\" -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-X --mask 255.255.255.255 --rsource -j KUBE-SEP-X",
+        );
+        same(
+            "-A KUBE-SVC-X -m statistic --mode random --probability 0.3333333333 -j KUBE-SEP-X",
+            "-A KUBE-SVC-X -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-X",
+        );
+        same(
+            "-A KUBE-MARK-MASQ -j MARK --or-mark 0x00004000",
+            "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+        );
+        same(
+            "-A KUBE-POSTROUTING -j MARK --xor-mark 0x00004000",
+            "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
+        );
+        same(
+            "-A KUBE-POSTROUTING -m mark ! --mark 0x00004000/0x00004000 -j RETURN",
+            "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+        );
+        same(
+            "-A KUBE-SERVICES -m comment --comment \"x has no endpoints\" -m tcp -p tcp -d 172.30.0.46 --dport 80 -j REJECT",
+            "-A KUBE-SERVICES -d 172.30.0.46/32 -p tcp -m comment --comment \"x has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable",
+        );
+        same(
+            "-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP",
+            "-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name  ct_state_invalid_dropped_pkts -j DROP",
+        );
+        same(
+            "-A X -p tcp --dport 80 -j ACCEPT",
+            "-A X -p tcp -m tcp --dport 80 -j ACCEPT",
+        );
+    }
+
+    #[test]
+    fn different_rules_differ() {
+        let a = Rule::parse("-A X -d 10.0.0.1 -j ACCEPT").expect("a");
+        for b in [
+            "-A X -d 10.0.0.2 -j ACCEPT",
+            "-A X ! -d 10.0.0.1 -j ACCEPT",
+            "-A Y -d 10.0.0.1 -j ACCEPT",
+            "-A X -d 10.0.0.1 -j DROP",
+            "-A X -d 10.0.0.1/31 -j ACCEPT",
+        ] {
+            assert!(!a.same_as(&Rule::parse(b).expect("b")), "{b}");
+        }
+        let p3 = Rule::parse("-A X -m statistic --mode random --probability 0.3333333333 -j Y")
+            .expect("p");
+        let p5 = Rule::parse("-A X -m statistic --mode random --probability 0.5000000000 -j Y")
+            .expect("p");
+        assert!(!p3.same_as(&p5));
+        assert!((p3.probability().expect("p") - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn parses_parts() {
+        let r = Rule::parse("[5:300] -A KUBE-FW-X -s 203.0.113.0/25 -m comment --comment \"a \\\"b\\\"\" -j KUBE-EXT-X").expect("r");
+        assert_eq!(r.counters, Some((5, 300)));
+        assert_eq!(r.base("-s"), Some((false, "203.0.113.0/25")));
+        assert_eq!(r.comment(), Some("a \"b\""));
+        assert_eq!(r.target_name(), Some("KUBE-EXT-X"));
+        let r = Rule::parse("-A KUBE-FW-X -m comment --comment \"other traffic\"").expect("r");
+        assert!(r.target.is_none());
+        assert!(Rule::parse("-A X --dport 80").is_err());
+        assert!(Rule::parse("-A X -m comment --comment \"unterminated").is_err());
+        assert!(Rule::parse("-I X 1 -j ACCEPT").is_err());
+    }
+}
