@@ -2,6 +2,7 @@
 //! shared helpers in `util` and kube-proxy's packet tracer in `tracer`.
 
 mod cli;
+mod dump;
 mod fixtures;
 mod netns;
 mod tracer;

@@ -8,7 +8,9 @@
 //! * [`proxy`]: what one proxier (one IP family) sees — service ports,
 //!   endpoints and kube-proxy's endpoint selection;
 //! * [`iptables`]: the iptables-mode compiler, chain names, restore text,
-//!   and kube-proxy's test normaliser and jump checker.
+//!   kube-proxy's test normaliser and jump checker, and the `iptables-save`
+//!   model with semantic rule equality;
+//! * [`dump`]: what a node's rules do, per Service, and what is stale.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -53,6 +55,7 @@
 //! ```
 
 pub mod config;
+pub mod dump;
 pub mod iptables;
 pub mod model;
 pub mod net;

@@ -23,6 +23,34 @@ pub struct Cli {
 pub enum Command {
     /// Compile Services and EndpointSlices to what kube-proxy writes.
     Compile(CompileArgs),
+    /// Show, per Service, what the node's iptables rules do, and what is stale.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// For people: one block per service port.
+    Table,
+    /// Stable JSON (see the README).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// `iptables-save` output to read (repeatable; `-` for stdin).
+    #[arg(long = "iptables-save", value_name = "FILE", required = true)]
+    pub saves: Vec<PathBuf>,
+    /// kubectl output of the cluster, to name chains that carry no comment.
+    #[arg(long = "cluster", value_name = "FILE")]
+    pub clusters: Vec<PathBuf>,
+    /// Only this Service (`NAMESPACE/NAME`).
+    #[arg(long, value_name = "NS/NAME")]
+    pub service: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: DumpFormat,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

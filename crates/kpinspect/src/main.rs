@@ -3,6 +3,7 @@
 //! statuses (2 for bad input or usage).
 
 mod args;
+mod dump;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Compile(args) => compile(args),
+        Command::Dump(args) => dump::run(args),
     }
 }
 
@@ -74,7 +76,8 @@ pub fn read_input(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-fn load_cluster(files: &[std::path::PathBuf]) -> Result<kpinspect_core::model::Cluster> {
+/// Reads kubectl output files into a cluster, printing warnings.
+pub fn load_cluster(files: &[std::path::PathBuf]) -> Result<kpinspect_core::model::Cluster> {
     let mut loaded = kpinspect_k8s::Loaded::default();
     for path in files {
         let text = read_input(path)?;
@@ -109,6 +112,12 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
         FormatArg::Restore => text,
         FormatArg::Sorted => iptables::sort_iptables_rules(&text)?,
     };
+    write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `out` to stdout; a closed pipe (`| head`) is not an error.
+pub fn write_stdout(out: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout
         .write_all(out.as_bytes())
@@ -117,5 +126,5 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
     {
         return Err(e.into());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

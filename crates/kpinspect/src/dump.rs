@@ -1,0 +1,150 @@
+//! `kpinspect dump`: formats [`kpinspect_core::dump`].
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use kpinspect_core::dump::{NodeDump, ServiceDump};
+use kpinspect_core::iptables::Ruleset;
+use kpinspect_core::proxy::ProxyState;
+
+use crate::UsageError;
+use crate::args::{DumpArgs, DumpFormat};
+
+pub fn run(args: DumpArgs) -> Result<ExitCode> {
+    let cluster = if args.clusters.is_empty() {
+        None
+    } else {
+        let node = args.node.resolve()?;
+        let cluster = crate::load_cluster(&args.clusters)?;
+        Some(ProxyState::build(&cluster, &node.config, node.family))
+    };
+    let mut result = NodeDump {
+        services: vec![],
+        anomalies: vec![],
+    };
+    for path in &args.saves {
+        let text = crate::read_input(path)?;
+        let rs = Ruleset::parse(&text)
+            .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
+        let d = kpinspect_core::dump::dump(&rs, cluster.as_ref());
+        result.services.extend(d.services);
+        result.anomalies.extend(d.anomalies);
+    }
+    if let Some(filter) = &args.service {
+        let (ns, name) = filter.split_once('/').ok_or_else(|| {
+            UsageError::msg(format!(
+                "--service: expected NAMESPACE/NAME, got {filter:?}"
+            ))
+        })?;
+        result
+            .services
+            .retain(|s| s.namespace == ns && s.name == name);
+    }
+    let out = match args.format {
+        DumpFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
+        DumpFormat::Table => table(&result),
+    };
+    crate::write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fraction(p: f64) -> String {
+    // Show simple fractions as such (1/3), else a percentage.
+    for d in 1..=64u32 {
+        let n = (p * d as f64).round();
+        if n >= 1.0 && (n / d as f64 - p).abs() < 1e-6 {
+            return if d == 1 {
+                "1".into()
+            } else {
+                format!("{}/{d}", n as u32)
+            };
+        }
+    }
+    format!("{:.4}%", p * 100.0)
+}
+
+fn service_block(s: &ServiceDump, out: &mut String) {
+    let port = if s.port_name.is_empty() {
+        String::new()
+    } else {
+        format!(":{}", s.port_name)
+    };
+    let _ = writeln!(out, "{}/{}{} ({})", s.namespace, s.name, port, s.protocol);
+    let mut row = |k: &str, v: String| {
+        if !v.is_empty() {
+            let _ = writeln!(out, "  {k:<22} {v}");
+        }
+    };
+    let cip = match (&s.cluster_ip, s.port) {
+        (Some(ip), Some(p)) => format!("{ip}:{p}"),
+        (Some(ip), None) => ip.clone(),
+        _ => String::new(),
+    };
+    row("cluster IP", cip);
+    row(
+        "node port",
+        s.node_port.map(|p| p.to_string()).unwrap_or_default(),
+    );
+    row("external IPs", s.external_ips.join(", "));
+    row("load-balancer IPs", s.load_balancer_ips.join(", "));
+    row("source ranges", s.load_balancer_source_ranges.join(", "));
+    row(
+        "traffic policy",
+        format!(
+            "external {}, internal {}",
+            s.external_traffic_policy, s.internal_traffic_policy
+        ),
+    );
+    row(
+        "session affinity",
+        s.affinity_timeout
+            .map(|t| format!("ClientIP, {t}s"))
+            .unwrap_or_default(),
+    );
+    row(
+        "health check port",
+        s.health_check_node_port
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    );
+    row(
+        "without endpoints",
+        s.no_endpoints.clone().unwrap_or_default(),
+    );
+    let no_endpoints = s.endpoints.is_empty() && s.no_endpoints.is_none();
+    row(
+        "endpoints",
+        if no_endpoints {
+            "(none)".into()
+        } else {
+            String::new()
+        },
+    );
+    for (i, e) in s.endpoints.iter().enumerate() {
+        let label = if i == 0 { "endpoints" } else { "" };
+        let _ = writeln!(
+            out,
+            "  {label:<22} {}:{:<6} {:>8}  {}",
+            e.ip,
+            e.port,
+            fraction(e.probability),
+            e.chain
+        );
+    }
+    out.push('\n');
+}
+
+fn table(d: &NodeDump) -> String {
+    let mut out = String::new();
+    for s in &d.services {
+        service_block(s, &mut out);
+    }
+    if !d.anomalies.is_empty() {
+        let _ = writeln!(out, "anomalies:");
+        for a in &d.anomalies {
+            let _ = writeln!(out, "  {:<15} {:<30} {}", a.kind, a.chain, a.message);
+        }
+    }
+    out
+}

@@ -1,0 +1,174 @@
+//! `dump` over compiled fixtures, real captures, and older kube-proxy styles.
+
+use kpinspect_core::dump::dump;
+use kpinspect_core::iptables::Ruleset;
+use kpinspect_core::proxy::{ProxyState, categorize};
+
+use crate::util::{compile_fixtures, root, run, stderr, stdout};
+
+/// For every fixture: what dump reads back from the compiled rules is the
+/// cluster model's view (addresses, ports, endpoints, 1/n probabilities).
+#[test]
+fn dump_reads_back_what_was_compiled() {
+    let mut ports = 0;
+    for fx in compile_fixtures() {
+        let text = fx.compile();
+        let rs = Ruleset::parse(&text).expect("compiled text parses");
+        let d = dump(&rs, None);
+        // The model, built the way the CLI builds it.
+        let (cluster, _) = kpinspect_k8s::load_objects(&fx.read("cluster.yaml"), "c")
+            .expect("load")
+            .finish();
+        let mut config = kpinspect_core::config::ProxyConfig::default();
+        kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "c")
+            .expect("config")
+            .apply_to(&mut config)
+            .expect("apply");
+        let args = fx.args();
+        config.node_ips = fx
+            .node_ips()
+            .iter()
+            .map(|s| s.parse().expect("ip"))
+            .collect();
+        if let Some(z) = args.windows(2).find(|w| w[0] == "--node-zone") {
+            config.node_zone = Some(z[1].clone());
+        }
+        let family = if args.iter().any(|a| a == "ipv6") {
+            kpinspect_core::net::IpFamily::V6
+        } else {
+            kpinspect_core::net::IpFamily::V4
+        };
+        let state = ProxyState::build(&cluster, &config, family);
+        for p in &state.ports {
+            let name = &p.info.name;
+            let Some(svc) = d.services.iter().find(|s| {
+                s.namespace == name.namespace
+                    && s.name == name.name
+                    && s.port_name == name.port
+                    && s.protocol == name.protocol.as_str()
+            }) else {
+                panic!("{}: {} missing from dump", fx.name, name.to_kube_string());
+            };
+            let ctx = format!("{}: {}", fx.name, name.to_kube_string());
+            assert_eq!(
+                svc.cluster_ip.as_deref(),
+                Some(p.info.cluster_ip.to_string().as_str()),
+                "{ctx}"
+            );
+            assert_eq!(svc.port, Some(p.info.port), "{ctx}");
+            let lbs: Vec<String> = p
+                .info
+                .load_balancer_vips
+                .iter()
+                .map(|i| i.to_string())
+                .collect();
+            let cat = categorize(&p.info, &p.endpoints, &config);
+            if cat.has_any {
+                assert_eq!(svc.load_balancer_ips, lbs, "{ctx}");
+                let xips: Vec<String> = p.info.external_ips.iter().map(|i| i.to_string()).collect();
+                assert_eq!(svc.external_ips, xips, "{ctx}");
+                if p.info.node_port != 0 {
+                    assert_eq!(svc.node_port, Some(p.info.node_port), "{ctx}");
+                }
+            }
+            let set = if p.info.internal_policy_local {
+                &cat.local
+            } else {
+                &cat.cluster
+            };
+            let want: Vec<String> = set
+                .iter()
+                .map(|&i| p.endpoints[i].endpoint.clone())
+                .collect();
+            let got: Vec<String> = svc
+                .endpoints
+                .iter()
+                .map(|e| kpinspect_core::net::join_host_port(&e.ip.parse().expect("ip"), e.port))
+                .collect();
+            assert_eq!(got, want, "{ctx}");
+            for e in &svc.endpoints {
+                assert!(
+                    (e.probability - 1.0 / want.len() as f64).abs() < 1e-6,
+                    "{ctx}: {e:?}"
+                );
+            }
+            assert_eq!(
+                svc.affinity_timeout,
+                p.info.session_affinity_timeout.filter(|_| !want.is_empty()),
+                "{ctx}"
+            );
+            ports += 1;
+        }
+        assert!(
+            !d.anomalies.iter().any(|a| a.kind == "stale-chain"
+                || a.kind == "missing-chain"
+                || a.kind == "duplicate-rule"),
+            "{}: {:#?}",
+            fx.name,
+            d.anomalies
+        );
+    }
+    assert!(ports > 100, "only {ports} service ports compared");
+}
+
+/// The JSON format of the README, from a real nft capture of the example.
+#[test]
+fn dump_json_of_the_example() {
+    let out = run(&[
+        "dump",
+        "--format",
+        "json",
+        "--iptables-save",
+        "fixtures/iptables-save/example.nft.txt",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    insta::assert_snapshot!("dump_example_json", stdout(&out));
+    let table = run(&[
+        "dump",
+        "--iptables-save",
+        "fixtures/iptables-save/example.legacy.txt",
+    ]);
+    insta::assert_snapshot!("dump_example_table", stdout(&table));
+}
+
+/// A node as older kube-proxies left it (1.19-style rules as iptables-save
+/// prints them: masquerade in KUBE-SERVICES, KUBE-XLB, KUBE-MARK-DROP,
+/// 11-decimal probabilities), plus leftovers of a mode switch.
+#[test]
+fn dump_understands_old_styles_and_reports_anomalies() {
+    let text = std::fs::read_to_string(root().join("fixtures/iptables-save/old-style.txt"))
+        .expect("fixture");
+    let rs = Ruleset::parse(&text).expect("parses");
+    assert_eq!(rs.render(), text);
+    let d = dump(&rs, None);
+    let web = d
+        .services
+        .iter()
+        .find(|s| s.name == "web")
+        .expect("default/web");
+    assert_eq!(web.cluster_ip.as_deref(), Some("10.96.12.7"));
+    assert_eq!(web.port, Some(80));
+    assert_eq!(web.endpoints.len(), 3);
+    for e in &web.endpoints {
+        assert!((e.probability - 1.0 / 3.0).abs() < 1e-4, "{e:?}");
+    }
+    let kinds: Vec<(&str, &str)> = d
+        .anomalies
+        .iter()
+        .map(|a| (a.kind.as_str(), a.chain.as_str()))
+        .collect();
+    for want in [
+        ("old-generation", "KUBE-MARK-DROP"),
+        ("old-generation", "KUBE-XLB-ABCDEFGHIJKLMNOP"),
+        ("stale-chain", "KUBE-SVC-STALESTALESTALE1"),
+        ("stale-chain", "KUBE-SEP-STALESTALESTALE2"),
+        ("other-mode", "KUBE-NODE-PORT"),
+        ("missing-chain", "KUBE-SEP-GONEGONEGONEGONE"),
+        ("duplicate-rule", "KUBE-SVC-WEBWEBWEBWEBWEB1"),
+    ] {
+        assert!(
+            kinds.contains(&want),
+            "missing anomaly {want:?} in {kinds:#?}"
+        );
+    }
+}
