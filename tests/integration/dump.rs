@@ -15,29 +15,8 @@ fn dump_reads_back_what_was_compiled() {
         let text = fx.compile();
         let rs = Ruleset::parse(&text).expect("compiled text parses");
         let d = dump(&rs, None);
-        // The model, built the way the CLI builds it.
-        let (cluster, _) = kpinspect_k8s::load_objects(&fx.read("cluster.yaml"), "c")
-            .expect("load")
-            .finish();
-        let mut config = kpinspect_core::config::ProxyConfig::default();
-        kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "c")
-            .expect("config")
-            .apply_to(&mut config)
-            .expect("apply");
-        let args = fx.args();
-        config.node_ips = fx
-            .node_ips()
-            .iter()
-            .map(|s| s.parse().expect("ip"))
-            .collect();
-        if let Some(z) = args.windows(2).find(|w| w[0] == "--node-zone") {
-            config.node_zone = Some(z[1].clone());
-        }
-        let family = if args.iter().any(|a| a == "ipv6") {
-            kpinspect_core::net::IpFamily::V6
-        } else {
-            kpinspect_core::net::IpFamily::V4
-        };
+        let (cluster, config) = (fx.cluster(), fx.proxy_config());
+        let family = fx.family();
         let state = ProxyState::build(&cluster, &config, family);
         for p in &state.ports {
             let name = &p.info.name;

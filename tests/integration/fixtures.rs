@@ -55,18 +55,7 @@ fn full_resync_deletes_stale_chains() {
         .lines()
         .map(String::from)
         .collect();
-    let text = fx.read("cluster.yaml");
-    let (cluster, _) = kpinspect_k8s::load_objects(&text, "cluster.yaml")
-        .expect("load")
-        .finish();
-    let mut config = kpinspect_core::config::ProxyConfig::default();
-    kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "config.yaml")
-        .expect("config")
-        .apply_to(&mut config)
-        .expect("apply");
-    config.node_ips = vec!["192.168.0.2".parse().expect("ip")];
-    config.masquerade_mark = Some("0x4000".into());
-    config.random_fully = false;
+    let (cluster, config) = (fx.cluster(), fx.proxy_config());
     let state =
         kpinspect_core::proxy::ProxyState::build(&cluster, &config, config.default_family());
     let out = kpinspect_core::iptables::compile_sync(&state, &config, &existing).render();
@@ -346,17 +335,7 @@ fn service_port_order_does_not_matter_after_normalising() {
     use kpinspect_core::iptables::{compile, sort_iptables_rules_by_service};
     for name in ["overall", "bad_ips", "repeated_step1"] {
         let fx = fixture(name);
-        let (cluster, _) = kpinspect_k8s::load_objects(&fx.read("cluster.yaml"), "cluster.yaml")
-            .expect("load")
-            .finish();
-        let mut config = kpinspect_core::config::ProxyConfig::default();
-        kpinspect_k8s::parse_kube_proxy_config(&fx.read("config.yaml"), "config.yaml")
-            .expect("config")
-            .apply_to(&mut config)
-            .expect("apply");
-        config.node_ips = vec!["192.168.0.2".parse().expect("ip")];
-        config.masquerade_mark = Some("0x4000".into());
-        config.random_fully = false;
+        let (cluster, config) = (fx.cluster(), fx.proxy_config());
         let state =
             kpinspect_core::proxy::ProxyState::build(&cluster, &config, config.default_family());
         let sorted = compile(&state, &config).render();

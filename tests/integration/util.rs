@@ -80,6 +80,45 @@ impl Fixture {
             .collect()
     }
 
+    /// The fixture's cluster objects.
+    pub fn cluster(&self) -> kpinspect_core::model::Cluster {
+        let text = self.read("cluster.yaml");
+        kpinspect_k8s::load_objects(&text, "cluster.yaml")
+            .expect("cluster.yaml loads")
+            .finish()
+            .0
+    }
+
+    /// The configuration the CLI builds from `config.yaml` and `args`.
+    pub fn proxy_config(&self) -> kpinspect_core::config::ProxyConfig {
+        let mut config = kpinspect_core::config::ProxyConfig::default();
+        kpinspect_k8s::parse_kube_proxy_config(&self.read("config.yaml"), "config.yaml")
+            .expect("config.yaml parses")
+            .apply_to(&mut config)
+            .expect("config.yaml applies");
+        let args = self.args();
+        config.node_ips = self
+            .node_ips()
+            .iter()
+            .map(|s| s.parse().expect("node ip"))
+            .collect();
+        let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+        config.node_zone = value("--node-zone");
+        config.masquerade_mark = value("--masquerade-mark");
+        config.random_fully = !args.iter().any(|a| a == "--no-random-fully");
+        config.nfacct = !args.iter().any(|a| a == "--no-nfacct");
+        config
+    }
+
+    /// The IP family the fixture compiles for.
+    pub fn family(&self) -> kpinspect_core::net::IpFamily {
+        if self.args().iter().any(|a| a == "ipv6") {
+            kpinspect_core::net::IpFamily::V6
+        } else {
+            kpinspect_core::net::IpFamily::V4
+        }
+    }
+
     /// `kpinspect compile` of this fixture, raw restore text.
     pub fn compile(&self) -> String {
         let mut cmd = kpinspect();

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::iptables::names::service_port_suffix;
+use crate::iptables::names::{BUILTIN_CHAINS, BUILTIN_TARGETS, service_port_suffix};
 use crate::iptables::{Rule, Ruleset, Table};
 use crate::model::Protocol;
 use crate::proxy::ProxyState;
@@ -92,20 +92,6 @@ pub struct NodeDump {
     pub anomalies: Vec<Anomaly>,
 }
 
-const BUILTIN_TARGETS: [&str; 11] = [
-    "ACCEPT",
-    "DROP",
-    "RETURN",
-    "REJECT",
-    "DNAT",
-    "SNAT",
-    "MASQUERADE",
-    "MARK",
-    "LOG",
-    "CONNMARK",
-    "NOTRACK",
-];
-const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 const KUBE_SERVICE_PREFIXES: [&str; 6] = [
     "KUBE-SVC-",
     "KUBE-SVL-",

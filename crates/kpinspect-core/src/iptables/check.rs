@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use thiserror::Error;
 
 use super::dump::{DumpError, parse_dump, split_args};
-use super::names::is_service_chain;
+use super::names::{BUILTIN_CHAINS, BUILTIN_TARGETS as TARGETS, is_service_chain};
 
 /// What is inconsistent in a dump.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -44,18 +44,6 @@ pub enum JumpError {
         rule: String,
     },
 }
-
-const TARGETS: [&str; 8] = [
-    "ACCEPT",
-    "DROP",
-    "RETURN",
-    "REJECT",
-    "DNAT",
-    "SNAT",
-    "MASQUERADE",
-    "MARK",
-];
-const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 
 /// Checks every table of `text`; returns every problem found.
 ///

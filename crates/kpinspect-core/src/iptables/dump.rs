@@ -125,35 +125,10 @@ pub fn parse_dump(text: &str) -> Result<Vec<DumpTable>, DumpError> {
     Ok(tables)
 }
 
-/// Splits a rule into arguments, honouring double quotes (which are
-/// removed), as iptables-restore does.
+/// Splits a rule into arguments (see [`super::split_args`]); text that does
+/// not split (an unterminated quote) gives no arguments.
 pub fn split_args(rule: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_quotes = false;
-    let mut has = false;
-    for ch in rule.chars() {
-        match ch {
-            '"' => {
-                in_quotes = !in_quotes;
-                has = true;
-            }
-            c if c.is_whitespace() && !in_quotes => {
-                if has {
-                    out.push(std::mem::take(&mut cur));
-                    has = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                has = true;
-            }
-        }
-    }
-    if has {
-        out.push(cur);
-    }
-    out
+    super::split_args(rule).unwrap_or_default()
 }
 
 /// The value following option `opt` in a rule, if any.

@@ -42,6 +42,24 @@ pub fn endpoint_chain(name: &ServicePortName, endpoint: &str) -> String {
     )
 }
 
+/// Targets built into iptables that kube-proxy's rules use (not chains).
+pub const BUILTIN_TARGETS: [&str; 11] = [
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "DNAT",
+    "SNAT",
+    "MASQUERADE",
+    "MARK",
+    "LOG",
+    "CONNMARK",
+    "NOTRACK",
+];
+
+/// The built-in chains of the filter and nat tables.
+pub const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
 /// Prefixes of the per-service chains kube-proxy's iptables mode creates and
 /// deletes when stale.
 pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
