@@ -9,10 +9,7 @@
 use std::io::Write;
 use std::process::Command;
 
-use kpinspect_core::iptables::Ruleset;
-use kpinspect_core::iptables::dump::parse_dump;
-
-use crate::util::{compile_fixtures, kpinspect, stderr, stdout};
+use crate::util::{assert_saved_matches, compile_fixtures, kpinspect, stderr, stdout};
 
 /// Whether the namespace tests can run here; panics when they should but cannot.
 fn netns_available() -> bool {
@@ -78,59 +75,6 @@ fn tempfile() -> (std::path::PathBuf, std::fs::File) {
     (path, file)
 }
 
-/// Every rule of every chain the restore declared is in the kernel
-/// afterwards, and each saved rule equals the compiled one semantically
-/// (same canonical form, in the same order).
-fn assert_loaded(name: &str, restore: &str, saved: &str) {
-    let compiled = Ruleset::parse(restore).expect("restore parses");
-    let live = Ruleset::parse(saved).unwrap_or_else(|e| panic!("{name}: save does not parse: {e}"));
-    assert_eq!(
-        live.render(),
-        saved,
-        "{name}: save text does not round-trip"
-    );
-    for table in &compiled.tables {
-        let live_table = live
-            .table(&table.name)
-            .unwrap_or_else(|| panic!("{name}: no {} table", table.name));
-        for chain in &table.chains {
-            let want: Vec<String> = table.rules_of(&chain.name).map(|r| r.canonical()).collect();
-            let got: Vec<String> = live_table
-                .rules_of(&chain.name)
-                .map(|r| r.canonical())
-                .collect();
-            assert_eq!(
-                got, want,
-                "{name}: {} {} differs from what was compiled",
-                table.name, chain.name
-            );
-        }
-    }
-    let want = parse_dump(restore).expect("restore parses");
-    let got = parse_dump(saved)
-        .unwrap_or_else(|e| panic!("{name}: iptables-save output does not parse: {e}"));
-    for table in &want {
-        let live = got
-            .iter()
-            .find(|t| t.name == table.name)
-            .unwrap_or_else(|| panic!("{name}: no {} table", table.name));
-        for chain in table.chains.iter().filter(|c| c.declared && !c.deleted) {
-            let live_chain = live
-                .chain(&chain.name)
-                .unwrap_or_else(|| panic!("{name}: chain {} missing", chain.name));
-            assert_eq!(
-                live_chain.rules.len(),
-                chain.rules.len(),
-                "{name}: {} {} has {} rules in the kernel, {} compiled",
-                table.name,
-                chain.name,
-                live_chain.rules.len(),
-                chain.rules.len()
-            );
-        }
-    }
-}
-
 #[test]
 fn compiled_fixtures_load_into_the_kernel() {
     if !netns_available() {
@@ -142,7 +86,9 @@ fn compiled_fixtures_load_into_the_kernel() {
         let ipv6 = fx.args().iter().any(|a| a == "ipv6");
         for backend in ["nft", "legacy"] {
             match load_in_netns(&restore, ipv6, backend) {
-                Ok(saved) => assert_loaded(&format!("{} ({backend})", fx.name), &restore, &saved),
+                Ok(saved) => {
+                    assert_saved_matches(&format!("{} ({backend})", fx.name), &restore, &saved);
+                }
                 Err(e) => panic!(
                     "{} ({backend}): iptables-restore rejected the compiled rules: {e}",
                     fx.name
@@ -175,7 +121,7 @@ fn shipped_example_loads_into_the_kernel() {
     for backend in ["nft", "legacy"] {
         let saved =
             load_in_netns(&restore, false, backend).unwrap_or_else(|e| panic!("{backend}: {e}"));
-        assert_loaded(backend, &restore, &saved);
+        assert_saved_matches(backend, &restore, &saved);
     }
 }
 

@@ -175,3 +175,46 @@ pub fn fixture(name: &str) -> Fixture {
 pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
     serde_saphyr::from_str(text).expect("fixture YAML")
 }
+
+/// Asserts that `saved` (iptables-save text) round-trips and that every
+/// chain `restore` declared is in it with semantically the same rules, in
+/// order. Returns the number of rules compared.
+pub fn assert_saved_matches(name: &str, restore: &str, saved: &str) -> usize {
+    use kpinspect_core::iptables::Ruleset;
+    let compiled = Ruleset::parse(restore).expect("restore parses");
+    let live = Ruleset::parse(saved).unwrap_or_else(|e| panic!("{name}: save does not parse: {e}"));
+    assert_eq!(
+        live.render(),
+        saved,
+        "{name}: save text does not round-trip"
+    );
+    let mut compared = 0;
+    for table in &compiled.tables {
+        let live_table = live
+            .table(&table.name)
+            .unwrap_or_else(|| panic!("{name}: no {} table", table.name));
+        for chain in table
+            .chains
+            .iter()
+            .filter(|c| !table.deleted.contains(&c.name))
+        {
+            assert!(
+                live_table.chain(&chain.name).is_some(),
+                "{name}: chain {} missing",
+                chain.name
+            );
+            let want: Vec<String> = table.rules_of(&chain.name).map(|r| r.canonical()).collect();
+            let got: Vec<String> = live_table
+                .rules_of(&chain.name)
+                .map(|r| r.canonical())
+                .collect();
+            assert_eq!(
+                got, want,
+                "{name}: {} {} differs from what was compiled",
+                table.name, chain.name
+            );
+            compared += want.len();
+        }
+    }
+    compared
+}

@@ -38,17 +38,22 @@ pub struct Match {
 impl Match {
     /// The first value of option `name`.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .find(|o| o.name == name)
-            .and_then(|o| o.values.first())
-            .map(String::as_str)
+        first_value(&self.options, name)
     }
 
     /// Whether flag or option `name` is present.
     pub fn has(&self, name: &str) -> bool {
         self.options.iter().any(|o| o.name == name)
     }
+}
+
+/// The first value of option `name` among `options`.
+fn first_value<'a>(options: &'a [Opt], name: &str) -> Option<&'a str> {
+    options
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| o.values.first())
+        .map(String::as_str)
 }
 
 /// The target (`-j NAME` or `-g NAME`).
@@ -65,11 +70,7 @@ pub struct Target {
 impl Target {
     /// The first value of option `name`.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .find(|o| o.name == name)
-            .and_then(|o| o.values.first())
-            .map(String::as_str)
+        first_value(&self.options, name)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use super::rule::{Rule, parse_counters};
+use super::rule::{Opt, Rule, parse_counters};
 
 /// Malformed save text, with its 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -198,48 +198,36 @@ impl Ruleset {
 /// that were not read from text.
 pub fn render_rule(rule: &Rule) -> String {
     let mut out = format!("-A {}", rule.chain);
-    let order = ["-s", "-d", "-i", "-o", "-p", "-f"];
-    for name in order {
-        for o in rule.base.iter().filter(|o| o.name == name) {
-            if o.negated {
-                out.push_str(" !");
-            }
-            out.push(' ');
-            out.push_str(&o.name);
-            for v in &o.values {
-                out.push(' ');
-                out.push_str(&quote(v, false));
-            }
-        }
+    for name in ["-s", "-d", "-i", "-o", "-p", "-f"] {
+        push_opts(&mut out, rule.base.iter().filter(|o| o.name == name));
     }
     for m in &rule.matches {
         out.push_str(" -m ");
         out.push_str(&m.module);
-        for o in &m.options {
-            if o.negated {
-                out.push_str(" !");
-            }
-            out.push(' ');
-            out.push_str(&o.name);
-            for v in &o.values {
-                out.push(' ');
-                out.push_str(&quote(v, o.name == "--comment"));
-            }
-        }
+        push_opts(&mut out, &m.options);
     }
     if let Some(t) = &rule.target {
         out.push_str(if t.goto { " -g " } else { " -j " });
         out.push_str(&t.name);
-        for o in &t.options {
-            out.push(' ');
-            out.push_str(&o.name);
-            for v in &o.values {
-                out.push(' ');
-                out.push_str(&quote(v, false));
-            }
-        }
+        push_opts(&mut out, &t.options);
     }
     out
+}
+
+/// Appends ` [!] --name value...`; comments are always quoted, as
+/// iptables-save does.
+fn push_opts<'a>(out: &mut String, opts: impl IntoIterator<Item = &'a Opt>) {
+    for o in opts {
+        if o.negated {
+            out.push_str(" !");
+        }
+        out.push(' ');
+        out.push_str(&o.name);
+        for v in &o.values {
+            out.push(' ');
+            out.push_str(&quote(v, o.name == "--comment"));
+        }
+    }
 }
 
 fn quote(v: &str, always: bool) -> String {
