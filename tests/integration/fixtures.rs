@@ -3,14 +3,12 @@
 //! what kube-proxy's own tests assert.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use kpinspect_core::iptables::dump::parse_dump;
 use kpinspect_core::iptables::{check_rule_jumps, sort_iptables_rules};
 use serde::Deserialize;
 
-use crate::tracer::trace;
-use crate::util::{Fixture, compile_fixtures, fixture, yaml};
+use crate::util::{compile_fixtures, fixture, yaml};
 
 /// Every compiled fixture passes the jump check, and its raw (deterministic)
 /// output matches the committed snapshot.
@@ -64,69 +62,6 @@ fn full_resync_deletes_stale_chains() {
         fx.read("expected.txt")
     );
     assert!(check_rule_jumps(&out).is_empty());
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Flow {
-    name: String,
-    #[serde(rename = "sourceIP")]
-    source_ip: String,
-    protocol: Option<String>,
-    #[serde(rename = "destIP")]
-    dest_ip: String,
-    dest_port: u16,
-    output: String,
-    masq: bool,
-}
-
-fn check_flows(fx: &Fixture, dump: &str) -> usize {
-    let flows: Vec<Flow> = yaml(&fx.read("flows.yaml"));
-    let mut local: Vec<IpAddr> = fx
-        .node_ips()
-        .iter()
-        .map(|s| s.parse().expect("node ip"))
-        .collect();
-    local.extend([
-        "127.0.0.1".parse::<IpAddr>().expect("ip"),
-        "::1".parse().expect("ip"),
-    ]);
-    for f in &flows {
-        let proto = f.protocol.as_deref().unwrap_or("tcp");
-        let got = trace(dump, &local, &f.source_ip, proto, &f.dest_ip, f.dest_port);
-        assert_eq!(
-            (got.output.as_str(), got.masq),
-            (f.output.as_str(), f.masq),
-            "{}: flow {:?} ({} -> {}:{}/{proto}); matched rules:\n{}",
-            fx.name,
-            f.name,
-            f.source_ip,
-            f.dest_ip,
-            f.dest_port,
-            got.matched.join("\n")
-        );
-    }
-    flows.len()
-}
-
-/// kube-proxy's packet-flow tests, run over kpinspect's compiled rules with
-/// kube-proxy's test tracer.
-#[test]
-fn packet_flows_match_kube_proxy() {
-    let mut flows = 0;
-    for fx in compile_fixtures() {
-        if fx.has("flows.yaml") {
-            flows += check_flows(&fx, &fx.compile());
-        }
-    }
-    assert!(flows > 200, "only {flows} flows checked");
-}
-
-/// The tracer itself, over TestTracePacket's static dump.
-#[test]
-fn tracer_matches_kube_proxy_on_its_own_fixture() {
-    let fx = fixture("trace_packet");
-    assert!(check_flows(&fx, &fx.read("rules.txt")) >= 5);
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,9 +1,9 @@
 //! kpinspect's integration tests: one test binary (ripgrep style), with
-//! shared helpers in `util` and kube-proxy's packet tracer in `tracer`.
+//! shared helpers in `util`.
 
 mod cli;
 mod dump;
 mod fixtures;
 mod netns;
-mod tracer;
+mod trace;
 mod util;

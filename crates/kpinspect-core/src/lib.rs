@@ -10,7 +10,8 @@
 //! * [`iptables`]: the iptables-mode compiler, chain names, restore text,
 //!   kube-proxy's test normaliser and jump checker, and the `iptables-save`
 //!   model with semantic rule equality;
-//! * [`dump`]: what a node's rules do, per Service, and what is stale.
+//! * [`dump`]: what a node's rules do, per Service, and what is stale;
+//! * [`trace`]: every way a new connection can go through a node's rules.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -60,3 +61,4 @@ pub mod iptables;
 pub mod model;
 pub mod net;
 pub mod proxy;
+pub mod trace;

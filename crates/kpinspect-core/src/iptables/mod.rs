@@ -4,6 +4,7 @@
 mod check;
 mod compile;
 pub mod dump;
+mod jumps;
 pub mod names;
 mod normalize;
 mod restore;
@@ -12,6 +13,7 @@ mod save;
 
 pub use check::{JumpError, check_rule_jumps};
 pub use compile::{compile, compile_sync, probability};
+pub use jumps::{JUMP_RULES, JumpRule, fresh_builtin_rules};
 pub use normalize::{NormalizeError, sort_iptables_rules, sort_iptables_rules_by_service};
 pub use restore::{LineBuffer, Restore, RestoreTable};
 pub use rule::{
