@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::iptables::names::{BUILTIN_CHAINS, BUILTIN_TARGETS, service_port_suffix};
-use crate::iptables::{Rule, Ruleset, Table};
+use crate::iptables::{IPTABLES_SERVICE_PREFIXES, Rule, Ruleset, Table};
 use crate::model::Protocol;
 use crate::proxy::ProxyState;
 
@@ -92,14 +92,6 @@ pub struct NodeDump {
     pub anomalies: Vec<Anomaly>,
 }
 
-const KUBE_SERVICE_PREFIXES: [&str; 6] = [
-    "KUBE-SVC-",
-    "KUBE-SVL-",
-    "KUBE-EXT-",
-    "KUBE-FW-",
-    "KUBE-SEP-",
-    "KUBE-XLB-",
-];
 /// (table, built-in chain, kube-proxy chain) jumps kube-proxy installs.
 const ENTRY_CHAINS: [(&str, &str, &str); 7] = [
     ("nat", "PREROUTING", "KUBE-SERVICES"),
@@ -383,7 +375,7 @@ fn port_name(s: &ServiceDump, protocol: Protocol) -> crate::proxy::ServicePortNa
 
 fn chain_suffix(chain: Option<&str>) -> Option<String> {
     let c = chain?;
-    KUBE_SERVICE_PREFIXES
+    IPTABLES_SERVICE_PREFIXES
         .iter()
         .find_map(|p| c.strip_prefix(p))
         .map(String::from)
@@ -536,7 +528,9 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
     }
     for c in &table.chains {
         let name = c.name.as_str();
-        let service_chain = KUBE_SERVICE_PREFIXES.iter().any(|p| name.starts_with(p));
+        let service_chain = IPTABLES_SERVICE_PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p));
         if name.starts_with("KUBE-XLB-") || name == "KUBE-MARK-DROP" {
             out.push(Anomaly {
                 kind: "old-generation".into(),
@@ -548,7 +542,7 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
             });
         }
         if has_builtins && service_chain && !reached.contains(name) {
-            let who = KUBE_SERVICE_PREFIXES
+            let who = IPTABLES_SERVICE_PREFIXES
                 .iter()
                 .find_map(|p| name.strip_prefix(p))
                 .and_then(|s| names.get(s))

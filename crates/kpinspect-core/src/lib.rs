@@ -11,7 +11,8 @@
 //!   kube-proxy's test normaliser and jump checker, and the `iptables-save`
 //!   model with semantic rule equality;
 //! * [`dump`]: what a node's rules do, per Service, and what is stale;
-//! * [`trace`]: every way a new connection can go through a node's rules.
+//! * [`trace`]: every way a new connection can go through a node's rules;
+//! * [`diff`]: desired against actual, per Service and per chain.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -56,6 +57,7 @@
 //! ```
 
 pub mod config;
+pub mod diff;
 pub mod dump;
 pub mod iptables;
 pub mod model;

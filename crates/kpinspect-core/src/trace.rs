@@ -42,6 +42,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
+use crate::iptables::rule_mark_pair as mark_pair;
 use crate::iptables::{Rule, Ruleset, addr_matches, fresh_builtin_rules, render_rule};
 use crate::model::Protocol;
 use crate::net::parse_ip_sloppy;
@@ -659,7 +660,7 @@ impl<'a> Walker<'a> {
                         ("mark", "--mark") => Some(Box::new(move |_, b| {
                             known(
                                 neg,
-                                parse_mark(&v).is_some_and(|(val, mask)| b.mark & mask == val),
+                                mark_pair(&v).is_some_and(|(val, mask)| b.mark & mask == val),
                             )
                         })),
                         ("addrtype", "--src-type") => {
@@ -782,22 +783,10 @@ fn ct_state(state: &str, b: &Branch) -> bool {
     }
 }
 
-/// `value[/mask]` in hex or decimal.
-fn parse_mark(s: &str) -> Option<(u32, u32)> {
-    let num = |s: &str| match s.strip_prefix("0x") {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    };
-    match s.split_once('/') {
-        Some((v, m)) => Some((num(v)?, num(m)?)),
-        None => Some((num(s)?, u32::MAX)),
-    }
-}
-
 /// The packet mark after a `-j MARK` rule.
 fn apply_mark(mark: u32, rule: &Rule) -> u32 {
     let Some(t) = &rule.target else { return mark };
-    let get = |name: &str| t.value(name).and_then(parse_mark);
+    let get = |name: &str| t.value(name).and_then(mark_pair);
     if let Some((v, m)) = get("--set-xmark") {
         (mark & !m) ^ v
     } else if let Some((v, m)) = get("--set-mark") {
@@ -987,7 +976,7 @@ COMMIT
     fn ports_marks_and_destinations() {
         assert!(port_matches("30000:32767", 30080));
         assert!(!port_matches("80", 81));
-        assert_eq!(parse_mark("0x4000/0x4000"), Some((0x4000, 0x4000)));
+        assert_eq!(mark_pair("0x4000/0x4000"), Some((0x4000, 0x4000)));
         assert_eq!(
             parse_destination("[fd00::1]:80", 1).unwrap().to_string(),
             "[fd00::1]:80"

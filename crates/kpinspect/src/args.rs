@@ -25,6 +25,109 @@ pub enum Command {
     Compile(CompileArgs),
     /// Show, per Service, what the node's iptables rules do, and what is stale.
     Dump(DumpArgs),
+    /// Walk a new connection through the node's rules and list every outcome.
+    Trace(TraceArgs),
+    /// Compare what kube-proxy should have programmed with the node (exit 1 if different).
+    Diff(DiffArgs),
+    /// Bring the node's rules to what kube-proxy should have programmed, minimally.
+    Apply(ApplyArgs),
+    /// Remove kube-proxy's state: one mode's, or only another mode's leftovers.
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// `iptables-save` output to compare with (default: the live node).
+    #[arg(long = "iptables-save", value_name = "FILE")]
+    pub saves: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TraceFormat,
+    /// kubectl output: `kubectl get svc,endpointslices -A -o yaml` (or json); `-` for stdin.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Print the iptables-restore payload instead of applying it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply even though a kube-proxy process is running on this node.
+    #[arg(long)]
+    pub force: bool,
+    /// kubectl output: `kubectl get svc,endpointslices -A -o yaml` (or json); `-` for stdin.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CleanupMode {
+    /// iptables mode's chains and jumps (with the chains both modes share).
+    Iptables,
+    /// IPVS mode's chains, jumps and ipsets (with the shared chains).
+    Ipvs,
+    /// Everything kube-proxy owns.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Whose state to remove (not with --stale-only).
+    #[arg(long, value_enum, conflicts_with = "stale_only")]
+    pub mode: Option<CleanupMode>,
+    /// Remove only the state of the mode the configuration does not use
+    /// (leftovers of a mode switch); needs --config.
+    #[arg(long, requires = "config")]
+    pub stale_only: bool,
+    /// The kube-proxy configuration (KubeProxyConfiguration or its ConfigMap).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print what would be removed and the payloads, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Clean up even though a kube-proxy process is running on this node.
+    #[arg(long)]
+    pub force: bool,
+    /// Only this family's rules (default: both).
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// For people: one block per outcome with its rule path.
+    Text,
+    /// Stable JSON (see the README).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The connection's source address.
+    #[arg(long, value_name = "IP")]
+    pub src: String,
+    /// The destination: `IP:PORT/PROTO` (`[IPv6]:PORT/PROTO`; PROTO defaults to tcp).
+    #[arg(long, value_name = "IP:PORT/PROTO")]
+    pub dst: String,
+    /// `iptables-save` output to read (repeatable; the one of the destination's
+    /// family is used; `-` for stdin). Default: the live node.
+    #[arg(long = "iptables-save", value_name = "FILE")]
+    pub saves: Vec<PathBuf>,
+    /// An address of the node (repeatable): decides where the walk starts and
+    /// what `--dst-type LOCAL` matches. Loopback is always local.
+    #[arg(long = "local-ip", value_name = "IP")]
+    pub local_ips: Vec<String>,
+    /// The interface the packet arrives on (else rules matching `-i` branch).
+    #[arg(long, value_name = "NAME")]
+    pub in_interface: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TraceFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -37,8 +140,9 @@ pub enum DumpFormat {
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// `iptables-save` output to read (repeatable; `-` for stdin).
-    #[arg(long = "iptables-save", value_name = "FILE", required = true)]
+    /// `iptables-save` output to read (repeatable; `-` for stdin). Default:
+    /// the live node (both families).
+    #[arg(long = "iptables-save", value_name = "FILE")]
     pub saves: Vec<PathBuf>,
     /// kubectl output of the cluster, to name chains that carry no comment.
     #[arg(long = "cluster", value_name = "FILE")]
@@ -132,6 +236,23 @@ pub struct Node {
 }
 
 impl NodeArgs {
+    /// Node arguments that only name a configuration file.
+    pub fn only_config(config: PathBuf) -> NodeArgs {
+        NodeArgs {
+            config: Some(config),
+            mode: None,
+            hostname: None,
+            node_ips: vec![],
+            cluster_cidr: None,
+            node_pod_cidrs: vec![],
+            node_zone: None,
+            family: None,
+            no_nfacct: false,
+            no_random_fully: false,
+            masquerade_mark: None,
+        }
+    }
+
     pub fn resolve(&self) -> Result<Node> {
         let mut config = ProxyConfig::default();
         if let Some(path) = &self.config {

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kpinspect_core::dump::{NodeDump, ServiceDump};
-use kpinspect_core::iptables::Ruleset;
+use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
 use crate::UsageError;
 use crate::args::{DumpArgs, DumpFormat};
+use crate::fmt::fraction;
 
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
     let cluster = if args.clusters.is_empty() {
@@ -23,11 +24,19 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         services: vec![],
         anomalies: vec![],
     };
-    for path in &args.saves {
-        let text = crate::read_input(path)?;
-        let rs = Ruleset::parse(&text)
-            .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
-        let d = kpinspect_core::dump::dump(&rs, cluster.as_ref());
+    let sources = if args.saves.is_empty() {
+        let mut live = Vec::new();
+        for family in [IpFamily::V4, IpFamily::V6] {
+            if crate::live::has_tools(family)? {
+                live.push(crate::live::read_iptables(family)?);
+            }
+        }
+        live
+    } else {
+        crate::rules::read_saves(&args.saves)?
+    };
+    for source in &sources {
+        let d = kpinspect_core::dump::dump(&source.rules, cluster.as_ref());
         result.services.extend(d.services);
         result.anomalies.extend(d.anomalies);
     }
@@ -47,21 +56,6 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn fraction(p: f64) -> String {
-    // Show simple fractions as such (1/3), else a percentage.
-    for d in 1..=64u32 {
-        let n = (p * d as f64).round();
-        if n >= 1.0 && (n / d as f64 - p).abs() < 1e-6 {
-            return if d == 1 {
-                "1".into()
-            } else {
-                format!("{}/{d}", n as u32)
-            };
-        }
-    }
-    format!("{:.4}%", p * 100.0)
 }
 
 fn service_block(s: &ServiceDump, out: &mut String) {

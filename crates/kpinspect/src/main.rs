@@ -4,6 +4,11 @@
 
 mod args;
 mod dump;
+mod fmt;
+mod live;
+mod rules;
+mod sync;
+mod trace;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -58,6 +63,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Compile(args) => compile(args),
         Command::Dump(args) => dump::run(args),
+        Command::Trace(args) => trace::run(args),
+        Command::Diff(args) => sync::diff(args),
+        Command::Apply(args) => sync::apply(args),
+        Command::Cleanup(args) => sync::cleanup(args),
     }
 }
 

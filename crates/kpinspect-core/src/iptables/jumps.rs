@@ -25,7 +25,7 @@ pub struct JumpRule {
 
 const NEW: &[&str] = &["-m", "conntrack", "--ctstate", "NEW"];
 
-const fn jump(
+pub(crate) const fn jump(
     table: &'static str,
     chain: &'static str,
     extra: &'static [&'static str],

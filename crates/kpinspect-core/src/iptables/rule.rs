@@ -382,7 +382,7 @@ fn canonical_net(v: &str) -> Option<String> {
     Some(net.to_string())
 }
 
-fn parse_u32(v: &str) -> Option<u32> {
+pub(crate) fn parse_u32(v: &str) -> Option<u32> {
     match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(hex) => u32::from_str_radix(hex, 16).ok(),
         None => v.parse().ok(),
@@ -390,7 +390,7 @@ fn parse_u32(v: &str) -> Option<u32> {
 }
 
 /// `value[/mask]` as numbers, the mask defaulting to all ones.
-fn mark_pair(v: &str) -> Option<(u32, u32)> {
+pub(crate) fn mark_pair(v: &str) -> Option<(u32, u32)> {
     match v.split_once('/') {
         Some((a, b)) => Some((parse_u32(a)?, parse_u32(b)?)),
         None => Some((parse_u32(v)?, u32::MAX)),

@@ -66,8 +66,9 @@ enum Line {
     },
 }
 
-/// A parsed save.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed save. The default value is an empty ruleset (a fresh network
+/// namespace), which [`Ruleset::restore`] can fill.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
     /// Tables, in the order they appear.
     pub tables: Vec<Table>,
@@ -170,7 +171,8 @@ impl Ruleset {
         self.tables.iter().find(|t| t.name == name)
     }
 
-    /// The text this was parsed from.
+    /// The text this was parsed from; after a [`restore`](Ruleset::restore),
+    /// the tables in `iptables-save`'s layout.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for l in &self.lines {
@@ -180,6 +182,34 @@ impl Ruleset {
             }
         }
         out
+    }
+
+    /// Replaces the kept text with `iptables-save`'s layout of
+    /// [`tables`](Ruleset::tables): `*table`, declarations with counters
+    /// (`[0:0]` when unknown), rules via [`render_rule`] (plus
+    /// iptables-save's double space after `--nfacct-name`), `COMMIT`.
+    pub(super) fn rerender(&mut self) {
+        let mut lines = Vec::new();
+        for (ti, t) in self.tables.iter().enumerate() {
+            lines.push(Line::Verbatim(format!("*{}\n", t.name)));
+            for c in &t.chains {
+                let (packets, bytes) = c.counters.unwrap_or((0, 0));
+                let policy = c.policy.as_deref().unwrap_or("-");
+                lines.push(Line::Verbatim(format!(
+                    ":{} {policy} [{packets}:{bytes}]\n",
+                    c.name
+                )));
+            }
+            for (index, r) in t.rules.iter().enumerate() {
+                lines.push(Line::Rule {
+                    table: ti,
+                    index,
+                    text: format!("{}\n", render(r, true)),
+                });
+            }
+            lines.push(Line::Verbatim("COMMIT\n".into()));
+        }
+        self.lines = lines;
     }
 
     /// Every rule with its table, in order.
@@ -197,32 +227,45 @@ impl Ruleset {
 /// Renders a rule in iptables-save's argument order and quoting, for rules
 /// that were not read from text.
 pub fn render_rule(rule: &Rule) -> String {
+    render(rule, false)
+}
+
+/// [`render_rule`], with iptables-save's spacing quirks when `quirks` is set
+/// (`--nfacct-name` is followed by two spaces).
+fn render(rule: &Rule, quirks: bool) -> String {
     let mut out = format!("-A {}", rule.chain);
     for name in ["-s", "-d", "-i", "-o", "-p", "-f"] {
-        push_opts(&mut out, rule.base.iter().filter(|o| o.name == name));
+        push_opts(
+            &mut out,
+            rule.base.iter().filter(|o| o.name == name),
+            quirks,
+        );
     }
     for m in &rule.matches {
         out.push_str(" -m ");
         out.push_str(&m.module);
-        push_opts(&mut out, &m.options);
+        push_opts(&mut out, &m.options, quirks);
     }
     if let Some(t) = &rule.target {
         out.push_str(if t.goto { " -g " } else { " -j " });
         out.push_str(&t.name);
-        push_opts(&mut out, &t.options);
+        push_opts(&mut out, &t.options, quirks);
     }
     out
 }
 
 /// Appends ` [!] --name value...`; comments are always quoted, as
 /// iptables-save does.
-fn push_opts<'a>(out: &mut String, opts: impl IntoIterator<Item = &'a Opt>) {
+fn push_opts<'a>(out: &mut String, opts: impl IntoIterator<Item = &'a Opt>, quirks: bool) {
     for o in opts {
         if o.negated {
             out.push_str(" !");
         }
         out.push(' ');
         out.push_str(&o.name);
+        if quirks && o.name == "--nfacct-name" {
+            out.push(' ');
+        }
         for v in &o.values {
             out.push(' ');
             out.push_str(&quote(v, o.name == "--comment"));

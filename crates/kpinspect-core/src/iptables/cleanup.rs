@@ -1,0 +1,388 @@
+//! Selective cleanup of kube-proxy's state: all of one mode's chains, jump
+//! rules and ipsets (`kube-proxy --cleanup`, per mode), or only the
+//! leftovers of the mode a node no longer runs. Only what
+//! [`chain_owner`](super::chain_owner), [`jump_owner`](super::jump_owner)
+//! and [`is_ipvs_ipset`](super::is_ipvs_ipset) say is kube-proxy's is
+//! touched; a chain that someone else's rule still jumps to is kept (with
+//! everything it reaches) and reported.
+//!
+//! The payload is safe by construction and atomic per table: removed chains
+//! are flushed (declared), then every rule that jumps to them is deleted,
+//! then the chains are deleted (`-X`). ipsets are destroyed after that, only
+//! when no remaining rule matches on them.
+//!
+//! ```
+//! use kpinspect_core::iptables::{CleanupScope, Ruleset, cleanup_plan};
+//! let save = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n:DOCKER - [0:0]\n\
+//!     -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+//!     -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+//!     -A KUBE-SERVICES -d 172.30.0.41/32 -j KUBE-SVC-A\nCOMMIT\n";
+//! let rs = Ruleset::parse(save).unwrap();
+//! let p = cleanup_plan(&[&rs], &[], CleanupScope::StaleFor { ipvs: true });
+//! // Running IPVS mode: the iptables-mode service chain goes, KUBE-SERVICES stays.
+//! assert_eq!(p.removed_chains, [("nat".to_string(), "KUBE-SVC-A".to_string())]);
+//! assert!(p.payloads[0].contains("-D KUBE-SERVICES -d 172.30.0.41/32 -j KUBE-SVC-A\n"));
+//! assert!(!p.payloads[0].contains("DOCKER"));
+//! ```
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::names::BUILTIN_CHAINS;
+use super::ownership::{Owner, chain_owner, is_ipvs_ipset, jump_owner};
+use super::rule::Rule;
+use super::save::{Ruleset, render_rule};
+
+/// What to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupScope {
+    /// Everything of iptables mode (`ipvs == false`) or IPVS mode, including
+    /// the chains both modes share (like `kube-proxy --cleanup`).
+    Mode {
+        /// IPVS mode rather than iptables mode.
+        ipvs: bool,
+    },
+    /// Everything kube-proxy owns, both modes.
+    All,
+    /// What the *other* mode left: keeps the configured mode's chains
+    /// (shared ones included, referenced or not), removes the rest, and
+    /// deletes rules in shared chains that point at what is removed.
+    StaleFor {
+        /// The configured mode is IPVS (else iptables).
+        ipvs: bool,
+    },
+}
+
+impl CleanupScope {
+    fn removes(self, owner: Owner) -> bool {
+        match self {
+            CleanupScope::All => owner.is_kube_proxy(),
+            CleanupScope::Mode { ipvs } => owner.created_by(ipvs),
+            CleanupScope::StaleFor { ipvs } => owner.is_kube_proxy() && !owner.created_by(ipvs),
+        }
+    }
+
+    fn removes_ipsets(self) -> bool {
+        match self {
+            CleanupScope::All => true,
+            CleanupScope::Mode { ipvs } => ipvs,
+            CleanupScope::StaleFor { ipvs } => !ipvs,
+        }
+    }
+}
+
+/// What a cleanup will do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupPlan {
+    /// One `iptables-restore --noflush` payload per input ruleset (same
+    /// order); empty when nothing is removed there.
+    pub payloads: Vec<String>,
+    /// `ipset restore` input destroying the removed sets.
+    pub ipset_payload: String,
+    /// (table, chain) removed.
+    pub removed_chains: Vec<(String, String)>,
+    /// (table, rule) deleted from chains that stay (jump rules and
+    /// references in shared chains).
+    pub removed_rules: Vec<(String, String)>,
+    /// ipsets destroyed.
+    pub removed_ipsets: Vec<String>,
+    /// (what, why) kept although in scope.
+    pub kept: Vec<(String, String)>,
+}
+
+impl CleanupPlan {
+    /// Whether nothing would be removed.
+    pub fn is_empty(&self) -> bool {
+        self.payloads.iter().all(String::is_empty) && self.ipset_payload.is_empty()
+    }
+}
+
+/// Plans a cleanup of `rulesets` (one `iptables-save` per family) and
+/// `ipsets` (the names of the sets on the node).
+pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScope) -> CleanupPlan {
+    let mut out = CleanupPlan::default();
+    let removed_sets: HashSet<&str> = if scope.removes_ipsets() {
+        ipsets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| is_ipvs_ipset(s))
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let mut still_used: HashSet<String> = HashSet::new();
+    for rs in rulesets {
+        let mut payload = String::new();
+        for table in &rs.tables {
+            let t = table.name.as_str();
+            let mut removed: Vec<&str> = table
+                .chains
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|c| !BUILTIN_CHAINS.contains(c) && scope.removes(chain_owner(t, c)))
+                .collect();
+            // A rule that stays but jumps to a removed chain: kube-proxy's
+            // (a jump rule, or in a shared chain) is deleted; anyone else's
+            // keeps the chain and what it reaches.
+            let mut deletes: Vec<&Rule>;
+            loop {
+                let set: HashSet<&str> = removed.iter().copied().collect();
+                deletes = Vec::new();
+                let mut blocked = None;
+                for r in &table.rules {
+                    if set.contains(r.chain.as_str()) {
+                        continue;
+                    }
+                    let is_jump = BUILTIN_CHAINS.contains(&r.chain.as_str());
+                    let ours = if is_jump {
+                        jump_owner(r).is_some_and(|o| scope.removes(o))
+                    } else {
+                        chain_owner(t, &r.chain).is_kube_proxy()
+                    };
+                    let to_removed = r.target_name().is_some_and(|n| set.contains(n));
+                    let to_removed_set = ipset_refs(r).any(|s| removed_sets.contains(s));
+                    if ours && (to_removed || to_removed_set || is_jump) {
+                        deletes.push(r);
+                    } else if to_removed {
+                        blocked = Some(r);
+                        break;
+                    }
+                }
+                let Some(r) = blocked else { break };
+                let target = r.target_name().unwrap_or_default().to_string();
+                let mut queue = vec![target.clone()];
+                while let Some(c) = queue.pop() {
+                    if let Some(i) = removed.iter().position(|s| *s == c) {
+                        removed.remove(i);
+                        queue.extend(
+                            table
+                                .rules_of(&c)
+                                .filter_map(|r| r.target_name().map(String::from)),
+                        );
+                    }
+                }
+                out.kept.push((
+                    format!("{t} {target}"),
+                    format!("still jumped to by `{}`", render_rule(r)),
+                ));
+            }
+            // Sets still matched by rules that stay.
+            let gone: HashSet<&str> = removed.iter().copied().collect();
+            for r in &table.rules {
+                if !gone.contains(r.chain.as_str()) && !deletes.iter().any(|d| std::ptr::eq(*d, r))
+                {
+                    still_used.extend(ipset_refs(r).map(String::from));
+                }
+            }
+            if removed.is_empty() && deletes.is_empty() {
+                continue;
+            }
+            payload.push_str(&format!("*{t}\n"));
+            for c in &removed {
+                payload.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for r in &deletes {
+                let text = render_rule(r);
+                payload.push_str(&format!("-D{}\n", text.strip_prefix("-A").unwrap_or(&text)));
+                out.removed_rules.push((t.to_string(), text));
+            }
+            for c in &removed {
+                payload.push_str(&format!("-X {c}\n"));
+                out.removed_chains.push((t.to_string(), c.to_string()));
+            }
+            payload.push_str("COMMIT\n");
+        }
+        out.payloads.push(payload);
+    }
+    let mut sets: Vec<&str> = removed_sets.into_iter().collect();
+    sets.sort_unstable();
+    for s in sets {
+        if still_used.contains(s) {
+            out.kept.push((
+                format!("ipset {s}"),
+                "still matched by a rule that stays".into(),
+            ));
+        } else {
+            out.ipset_payload.push_str(&format!("destroy {s}\n"));
+            out.removed_ipsets.push(s.to_string());
+        }
+    }
+    out
+}
+
+/// The ipsets a rule matches on (`-m set --match-set NAME ...`).
+fn ipset_refs(r: &Rule) -> impl Iterator<Item = &str> {
+    r.matches
+        .iter()
+        .filter(|m| m.module == "set")
+        .flat_map(|m| m.options.iter())
+        .filter(|o| o.name == "--match-set" || o.name == "--set")
+        .filter_map(|o| o.values.first().map(String::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that ran iptables mode, then IPVS mode, with other programs'
+    /// rules around.
+    const MIXED: &str = "*mangle
+:PREROUTING ACCEPT [0:0]
+:KUBE-PROXY-CANARY - [0:0]
+:KUBE-KUBELET-CANARY - [0:0]
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODE-PORT - [0:0]
+:KUBE-LOAD-BALANCER - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-A - [0:0]
+:KUBE-KUBELET-CANARY - [0:0]
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A KUBE-SERVICES -m comment --comment \"Kubernetes service cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP dst,dst ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ
+-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT
+-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-A -j KUBE-SEP-A
+-A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.244.0.5:80
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-FIREWALL - [0:0]
+:KUBE-FORWARD - [0:0]
+:KUBE-NODE-PORT - [0:0]
+:KUBE-EXTERNAL-SERVICES - [0:0]
+:KUBE-IPVS-FILTER - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A INPUT -m comment --comment \"kubernetes ipvs access filter\" -j KUBE-IPVS-FILTER
+-A INPUT -m comment --comment \"kubernetes health check rules\" -j KUBE-NODE-PORT
+-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES
+-A INPUT -s 1.2.3.4/32 -m comment --comment \"someone else's input rule\" -j DROP
+-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD
+-A KUBE-IPVS-FILTER -m set --match-set KUBE-LOAD-BALANCER dst,dst -j RETURN
+COMMIT
+";
+
+    fn sets() -> Vec<String> {
+        ["KUBE-CLUSTER-IP", "KUBE-LOAD-BALANCER", "DOCKER-SET"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn names(p: &CleanupPlan) -> Vec<String> {
+        p.removed_chains
+            .iter()
+            .map(|(t, c)| format!("{t} {c}"))
+            .collect()
+    }
+
+    #[test]
+    fn stale_only_in_ipvs_mode_removes_the_iptables_leftovers() {
+        let rs = Ruleset::parse(MIXED).unwrap();
+        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::StaleFor { ipvs: true });
+        assert_eq!(
+            names(&p),
+            [
+                "mangle KUBE-PROXY-CANARY",
+                "nat KUBE-NODEPORTS",
+                "nat KUBE-SVC-A",
+                "nat KUBE-SEP-A",
+                "filter KUBE-EXTERNAL-SERVICES"
+            ]
+        );
+        let rules: Vec<&str> = p.removed_rules.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            rules,
+            [
+                "-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A",
+                "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+                "-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES",
+            ]
+        );
+        assert!(p.ipset_payload.is_empty());
+    }
+
+    #[test]
+    fn stale_only_in_iptables_mode_removes_the_ipvs_leftovers_and_sets() {
+        let rs = Ruleset::parse(MIXED).unwrap();
+        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::StaleFor { ipvs: false });
+        assert_eq!(
+            names(&p),
+            [
+                "nat KUBE-NODE-PORT",
+                "nat KUBE-LOAD-BALANCER",
+                "filter KUBE-NODE-PORT",
+                "filter KUBE-IPVS-FILTER"
+            ]
+        );
+        // The IPVS rules in the shared KUBE-SERVICES go (one matches a set,
+        // one jumps to a removed chain); the iptables-mode ones stay.
+        assert!(p.payloads[0].contains(
+            "-D KUBE-SERVICES ! -s 10.244.0.0/16 -m comment --comment \"Kubernetes service cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ\n"
+        ));
+        assert!(
+            p.payloads[0]
+                .contains("-D KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT\n")
+        );
+        assert!(!p.payloads[0].contains("KUBE-SVC-A"));
+        assert_eq!(
+            p.ipset_payload,
+            "destroy KUBE-CLUSTER-IP\ndestroy KUBE-LOAD-BALANCER\n"
+        );
+    }
+
+    #[test]
+    fn mode_all_never_touches_others() {
+        let rs = Ruleset::parse(MIXED).unwrap();
+        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::All);
+        let payload = &p.payloads[0];
+        for foreign in [
+            "DOCKER",
+            "KUBE-FIREWALL",
+            "KUBE-KUBELET-CANARY",
+            "someone else",
+            "MASQUERADE",
+        ] {
+            assert!(!payload.contains(foreign), "{foreign} touched:\n{payload}");
+        }
+        assert!(names(&p).contains(&"nat KUBE-SERVICES".to_string()));
+        assert!(!p.removed_ipsets.contains(&"DOCKER-SET".to_string()));
+        // Order within a table: flush, unlink, delete.
+        let nat = payload.split("*nat\n").nth(1).unwrap();
+        let first_x = nat.find("-X ").unwrap();
+        assert!(nat.find("-D PREROUTING").unwrap() < first_x);
+        assert!(nat.find(":KUBE-SERVICES").unwrap() < nat.find("-D PREROUTING").unwrap());
+    }
+
+    #[test]
+    fn a_foreign_jump_keeps_the_chain_and_what_it_reaches() {
+        let text = MIXED.replace(
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n",
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A DOCKER -j KUBE-SVC-A\n",
+        );
+        let rs = Ruleset::parse(&text).unwrap();
+        let p = cleanup_plan(&[&rs], &[], CleanupScope::StaleFor { ipvs: true });
+        assert!(
+            !names(&p)
+                .iter()
+                .any(|n| n.contains("KUBE-SVC-A") || n.contains("KUBE-SEP-A"))
+        );
+        assert_eq!(p.kept[0].0, "nat KUBE-SVC-A");
+        assert!(p.kept[0].1.contains("-A DOCKER -j KUBE-SVC-A"));
+    }
+}

@@ -1,0 +1,562 @@
+//! Desired state (kube-proxy's restore input, as compiled) against a node's
+//! actual state (`iptables-save`): a semantic [`diff`] per table and chain,
+//! and the minimal `iptables-restore --noflush` payload that makes the node
+//! match ([`plan`]).
+//!
+//! Compared with what kube-proxy writes on a sync, the payload is small:
+//! chains that are already right are not touched; large chains whose rules
+//! mostly stay (`KUBE-SERVICES`, `KUBE-NODEPORTS`, ...) are edited rule by
+//! rule (`-D CHAIN n`, `-I CHAIN n`); other changed chains are rewritten
+//! whole (a declaration flushes them); stale service chains are flushed and
+//! deleted (`-X`) in the same transaction, after every rule that jumped to
+//! them is gone; kube-proxy's jump rules from the built-in chains are
+//! inserted only when missing, never reordering anyone else's rules.
+//!
+//! ```
+//! use kpinspect_core::iptables::{Ruleset, plan};
+//! let desired = Ruleset::parse("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n\
+//!     -A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n\
+//!     -A KUBE-SVC-A -j DNAT --to-destination 10.0.0.2:80\nCOMMIT\n").unwrap();
+//! let actual = Ruleset::parse("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n\
+//!     -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+//!     -A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n\
+//!     -A KUBE-SVC-A -j DNAT --to-destination 10.0.0.1:80\nCOMMIT\n").unwrap();
+//! let p = plan(&desired, &actual);
+//! assert!(p.payload.contains(":KUBE-SVC-A - [0:0]\n-A KUBE-SVC-A -j DNAT --to-destination 10.0.0.2:80\n"));
+//! assert!(!p.payload.contains("KUBE-SERVICES -d")); // KUBE-SERVICES is already right
+//! ```
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::jumps::JUMP_RULES;
+use super::names::BUILTIN_CHAINS;
+use super::ownership::{Owner, chain_owner};
+use super::rule::Rule;
+use super::save::{Ruleset, Table, render_rule};
+
+/// How a chain differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChainChange {
+    /// Desired, absent on the node.
+    Missing,
+    /// Present with other rules.
+    Changed,
+    /// A kube-proxy service chain on the node that is not desired.
+    Stale,
+}
+
+/// One chain that differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainDiff {
+    /// Table.
+    pub table: String,
+    /// Chain.
+    pub chain: String,
+    /// How it differs.
+    pub change: ChainChange,
+    /// Desired rules the node lacks (as iptables-save prints them).
+    pub missing: Vec<String>,
+    /// Rules on the node that are not desired.
+    pub extra: Vec<String>,
+}
+
+/// Desired against actual, per table and chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IptablesDiff {
+    /// Chains that differ, desired chains first in declaration order, then
+    /// stale chains.
+    pub chains: Vec<ChainDiff>,
+    /// kube-proxy's jump rules missing from the built-in chains.
+    pub missing_jumps: Vec<String>,
+}
+
+impl IptablesDiff {
+    /// Whether the node matches.
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty() && self.missing_jumps.is_empty()
+    }
+}
+
+/// The payload that brings a node to the desired state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// `iptables-restore --noflush` input; empty when nothing differs.
+    pub payload: String,
+    /// For each payload line (0-based), the chain it writes.
+    line_chains: Vec<Option<String>>,
+    /// Chains declared (new or rewritten whole).
+    pub chains_written: usize,
+    /// Rules appended or inserted.
+    pub rules_added: usize,
+    /// Rules deleted one by one.
+    pub rules_deleted: usize,
+    /// Stale chains flushed and deleted.
+    pub chains_deleted: Vec<String>,
+    /// Stale chains kept because a rule kube-proxy does not own jumps to
+    /// them, with that rule.
+    pub chains_kept: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// The chain that 1-based payload line `line` writes.
+    pub fn chain_at(&self, line: usize) -> Option<&str> {
+        self.line_chains
+            .get(line.checked_sub(1)?)
+            .and_then(|c| c.as_deref())
+    }
+
+    fn line(&mut self, chain: Option<&str>, text: &str) {
+        self.payload.push_str(text);
+        self.payload.push('\n');
+        self.line_chains.push(chain.map(String::from));
+    }
+}
+
+/// What to do with one desired chain.
+enum ChainPlan<'a> {
+    Same,
+    Write(Vec<&'a Rule>),
+    Edit {
+        deletes: Vec<usize>,
+        inserts: Vec<(usize, &'a Rule)>,
+    },
+}
+
+struct TablePlan<'a> {
+    name: &'a str,
+    chains: Vec<(&'a str, ChainPlan<'a>, Vec<&'a Rule>, Vec<&'a Rule>)>,
+    jumps: Vec<Rule>,
+    stale: Vec<String>,
+    kept: Vec<(String, String)>,
+}
+
+fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a> {
+    let mut by_chain: HashMap<&str, Vec<&Rule>> = HashMap::new();
+    if let Some(a) = actual {
+        for r in &a.rules {
+            by_chain.entry(r.chain.as_str()).or_default().push(r);
+        }
+    }
+    let declared = |c: &str| actual.is_some_and(|a| a.chain(c).is_some());
+    let mut chains = Vec::new();
+    for c in &desired.chains {
+        let want: Vec<&Rule> = desired.rules_of(&c.name).collect();
+        let have = by_chain.get(c.name.as_str()).cloned().unwrap_or_default();
+        let plan = if !declared(&c.name) {
+            ChainPlan::Write(want.clone())
+        } else {
+            let (deletes, inserts) = edit_script(&have, &want);
+            if deletes.is_empty() && inserts.is_empty() {
+                ChainPlan::Same
+            } else if deletes.len() + inserts.len() > want.len()
+                && !BUILTIN_CHAINS.contains(&c.name.as_str())
+            {
+                // A declaration and the whole chain is fewer lines.
+                ChainPlan::Write(want.clone())
+            } else {
+                ChainPlan::Edit {
+                    deletes,
+                    inserts: inserts.into_iter().map(|i| (i, want[i])).collect(),
+                }
+            }
+        };
+        let missing: Vec<&Rule> = want
+            .iter()
+            .filter(|w| !have.iter().any(|h| h.same_as(w)))
+            .copied()
+            .collect();
+        let extra: Vec<&Rule> = have
+            .iter()
+            .filter(|h| !want.iter().any(|w| w.same_as(h)))
+            .copied()
+            .collect();
+        chains.push((c.name.as_str(), plan, missing, extra));
+    }
+    // kube-proxy's jumps from the built-in chains, in the order it ensures them.
+    let jumps = JUMP_RULES
+        .iter()
+        .filter(|j| j.table == desired.name)
+        .map(|j| j.rule())
+        .filter(|j| {
+            !by_chain
+                .get(j.chain.as_str())
+                .is_some_and(|rules| rules.iter().any(|r| r.same_as(j)))
+        })
+        .collect();
+    // Stale service chains, unless a rule kube-proxy does not own still
+    // jumps to them (then they, and what they jump to, stay).
+    let desired_names: HashSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
+    let mut stale: Vec<String> = actual
+        .map(|a| {
+            a.chains
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|c| !desired_names.contains(c))
+                .filter(|c| chain_owner(&desired.name, c) == Owner::Iptables)
+                .filter(|c| {
+                    super::ownership::IPTABLES_SERVICE_PREFIXES
+                        .iter()
+                        .any(|p| c.starts_with(p))
+                })
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kept = Vec::new();
+    if let Some(a) = actual {
+        loop {
+            let stale_set: HashSet<&str> = stale.iter().map(String::as_str).collect();
+            let blocked = a.rules.iter().find(|r| {
+                let from_removable = stale_set.contains(r.chain.as_str())
+                    || desired_names.contains(r.chain.as_str())
+                        && !BUILTIN_CHAINS.contains(&r.chain.as_str());
+                !from_removable && r.target_name().is_some_and(|t| stale_set.contains(t))
+            });
+            let Some(r) = blocked else { break };
+            let target = r.target_name().unwrap_or_default().to_string();
+            // Keep the chain and everything it reaches.
+            let mut queue = vec![target.clone()];
+            while let Some(c) = queue.pop() {
+                if let Some(i) = stale.iter().position(|s| *s == c) {
+                    stale.remove(i);
+                    queue.extend(
+                        a.rules_of(&c)
+                            .filter_map(|r| r.target_name().map(String::from)),
+                    );
+                }
+            }
+            kept.push((target, render_rule(r)));
+        }
+    }
+    TablePlan {
+        name: &desired.name,
+        chains,
+        jumps,
+        stale,
+        kept,
+    }
+}
+
+/// The semantic difference between `desired` (compiled restore input) and
+/// `actual` (an `iptables-save` of the node).
+pub fn diff(desired: &Ruleset, actual: &Ruleset) -> IptablesDiff {
+    let mut out = IptablesDiff::default();
+    for t in &desired.tables {
+        let p = plan_table(t, actual.table(&t.name));
+        for (chain, plan, missing, extra) in &p.chains {
+            let change = match plan {
+                ChainPlan::Same => continue,
+                ChainPlan::Write(_)
+                    if actual.table(&t.name).and_then(|a| a.chain(chain)).is_none() =>
+                {
+                    ChainChange::Missing
+                }
+                _ => ChainChange::Changed,
+            };
+            out.chains.push(ChainDiff {
+                table: t.name.clone(),
+                chain: chain.to_string(),
+                change,
+                missing: missing.iter().map(|r| render_rule(r)).collect(),
+                extra: extra.iter().map(|r| render_rule(r)).collect(),
+            });
+        }
+        for s in &p.stale {
+            let rules = actual
+                .table(&t.name)
+                .map(|a| a.rules_of(s).map(render_rule).collect())
+                .unwrap_or_default();
+            out.chains.push(ChainDiff {
+                table: t.name.clone(),
+                chain: s.clone(),
+                change: ChainChange::Stale,
+                missing: vec![],
+                extra: rules,
+            });
+        }
+        out.missing_jumps.extend(
+            p.jumps
+                .iter()
+                .map(|j| format!("{} {}", t.name, render_rule(j))),
+        );
+    }
+    out
+}
+
+/// The minimal `iptables-restore --noflush` payload that turns `actual`
+/// into `desired`: see the module documentation.
+pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
+    let mut out = Plan::default();
+    for t in &desired.tables {
+        let p = plan_table(t, actual.table(&t.name));
+        out.chains_kept.extend(p.kept.iter().cloned());
+        let changed = p.chains.iter().any(|c| !matches!(c.1, ChainPlan::Same))
+            || !p.jumps.is_empty()
+            || !p.stale.is_empty();
+        if !changed {
+            continue;
+        }
+        out.line(None, &format!("*{}", p.name));
+        for (chain, plan, _, _) in &p.chains {
+            if let ChainPlan::Write(_) = plan {
+                out.line(Some(chain), &format!(":{chain} - [0:0]"));
+                out.chains_written += 1;
+            }
+        }
+        for s in &p.stale {
+            out.line(Some(s), &format!(":{s} - [0:0]"));
+        }
+        for (chain, plan, _, _) in &p.chains {
+            match plan {
+                ChainPlan::Same => {}
+                ChainPlan::Write(rules) => {
+                    for r in rules {
+                        out.line(Some(chain), &render_rule(r));
+                        out.rules_added += 1;
+                    }
+                }
+                ChainPlan::Edit { deletes, inserts } => {
+                    for d in deletes.iter().rev() {
+                        out.line(Some(chain), &format!("-D {chain} {}", d + 1));
+                        out.rules_deleted += 1;
+                    }
+                    for (i, r) in inserts {
+                        out.line(Some(chain), &insert_text(r, i + 1));
+                        out.rules_added += 1;
+                    }
+                }
+            }
+        }
+        for j in &p.jumps {
+            out.line(Some(&j.chain), &insert_text(j, 1));
+            out.rules_added += 1;
+        }
+        for s in &p.stale {
+            out.line(Some(s), &format!("-X {s}"));
+            out.chains_deleted.push(s.clone());
+        }
+        out.line(None, "COMMIT");
+    }
+    out
+}
+
+/// `-I CHAIN pos ...` for `rule`.
+fn insert_text(rule: &Rule, pos: usize) -> String {
+    let text = render_rule(rule);
+    let rest = text
+        .strip_prefix(&format!("-A {}", rule.chain))
+        .unwrap_or(&text);
+    format!("-I {} {pos}{rest}", rule.chain)
+}
+
+/// The rules of `have` to delete (indices) and of `want` to insert
+/// (indices) so that `have` becomes `want`, keeping a longest common
+/// subsequence in place. Rules are compared semantically; the LCS is found
+/// as a longest increasing subsequence of matched positions (O(n log n)).
+fn edit_script(have: &[&Rule], want: &[&Rule]) -> (Vec<usize>, Vec<usize>) {
+    let key = |r: &Rule| r.canonical();
+    let mut want_pos: HashMap<(String, usize), usize> = HashMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, r) in want.iter().enumerate() {
+        let k = key(r);
+        let n = seen.entry(k.clone()).or_default();
+        want_pos.insert((k, *n), i);
+        *n += 1;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mapped: Vec<Option<usize>> = have
+        .iter()
+        .map(|r| {
+            let k = key(r);
+            let n = seen.entry(k.clone()).or_default();
+            let pos = want_pos.get(&(k, *n)).copied();
+            *n += 1;
+            pos
+        })
+        .collect();
+    // Longest increasing subsequence over the mapped positions.
+    let mut tails: Vec<usize> = Vec::new(); // index into `mapped` of the tail of each length
+    let mut prev: Vec<Option<usize>> = vec![None; mapped.len()];
+    for (i, p) in mapped.iter().enumerate() {
+        let Some(p) = *p else { continue };
+        let len = tails.partition_point(|&t| mapped[t].expect("mapped") < p);
+        prev[i] = len.checked_sub(1).map(|l| tails[l]);
+        if len == tails.len() {
+            tails.push(i);
+        } else {
+            tails[len] = i;
+        }
+    }
+    let mut keep = vec![false; have.len()];
+    let mut kept_want = vec![false; want.len()];
+    let mut cur = tails.last().copied();
+    while let Some(i) = cur {
+        keep[i] = true;
+        kept_want[mapped[i].expect("mapped")] = true;
+        cur = prev[i];
+    }
+    let deletes = (0..have.len()).filter(|i| !keep[*i]).collect();
+    let inserts = (0..want.len()).filter(|i| !kept_want[*i]).collect();
+    (deletes, inserts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(texts: &[&str]) -> Vec<Rule> {
+        texts
+            .iter()
+            .map(|t| Rule::parse(&format!("-A C {t}")).unwrap())
+            .collect()
+    }
+
+    /// Applies an edit script the way iptables-restore does.
+    fn apply(have: &[Rule], want: &[Rule]) -> Vec<String> {
+        let h: Vec<&Rule> = have.iter().collect();
+        let w: Vec<&Rule> = want.iter().collect();
+        let (deletes, inserts) = edit_script(&h, &w);
+        let mut cur: Vec<String> = have.iter().map(Rule::canonical).collect();
+        for d in deletes.iter().rev() {
+            cur.remove(*d);
+        }
+        for i in inserts {
+            cur.insert(i, want[i].canonical());
+        }
+        cur
+    }
+
+    #[test]
+    fn edit_scripts_produce_the_desired_chain() {
+        let cases: [(&[&str], &[&str]); 6] = [
+            (&["-j A", "-j B", "-j C"], &["-j A", "-j C"]),
+            (&["-j A", "-j C"], &["-j A", "-j B", "-j C"]),
+            (&["-j C", "-j B", "-j A"], &["-j A", "-j B", "-j C"]),
+            (&["-j A", "-j A", "-j B"], &["-j B", "-j A"]),
+            (&[], &["-j A", "-j B"]),
+            (
+                &["-j X", "-j A", "-j Y", "-j B"],
+                &["-j A", "-j Z", "-j B", "-j A"],
+            ),
+        ];
+        for (have, want) in cases {
+            let (h, w) = (rules(have), rules(want));
+            let got = apply(&h, &w);
+            let expect: Vec<String> = w.iter().map(Rule::canonical).collect();
+            assert_eq!(got, expect, "{have:?} -> {want:?}");
+        }
+        // One rule added to a long chain is one insert.
+        let long: Vec<String> = (0..100).map(|i| format!("-d 10.0.0.{i} -j A")).collect();
+        let mut more = long.clone();
+        more.insert(50, "-d 10.0.1.1 -j B".into());
+        let h = rules(&long.iter().map(String::as_str).collect::<Vec<_>>());
+        let w = rules(&more.iter().map(String::as_str).collect::<Vec<_>>());
+        let (hr, wr): (Vec<&Rule>, Vec<&Rule>) = (h.iter().collect(), w.iter().collect());
+        assert_eq!(edit_script(&hr, &wr), (vec![], vec![50]));
+    }
+
+    const DESIRED: &str = "*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-A1 - [0:0]
+-A KUBE-SERVICES -m comment --comment \"ns/a:p cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-A
+-A KUBE-SVC-A -j KUBE-SEP-A1
+-A KUBE-SEP-A1 -m tcp -p tcp -j DNAT --to-destination 10.1.0.1:80
+COMMIT
+";
+
+    #[test]
+    fn stale_chains_go_unless_someone_else_jumps_to_them() {
+        let desired = Ruleset::parse(DESIRED).unwrap();
+        let actual = Ruleset::parse(
+            "*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-A1 - [0:0]
+:KUBE-SVC-OLD - [0:0]
+:KUBE-SEP-OLD - [0:0]
+:KUBE-SVC-PINNED - [0:0]
+:KUBE-SEP-PINNED - [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING
+-A DOCKER -j KUBE-SVC-PINNED
+-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m comment --comment \"ns/a:p cluster IP\" -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SERVICES -d 172.30.0.99/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-OLD
+-A KUBE-SVC-A -j KUBE-SEP-A1
+-A KUBE-SEP-A1 -p tcp -m tcp -j DNAT --to-destination 10.1.0.1:80
+-A KUBE-SVC-OLD -j KUBE-SEP-OLD
+-A KUBE-SVC-PINNED -j KUBE-SEP-PINNED
+COMMIT
+",
+        )
+        .unwrap();
+        let p = plan(&desired, &actual);
+        assert_eq!(p.chains_deleted, ["KUBE-SVC-OLD", "KUBE-SEP-OLD"]);
+        assert_eq!(
+            p.chains_kept,
+            [(
+                "KUBE-SVC-PINNED".to_string(),
+                "-A DOCKER -j KUBE-SVC-PINNED".to_string()
+            )]
+        );
+        assert_eq!(
+            p.payload,
+            "*nat
+:KUBE-SVC-OLD - [0:0]
+:KUBE-SEP-OLD - [0:0]
+-D KUBE-SERVICES 2
+-X KUBE-SVC-OLD
+-X KUBE-SEP-OLD
+COMMIT
+"
+        );
+        assert_eq!(p.chain_at(4), Some("KUBE-SERVICES"));
+        let d = diff(&desired, &actual);
+        let kinds: Vec<(&str, ChainChange)> = d
+            .chains
+            .iter()
+            .map(|c| (c.chain.as_str(), c.change))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("KUBE-SERVICES", ChainChange::Changed),
+                ("KUBE-SVC-OLD", ChainChange::Stale),
+                ("KUBE-SEP-OLD", ChainChange::Stale)
+            ]
+        );
+        assert!(d.missing_jumps.is_empty());
+    }
+
+    #[test]
+    fn an_empty_node_gets_everything_and_the_jumps() {
+        let desired = Ruleset::parse(DESIRED).unwrap();
+        let actual = Ruleset::parse("").unwrap();
+        let p = plan(&desired, &actual);
+        assert_eq!(p.chains_written, 3);
+        assert!(p.payload.contains(
+            "-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"
+        ));
+        assert_eq!(diff(&desired, &actual).missing_jumps.len(), 3);
+        // Applying the plan's desired state again is a no-op.
+        assert!(
+            plan(&desired, &desired)
+                .payload
+                .lines()
+                .all(|l| !l.starts_with(":KUBE"))
+        );
+    }
+}

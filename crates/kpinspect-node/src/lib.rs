@@ -1,0 +1,90 @@
+//! # kpinspect-node
+//!
+//! kpinspect's edge to a live Linux node — the only crate of the workspace
+//! that runs programs or reads `/proc`. It holds
+//!
+//! * the [`Iptables`] and [`IpSets`] traits: read (`save`) and change
+//!   (`restore`) the node's rules and sets as text;
+//! * [`SystemIptables`] and [`SystemIpSets`]: the real tools
+//!   (`iptables-legacy-save`, `ip6tables-nft-restore -w 5 --noflush`,
+//!   `ipset save`, ...), run without a shell, their failures sorted into
+//!   [`NodeError`]s (missing tool, missing privileges, refused restore with
+//!   its line, other);
+//! * [`detect_backend`]: which of iptables-legacy and iptables-nft the node
+//!   uses, decided as Kubernetes' iptables-wrapper decides it, with a
+//!   [`Detection::warning`] when both hold `KUBE-*` chains;
+//! * [`kube_proxy_running`]: whether a kube-proxy process runs;
+//! * [`MemoryNode`]: an in-memory node that restores exactly as the kernel
+//!   does (per-table atomic iptables restores via
+//!   [`kpinspect_core::iptables::Ruleset::restore`], line-by-line ipset
+//!   restores), records the payloads it receives and fails on demand.
+//!
+//! ```
+//! use kpinspect_core::net::IpFamily;
+//! use kpinspect_node::{Iptables, MemoryNode};
+//!
+//! let node = MemoryNode::new();
+//! node.restore(
+//!     IpFamily::V4,
+//!     "*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n",
+//! )
+//! .unwrap();
+//! assert_eq!(
+//!     node.save(IpFamily::V4).unwrap(),
+//!     "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+//!      :POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n\
+//!      -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n"
+//! );
+//! // A jump to a chain that does not exist fails on its line, changing nothing.
+//! let err = node
+//!     .restore(IpFamily::V4, "*nat\n-A KUBE-SERVICES -j KUBE-SVC-X\nCOMMIT\n")
+//!     .unwrap_err();
+//! assert!(err.to_string().starts_with("restore failed at line 2:"));
+//! assert_eq!(node.writes().len(), 2);
+//! ```
+
+use kpinspect_core::net::IpFamily;
+
+mod detect;
+mod error;
+mod ipset;
+mod memory;
+mod procs;
+mod system;
+
+pub use detect::{
+    Detection, KUBELET_HINT_CHAINS, decide_backend, detect_backend, detect_backend_with,
+};
+pub use error::{NodeError, classify_failure, restore_error_line};
+pub use ipset::{IpSet, IpSetError, IpSetState};
+pub use memory::{MemoryNode, Write, WriteTarget};
+pub use procs::{
+    KUBE_PROXY_COMM, find_kube_proxy, kube_proxy_running, kube_proxy_running_in, process_names,
+};
+pub use system::{
+    Backend, SystemIpSets, SystemIptables, find_program, local_addresses, parse_ip_addr_show,
+};
+
+/// A node's iptables, as text: what `iptables-save` prints and what
+/// `iptables-restore --noflush` accepts, per IP family.
+pub trait Iptables {
+    /// All tables of `family`, as `iptables-save` / `ip6tables-save` prints
+    /// them.
+    fn save(&self, family: IpFamily) -> Result<String, NodeError>;
+
+    /// Applies restore input to `family`'s tables without flushing the
+    /// tables it names (`--noflush`). Each table is applied atomically;
+    /// tables before a failing one stay applied.
+    fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError>;
+}
+
+/// A node's ipsets, as text: what `ipset save` prints and `ipset restore`
+/// accepts.
+pub trait IpSets {
+    /// All sets, as `ipset save` prints them.
+    fn save(&self) -> Result<String, NodeError>;
+
+    /// Applies `ipset restore` input. Not atomic: the lines before a
+    /// failing one stay applied.
+    fn restore(&self, payload: &str) -> Result<(), NodeError>;
+}

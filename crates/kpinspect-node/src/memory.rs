@@ -1,0 +1,341 @@
+//! An in-memory node: iptables [`Ruleset`]s per family and an
+//! [`IpSetState`], changed by restores exactly as the kernel would be
+//! ([`Ruleset::restore`] with `--noflush`), recording every payload it
+//! receives and able to fail on demand.
+
+use std::sync::{Mutex, MutexGuard};
+
+use kpinspect_core::iptables::{RestoreFlush, Ruleset, SaveParseError};
+use kpinspect_core::net::IpFamily;
+
+use crate::error::NodeError;
+use crate::ipset::{IpSetError, IpSetState};
+use crate::{IpSets, Iptables};
+
+/// What a restore payload was fed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteTarget {
+    /// `iptables-restore` (IPv4) or `ip6tables-restore` (IPv6).
+    Iptables(IpFamily),
+    /// `ipset restore`.
+    IpSets,
+}
+
+/// One restore a [`MemoryNode`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// Where it went.
+    pub target: WriteTarget,
+    /// The restore input, as given.
+    pub payload: String,
+    /// What the restore returned.
+    pub result: Result<(), NodeError>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    v4: Ruleset,
+    v6: Ruleset,
+    sets: IpSetState,
+    writes: Vec<Write>,
+    fail_next: Option<NodeError>,
+}
+
+impl State {
+    fn ruleset_mut(&mut self, family: IpFamily) -> &mut Ruleset {
+        match family {
+            IpFamily::V4 => &mut self.v4,
+            IpFamily::V6 => &mut self.v6,
+        }
+    }
+
+    /// Whether an iptables rule of either family uses set `name`
+    /// (`-m set --match-set NAME ...` or `-j SET --add-set/--del-set NAME`).
+    fn set_in_use(&self, name: &str) -> bool {
+        [&self.v4, &self.v6].iter().any(|rs| {
+            rs.tables.iter().flat_map(|t| &t.rules).any(|r| {
+                let by_match = r
+                    .matches
+                    .iter()
+                    .filter(|m| m.module == "set")
+                    .any(|m| m.value("--match-set") == Some(name));
+                let by_target = r.target.as_ref().is_some_and(|t| {
+                    t.name == "SET"
+                        && (t.value("--add-set") == Some(name)
+                            || t.value("--del-set") == Some(name))
+                });
+                by_match || by_target
+            })
+        })
+    }
+}
+
+/// A node in memory, for tests and dry runs. Safe to share between threads.
+///
+/// ```
+/// use kpinspect_core::net::IpFamily;
+/// use kpinspect_node::{Iptables, MemoryNode, NodeError};
+///
+/// let node = MemoryNode::new();
+/// node.fail_next_restore(NodeError::Restore { line: None, message: "injected".into() });
+/// assert!(node.restore(IpFamily::V4, "*nat\nCOMMIT\n").is_err());
+/// assert!(node.restore(IpFamily::V4, "*nat\nCOMMIT\n").is_ok());
+/// assert_eq!(node.writes().len(), 2);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryNode {
+    state: Mutex<State>,
+}
+
+impl MemoryNode {
+    /// A node with no tables and no sets (a fresh network namespace).
+    pub fn new() -> MemoryNode {
+        MemoryNode::default()
+    }
+
+    /// This node with `family`'s tables set to `save` (`iptables-save`
+    /// output).
+    pub fn with_iptables(self, family: IpFamily, save: &str) -> Result<MemoryNode, SaveParseError> {
+        let rs = Ruleset::parse(save)?;
+        *self.lock().ruleset_mut(family) = rs;
+        Ok(self)
+    }
+
+    /// This node with its ipsets set to `save` (`ipset save` output).
+    pub fn with_ipsets(self, save: &str) -> Result<MemoryNode, IpSetError> {
+        let sets = IpSetState::parse(save)?;
+        self.lock().sets = sets;
+        Ok(self)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a consistent state (every
+        // change is a single assignment or an atomic restore), so poisoning
+        // is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of `family`'s tables.
+    pub fn ruleset(&self, family: IpFamily) -> Ruleset {
+        self.lock().ruleset_mut(family).clone()
+    }
+
+    /// A copy of the sets.
+    pub fn ipsets(&self) -> IpSetState {
+        self.lock().sets.clone()
+    }
+
+    /// Every restore received so far, in order, failed ones included.
+    pub fn writes(&self) -> Vec<Write> {
+        self.lock().writes.clone()
+    }
+
+    /// Returns the restores received so far and forgets them.
+    pub fn take_writes(&self) -> Vec<Write> {
+        std::mem::take(&mut self.lock().writes)
+    }
+
+    /// Makes the next restore (iptables or ipset) fail with `error` without
+    /// changing anything.
+    pub fn fail_next_restore(&self, error: NodeError) {
+        self.lock().fail_next = Some(error);
+    }
+
+    fn record(
+        &self,
+        target: WriteTarget,
+        payload: &str,
+        apply: impl FnOnce(&mut State) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        let mut state = self.lock();
+        let result = match state.fail_next.take() {
+            Some(e) => Err(e),
+            None => apply(&mut state),
+        };
+        state.writes.push(Write {
+            target,
+            payload: payload.into(),
+            result: result.clone(),
+        });
+        result
+    }
+}
+
+impl Iptables for MemoryNode {
+    /// `family`'s tables as `iptables-save` prints them (as given, until a
+    /// restore changes them).
+    fn save(&self, family: IpFamily) -> Result<String, NodeError> {
+        Ok(self.lock().ruleset_mut(family).render())
+    }
+
+    /// Applies `payload` as `iptables-restore --noflush` would.
+    fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError> {
+        self.record(WriteTarget::Iptables(family), payload, |state| {
+            state
+                .ruleset_mut(family)
+                .restore(payload, RestoreFlush::NoFlush)
+                .map_err(|e| NodeError::Restore {
+                    line: Some(e.line),
+                    message: format!(
+                        "{}: {e}",
+                        match family {
+                            IpFamily::V4 => "iptables-restore",
+                            IpFamily::V6 => "ip6tables-restore",
+                        }
+                    ),
+                })
+        })
+    }
+}
+
+impl IpSets for MemoryNode {
+    /// The sets as `ipset save` prints them.
+    fn save(&self) -> Result<String, NodeError> {
+        Ok(self.lock().sets.render())
+    }
+
+    /// Applies `payload` as `ipset restore` would (line by line; sets used
+    /// by an iptables rule of this node cannot be destroyed).
+    fn restore(&self, payload: &str) -> Result<(), NodeError> {
+        self.record(WriteTarget::IpSets, payload, |state| {
+            let mut sets = std::mem::take(&mut state.sets);
+            let result = sets.restore(payload, |name| state.set_in_use(name));
+            state.sets = sets;
+            result.map_err(|e| NodeError::Restore {
+                line: Some(e.line),
+                message: format!("ipset: {e}"),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n";
+
+    #[test]
+    fn restores_like_the_kernel_and_saves_back() {
+        let node = MemoryNode::new()
+            .with_iptables(IpFamily::V4, NAT)
+            .expect("nat");
+        assert_eq!(Iptables::save(&node, IpFamily::V4).expect("save"), NAT);
+        assert_eq!(Iptables::save(&node, IpFamily::V6).expect("save"), "");
+        Iptables::restore(
+            &node,
+            IpFamily::V4,
+            "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-X - [0:0]\n-A KUBE-SERVICES -d 10.96.0.1 -p tcp --dport 443 -j KUBE-SVC-X\nCOMMIT\n",
+        )
+        .expect("restore");
+        let saved = Iptables::save(&node, IpFamily::V4).expect("save");
+        assert!(
+            saved.contains(
+                "-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j KUBE-SVC-X\n"
+            ),
+            "{saved}"
+        );
+        assert!(saved.contains(":KUBE-SVC-X - [0:0]\n"));
+        assert_eq!(Iptables::save(&node, IpFamily::V6).expect("save"), "");
+    }
+
+    #[test]
+    fn failed_restores_report_their_line_and_change_nothing() {
+        let node = MemoryNode::new()
+            .with_iptables(IpFamily::V6, NAT)
+            .expect("nat");
+        let e = Iptables::restore(
+            &node,
+            IpFamily::V6,
+            "*nat\n:KUBE-SERVICES - [0:0]\n-X KUBE-SERVICES\nCOMMIT\n",
+        )
+        .unwrap_err();
+        match &e {
+            NodeError::Restore { line, message } => {
+                assert_eq!(*line, Some(3));
+                assert!(
+                    message.starts_with("ip6tables-restore: line 3:"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Iptables::save(&node, IpFamily::V6).expect("save"), NAT);
+        let writes = node.writes();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].target, WriteTarget::Iptables(IpFamily::V6));
+        assert_eq!(writes[0].result, Err(e));
+    }
+
+    #[test]
+    fn injected_failures_and_recorded_writes() {
+        let node = MemoryNode::new();
+        let injected = NodeError::Permission {
+            program: "iptables-nft-restore".into(),
+            message: "Permission denied (you must be root)".into(),
+        };
+        node.fail_next_restore(injected.clone());
+        let payload = "*filter\n:KUBE-X - [0:0]\nCOMMIT\n";
+        assert_eq!(
+            Iptables::restore(&node, IpFamily::V4, payload),
+            Err(injected)
+        );
+        assert_eq!(Iptables::save(&node, IpFamily::V4).expect("save"), "");
+        Iptables::restore(&node, IpFamily::V4, payload).expect("second try");
+        IpSets::restore(&node, "create S hash:ip\n").expect("ipset");
+        let writes = node.take_writes();
+        let targets: Vec<WriteTarget> = writes.iter().map(|w| w.target).collect();
+        assert_eq!(
+            targets,
+            [
+                WriteTarget::Iptables(IpFamily::V4),
+                WriteTarget::Iptables(IpFamily::V4),
+                WriteTarget::IpSets
+            ]
+        );
+        assert!(writes[0].result.is_err() && writes[1].result.is_ok());
+        assert_eq!(writes[2].payload, "create S hash:ip\n");
+        assert!(node.writes().is_empty());
+    }
+
+    #[test]
+    fn ipsets_in_use_by_rules_cannot_be_destroyed() {
+        let node = MemoryNode::new()
+            .with_ipsets("create KUBE-LOOP-BACK hash:ip,port,ip family inet\ncreate OLD hash:ip\nadd OLD 1.1.1.1\n")
+            .expect("sets");
+        Iptables::restore(
+            &node,
+            IpFamily::V4,
+            "*nat\n:KUBE-POSTROUTING - [0:0]\n-A KUBE-POSTROUTING -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE\nCOMMIT\n",
+        )
+        .expect("rules");
+        let e = IpSets::restore(&node, "destroy OLD\ndestroy KUBE-LOOP-BACK\n").unwrap_err();
+        assert!(
+            matches!(e, NodeError::Restore { line: Some(2), .. }),
+            "{e:?}"
+        );
+        // Line 1 was applied, as with the real ipset.
+        assert_eq!(
+            IpSets::save(&node).expect("save"),
+            "create KUBE-LOOP-BACK hash:ip,port,ip family inet\n"
+        );
+        assert!(matches!(
+            IpSets::restore(&node, "destroy NOPE\n"),
+            Err(NodeError::Restore { line: Some(1), .. })
+        ));
+        Iptables::restore(&node, IpFamily::V4, "*nat\n-F KUBE-POSTROUTING\nCOMMIT\n")
+            .expect("flush");
+        IpSets::restore(&node, "destroy KUBE-LOOP-BACK\n").expect("now unused");
+        assert!(node.ipsets().sets.is_empty());
+    }
+
+    #[test]
+    fn malformed_initial_state_is_refused() {
+        assert!(
+            MemoryNode::new()
+                .with_iptables(IpFamily::V4, "*nat\n")
+                .is_err()
+        );
+        assert!(MemoryNode::new().with_ipsets("add NOPE 1.1.1.1\n").is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! Whether kube-proxy runs on this node, from `/proc`.
+
+use std::path::Path;
+
+/// The process name (`/proc/PID/comm`) of kube-proxy.
+pub const KUBE_PROXY_COMM: &str = "kube-proxy";
+
+/// The lowest PID whose name is `kube-proxy`, among `(pid, comm)` pairs
+/// (`comm` as read from `/proc/PID/comm`, trailing newline allowed).
+pub fn find_kube_proxy<S: AsRef<str>>(procs: impl IntoIterator<Item = (u32, S)>) -> Option<u32> {
+    procs
+        .into_iter()
+        .filter(|(_, comm)| comm.as_ref().trim_end_matches('\n') == KUBE_PROXY_COMM)
+        .map(|(pid, _)| pid)
+        .min()
+}
+
+/// The `(pid, comm)` of every process under `proc_root` (normally
+/// `/proc`). Processes that exit while being read, or whose `comm` cannot
+/// be read, are skipped.
+pub fn process_names(proc_root: &Path) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            Some((pid, comm))
+        })
+        .collect()
+}
+
+/// The PID of a running kube-proxy in this PID namespace, if any.
+pub fn kube_proxy_running() -> Option<u32> {
+    kube_proxy_running_in(Path::new("/proc"))
+}
+
+/// [`kube_proxy_running`] over the proc file system at `proc_root`.
+pub fn kube_proxy_running_in(proc_root: &Path) -> Option<u32> {
+    find_kube_proxy(process_names(proc_root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_lowest_kube_proxy_pid() {
+        let procs = [
+            (1, "systemd\n"),
+            (812, "kube-proxy\n"),
+            (77, "kube-proxy\n"),
+            (90, "kube-proxy-x\n"),
+            (91, "kubelet\n"),
+        ];
+        assert_eq!(find_kube_proxy(procs), Some(77));
+        assert_eq!(find_kube_proxy([(1, "systemd")]), None);
+        assert_eq!(find_kube_proxy(Vec::<(u32, String)>::new()), None);
+    }
+
+    #[test]
+    fn scans_a_proc_tree() {
+        let root = std::env::temp_dir().join(format!("kpinspect-proc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (pid, comm) in [("1", "init\n"), ("42", "kube-proxy\n")] {
+            std::fs::create_dir_all(root.join(pid)).expect("mkdir");
+            std::fs::write(root.join(pid).join("comm"), comm).expect("write");
+        }
+        // Not processes: a non-numeric entry and a PID without comm.
+        std::fs::create_dir_all(root.join("net")).expect("mkdir");
+        std::fs::create_dir_all(root.join("7")).expect("mkdir");
+        let mut names = process_names(&root);
+        names.sort();
+        assert_eq!(
+            names,
+            [(1, "init\n".to_string()), (42, "kube-proxy\n".to_string())]
+        );
+        assert_eq!(kube_proxy_running_in(&root), Some(42));
+        assert_eq!(kube_proxy_running_in(&root.join("absent")), None);
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn the_real_proc_can_be_scanned() {
+        // This test process is in /proc; it is not kube-proxy.
+        let me = std::process::id();
+        assert!(
+            process_names(Path::new("/proc"))
+                .iter()
+                .any(|(pid, _)| *pid == me)
+        );
+    }
+}

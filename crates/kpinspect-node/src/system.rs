@@ -1,0 +1,311 @@
+//! The real node: `iptables-*-save` / `-restore` and `ipset`, run with
+//! [`std::process::Command`] (an argument vector, never a shell).
+
+use std::io::{ErrorKind, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use kpinspect_core::net::IpFamily;
+
+use crate::error::{NodeError, classify_failure};
+use crate::{IpSets, Iptables};
+
+/// Which kernel interface the iptables tools drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// `iptables-legacy`: the kernel's x_tables (`ip_tables`) API.
+    Legacy,
+    /// `iptables-nft`: the iptables command line over nf_tables.
+    Nft,
+}
+
+impl Backend {
+    /// `legacy` or `nft`, as the tools' names spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Legacy => "legacy",
+            Backend::Nft => "nft",
+        }
+    }
+
+    /// The other backend.
+    pub fn other(self) -> Backend {
+        match self {
+            Backend::Legacy => Backend::Nft,
+            Backend::Nft => Backend::Legacy,
+        }
+    }
+
+    /// The save program for `family`, e.g. `ip6tables-nft-save`.
+    pub fn save_program(self, family: IpFamily) -> String {
+        format!("{}-{}-save", family_prefix(family), self.as_str())
+    }
+
+    /// The restore program for `family`, e.g. `iptables-legacy-restore`.
+    pub fn restore_program(self, family: IpFamily) -> String {
+        format!("{}-{}-restore", family_prefix(family), self.as_str())
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn family_prefix(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "iptables",
+        IpFamily::V6 => "ip6tables",
+    }
+}
+
+/// The node's iptables through one backend's tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemIptables {
+    /// The backend whose tools are run.
+    pub backend: Backend,
+    /// Seconds `-restore` waits for the xtables lock (`-w`), as kube-proxy
+    /// does with 5.
+    pub wait_seconds: u32,
+}
+
+impl SystemIptables {
+    /// The tools of `backend`, waiting 5 seconds for the xtables lock.
+    pub fn new(backend: Backend) -> SystemIptables {
+        SystemIptables {
+            backend,
+            wait_seconds: 5,
+        }
+    }
+}
+
+impl Iptables for SystemIptables {
+    /// Runs `iptables-<backend>-save` (or `ip6tables-...`) and returns its
+    /// output.
+    fn save(&self, family: IpFamily) -> Result<String, NodeError> {
+        run(&self.backend.save_program(family), &[], None)
+    }
+
+    /// Runs `iptables-<backend>-restore -w N --noflush` with `payload` on
+    /// stdin.
+    fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError> {
+        let wait = self.wait_seconds.to_string();
+        run(
+            &self.backend.restore_program(family),
+            &["-w", &wait, "--noflush"],
+            Some(payload),
+        )
+        .map(|_| ())
+    }
+}
+
+/// The node's ipsets through the `ipset` tool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SystemIpSets;
+
+impl IpSets for SystemIpSets {
+    /// Runs `ipset save`.
+    fn save(&self) -> Result<String, NodeError> {
+        run("ipset", &["save"], None)
+    }
+
+    /// Runs `ipset restore` with `payload` on stdin.
+    fn restore(&self, payload: &str) -> Result<(), NodeError> {
+        run("ipset", &["restore"], Some(payload)).map(|_| ())
+    }
+}
+
+/// The node's own addresses (every interface, both families), from
+/// `ip -o addr show`.
+pub fn local_addresses() -> Result<Vec<IpAddr>, NodeError> {
+    Ok(parse_ip_addr_show(&run(
+        "ip",
+        &["-o", "addr", "show"],
+        None,
+    )?))
+}
+
+/// The addresses in `ip -o addr show` output
+/// (`2: eth0    inet 192.168.0.2/24 brd ...`).
+pub fn parse_ip_addr_show(text: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if (pair[0] == "inet" || pair[0] == "inet6")
+                && let Some(ip) = pair[1].split('/').next().and_then(|a| a.parse().ok())
+                && !out.contains(&ip)
+            {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// Directories searched after `PATH`: the tools live in sbin, which a
+/// non-root `PATH` often lacks.
+const SBIN: [&str; 3] = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
+
+/// The executable called `program` on `PATH` or in an sbin directory.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN.iter().map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Runs `program args...`, feeding `stdin` if given, with `LC_ALL=C` so that
+/// messages are the ones [`classify_failure`] knows. Returns stdout.
+fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NodeError> {
+    let path = find_program(program).ok_or_else(|| NodeError::Missing {
+        program: program.into(),
+    })?;
+    let io = |e: std::io::Error| match e.kind() {
+        ErrorKind::NotFound => NodeError::Missing {
+            program: program.into(),
+        },
+        ErrorKind::PermissionDenied => NodeError::Permission {
+            program: program.into(),
+            message: e.to_string(),
+        },
+        _ => NodeError::Io {
+            program: program.into(),
+            message: e.to_string(),
+        },
+    };
+    let mut child = Command::new(&path)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io)?;
+    // Write stdin on its own thread, so that a child that writes a lot
+    // before reading everything cannot deadlock with us.
+    let output = std::thread::scope(|s| {
+        let writer = child.stdin.take().map(|mut pipe| {
+            let data = stdin.unwrap_or_default().as_bytes();
+            s.spawn(move || {
+                // A child that exits early closes the pipe: its exit status
+                // and stderr tell why, so a broken pipe is not the error.
+                match pipe.write_all(data) {
+                    Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e),
+                    _ => Ok(()),
+                }
+            })
+        });
+        let output = child.wait_with_output();
+        let written = writer.map_or(Ok(()), |w| w.join().unwrap_or(Ok(())));
+        output.and_then(|o| written.map(|()| o))
+    })
+    .map_err(io)?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(classify_failure(
+            program,
+            output.status.code(),
+            &stderr,
+            stdin.is_some(),
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|_| NodeError::Io {
+        program: program.into(),
+        message: "output is not UTF-8".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_from_ip_addr_show() {
+        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
+                    2: eth0    inet 192.168.0.2/24 brd 192.168.0.255 scope global eth0\\       valid_lft forever\n\
+                    2: eth0    inet6 fd00::2/64 scope global \\       valid_lft forever\n";
+        let got: Vec<String> = parse_ip_addr_show(text)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(got, ["127.0.0.1", "192.168.0.2", "fd00::2"]);
+    }
+
+    #[test]
+    fn program_names() {
+        assert_eq!(
+            Backend::Legacy.save_program(IpFamily::V4),
+            "iptables-legacy-save"
+        );
+        assert_eq!(
+            Backend::Nft.save_program(IpFamily::V6),
+            "ip6tables-nft-save"
+        );
+        assert_eq!(
+            Backend::Nft.restore_program(IpFamily::V4),
+            "iptables-nft-restore"
+        );
+        assert_eq!(
+            Backend::Legacy.restore_program(IpFamily::V6),
+            "ip6tables-legacy-restore"
+        );
+        assert_eq!(Backend::Nft.other(), Backend::Legacy);
+    }
+
+    #[test]
+    fn a_missing_program_is_missing() {
+        let e = run("kpinspect-no-such-program", &[], None).unwrap_err();
+        assert_eq!(
+            e,
+            NodeError::Missing {
+                program: "kpinspect-no-such-program".into()
+            }
+        );
+    }
+
+    #[test]
+    fn runs_argv_with_stdin_and_maps_failures() {
+        // `cat` and `sh` are everywhere the tests run; no shell is involved
+        // in `run` itself.
+        if find_program("cat").is_none() || find_program("sh").is_none() {
+            return;
+        }
+        assert_eq!(run("cat", &[], Some("a b\n")).expect("cat"), "a b\n");
+        let e = run(
+            "sh",
+            &[
+                "-c",
+                "cat >/dev/null; echo 'x-restore: line 7 failed' >&2; exit 1",
+            ],
+            Some("*filter\nCOMMIT\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            NodeError::Restore {
+                line: Some(7),
+                message: "x-restore: line 7 failed".into()
+            }
+        );
+        let e = run("sh", &["-c", "echo 'oops' >&2; exit 3"], None).unwrap_err();
+        assert_eq!(e.to_string(), "sh exited with status 3: oops");
+        // A child that exits without reading its input is not an I/O error.
+        let big = "x".repeat(1 << 20);
+        let e = run("sh", &["-c", "exit 2"], Some(&big)).unwrap_err();
+        assert!(matches!(e, NodeError::Restore { line: None, .. }), "{e:?}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The live node, through kpinspect-node: which iptables backend holds
+//! kube-proxy's rules, saves and restores, ipsets, addresses, processes.
+
+use anyhow::Result;
+use kpinspect_core::iptables::Ruleset;
+use kpinspect_core::net::IpFamily;
+use kpinspect_node::{
+    Backend, IpSets as _, Iptables as _, NodeError, SystemIpSets, SystemIptables,
+};
+
+use crate::UsageError;
+use crate::rules::Source;
+
+/// A failure of the node's tools.
+pub type LiveError = NodeError;
+
+/// Bad privileges and missing tools are the user's to fix: exit status 2.
+fn usage(e: NodeError) -> anyhow::Error {
+    UsageError::msg(e.to_string()).into()
+}
+
+/// The backend that holds kube-proxy's rules; warns when both do.
+pub fn backend() -> Result<Backend> {
+    let d = kpinspect_node::detect_backend().map_err(usage)?;
+    if let Some(w) = d.warning() {
+        eprintln!("kpinspect: warning: {w}");
+    }
+    Ok(d.backend)
+}
+
+/// The program that reads and writes `family` on the detected backend.
+pub fn iptables_program(family: IpFamily) -> String {
+    backend()
+        .map(|b| b.restore_program(family))
+        .unwrap_or_else(|_| "iptables-restore".into())
+}
+
+/// Whether the tools for `family` are installed.
+pub fn has_tools(family: IpFamily) -> Result<bool> {
+    Ok(kpinspect_node::find_program(&backend()?.save_program(family)).is_some())
+}
+
+/// Saves `family`'s rules from the live node.
+pub fn read_iptables(family: IpFamily) -> Result<Source> {
+    let b = backend()?;
+    let text = SystemIptables::new(b).save(family).map_err(usage)?;
+    let name = format!("the live node ({})", b.save_program(family));
+    let rules = Ruleset::parse(&text).map_err(|e| UsageError::msg(format!("{name}: {e}")))?;
+    Ok(Source { name, rules })
+}
+
+/// Restores `payload` (`--noflush`) into `family`'s tables.
+pub fn restore_iptables(family: IpFamily, payload: &str) -> Result<(), NodeError> {
+    let b = kpinspect_node::detect_backend()?.backend;
+    SystemIptables::new(b).restore(family, payload)
+}
+
+/// The names of the node's ipsets (none when the ipset tool is missing).
+pub fn ipset_names() -> Result<Vec<String>> {
+    match SystemIpSets.save() {
+        Ok(text) => {
+            let state = kpinspect_node::IpSetState::parse(&text)
+                .map_err(|e| UsageError::msg(format!("ipset save: {e}")))?;
+            Ok(state.sets.into_iter().map(|s| s.name).collect())
+        }
+        Err(NodeError::Missing { .. }) => Ok(vec![]),
+        Err(e) => Err(usage(e)),
+    }
+}
+
+/// Runs `ipset restore` with `payload`.
+pub fn restore_ipsets(payload: &str) -> Result<(), NodeError> {
+    SystemIpSets.restore(payload)
+}
+
+/// The node's own addresses.
+pub fn local_ips() -> Result<Vec<std::net::IpAddr>> {
+    kpinspect_node::local_addresses().map_err(usage)
+}
+
+/// The pid of a running kube-proxy.
+pub fn kube_proxy_running() -> Option<u32> {
+    kpinspect_node::kube_proxy_running()
+}

@@ -1,0 +1,81 @@
+//! Where the node's rules come from: `--iptables-save` files, or the live
+//! node through kpinspect-node.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use kpinspect_core::iptables::Ruleset;
+use kpinspect_core::net::IpFamily;
+
+use crate::UsageError;
+
+/// A parsed save and where it came from.
+pub struct Source {
+    /// File name or live command.
+    pub name: String,
+    /// The rules.
+    pub rules: Ruleset,
+}
+
+/// Reads and parses `--iptables-save` files.
+pub fn read_saves(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = crate::read_input(path)?;
+            let rules = Ruleset::parse(&text)
+                .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
+            Ok(Source {
+                name: path.display().to_string(),
+                rules,
+            })
+        })
+        .collect()
+}
+
+/// The family a save is for, judged by the addresses in its rules.
+pub fn family_of(rules: &Ruleset) -> Option<IpFamily> {
+    rules.rules().find_map(|(_, r)| {
+        let addr = r
+            .base
+            .iter()
+            .filter(|o| o.name == "-s" || o.name == "-d")
+            .flat_map(|o| o.values.first())
+            .next()?;
+        Some(if addr.contains(':') {
+            IpFamily::V6
+        } else {
+            IpFamily::V4
+        })
+    })
+}
+
+/// The one ruleset of `family`: from the files, or the live node when none
+/// are given.
+pub fn ruleset_for(paths: &[PathBuf], family: IpFamily) -> Result<(String, Ruleset)> {
+    if paths.is_empty() {
+        let s = crate::live::read_iptables(family)?;
+        return Ok((s.name, s.rules));
+    }
+    let mut sources = read_saves(paths)?;
+    if sources.len() == 1 {
+        let s = sources.remove(0);
+        return Ok((s.name, s.rules));
+    }
+    let mut matching: Vec<Source> = sources
+        .into_iter()
+        .filter(|s| family_of(&s.rules).is_none_or(|f| f == family))
+        .collect();
+    match matching.len() {
+        1 => {
+            let s = matching.remove(0);
+            Ok((s.name, s.rules))
+        }
+        0 => anyhow::bail!(UsageError::msg(format!(
+            "none of the --iptables-save files is for {family:?}"
+        ))),
+        _ => anyhow::bail!(UsageError::msg(format!(
+            "several --iptables-save files are for {family:?}; give one"
+        ))),
+    }
+}

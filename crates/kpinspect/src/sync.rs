@@ -1,0 +1,271 @@
+//! `kpinspect diff`, `apply` and `cleanup`: desired state from the cluster
+//! files, actual state from the node (or saves), and the libraries' plans.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use kpinspect_core::config::ProxyMode;
+use kpinspect_core::diff::{NodeDiff, ServiceState, node_diff};
+use kpinspect_core::iptables::{self, CleanupScope, Plan, Ruleset};
+use kpinspect_core::net::IpFamily;
+use kpinspect_core::proxy::ProxyState;
+
+use crate::UsageError;
+use crate::args::{
+    ApplyArgs, CleanupArgs, CleanupMode, DiffArgs, FamilyArg, NodeArgs, TraceFormat,
+};
+use crate::live;
+
+/// What kube-proxy should have programmed.
+struct Desired {
+    family: IpFamily,
+    state: ProxyState,
+    rules: Ruleset,
+}
+
+fn desired(node: &NodeArgs, files: &[PathBuf]) -> Result<Desired> {
+    let node = node.resolve()?;
+    if node.config.mode != ProxyMode::Iptables {
+        anyhow::bail!(UsageError::msg(
+            "only iptables mode can be compiled yet; pass --mode iptables"
+        ));
+    }
+    let cluster = crate::load_cluster(files)?;
+    let state = ProxyState::build(&cluster, &node.config, node.family);
+    let text = iptables::compile(&state, &node.config).render();
+    let rules = Ruleset::parse(&text).map_err(|e| anyhow::anyhow!("compiled rules: {e}"))?;
+    Ok(Desired {
+        family: node.family,
+        state,
+        rules,
+    })
+}
+
+pub fn diff(args: DiffArgs) -> Result<ExitCode> {
+    let want = desired(&args.node, &args.files)?;
+    let (source, actual) = crate::rules::ruleset_for(&args.saves, want.family)?;
+    let d = node_diff(&want.rules, &actual, Some(&want.state));
+    let out = match args.format {
+        TraceFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
+        TraceFormat::Text => diff_text(&d, &source),
+    };
+    crate::write_stdout(&out)?;
+    Ok(if d.in_sync() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn diff_text(d: &NodeDiff, source: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "compared with {source}");
+    for s in &d.services {
+        let state = match s.state {
+            ServiceState::InSync => "in sync".to_string(),
+            ServiceState::Missing => "missing".into(),
+            ServiceState::Stale => "stale (not in the cluster files)".into(),
+            ServiceState::RulesDiffer => "rules differ".into(),
+            ServiceState::EndpointsDiffer => {
+                let mut parts: Vec<String> =
+                    s.endpoints_added.iter().map(|e| format!("+{e}")).collect();
+                parts.extend(s.endpoints_removed.iter().map(|e| format!("-{e}")));
+                format!("endpoints differ ({})", parts.join(" "))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{:<50} {}",
+            format!("{} ({})", s.service, s.protocol),
+            state
+        );
+    }
+    for c in &d.iptables.chains {
+        let what = match c.change {
+            iptables::ChainChange::Missing => "missing chain",
+            iptables::ChainChange::Changed => "changed chain",
+            iptables::ChainChange::Stale => "stale chain",
+        };
+        let _ = writeln!(out, "\n{what} {} {}", c.table, c.chain);
+        for r in &c.missing {
+            let _ = writeln!(out, "+ {r}");
+        }
+        for r in &c.extra {
+            let _ = writeln!(out, "- {r}");
+        }
+    }
+    if !d.iptables.missing_jumps.is_empty() {
+        let _ = writeln!(out, "\nmissing jump rules");
+        for j in &d.iptables.missing_jumps {
+            let _ = writeln!(out, "+ {j}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if d.in_sync() { "in sync" } else { "different" }
+    );
+    out
+}
+
+/// Refuses to change a node on which kube-proxy runs, unless forced.
+fn refuse_if_kube_proxy_runs(force: bool) -> Result<()> {
+    if let Some(pid) = live::kube_proxy_running()
+        && !force
+    {
+        anyhow::bail!(UsageError::msg(format!(
+            "kube-proxy is running on this node (pid {pid}) and would fight these changes; stop it or pass --force"
+        )));
+    }
+    Ok(())
+}
+
+pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
+    let want = desired(&args.node, &args.files)?;
+    if !args.dry_run {
+        refuse_if_kube_proxy_runs(args.force)?;
+    }
+    let actual = live::read_iptables(want.family)?;
+    let plan = iptables::plan(&want.rules, &actual.rules);
+    for (chain, rule) in &plan.chains_kept {
+        eprintln!("kpinspect: warning: stale chain {chain} kept: still jumped to by `{rule}`");
+    }
+    if args.dry_run {
+        crate::write_stdout(&plan.payload)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.is_empty() {
+        eprintln!("kpinspect: {}: in sync, nothing written", actual.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Err(e) = live::restore_iptables(want.family, &plan.payload) {
+        anyhow::bail!(UsageError::msg(restore_failure(&e, &plan, &want)));
+    }
+    eprintln!(
+        "kpinspect: applied {} bytes: {} chains written, {} rules added, {} rules deleted, {} stale chains deleted",
+        plan.payload.len(),
+        plan.chains_written,
+        plan.rules_added,
+        plan.rules_deleted,
+        plan.chains_deleted.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "line 812: KUBE-SVC-… for default/web:http: <iptables' message>".
+fn restore_failure(e: &live::LiveError, plan: &Plan, want: &Desired) -> String {
+    let live::LiveError::Restore {
+        line: Some(line), ..
+    } = e
+    else {
+        return format!("apply failed, nothing changed: {e}");
+    };
+    let line = *line;
+    let chain = plan.chain_at(line).unwrap_or("?");
+    let service = kpinspect_core::dump::dump(&want.rules, Some(&want.state))
+        .services
+        .into_iter()
+        .find(|s| s.chains.iter().any(|c| c == chain))
+        .map(|s| {
+            if s.port_name.is_empty() {
+                format!(" for {}/{}", s.namespace, s.name)
+            } else {
+                format!(" for {}/{}:{}", s.namespace, s.name, s.port_name)
+            }
+        })
+        .unwrap_or_default();
+    format!(
+        "apply failed at payload line {line}: {chain}{service}; the table was left as it was: {e}"
+    )
+}
+
+pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
+    let scope = if args.stale_only {
+        let config = args.config.as_ref().expect("clap requires --config");
+        let node = NodeArgs::only_config(config.clone()).resolve()?;
+        match node.config.mode {
+            ProxyMode::Iptables => CleanupScope::StaleFor { ipvs: false },
+            ProxyMode::Ipvs => CleanupScope::StaleFor { ipvs: true },
+            ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
+                "--stale-only: the configuration's mode is nftables; use --mode all to remove all iptables and IPVS state"
+            )),
+        }
+    } else {
+        match args.mode {
+            Some(CleanupMode::Iptables) => CleanupScope::Mode { ipvs: false },
+            Some(CleanupMode::Ipvs) => CleanupScope::Mode { ipvs: true },
+            Some(CleanupMode::All) => CleanupScope::All,
+            None => anyhow::bail!(UsageError::msg(
+                "say what to remove: --mode iptables|ipvs|all, or --stale-only --config FILE"
+            )),
+        }
+    };
+    if !args.dry_run {
+        refuse_if_kube_proxy_runs(args.force)?;
+    }
+    let families = match args.family {
+        Some(FamilyArg::Ipv4) => vec![IpFamily::V4],
+        Some(FamilyArg::Ipv6) => vec![IpFamily::V6],
+        None => vec![IpFamily::V4, IpFamily::V6],
+    };
+    let mut sources = Vec::new();
+    for f in &families {
+        // A node without ip6tables has no IPv6 state to clean.
+        if args.family.is_none() && !live::has_tools(*f)? {
+            continue;
+        }
+        sources.push((*f, live::read_iptables(*f)?));
+    }
+    let ipsets = live::ipset_names()?;
+    let rulesets: Vec<&Ruleset> = sources.iter().map(|(_, s)| &s.rules).collect();
+    let plan = iptables::cleanup_plan(&rulesets, &ipsets, scope);
+    let mut report = String::new();
+    for (t, c) in &plan.removed_chains {
+        let _ = writeln!(report, "removed chain {t} {c}");
+    }
+    for (t, r) in &plan.removed_rules {
+        let _ = writeln!(report, "removed rule {t} {r}");
+    }
+    for s in &plan.removed_ipsets {
+        let _ = writeln!(report, "removed ipset {s}");
+    }
+    for (what, why) in &plan.kept {
+        let _ = writeln!(report, "kept {what}: {why}");
+    }
+    if plan.is_empty() && plan.kept.is_empty() {
+        let _ = writeln!(report, "nothing to remove");
+    }
+    if args.dry_run {
+        let mut out = String::new();
+        for ((f, _), payload) in sources.iter().zip(&plan.payloads) {
+            if !payload.is_empty() {
+                let _ = writeln!(out, "# {}-restore --noflush", live::iptables_program(*f));
+                out.push_str(payload);
+            }
+        }
+        if !plan.ipset_payload.is_empty() {
+            out.push_str("# ipset restore\n");
+            out.push_str(&plan.ipset_payload);
+        }
+        crate::write_stdout(&out)?;
+        eprint!("{}", report.replace("removed ", "would remove "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for ((f, _), payload) in sources.iter().zip(&plan.payloads) {
+        if !payload.is_empty() {
+            live::restore_iptables(*f, payload).map_err(|e| {
+                UsageError::msg(format!(
+                    "cleanup failed, that table was left as it was: {e}"
+                ))
+            })?;
+        }
+    }
+    if !plan.ipset_payload.is_empty() {
+        live::restore_ipsets(&plan.ipset_payload)
+            .map_err(|e| UsageError::msg(format!("cleanup of ipsets failed: {e}")))?;
+    }
+    crate::write_stdout(&report)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,161 @@
+//! `kpinspect trace`: formats [`kpinspect_core::trace`].
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use kpinspect_core::model::Protocol;
+use kpinspect_core::net::{IpFamily, parse_ip_sloppy};
+use kpinspect_core::trace::{Action, Hook, Packet, Trace, TraceOptions, trace};
+
+use crate::UsageError;
+use crate::args::{TraceArgs, TraceFormat};
+use crate::fmt::fraction;
+
+pub fn run(args: TraceArgs) -> Result<ExitCode> {
+    let src = parse_ip_sloppy(args.src.trim())
+        .ok_or_else(|| UsageError::msg(format!("--src: invalid IP address {:?}", args.src)))?;
+    let (dst, protocol) = parse_destination(&args.dst)?;
+    if src.is_ipv4() != dst.is_ipv4() {
+        anyhow::bail!(UsageError::msg(format!(
+            "--src {src} and --dst {dst} are of different IP families"
+        )));
+    }
+    let mut local_ips = Vec::new();
+    for ip in &args.local_ips {
+        local_ips
+            .push(parse_ip_sloppy(ip.trim()).ok_or_else(|| {
+                UsageError::msg(format!("--local-ip: invalid IP address {ip:?}"))
+            })?);
+    }
+    let family = if dst.is_ipv4() {
+        IpFamily::V4
+    } else {
+        IpFamily::V6
+    };
+    let (source, rules) = crate::rules::ruleset_for(&args.saves, family)?;
+    if args.saves.is_empty() && local_ips.is_empty() {
+        local_ips = crate::live::local_ips()?;
+    }
+    let opts = TraceOptions {
+        local_ips,
+        in_interface: args.in_interface.clone(),
+        mark: 0,
+    };
+    let packet = Packet::new(src, dst.ip(), dst.port(), protocol);
+    let t = trace(&rules, &packet, &opts);
+    let out = match args.format {
+        TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
+        TraceFormat::Text => text(&t, &packet, &source),
+    };
+    crate::write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `IP:PORT[/PROTO]` or `[IPv6]:PORT[/PROTO]`.
+fn parse_destination(s: &str) -> Result<(SocketAddr, Protocol)> {
+    let bad = |why: &str| UsageError::msg(format!("--dst {s:?}: {why} (expected IP:PORT/PROTO)"));
+    let (addr, proto) = match s.trim().rsplit_once('/') {
+        Some((a, p)) => (a, p),
+        None => (s.trim(), "tcp"),
+    };
+    let protocol = Protocol::from_k8s(&proto.to_ascii_uppercase())
+        .ok_or_else(|| bad("protocol must be tcp, udp or sctp"))?;
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: IpAddr = parse_ip_sloppy(host).ok_or_else(|| bad("invalid IP address"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad("invalid port"))?;
+    Ok((SocketAddr::new(ip, port), protocol))
+}
+
+fn text(t: &Trace, p: &Packet, source: &str) -> String {
+    let mut out = String::new();
+    let hook = match t.hook {
+        Hook::Prerouting => "nat PREROUTING (the source is not one of the node's addresses)",
+        Hook::Output => "nat OUTPUT (the source is one of the node's addresses)",
+    };
+    let dst = SocketAddr::new(p.dst, p.dport);
+    let _ = writeln!(out, "{} -> {dst}/{} in {source}", p.src, p.protocol);
+    let _ = writeln!(out, "enters at {hook}");
+    let mut conditions: Option<&[String]> = None;
+    for (i, o) in t.outcomes.iter().enumerate() {
+        if conditions != Some(o.conditions.as_slice()) {
+            conditions = Some(&o.conditions);
+            if !o.conditions.is_empty() {
+                let _ = writeln!(out, "\nif {}:", o.conditions.join(", and "));
+            }
+        }
+        let what = match (o.action, o.to) {
+            (Action::Dnat, Some(to)) => format!("DNAT to {to}"),
+            (Action::Accept, _) if o.local => "ACCEPT (delivered to the node)".into(),
+            (Action::Accept, _) => "ACCEPT (forwarded unchanged)".into(),
+            (Action::Drop, _) => "DROP".into(),
+            (Action::Reject, _) => "REJECT".into(),
+            (Action::Dnat, None) => "DNAT".into(),
+        };
+        let mut facts = vec![format!("probability {}", fraction(o.probability))];
+        if matches!(o.action, Action::Dnat | Action::Accept) {
+            facts.push(
+                if o.masquerade {
+                    "masqueraded"
+                } else {
+                    "not masqueraded"
+                }
+                .into(),
+            );
+        }
+        let _ = writeln!(out, "\n{}. {what}  ({})", i + 1, facts.join(", "));
+        for s in &o.path {
+            let place = match s.rule {
+                Some(n) => format!("{} {} #{n}", s.table, s.chain),
+                None => format!("{} {}", s.table, s.chain),
+            };
+            let _ = writeln!(out, "     {place:<34} {}", s.text);
+        }
+    }
+    if t.outcomes.is_empty() {
+        let _ = writeln!(out, "\nno outcome");
+    }
+    if !t.assumptions.is_empty() {
+        let _ = writeln!(out, "\nassumptions:");
+        for a in &t.assumptions {
+            let _ = writeln!(out, "  - {a}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        let (a, p) = parse_destination("172.30.0.41:80/udp").unwrap();
+        assert_eq!(
+            (a.to_string().as_str(), p),
+            ("172.30.0.41:80", Protocol::Udp)
+        );
+        let (a, p) = parse_destination("[fd00::1]:443").unwrap();
+        assert_eq!(
+            (a.to_string().as_str(), p),
+            ("[fd00::1]:443", Protocol::Tcp)
+        );
+        for bad in [
+            "172.30.0.41",
+            "172.30.0.41:0/tcp",
+            "x:80/tcp",
+            "1.2.3.4:80/icmp",
+        ] {
+            assert!(parse_destination(bad).is_err(), "{bad}");
+        }
+    }
+}
