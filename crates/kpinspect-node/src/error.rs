@@ -99,10 +99,11 @@ pub fn restore_error_line(stderr: &str) -> Option<usize> {
             .unwrap_or(digits.len());
         // "line" must be a word of its own ("online5" is not a line number).
         let word_start = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
-        if end > 0 && word_start {
-            if let Ok(n) = digits[..end].parse() {
-                return Some(n);
-            }
+        if end > 0
+            && word_start
+            && let Ok(n) = digits[..end].parse()
+        {
+            return Some(n);
         }
         rest = after;
     }

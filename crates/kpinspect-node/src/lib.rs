@@ -48,6 +48,7 @@ use kpinspect_core::net::IpFamily;
 mod detect;
 mod error;
 mod ipset;
+mod lock;
 mod memory;
 mod procs;
 mod system;
@@ -57,6 +58,7 @@ pub use detect::{
 };
 pub use error::{NodeError, classify_failure, restore_error_line};
 pub use ipset::{IpSet, IpSetError, IpSetState};
+pub use lock::{RulesLock, lock_path, lock_rules};
 pub use memory::{MemoryNode, Write, WriteTarget};
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, kube_proxy_running, kube_proxy_running_in, process_names,

@@ -82,3 +82,8 @@ pub fn local_ips() -> Result<Vec<std::net::IpAddr>> {
 pub fn kube_proxy_running() -> Option<u32> {
     kpinspect_node::kube_proxy_running()
 }
+
+/// The lock that serialises kpinspect's read-plan-write cycles.
+pub fn lock() -> Result<kpinspect_node::RulesLock> {
+    kpinspect_node::lock_rules().map_err(usage)
+}

@@ -127,6 +127,9 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
+    // Read, plan and write under one lock: a second apply plans against
+    // what this one wrote.
+    let _lock = live::lock()?;
     let actual = live::read_iptables(want.family)?;
     let plan = iptables::plan(&want.rules, &actual.rules);
     for (chain, rule) in &plan.chains_kept {
@@ -205,6 +208,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
+    let _lock = live::lock()?;
     let families = match args.family {
         Some(FamilyArg::Ipv4) => vec![IpFamily::V4],
         Some(FamilyArg::Ipv6) => vec![IpFamily::V6],
