@@ -1,9 +1,12 @@
 //! kpinspect's integration tests: one test binary (ripgrep style), with
 //! shared helpers in `util`.
 
+mod apply;
 mod cli;
 mod dump;
 mod fixtures;
 mod netns;
+mod node;
+mod routed;
 mod trace;
 mod util;

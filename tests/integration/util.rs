@@ -171,6 +171,17 @@ pub fn fixture(name: &str) -> Fixture {
     }
 }
 
+/// The fixture directory `rel` (from the repository root) outside
+/// `fixtures/iptables`, e.g. `fixtures/routed`; same files as there.
+pub fn fixture_at(rel: &str) -> Fixture {
+    let dir = root().join(rel);
+    assert!(dir.is_dir(), "no fixture {rel}");
+    Fixture {
+        name: rel.to_string(),
+        dir,
+    }
+}
+
 /// Parses YAML into `T`.
 pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
     serde_saphyr::from_str(text).expect("fixture YAML")

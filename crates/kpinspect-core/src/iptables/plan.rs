@@ -85,7 +85,8 @@ impl IptablesDiff {
 pub struct Plan {
     /// `iptables-restore --noflush` input; empty when nothing differs.
     pub payload: String,
-    /// For each payload line (0-based), the chain it writes.
+    /// For each payload line (0-based), the chain it writes (`table NAME`
+    /// for the `*NAME` and `COMMIT` lines).
     line_chains: Vec<Option<String>>,
     /// Chains declared (new or rewritten whole).
     pub chains_written: usize,
@@ -106,7 +107,9 @@ impl Plan {
         self.payload.is_empty()
     }
 
-    /// The chain that 1-based payload line `line` writes.
+    /// The chain that 1-based payload line `line` writes, or `table NAME`
+    /// for a table's first and `COMMIT` lines (the legacy backend blames a
+    /// table's `COMMIT` for what the kernel refuses).
     pub fn chain_at(&self, line: usize) -> Option<&str> {
         self.line_chains
             .get(line.checked_sub(1)?)
@@ -132,7 +135,9 @@ enum ChainPlan<'a> {
 
 struct TablePlan<'a> {
     name: &'a str,
-    chains: Vec<(&'a str, ChainPlan<'a>, Vec<&'a Rule>, Vec<&'a Rule>)>,
+    /// (chain, plan, missing rules, extra rules, new chain)
+    #[allow(clippy::type_complexity)]
+    chains: Vec<(&'a str, ChainPlan<'a>, Vec<&'a Rule>, Vec<&'a Rule>, bool)>,
     jumps: Vec<Rule>,
     stale: Vec<String>,
     kept: Vec<(String, String)>,
@@ -145,16 +150,25 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
             by_chain.entry(r.chain.as_str()).or_default().push(r);
         }
     }
-    let declared = |c: &str| actual.is_some_and(|a| a.chain(c).is_some());
+    let actual_names: HashSet<&str> = actual
+        .map(|a| a.chains.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    let declared = |c: &str| actual_names.contains(c);
+    let mut wanted: HashMap<&str, Vec<&Rule>> = HashMap::new();
+    for r in &desired.rules {
+        wanted.entry(r.chain.as_str()).or_default().push(r);
+    }
     let mut chains = Vec::new();
     for c in &desired.chains {
-        let want: Vec<&Rule> = desired.rules_of(&c.name).collect();
+        let want: Vec<&Rule> = wanted.get(c.name.as_str()).cloned().unwrap_or_default();
         let have = by_chain.get(c.name.as_str()).cloned().unwrap_or_default();
-        let plan = if !declared(&c.name) {
-            ChainPlan::Write(want.clone())
+        let (plan, missing, extra) = if !declared(&c.name) {
+            (ChainPlan::Write(want.clone()), want.clone(), vec![])
         } else {
             let (deletes, inserts) = edit_script(&have, &want);
-            if deletes.is_empty() && inserts.is_empty() {
+            let missing: Vec<&Rule> = inserts.iter().map(|i| want[*i]).collect();
+            let extra: Vec<&Rule> = deletes.iter().map(|i| have[*i]).collect();
+            let plan = if deletes.is_empty() && inserts.is_empty() {
                 ChainPlan::Same
             } else if deletes.len() + inserts.len() > want.len()
                 && !BUILTIN_CHAINS.contains(&c.name.as_str())
@@ -166,19 +180,10 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
                     deletes,
                     inserts: inserts.into_iter().map(|i| (i, want[i])).collect(),
                 }
-            }
+            };
+            (plan, missing, extra)
         };
-        let missing: Vec<&Rule> = want
-            .iter()
-            .filter(|w| !have.iter().any(|h| h.same_as(w)))
-            .copied()
-            .collect();
-        let extra: Vec<&Rule> = have
-            .iter()
-            .filter(|h| !want.iter().any(|w| w.same_as(h)))
-            .copied()
-            .collect();
-        chains.push((c.name.as_str(), plan, missing, extra));
+        chains.push((c.name.as_str(), plan, missing, extra, !declared(&c.name)));
     }
     // kube-proxy's jumps from the built-in chains, in the order it ensures them.
     let jumps = JUMP_RULES
@@ -251,14 +256,10 @@ pub fn diff(desired: &Ruleset, actual: &Ruleset) -> IptablesDiff {
     let mut out = IptablesDiff::default();
     for t in &desired.tables {
         let p = plan_table(t, actual.table(&t.name));
-        for (chain, plan, missing, extra) in &p.chains {
+        for (chain, plan, missing, extra, new) in &p.chains {
             let change = match plan {
                 ChainPlan::Same => continue,
-                ChainPlan::Write(_)
-                    if actual.table(&t.name).and_then(|a| a.chain(chain)).is_none() =>
-                {
-                    ChainChange::Missing
-                }
+                _ if *new => ChainChange::Missing,
                 _ => ChainChange::Changed,
             };
             out.chains.push(ChainDiff {
@@ -304,8 +305,9 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
         if !changed {
             continue;
         }
-        out.line(None, &format!("*{}", p.name));
-        for (chain, plan, _, _) in &p.chains {
+        let table = format!("table {}", p.name);
+        out.line(Some(&table), &format!("*{}", p.name));
+        for (chain, plan, _, _, _) in &p.chains {
             if let ChainPlan::Write(_) = plan {
                 out.line(Some(chain), &format!(":{chain} - [0:0]"));
                 out.chains_written += 1;
@@ -314,7 +316,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
         for s in &p.stale {
             out.line(Some(s), &format!(":{s} - [0:0]"));
         }
-        for (chain, plan, _, _) in &p.chains {
+        for (chain, plan, _, _, _) in &p.chains {
             match plan {
                 ChainPlan::Same => {}
                 ChainPlan::Write(rules) => {
@@ -343,7 +345,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
             out.line(Some(s), &format!("-X {s}"));
             out.chains_deleted.push(s.clone());
         }
-        out.line(None, "COMMIT");
+        out.line(Some(&table), "COMMIT");
     }
     out
 }

@@ -90,6 +90,8 @@ impl Ruleset {
         let mut tables: Vec<Table> = Vec::new();
         let mut lines = Vec::new();
         let mut open: Option<usize> = None;
+        // Declared chain names per table, to refuse a second declaration.
+        let mut declared: Vec<std::collections::HashSet<String>> = Vec::new();
         for (i, raw) in text.split_inclusive('\n').enumerate() {
             let n = i + 1;
             let err = |message: String| SaveParseError { line: n, message };
@@ -113,6 +115,7 @@ impl Ruleset {
                     deleted: Vec::new(),
                 });
                 open = Some(tables.len() - 1);
+                declared.push(Default::default());
                 lines.push(Line::Verbatim(raw.to_string()));
                 continue;
             }
@@ -133,7 +136,7 @@ impl Ruleset {
                     }
                     _ => return Err(err(format!("bad chain declaration {t:?}"))),
                 };
-                if table.chain(name).is_some() {
+                if !declared[ti].insert(name.to_string()) {
                     return Err(err(format!("chain {name} declared twice")));
                 }
                 table.chains.push(Chain {

@@ -1,0 +1,516 @@
+//! `kpinspect apply`, `diff` and `cleanup` on a real kernel: a routed test
+//! node made of network namespaces (see `node.rs`), both iptables backends.
+//! Every command runs inside the test's node namespace (`ip netns exec`),
+//! never in the machine's own.
+
+use std::net::IpAddr;
+use std::process::{Command, Output};
+
+use kpinspect_core::iptables::{IPVS_JUMP_RULES, Owner, Rule, chain_owner, jump_owner};
+
+use crate::node::{Backend, CLIENT_IP, Layout, NODE_IP, TestNode, available, pod_ip};
+
+const KPINSPECT: &str = env!("CARGO_BIN_EXE_kpinspect");
+const CONFIG: &str = "fixtures/routed/config.yaml";
+const CLUSTER: &str = "fixtures/routed/cluster.yaml";
+const SCALED: &str = "fixtures/apply/cluster-scaled.yaml";
+const WEB: (&str, u16) = ("172.30.0.10", 80);
+
+fn root(rel: &str) -> String {
+    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs kpinspect in the node's namespace.
+fn kp(node: &TestNode, args: &[&str]) -> Output {
+    let mut argv = vec![KPINSPECT];
+    argv.extend_from_slice(args);
+    node.node_exec(&argv)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `apply`/`diff` arguments for cluster file `cluster`.
+fn node_args(cluster: &str) -> Vec<String> {
+    vec![
+        "--config".into(),
+        root(CONFIG),
+        "--node-ip".into(),
+        NODE_IP.to_string(),
+        root(cluster),
+    ]
+}
+
+fn apply(node: &TestNode, cluster: &str, extra: &[&str]) -> Output {
+    let args = node_args(cluster);
+    let mut argv: Vec<&str> = vec!["apply"];
+    argv.extend(extra);
+    argv.extend(args.iter().map(String::as_str));
+    kp(node, &argv)
+}
+
+fn diff_status(node: &TestNode, cluster: &str) -> (Option<i32>, String) {
+    let args = node_args(cluster);
+    let mut argv: Vec<&str> = vec!["diff"];
+    argv.extend(args.iter().map(String::as_str));
+    let out = kp(node, &argv);
+    (out.status.code(), text(&out.stdout) + &text(&out.stderr))
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}): {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// What other programs own in a save: their chains' declarations and rules,
+/// and the rules of built-in chains that are not kube-proxy's jumps. These
+/// must be byte-identical before and after any kpinspect command.
+fn foreign(save: &str) -> Vec<String> {
+    let mut table = String::new();
+    let mut out = Vec::new();
+    for line in save.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+            out.push(line.to_string());
+            continue;
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or_default();
+            if !chain_owner(&table, name).is_kube_proxy() {
+                // Without counters.
+                out.push(format!("{table} :{name}"));
+            }
+            continue;
+        }
+        if line.starts_with("-A ") {
+            let rule = Rule::parse(line).expect("saved rule parses");
+            let builtin = rule.chain.chars().all(|c| c.is_ascii_uppercase());
+            let ours = if builtin {
+                jump_owner(&rule).is_some()
+            } else {
+                chain_owner(&table, &rule.chain).is_kube_proxy()
+            };
+            if !ours {
+                out.push(format!("{table} {line}"));
+            }
+        }
+    }
+    out
+}
+
+/// Other programs' state: a docker-style NAT chain and MASQUERADE, a user
+/// INPUT rule, kubelet's canaries and KUBE-FIREWALL (in the mangle table
+/// the hint tells kpinspect which backend kubelet uses).
+fn add_foreign_state(node: &TestNode) {
+    let ipt = node.backend.iptables();
+    let cmds: [&[&str]; 10] = [
+        &["-t", "nat", "-N", "DOCKER"],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "DOCKER",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "172.17.0.0/16",
+            "!",
+            "-o",
+            "docker0",
+            "-j",
+            "MASQUERADE",
+        ],
+        &[
+            "-t",
+            "filter",
+            "-A",
+            "INPUT",
+            "-s",
+            "1.2.3.4",
+            "-m",
+            "comment",
+            "--comment",
+            "someone else's input rule",
+            "-j",
+            "DROP",
+        ],
+        &["-t", "mangle", "-N", "KUBE-KUBELET-CANARY"],
+        &["-t", "nat", "-N", "KUBE-KUBELET-CANARY"],
+        &["-t", "filter", "-N", "KUBE-FIREWALL"],
+        &[
+            "-t",
+            "filter",
+            "-A",
+            "KUBE-FIREWALL",
+            "-d",
+            "127.0.0.0/8",
+            "!",
+            "-s",
+            "127.0.0.0/8",
+            "-m",
+            "comment",
+            "--comment",
+            "block incoming localnet connections",
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+            "-j",
+            "DROP",
+        ],
+        &["-t", "filter", "-A", "INPUT", "-j", "KUBE-FIREWALL"],
+        &["-t", "filter", "-A", "OUTPUT", "-j", "KUBE-FIREWALL"],
+    ];
+    for c in cmds {
+        let mut argv = vec![ipt.as_str()];
+        argv.extend_from_slice(c);
+        node.node_exec_ok(&argv);
+    }
+}
+
+/// Which pods `n` connections from `from` to `ip:port` reached.
+fn reached(node: &TestNode, from: &str, ip: &str, port: u16, n: usize) -> Vec<IpAddr> {
+    let ip: IpAddr = ip.parse().expect("ip");
+    let mut hit: Vec<IpAddr> = node
+        .connect_many(from, ip, port, n)
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|e| panic!("connection to {ip}:{port} failed: {e}"))
+                .server
+                .ip()
+        })
+        .collect();
+    hit.sort();
+    hit.dedup();
+    hit
+}
+
+fn pods(ids: &[usize]) -> Vec<IpAddr> {
+    ids.iter().map(|i| IpAddr::V4(pod_ip(*i))).collect()
+}
+
+/// Apply, idempotence, an endpoint change, stale chains, foreign rules.
+fn apply_converges(backend: Backend) {
+    let mut node = TestNode::new(Layout { pods: 3, backend });
+    add_foreign_state(&node);
+    let before = foreign(&node.save());
+    node.start_servers(&[8080, 8081]);
+    let pod0 = node.pods[0].ns.clone();
+
+    assert_eq!(
+        diff_status(&node, CLUSTER).0,
+        Some(1),
+        "an empty node differs"
+    );
+    let out = apply(&node, CLUSTER, &[]);
+    ok(&out, "apply");
+    let (code, report) = diff_status(&node, CLUSTER);
+    assert_eq!(code, Some(0), "not in sync after apply:\n{report}");
+    // Idempotent: nothing to write, and --dry-run prints nothing.
+    assert_eq!(ok(&apply(&node, CLUSTER, &["--dry-run"]), "dry run"), "");
+    assert!(text(&apply(&node, CLUSTER, &[]).stderr).contains("nothing written"));
+
+    // Real connections: ClusterIP from a pod, NodePort from the client.
+    // (30 connections over 3 equiprobable endpoints miss one with
+    // probability 3·(2/3)^30 ≈ 1.6e-5.)
+    assert_eq!(reached(&node, &pod0, WEB.0, WEB.1, 30), pods(&[0, 1, 2]));
+    let client = node.client.clone();
+    assert_eq!(
+        reached(&node, &client, &NODE_IP.to_string(), 30080, 30),
+        pods(&[1, 2])
+    );
+
+    // Scale web down and delete the NodePort service: a small payload,
+    // KUBE-SERVICES edited rule by rule, np's chains deleted.
+    let payload = ok(&apply(&node, SCALED, &["--dry-run"]), "dry run");
+    assert!(
+        !payload.contains(":KUBE-SERVICES "),
+        "KUBE-SERVICES rewritten:\n{payload}"
+    );
+    assert!(payload.contains("-D KUBE-SERVICES "), "{payload}");
+    assert!(payload.matches("-X KUBE-").count() >= 3, "{payload}");
+    assert!(!payload.contains("-X KUBE-SERVICES"));
+    ok(&apply(&node, SCALED, &[]), "apply scaled");
+    let (code, report) = diff_status(&node, SCALED);
+    assert_eq!(code, Some(0), "not in sync after the change:\n{report}");
+    assert_eq!(reached(&node, &pod0, WEB.0, WEB.1, 30), pods(&[0, 1]));
+    assert!(
+        node.connect(&client, IpAddr::V4(NODE_IP), 30080).is_err(),
+        "the deleted NodePort still answers"
+    );
+    let save = node.save();
+    assert!(!save.contains("routed/np"), "np's rules are left:\n{save}");
+    assert_eq!(foreign(&save), before, "apply touched foreign rules");
+
+    // Cleanup of iptables mode leaves exactly the foreign state.
+    let report = ok(
+        &kp(
+            &node,
+            &["cleanup", "--mode", "iptables", "--family", "ipv4"],
+        ),
+        "cleanup",
+    );
+    assert!(
+        report.contains("removed chain nat KUBE-SERVICES"),
+        "{report}"
+    );
+    let save = node.save();
+    assert_eq!(foreign(&save), before, "cleanup touched foreign rules");
+    for line in save
+        .lines()
+        .filter(|l| l.starts_with(':') || l.starts_with("-A"))
+    {
+        let name = line[1..].split_whitespace().next().unwrap_or_default();
+        assert!(
+            !name.starts_with("KUBE-") || chain_owner("filter", name) == Owner::Kubelet,
+            "left after cleanup: {line}"
+        );
+        if let Ok(r) = Rule::parse(line) {
+            assert!(jump_owner(&r).is_none(), "jump left after cleanup: {line}");
+        }
+    }
+    assert!(CLIENT_IP.is_private());
+}
+
+#[test]
+fn apply_converges_nft() {
+    if available() {
+        apply_converges(Backend::Nft);
+    }
+}
+
+#[test]
+fn apply_converges_legacy() {
+    if available() {
+        apply_converges(Backend::Legacy);
+    }
+}
+
+/// A restore the kernel refuses (the nfacct counters kube-proxy's rules
+/// name do not exist) changes nothing, names the line and chain, and the
+/// next apply converges.
+#[test]
+fn a_failed_apply_changes_nothing_and_the_next_converges() {
+    if !available() {
+        return;
+    }
+    for backend in Backend::ALL {
+        let node = TestNode::new(Layout { pods: 0, backend });
+        add_foreign_state(&node);
+        node.node_exec_ok(&["nfacct", "del", "ct_state_invalid_dropped_pkts"]);
+        let before = node.save();
+        let out = apply(&node, CLUSTER, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{backend:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("apply failed at payload line "), "{err}");
+        // nft names the rule; legacy the table's COMMIT.
+        assert!(
+            err.contains(": KUBE-FORWARD") || err.contains(": table filter"),
+            "{backend:?}: {err}"
+        );
+        assert_eq!(
+            strip_counters(&node.save()),
+            strip_counters(&before),
+            "{backend:?}: a failed apply changed the node"
+        );
+        node.node_exec_ok(&["nfacct", "add", "ct_state_invalid_dropped_pkts"]);
+        ok(&apply(&node, CLUSTER, &[]), "second apply");
+        assert_eq!(diff_status(&node, CLUSTER).0, Some(0));
+    }
+}
+
+/// A save without counters, and with each built-in chain's rules sorted:
+/// kube-proxy (and kpinspect) leave a jump rule where it is when it is
+/// already there, so after a mode switch their order can differ.
+fn same_state(save: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut group: Vec<String> = Vec::new();
+    for line in strip_counters(save).lines() {
+        let builtin = line
+            .strip_prefix("-A ")
+            .and_then(|r| r.split_whitespace().next())
+            .is_some_and(|c| c.chars().all(|ch| ch.is_ascii_uppercase()));
+        if builtin
+            && group
+                .first()
+                .is_none_or(|g| g.split(' ').nth(1) == line.split(' ').nth(1))
+        {
+            group.push(line.to_string());
+            continue;
+        }
+        group.sort();
+        out.append(&mut group);
+        if builtin {
+            group.push(line.to_string());
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    group.sort();
+    out.append(&mut group);
+    out.join("\n")
+}
+
+fn strip_counters(save: &str) -> String {
+    save.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.find(" [") {
+            Some(i) if l.starts_with(':') => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Two applies at once: the lock serialises them, nothing is written twice.
+#[test]
+fn racing_applies_end_right() {
+    if !available() {
+        return;
+    }
+    let node = TestNode::new(Layout {
+        pods: 0,
+        backend: Backend::Nft,
+    });
+    let spawn = || {
+        let args = node_args(CLUSTER);
+        Command::new("ip")
+            .args(["netns", "exec", &node.node, KPINSPECT, "apply"])
+            .args(&args)
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().expect("a"), b.join().expect("b"))
+    });
+    for out in [a.expect("run"), b.expect("run")] {
+        ok(&out, "racing apply");
+    }
+    assert_eq!(diff_status(&node, CLUSTER).0, Some(0));
+    let save = node.save();
+    let jumps = save
+        .lines()
+        .filter(|l| l.starts_with("-A PREROUTING") && l.contains("KUBE-SERVICES"))
+        .count();
+    assert_eq!(jumps, 1, "duplicate jump rules:\n{save}");
+}
+
+/// IPVS mode's rules, jumps and ipsets, as kube-proxy programs them.
+fn program_ipvs_mode(node: &TestNode) {
+    let sets = std::fs::read_to_string(root("fixtures/ipvs-mode/ipsets.txt")).expect("ipsets");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &node.node, "ipset", "restore", "-exist"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("ipset");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(sets.as_bytes())
+        .expect("write");
+    assert!(child.wait().expect("ipset").success());
+    let rules = std::fs::read_to_string(root("fixtures/ipvs-mode/restore.txt")).expect("restore");
+    node.restore(&rules).expect("IPVS-mode restore");
+    // kube-proxy's "ensure": -C, and -I at the top when absent.
+    let ipt = node.backend.iptables();
+    for j in IPVS_JUMP_RULES {
+        let args = j.args();
+        let mut check = vec![ipt.as_str(), "-t", j.table, "-C", j.chain];
+        check.extend(args.iter().map(String::as_str));
+        if !node.node_exec(&check).status.success() {
+            let mut insert = vec![ipt.as_str(), "-t", j.table, "-I", j.chain];
+            insert.extend(args.iter().map(String::as_str));
+            node.node_exec_ok(&insert);
+        }
+    }
+}
+
+/// A node with other programs' state on it.
+fn fresh(backend: Backend) -> TestNode {
+    let node = TestNode::new(Layout { pods: 0, backend });
+    add_foreign_state(&node);
+    node
+}
+
+/// `cleanup --stale-only` with `config`, IPv4.
+fn cleanup_stale(node: &TestNode, config: &str, dry_run: bool) -> String {
+    let config = root(config);
+    let mut argv = vec![
+        "cleanup",
+        "--stale-only",
+        "--config",
+        &config,
+        "--family",
+        "ipv4",
+    ];
+    if dry_run {
+        argv.push("--dry-run");
+    }
+    ok(&kp(node, &argv), "cleanup")
+}
+
+fn ipsets(node: &TestNode) -> Vec<String> {
+    let mut v: Vec<String> = node
+        .node_exec_ok(&["ipset", "list", "-n"])
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+/// After switching modes, `cleanup --stale-only` removes exactly the old
+/// mode's leftovers: the node ends as one that only ever ran the new mode.
+#[test]
+fn stale_only_cleanup_after_a_mode_switch() {
+    if !available() {
+        return;
+    }
+    for backend in Backend::ALL {
+        // iptables → IPVS.
+        let (pure, switched) = (fresh(backend), fresh(backend));
+        program_ipvs_mode(&pure);
+        ok(&apply(&switched, CLUSTER, &[]), "apply");
+        program_ipvs_mode(&switched);
+        let dry = cleanup_stale(&switched, "fixtures/ipvs-mode/config.yaml", true);
+        assert!(dry.contains("-X KUBE-SVC-"), "{dry}");
+        cleanup_stale(&switched, "fixtures/ipvs-mode/config.yaml", false);
+        let to_ipvs = (same_state(&switched.save()), same_state(&pure.save()));
+        assert_eq!(to_ipvs.0, to_ipvs.1, "{backend:?}: iptables → IPVS");
+        assert_eq!(ipsets(&switched), ipsets(&pure));
+        assert_eq!(ipsets(&pure).len(), 17);
+
+        // IPVS → iptables.
+        let (pure, switched) = (fresh(backend), fresh(backend));
+        ok(&apply(&pure, CLUSTER, &[]), "apply");
+        program_ipvs_mode(&switched);
+        ok(&apply(&switched, CLUSTER, &[]), "apply over IPVS state");
+        cleanup_stale(&switched, CONFIG, false);
+        let to_iptables = (same_state(&switched.save()), same_state(&pure.save()));
+        assert_eq!(to_iptables.0, to_iptables.1, "{backend:?}: IPVS → iptables");
+        let left = ipsets(&switched);
+        assert!(left.is_empty(), "IPVS ipsets left: {left:?}");
+        assert_eq!(diff_status(&switched, CLUSTER).0, Some(0));
+    }
+}

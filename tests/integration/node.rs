@@ -1,0 +1,456 @@
+//! A routed test node made of network namespaces, for tests that send real
+//! traffic through kube-proxy's rules.
+//!
+//! **Needs root**: it creates namespaces with `ip netns`, veth pairs, and
+//! runs iptables, nfacct and python3 inside them. Everything (interfaces,
+//! routes, rules, traffic) stays in the namespaces it creates; the machine's
+//! own namespace is never touched. Tests call [`available`] first: without
+//! root they fail, unless `KPINSPECT_SKIP_NETNS=1` says to skip them.
+//!
+//! ```text
+//!  client ns                 node ns (ip_forward=1)              pod ns i
+//!  eth0 192.168.0.9/24 ── eth0 192.168.0.2/24 (NODE_IP)
+//!  default via node           vethI 169.254.1.1/32 scope link ── eth0 10.244.0.(11+i)/32
+//!                             10.244.0.(11+i)/32 dev vethI        default via 169.254.1.1
+//! ```
+//!
+//! The pod-facing veths carry only a link-scope gateway address (as with
+//! Calico), so traffic the node masquerades leaves with [`NODE_IP`]. The
+//! namespaces are named `kpi-<pid>-<n>-…`, so parallel tests do not collide;
+//! [`Drop`] kills the servers and deletes the namespaces, also on panic.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kpinspect_core::iptables::JUMP_RULES;
+
+/// The node's address toward the client.
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);
+/// The client's address (outside the node and the cluster).
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 9);
+/// The pods' default gateway: a link-scope address on every pod veth.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+/// The address of pod `i`: 10.244.0.11, 10.244.0.12, ...
+pub fn pod_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, 0, 11 + u8::try_from(i).expect("pod index"))
+}
+
+/// Whether the namespace tests can run here; panics when they should but cannot.
+pub fn available() -> bool {
+    if std::env::var_os("KPINSPECT_SKIP_NETNS").is_some() {
+        eprintln!("KPINSPECT_SKIP_NETNS is set: skipping network-namespace tests");
+        return false;
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "network-namespace tests need root (set KPINSPECT_SKIP_NETNS=1 to skip them)"
+    );
+    for tool in ["ip", "python3", "nfacct"]
+        .into_iter()
+        .map(String::from)
+        .chain(
+            Backend::ALL
+                .iter()
+                .flat_map(|b| [b.iptables(), b.restore(), b.save()]),
+        )
+    {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .expect("sh");
+        assert!(found.status.success(), "{tool} is missing (see .ci/run)");
+    }
+    true
+}
+
+/// The iptables backend the node's rules are loaded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `iptables-nft`.
+    Nft,
+    /// `iptables-legacy`.
+    Legacy,
+}
+
+impl Backend {
+    /// Both backends.
+    pub const ALL: [Backend; 2] = [Backend::Nft, Backend::Legacy];
+
+    /// `nft` or `legacy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Nft => "nft",
+            Backend::Legacy => "legacy",
+        }
+    }
+
+    /// `iptables-nft` or `iptables-legacy`.
+    pub fn iptables(self) -> String {
+        format!("iptables-{}", self.name())
+    }
+
+    /// `iptables-nft-restore` or `iptables-legacy-restore`.
+    pub fn restore(self) -> String {
+        format!("iptables-{}-restore", self.name())
+    }
+
+    /// `iptables-nft-save` or `iptables-legacy-save`.
+    pub fn save(self) -> String {
+        format!("iptables-{}-save", self.name())
+    }
+}
+
+/// The shape of a [`TestNode`].
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// How many pod namespaces (at most 200).
+    pub pods: usize,
+    /// The iptables backend of the node.
+    pub backend: Backend,
+}
+
+/// One pod: a namespace with one address.
+#[derive(Debug)]
+pub struct Pod {
+    /// The namespace's name.
+    pub ns: String,
+    /// The pod's address ([`pod_ip`]).
+    pub ip: Ipv4Addr,
+}
+
+/// What a pod server answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The address the connection reached (the pod's IP and port).
+    pub server: SocketAddr,
+    /// The client as the server saw it (after any SNAT).
+    pub peer: SocketAddr,
+}
+
+/// A routed node with pods and a client; see the module documentation.
+pub struct TestNode {
+    /// The node's namespace.
+    pub node: String,
+    /// The client's namespace.
+    pub client: String,
+    /// The pods.
+    pub pods: Vec<Pod>,
+    /// The backend [`TestNode::restore`], [`TestNode::save`] and
+    /// [`TestNode::install_jump_rules`] use.
+    pub backend: Backend,
+    /// Namespaces created so far, deleted on drop.
+    created: Vec<String>,
+    /// Running servers, killed on drop.
+    servers: Vec<Child>,
+}
+
+impl TestNode {
+    /// Creates the namespaces, links, addresses and routes, and the nfacct
+    /// counters kube-proxy creates at start-up (its rules reference them).
+    pub fn new(layout: Layout) -> TestNode {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        assert!(layout.pods <= 200, "too many pods");
+        let prefix = format!(
+            "kpi-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut tn = TestNode {
+            node: format!("{prefix}-node"),
+            client: format!("{prefix}-client"),
+            pods: (0..layout.pods)
+                .map(|i| Pod {
+                    ns: format!("{prefix}-pod{i}"),
+                    ip: pod_ip(i),
+                })
+                .collect(),
+            backend: layout.backend,
+            created: Vec::new(),
+            servers: Vec::new(),
+        };
+        let names: Vec<String> = [tn.node.clone(), tn.client.clone()]
+            .into_iter()
+            .chain(tn.pods.iter().map(|p| p.ns.clone()))
+            .collect();
+        for ns in names {
+            run_ok(Command::new("ip").args(["netns", "add", &ns]));
+            tn.created.push(ns.clone());
+            tn.exec_ok(&ns, &["ip", "link", "set", "lo", "up"]);
+        }
+
+        let node = tn.node.clone();
+        for sysctl in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.send_redirects=0",
+            "net.ipv4.conf.default.send_redirects=0",
+        ] {
+            tn.exec_ok(&node, &["sysctl", "-q", "-w", sysctl]);
+        }
+        // Uplink to the client.
+        let (node_ip, client_ip) = (format!("{NODE_IP}/24"), format!("{CLIENT_IP}/24"));
+        let client = tn.client.clone();
+        tn.exec_ok(
+            &node,
+            &[
+                "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+                &client,
+            ],
+        );
+        tn.exec_ok(&node, &["ip", "addr", "add", &node_ip, "dev", "eth0"]);
+        tn.exec_ok(&node, &["ip", "link", "set", "eth0", "up"]);
+        tn.exec_ok(&client, &["ip", "addr", "add", &client_ip, "dev", "eth0"]);
+        tn.exec_ok(&client, &["ip", "link", "set", "eth0", "up"]);
+        let gw = NODE_IP.to_string();
+        tn.exec_ok(&client, &["ip", "route", "add", "default", "via", &gw]);
+        // One veth per pod.
+        let gw = GATEWAY.to_string();
+        let gw32 = format!("{GATEWAY}/32");
+        for i in 0..tn.pods.len() {
+            let (ns, ip) = (tn.pods[i].ns.clone(), tn.pods[i].ip);
+            let (veth, ip32) = (format!("veth{i}"), format!("{ip}/32"));
+            tn.exec_ok(
+                &node,
+                &[
+                    "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+                    &ns,
+                ],
+            );
+            tn.exec_ok(
+                &node,
+                &["ip", "addr", "add", &gw32, "dev", &veth, "scope", "link"],
+            );
+            tn.exec_ok(&node, &["ip", "link", "set", &veth, "up"]);
+            tn.exec_ok(&node, &["ip", "route", "add", &ip32, "dev", &veth]);
+            tn.exec_ok(&ns, &["ip", "addr", "add", &ip32, "dev", "eth0"]);
+            tn.exec_ok(&ns, &["ip", "link", "set", "eth0", "up"]);
+            tn.exec_ok(
+                &ns,
+                &["ip", "route", "add", &gw, "dev", "eth0", "scope", "link"],
+            );
+            tn.exec_ok(
+                &ns,
+                &["ip", "route", "add", "default", "via", &gw, "dev", "eth0"],
+            );
+        }
+        for counter in [
+            "ct_state_invalid_dropped_pkts",
+            "localhost_nps_accepted_pkts",
+        ] {
+            tn.node_exec_ok(&["nfacct", "add", counter]);
+        }
+        tn
+    }
+
+    /// Runs `argv` in namespace `ns`.
+    pub fn exec(&self, ns: &str, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("ip netns exec {ns} {argv:?}: {e}"))
+    }
+
+    /// Runs `argv` in namespace `ns`, panics unless it succeeds; its stdout.
+    pub fn exec_ok(&self, ns: &str, argv: &[&str]) -> String {
+        let out = self.exec(ns, argv);
+        assert!(
+            out.status.success(),
+            "{ns}: {argv:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `argv` in the node's namespace.
+    pub fn node_exec(&self, argv: &[&str]) -> Output {
+        self.exec(&self.node, argv)
+    }
+
+    /// Runs `argv` in the node's namespace, panics unless it succeeds; its stdout.
+    pub fn node_exec_ok(&self, argv: &[&str]) -> String {
+        self.exec_ok(&self.node, argv)
+    }
+
+    /// The node's IPv4 addresses, as the kernel lists them (loopback included).
+    pub fn local_ips(&self) -> Vec<IpAddr> {
+        self.node_exec_ok(&["ip", "-o", "-4", "addr", "show"])
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace().skip_while(|w| *w != "inet");
+                let cidr = words.nth(1)?;
+                cidr.split('/').next()?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// Loads `text` into the node with `iptables-restore --noflush`, as
+    /// kube-proxy does; the restore's error text if it is refused.
+    pub fn restore(&self, text: &str) -> Result<(), String> {
+        let restore = self.backend.restore();
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.node,
+                &restore,
+                "-w",
+                "10",
+                "--noflush",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{restore}: {e}"));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write restore input");
+        let out = child.wait_with_output().expect("wait for restore");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Inserts kube-proxy's jump rules into the built-in chains the way it
+    /// does (`iptables -t TABLE -I CHAIN ...`, in [`JUMP_RULES`] order). The
+    /// jumps to kubelet's `KUBE-FIREWALL` only if that chain exists.
+    pub fn install_jump_rules(&self) {
+        let iptables = self.backend.iptables();
+        for jump in &JUMP_RULES {
+            if jump.shared_with_kubelet {
+                let exists =
+                    self.node_exec(&[&iptables, "-w", "10", "-t", jump.table, "-S", jump.target]);
+                if !exists.status.success() {
+                    continue;
+                }
+            }
+            let args = jump.args();
+            let mut argv = vec![
+                iptables.as_str(),
+                "-w",
+                "10",
+                "-t",
+                jump.table,
+                "-I",
+                jump.chain,
+            ];
+            argv.extend(args.iter().map(String::as_str));
+            self.node_exec_ok(&argv);
+        }
+    }
+
+    /// The node's rules, as `iptables-save` prints them.
+    pub fn save(&self) -> String {
+        self.node_exec_ok(&[&self.backend.save()])
+    }
+
+    /// Starts, in every pod, a server on each of `ports` that answers every
+    /// connection with `POD_IP:PORT from PEER_IP:PEER_PORT`; returns once
+    /// they all listen.
+    pub fn start_servers(&mut self, ports: &[u16]) {
+        let script = support_script();
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let first = self.servers.len();
+        for pod in &self.pods {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &pod.ns, "python3"])
+                .arg(&script)
+                .arg("serve")
+                .args(&ports)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start server");
+            self.servers.push(child);
+        }
+        for (server, pod) in self.servers[first..].iter_mut().zip(&self.pods) {
+            let mut line = String::new();
+            BufReader::new(server.stdout.as_mut().expect("server stdout"))
+                .read_line(&mut line)
+                .expect("read server");
+            assert_eq!(line.trim(), "ready", "{}: server did not start", pod.ns);
+        }
+    }
+
+    /// One TCP connection from namespace `from` to `ip:port`: what the
+    /// server answered, or why it failed (1 s timeout).
+    pub fn connect(&self, from: &str, ip: IpAddr, port: u16) -> Result<Reply, String> {
+        self.connect_many(from, ip, port, 1).remove(0)
+    }
+
+    /// `count` TCP connections, one after the other (each a new conntrack
+    /// entry), from namespace `from` to `ip:port`; see [`TestNode::connect`].
+    pub fn connect_many(
+        &self,
+        from: &str,
+        ip: IpAddr,
+        port: u16,
+        count: usize,
+    ) -> Vec<Result<Reply, String>> {
+        let script = support_script();
+        let (ip, port, n) = (ip.to_string(), port.to_string(), count.to_string());
+        let out = self.exec_ok(from, &["python3", &script, "connect", &ip, &port, &n, "1"]);
+        let replies: Vec<Result<Reply, String>> = out.lines().map(parse_reply).collect();
+        assert_eq!(replies.len(), count, "client output: {out}");
+        replies
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        for ns in self.created.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// `tests/integration/support/tcp.py`.
+fn support_script() -> String {
+    crate::util::root()
+        .join("tests/integration/support/tcp.py")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A line of the client: `ok SERVER from PEER` or `err WHY`.
+fn parse_reply(line: &str) -> Result<Reply, String> {
+    let answer = line
+        .strip_prefix("ok ")
+        .ok_or_else(|| line.trim_start_matches("err ").to_string())?;
+    let (server, peer) = answer
+        .split_once(" from ")
+        .ok_or_else(|| format!("bad answer {answer:?}"))?;
+    let parse = |s: &str| {
+        s.parse::<SocketAddr>()
+            .map_err(|e| format!("bad answer {answer:?}: {e}"))
+    };
+    Ok(Reply {
+        server: parse(server)?,
+        peer: parse(peer)?,
+    })
+}
+
+/// Runs `cmd` (outside any namespace: only `ip netns add`), panics unless it succeeds.
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
