@@ -151,3 +151,48 @@ fn dump_understands_old_styles_and_reports_anomalies() {
         );
     }
 }
+
+/// With the cluster known, every programmed endpoint says whether it runs on
+/// this node, as the model has it (and both kinds occur).
+#[test]
+fn dump_with_the_cluster_marks_local_endpoints() {
+    let (mut local, mut remote) = (0, 0);
+    for fx in compile_fixtures() {
+        let rs = Ruleset::parse(&fx.compile()).expect("compiled text parses");
+        let (cluster, config) = (fx.cluster(), fx.proxy_config());
+        let state = ProxyState::build(&cluster, &config, fx.family());
+        for svc in dump(&rs, Some(&state)).services {
+            let entry = state
+                .ports
+                .iter()
+                .find(|p| {
+                    p.info.name.namespace == svc.namespace
+                        && p.info.name.name == svc.name
+                        && p.info.name.port == svc.port_name
+                })
+                .expect("service in the model");
+            for e in &svc.endpoints {
+                let model = entry
+                    .endpoints
+                    .iter()
+                    .find(|m| m.ip.to_string() == e.ip && m.port == e.port)
+                    .expect("endpoint in the model");
+                assert_eq!(
+                    e.local,
+                    Some(model.local),
+                    "{}: {}/{} {}",
+                    fx.name,
+                    svc.namespace,
+                    svc.name,
+                    e.ip
+                );
+                if model.local {
+                    local += 1;
+                } else {
+                    remote += 1;
+                }
+            }
+        }
+    }
+    assert!(local > 10 && remote > 10, "local {local}, remote {remote}");
+}

@@ -29,6 +29,8 @@ pub struct EndpointDump {
     pub probability: f64,
     /// Its `KUBE-SEP-` chain.
     pub chain: String,
+    /// Whether it runs on this node, when the cluster is known (`--cluster`).
+    pub local: Option<bool>,
 }
 
 /// One service port as programmed.
@@ -292,9 +294,34 @@ pub fn dump(rs: &Ruleset, cluster: Option<&ProxyState>) -> NodeDump {
             &b.protocol,
         ))
     });
+    if let Some(state) = cluster {
+        mark_local_endpoints(&mut services, state);
+    }
     NodeDump {
         services,
         anomalies,
+    }
+}
+
+/// Fills in each endpoint's `local` from the cluster's view.
+fn mark_local_endpoints(services: &mut [ServiceDump], state: &ProxyState) {
+    for s in services {
+        let Some(entry) = state.ports.iter().find(|e| {
+            let n = &e.info.name;
+            n.namespace == s.namespace
+                && n.name == s.name
+                && n.port == s.port_name
+                && n.protocol.as_str() == s.protocol
+        }) else {
+            continue;
+        };
+        for e in &mut s.endpoints {
+            e.local = entry
+                .endpoints
+                .iter()
+                .find(|ep| ep.port == e.port && ep.ip.to_string() == e.ip)
+                .map(|ep| ep.local);
+        }
     }
 }
 
@@ -435,6 +462,7 @@ fn endpoints(chains: &HashMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
             port,
             probability: (effective * 1e6).round() / 1e6,
             chain: target.to_string(),
+            local: None,
         });
     }
     (out, affinity)

@@ -117,9 +117,14 @@ fn service_block(s: &ServiceDump, out: &mut String) {
     );
     for (i, e) in s.endpoints.iter().enumerate() {
         let label = if i == 0 { "endpoints" } else { "" };
+        let place = match e.local {
+            Some(true) => "  local",
+            Some(false) => "  remote",
+            None => "",
+        };
         let _ = writeln!(
             out,
-            "  {label:<22} {}:{:<6} {:>8}  {}",
+            "  {label:<22} {}:{:<6} {:>8}  {}{place}",
             e.ip,
             e.port,
             fraction(e.probability),
