@@ -220,3 +220,89 @@ fn sorted_format_is_the_normalised_restore() {
     assert_eq!(stdout(&sorted), want);
     assert_ne!(stdout(&sorted), stdout(&raw));
 }
+
+/// `trace` over kube-proxy's restore text (no built-in chains: kube-proxy's
+/// jumps are assumed, and said so): JSON with the documented keys, one DNAT
+/// outcome per endpoint with probabilities adding up to 1.
+#[test]
+fn trace_json_over_restore_text() {
+    let out = run(&[
+        "trace",
+        "--iptables-save",
+        "fixtures/iptables-save/example.restore",
+        "--src",
+        "10.244.0.9",
+        "--dst",
+        "10.105.121.211:80/tcp",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let outcomes = v["outcomes"].as_array().expect("outcomes");
+    assert!(outcomes.len() >= 2, "{v:#}");
+    let mut sum = 0.0;
+    for o in outcomes {
+        for key in ["action", "to", "probability", "masquerade", "path"] {
+            assert!(o.get(key).is_some(), "no {key} in {o}");
+        }
+        assert_eq!(o["action"], "DNAT");
+        sum += o["probability"].as_f64().expect("probability");
+        assert!(o["path"][0]["chain"].is_string());
+    }
+    assert!((sum - 1.0).abs() < 1e-6, "probabilities add up to {sum}");
+    assert!(v["assumptions"][0].as_str().expect("assumption").contains("jump rules"));
+}
+
+/// `diff` against a capture: the same services, so only kube-proxy's jump
+/// rules are missing (the capture was taken without them): exit status 1;
+/// bad arguments: exit status 2 and one line.
+#[test]
+fn diff_exit_statuses() {
+    let args = [
+        "diff",
+        "--config",
+        "examples/kube-proxy-config.yaml",
+        "--iptables-save",
+        "fixtures/iptables-save/example.nft.txt",
+        "examples/cluster.yaml",
+    ];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("default/web-svc-cip (tcp)"), "{text}");
+    assert!(!text.contains("endpoints differ"), "{text}");
+    assert!(text.contains("missing jump rules"), "{text}");
+    for bad in [
+        vec![
+            "trace",
+            "--src",
+            "10.0.0.1",
+            "--dst",
+            "10.0.0.2",
+            "--iptables-save",
+            "fixtures/iptables-save/example.nft.txt",
+        ],
+        vec![
+            "trace",
+            "--src",
+            "nope",
+            "--dst",
+            "10.0.0.2:80",
+            "--iptables-save",
+            "fixtures/iptables-save/example.nft.txt",
+        ],
+        vec![
+            "diff",
+            "--iptables-save",
+            "fixtures/iptables-save/example.nft.txt",
+            "Cargo.toml",
+        ],
+        vec!["cleanup", "--dry-run"],
+    ] {
+        let out = run(&bad);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
+    }
+}
