@@ -514,3 +514,40 @@ fn stale_only_cleanup_after_a_mode_switch() {
         assert_eq!(diff_status(&switched, CLUSTER).0, Some(0));
     }
 }
+
+/// IPv6 (ip6tables): apply converges, then cleanup leaves only kubelet's.
+/// kube-proxy compiles no KUBE-FIREWALL for IPv6 but jumps to it, so the
+/// plan must create it.
+#[test]
+fn ipv6_apply_and_cleanup() {
+    if !available() {
+        return;
+    }
+    let fx = root("fixtures/iptables/edge_ipv6");
+    let args = std::fs::read_to_string(format!("{fx}/args")).expect("args");
+    let config = format!("{fx}/config.yaml");
+    let cluster = format!("{fx}/cluster.yaml");
+    for backend in Backend::ALL {
+        let node = fresh(backend);
+        let mut argv: Vec<&str> = vec!["apply", "--config", &config];
+        argv.extend(args.split_whitespace());
+        argv.push(&cluster);
+        ok(&kp(&node, &argv), "apply");
+        argv[0] = "diff";
+        let out = kp(&node, &argv);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let save6 = format!("ip6tables-{}-save", backend.name());
+        assert!(node.node_exec_ok(&[&save6]).contains("-A KUBE-SERVICES"));
+        ok(
+            &kp(&node, &["cleanup", "--mode", "all", "--family", "ipv6"]),
+            "cleanup",
+        );
+        let left: Vec<String> = node
+            .node_exec_ok(&[&save6])
+            .lines()
+            .filter(|l| l.contains("KUBE-") && !l.contains("KUBE-FIREWALL"))
+            .map(String::from)
+            .collect();
+        assert!(left.is_empty(), "{backend:?}: left after cleanup: {left:?}");
+    }
+}

@@ -251,7 +251,12 @@ fn trace_json_over_restore_text() {
         assert!(o["path"][0]["chain"].is_string());
     }
     assert!((sum - 1.0).abs() < 1e-6, "probabilities add up to {sum}");
-    assert!(v["assumptions"][0].as_str().expect("assumption").contains("jump rules"));
+    assert!(
+        v["assumptions"][0]
+            .as_str()
+            .expect("assumption")
+            .contains("jump rules")
+    );
 }
 
 /// `diff` against a capture: the same services, so only kube-proxy's jump

@@ -139,6 +139,9 @@ struct TablePlan<'a> {
     #[allow(clippy::type_complexity)]
     chains: Vec<(&'a str, ChainPlan<'a>, Vec<&'a Rule>, Vec<&'a Rule>, bool)>,
     jumps: Vec<Rule>,
+    /// Jump targets that exist nowhere yet (kube-proxy creates them with
+    /// `-N` before inserting the jump, e.g. `KUBE-FIREWALL` on IPv6).
+    creates: Vec<String>,
     stale: Vec<String>,
     kept: Vec<(String, String)>,
 }
@@ -186,7 +189,7 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
         chains.push((c.name.as_str(), plan, missing, extra, !declared(&c.name)));
     }
     // kube-proxy's jumps from the built-in chains, in the order it ensures them.
-    let jumps = JUMP_RULES
+    let jumps: Vec<Rule> = JUMP_RULES
         .iter()
         .filter(|j| j.table == desired.name)
         .map(|j| j.rule())
@@ -196,6 +199,14 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
                 .is_some_and(|rules| rules.iter().any(|r| r.same_as(j)))
         })
         .collect();
+    let desired_declared: HashSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
+    let mut creates: Vec<String> = Vec::new();
+    for j in &jumps {
+        let t = j.target_name().unwrap_or_default();
+        if !desired_declared.contains(t) && !declared(t) && !creates.iter().any(|c| c == t) {
+            creates.push(t.to_string());
+        }
+    }
     // Stale service chains, unless a rule kube-proxy does not own still
     // jumps to them (then they, and what they jump to, stay).
     let desired_names: HashSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
@@ -245,6 +256,7 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
         name: &desired.name,
         chains,
         jumps,
+        creates,
         stale,
         kept,
     }
@@ -312,6 +324,9 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
                 out.line(Some(chain), &format!(":{chain} - [0:0]"));
                 out.chains_written += 1;
             }
+        }
+        for c in &p.creates {
+            out.line(Some(c), &format!(":{c} - [0:0]"));
         }
         for s in &p.stale {
             out.line(Some(s), &format!(":{s} - [0:0]"));
@@ -553,12 +568,23 @@ COMMIT
             "-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"
         ));
         assert_eq!(diff(&desired, &actual).missing_jumps.len(), 3);
-        // Applying the plan's desired state again is a no-op.
+        // A jump target neither desired nor on the node is created first.
+        let filter = Ruleset::parse("*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n").unwrap();
+        let p = plan(&filter, &actual);
         assert!(
-            plan(&desired, &desired)
-                .payload
-                .lines()
-                .all(|l| !l.starts_with(":KUBE"))
+            p.payload.contains(":KUBE-FIREWALL - [0:0]\n"),
+            "{}",
+            p.payload
         );
+        let mut node = Ruleset::default();
+        node.restore(&p.payload, super::super::RestoreFlush::NoFlush)
+            .expect("applies");
+        // ... and not again (a declaration would flush kubelet's rules).
+        assert!(!plan(&filter, &node).payload.contains(":KUBE-FIREWALL"));
+        // Against itself only the jumps (and KUBE-POSTROUTING, the target
+        // of one that this desired state lacks) are written.
+        let again = plan(&desired, &desired).payload;
+        let declared: Vec<&str> = again.lines().filter(|l| l.starts_with(':')).collect();
+        assert_eq!(declared, [":KUBE-POSTROUTING - [0:0]"], "{again}");
     }
 }
