@@ -174,7 +174,17 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
         packet,
         opts,
         assumptions: Vec::new(),
+        in_iface: None,
+        splits: 0,
     };
+    for table in ["raw", "mangle", "security"] {
+        if rules.table(table).is_some_and(|t| !t.rules.is_empty()) {
+            w.assumptions.push(format!(
+                "the {table} table has rules, which this trace does not evaluate \
+                 (e.g. NOTRACK in raw would skip nat, MARK in mangle could change masquerading)"
+            ));
+        }
+    }
     for table in ["nat", "filter"] {
         let view = w.view(rules, table);
         w.tables.insert(table, view);
@@ -303,6 +313,12 @@ struct Walker<'a> {
     packet: &'a Packet,
     opts: &'a TraceOptions,
     assumptions: Vec<String>,
+    /// The input interface at the current hook: `Some("")` where there is
+    /// none (locally generated), `Some("lo")` on loop-back delivery, `None`
+    /// when unknown.
+    in_iface: Option<String>,
+    /// Branch splits so far, over the whole trace.
+    splits: usize,
 }
 
 /// A match's result for one branch.
@@ -385,13 +401,18 @@ impl<'a> Walker<'a> {
         b: Branch,
         hook: Hook,
     ) -> Vec<(Branch, Option<Action>)> {
+        self.in_iface = match (hook, chain) {
+            (Hook::Output, "INPUT") => Some("lo".into()),
+            (Hook::Output, _) => Some(String::new()),
+            (Hook::Prerouting, _) => self.opts.in_interface.clone(),
+        };
         let policy = self
             .tables
             .get(table)
             .and_then(|t| t.declared.get(chain).copied().flatten())
             .unwrap_or("ACCEPT")
             .to_string();
-        self.chain(table, chain, b, hook, 0)
+        self.chain(table, chain, b, 0)
             .into_iter()
             .map(|(mut b, flow)| match flow {
                 Flow::Accept => (b, None),
@@ -422,7 +443,6 @@ impl<'a> Walker<'a> {
         table: &'static str,
         chain: &str,
         b: Branch,
-        hook: Hook,
         depth: usize,
     ) -> Vec<(Branch, Flow)> {
         let rules: Vec<(usize, RuleRef<'a>)> = self
@@ -449,7 +469,7 @@ impl<'a> Walker<'a> {
                 continue;
             };
             let rule = rule.rule();
-            let splits = self.matches(rule, b, hook, active.len() + done.len());
+            let splits = self.matches(rule, b);
             // Built in order, pushed reversed.
             let mut next: Vec<(Branch, Result<usize, Flow>)> = Vec::new();
             for (mut b, matched) in splits {
@@ -508,7 +528,7 @@ impl<'a> Walker<'a> {
                             continue;
                         }
                         let goto = target.goto;
-                        for (b, flow) in self.chain(table, sub, b, hook, depth + 1) {
+                        for (b, flow) in self.chain(table, sub, b, depth + 1) {
                             match flow {
                                 Flow::Continue if goto => next.push((b, Err(Flow::Continue))),
                                 Flow::Continue => next.push((b, Ok(i + 1))),
@@ -544,10 +564,10 @@ impl<'a> Walker<'a> {
     }
 
     /// Splits `b` by the rule's matches: `(branch, matched)` pairs in order.
-    fn matches(&mut self, rule: &Rule, b: Branch, hook: Hook, live: usize) -> Vec<(Branch, bool)> {
+    fn matches(&mut self, rule: &Rule, b: Branch) -> Vec<(Branch, bool)> {
         let mut out = Vec::new();
         let mut pending = vec![(b, 0usize)];
-        let tests = self.tests(rule, hook);
+        let tests = self.tests(rule);
         while let Some((b, k)) = pending.pop() {
             let Some(test) = tests.get(k) else {
                 out.push((b, true));
@@ -556,7 +576,18 @@ impl<'a> Walker<'a> {
             match test(self, &b) {
                 Test::Known(true) => pending.push((b, k + 1)),
                 Test::Known(false) => out.push((b, false)),
+                Test::Random(p) if self.splits >= MAX_BRANCHES => {
+                    self.assume(format!(
+                        "more than {MAX_BRANCHES} branches: from here on, random matches take their more likely side, so probabilities are approximate"
+                    ));
+                    if p >= 0.5 {
+                        pending.push((b, k + 1));
+                    } else {
+                        out.push((b, false));
+                    }
+                }
                 Test::Random(p) => {
+                    self.splits += 1;
                     let mut miss = b.clone();
                     miss.probability *= 1.0 - p;
                     let mut hit = b;
@@ -569,7 +600,8 @@ impl<'a> Walker<'a> {
                     }
                 }
                 Test::Unknown(cond) => {
-                    if live + out.len() + pending.len() > MAX_BRANCHES {
+                    self.splits += 1;
+                    if self.splits > MAX_BRANCHES {
                         self.assume(format!(
                             "too many branches: assumed that {cond} does not hold"
                         ));
@@ -590,7 +622,7 @@ impl<'a> Walker<'a> {
 
     /// The rule's matches as tests, in the order the kernel runs them.
     #[allow(clippy::type_complexity)]
-    fn tests(&self, rule: &Rule, hook: Hook) -> Vec<Box<dyn Fn(&Walker<'_>, &Branch) -> Test>> {
+    fn tests(&self, rule: &Rule) -> Vec<Box<dyn Fn(&Walker<'_>, &Branch) -> Test>> {
         let mut tests: Vec<Box<dyn Fn(&Walker<'_>, &Branch) -> Test>> = Vec::new();
         let src = self.packet.src;
         let proto = self.packet.protocol;
@@ -603,10 +635,7 @@ impl<'a> Walker<'a> {
                 "-p" => tests.push(Box::new(move |_, _| known(neg, protocol_is(&v, proto)))),
                 "-f" => tests.push(Box::new(move |_, _| known(neg, false))),
                 "-i" => {
-                    let iface = match hook {
-                        Hook::Output => Some(String::new()),
-                        Hook::Prerouting => self.opts.in_interface.clone(),
-                    };
+                    let iface = self.in_iface.clone();
                     tests.push(Box::new(move |_, _| match &iface {
                         Some(i) => known(neg, iface_matches(&v, i)),
                         None => unknown(neg, format!("the packet arrives on interface {v}")),
@@ -737,7 +766,7 @@ fn unknown(negated: bool, holds: String) -> Test {
 fn addr_type(w: &Walker<'_>, neg: bool, ty: &str, ip: &IpAddr) -> Test {
     match ty {
         "LOCAL" => known(neg, w.is_local(ip)),
-        "UNICAST" if !ip.is_multicast() => known(neg, !w.is_local(ip) || !ip.is_loopback()),
+        "UNICAST" => known(neg, !ip.is_multicast() && !w.is_local(ip)),
         "MULTICAST" => known(neg, ip.is_multicast()),
         other => unknown(neg, format!("the address {ip} is of type {other}")),
     }
@@ -970,6 +999,31 @@ COMMIT
         };
         let t = trace(&rs, &p, &opts);
         assert_eq!(t.outcomes.len(), 2);
+    }
+
+    #[test]
+    fn loopback_delivery_arrives_on_lo() {
+        let save = "*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
+        let rs = Ruleset::parse(save).unwrap();
+        let p = Packet::new(ip("127.0.0.1"), ip("127.0.0.1"), 22, Protocol::Tcp);
+        let t = trace(&rs, &p, &TraceOptions::default());
+        assert_eq!(t.outcomes.len(), 1);
+        assert_eq!(t.outcomes[0].action, Action::Accept);
+        assert!(t.outcomes[0].local);
+    }
+
+    #[test]
+    fn random_branching_is_bounded() {
+        let mut save = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n");
+        for _ in 0..24 {
+            save.push_str("-A PREROUTING -m statistic --mode random --probability 0.5 -j MARK --set-xmark 0x1/0x0\n");
+        }
+        save.push_str("COMMIT\n");
+        let rs = Ruleset::parse(&save).unwrap();
+        let p = Packet::new(ip("10.0.0.1"), ip("10.0.0.2"), 80, Protocol::Tcp);
+        let t = trace(&rs, &p, &TraceOptions::default());
+        assert!(t.outcomes.len() <= 2 * MAX_BRANCHES, "{}", t.outcomes.len());
+        assert!(t.assumptions.iter().any(|a| a.contains("approximate")));
     }
 
     #[test]

@@ -32,14 +32,22 @@ pub fn process_names(proc_root: &Path) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// The PID of a running kube-proxy in this PID namespace, if any.
+/// The PID of a running kube-proxy that programs this network namespace
+/// (a kube-proxy of another network namespace on the same host, e.g. a
+/// kind node, does not count), if any.
 pub fn kube_proxy_running() -> Option<u32> {
     kube_proxy_running_in(Path::new("/proc"))
 }
 
 /// [`kube_proxy_running`] over the proc file system at `proc_root`.
 pub fn kube_proxy_running_in(proc_root: &Path) -> Option<u32> {
-    find_kube_proxy(process_names(proc_root))
+    let netns = |pid: &str| std::fs::read_link(proc_root.join(pid).join("ns/net")).ok();
+    let ours = netns("self");
+    find_kube_proxy(
+        process_names(proc_root)
+            .into_iter()
+            .filter(|(pid, _)| ours.is_none() || netns(&pid.to_string()) == ours),
+    )
 }
 
 #[cfg(test)]

@@ -25,10 +25,11 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         anomalies: vec![],
     };
     let sources = if args.saves.is_empty() {
+        let node = crate::live::iptables()?;
         let mut live = Vec::new();
         for family in [IpFamily::V4, IpFamily::V6] {
-            if crate::live::has_tools(family)? {
-                live.push(crate::live::read_iptables(family)?);
+            if node.has_tools(family) {
+                live.push(node.read(family)?);
             }
         }
         live

@@ -19,40 +19,48 @@ fn usage(e: NodeError) -> anyhow::Error {
     UsageError::msg(e.to_string()).into()
 }
 
-/// The backend that holds kube-proxy's rules; warns when both do.
-pub fn backend() -> Result<Backend> {
+/// The node's iptables through the backend that holds kube-proxy's rules,
+/// detected once per command (a cleanup that empties one backend must not
+/// switch to the other halfway).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveIptables {
+    backend: Backend,
+}
+
+/// Detects the backend; warns when both hold kube-proxy's chains.
+pub fn iptables() -> Result<LiveIptables> {
     let d = kpinspect_node::detect_backend().map_err(usage)?;
     if let Some(w) = d.warning() {
         eprintln!("kpinspect: warning: {w}");
     }
-    Ok(d.backend)
+    Ok(LiveIptables { backend: d.backend })
 }
 
-/// The program that reads and writes `family` on the detected backend.
-pub fn iptables_program(family: IpFamily) -> String {
-    backend()
-        .map(|b| b.restore_program(family))
-        .unwrap_or_else(|_| "iptables-restore".into())
-}
+impl LiveIptables {
+    /// The restore program for `family` (`iptables-nft-restore`, ...).
+    pub fn restore_program(self, family: IpFamily) -> String {
+        self.backend.restore_program(family)
+    }
 
-/// Whether the tools for `family` are installed.
-pub fn has_tools(family: IpFamily) -> Result<bool> {
-    Ok(kpinspect_node::find_program(&backend()?.save_program(family)).is_some())
-}
+    /// Whether the tools for `family` are installed.
+    pub fn has_tools(self, family: IpFamily) -> bool {
+        kpinspect_node::find_program(&self.backend.save_program(family)).is_some()
+    }
 
-/// Saves `family`'s rules from the live node.
-pub fn read_iptables(family: IpFamily) -> Result<Source> {
-    let b = backend()?;
-    let text = SystemIptables::new(b).save(family).map_err(usage)?;
-    let name = format!("the live node ({})", b.save_program(family));
-    let rules = Ruleset::parse(&text).map_err(|e| UsageError::msg(format!("{name}: {e}")))?;
-    Ok(Source { name, rules })
-}
+    /// Saves `family`'s rules.
+    pub fn read(self, family: IpFamily) -> Result<Source> {
+        let text = SystemIptables::new(self.backend)
+            .save(family)
+            .map_err(usage)?;
+        let name = format!("the live node ({})", self.backend.save_program(family));
+        let rules = Ruleset::parse(&text).map_err(|e| UsageError::msg(format!("{name}: {e}")))?;
+        Ok(Source { name, rules })
+    }
 
-/// Restores `payload` (`--noflush`) into `family`'s tables.
-pub fn restore_iptables(family: IpFamily, payload: &str) -> Result<(), NodeError> {
-    let b = kpinspect_node::detect_backend()?.backend;
-    SystemIptables::new(b).restore(family, payload)
+    /// Restores `payload` (`--noflush`) into `family`'s tables.
+    pub fn restore(self, family: IpFamily, payload: &str) -> Result<(), NodeError> {
+        SystemIptables::new(self.backend).restore(family, payload)
+    }
 }
 
 /// The names of the node's ipsets (none when the ipset tool is missing).

@@ -54,7 +54,7 @@ pub fn family_of(rules: &Ruleset) -> Option<IpFamily> {
 /// are given.
 pub fn ruleset_for(paths: &[PathBuf], family: IpFamily) -> Result<(String, Ruleset)> {
     if paths.is_empty() {
-        let s = crate::live::read_iptables(family)?;
+        let s = crate::live::iptables()?.read(family)?;
         return Ok((s.name, s.rules));
     }
     let mut sources = read_saves(paths)?;

@@ -130,7 +130,8 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     // Read, plan and write under one lock: a second apply plans against
     // what this one wrote.
     let _lock = live::lock()?;
-    let actual = live::read_iptables(want.family)?;
+    let node = live::iptables()?;
+    let actual = node.read(want.family)?;
     let plan = iptables::plan(&want.rules, &actual.rules);
     for (chain, rule) in &plan.chains_kept {
         eprintln!("kpinspect: warning: stale chain {chain} kept: still jumped to by `{rule}`");
@@ -143,7 +144,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         eprintln!("kpinspect: {}: in sync, nothing written", actual.name);
         return Ok(ExitCode::SUCCESS);
     }
-    if let Err(e) = live::restore_iptables(want.family, &plan.payload) {
+    if let Err(e) = node.restore(want.family, &plan.payload) {
         anyhow::bail!(UsageError::msg(restore_failure(&e, &plan, &want)));
     }
     eprintln!(
@@ -163,10 +164,30 @@ fn restore_failure(e: &live::LiveError, plan: &Plan, want: &Desired) -> String {
         line: Some(line), ..
     } = e
     else {
-        return format!("apply failed, nothing changed: {e}");
+        return format!(
+            "apply failed (each table of the payload is committed whole or not at all; run diff to see what stands): {e}"
+        );
     };
     let line = *line;
     let chain = plan.chain_at(line).unwrap_or("?");
+    // Tables whose COMMIT came before the failing line were applied.
+    let committed: Vec<String> = plan
+        .payload
+        .lines()
+        .take(line.saturating_sub(1))
+        .enumerate()
+        .filter(|(_, l)| *l == "COMMIT")
+        .filter_map(|(i, _)| plan.chain_at(i + 1))
+        .map(|t| t.trim_start_matches("table ").to_string())
+        .collect();
+    let before = if committed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (the {} table before it was applied)",
+            committed.join(", ")
+        )
+    };
     let service = kpinspect_core::dump::dump(&want.rules, Some(&want.state))
         .services
         .into_iter()
@@ -180,7 +201,7 @@ fn restore_failure(e: &live::LiveError, plan: &Plan, want: &Desired) -> String {
         })
         .unwrap_or_default();
     format!(
-        "apply failed at payload line {line}: {chain}{service}; the table was left as it was: {e}"
+        "apply failed at payload line {line}: {chain}{service}; that table was left as it was{before}: {e}"
     )
 }
 
@@ -209,6 +230,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         refuse_if_kube_proxy_runs(args.force)?;
     }
     let _lock = live::lock()?;
+    let node = live::iptables()?;
     let families = match args.family {
         Some(FamilyArg::Ipv4) => vec![IpFamily::V4],
         Some(FamilyArg::Ipv6) => vec![IpFamily::V6],
@@ -217,12 +239,24 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let mut sources = Vec::new();
     for f in &families {
         // A node without ip6tables has no IPv6 state to clean.
-        if args.family.is_none() && !live::has_tools(*f)? {
+        if args.family.is_none() && !node.has_tools(*f) {
             continue;
         }
-        sources.push((*f, live::read_iptables(*f)?));
+        sources.push((*f, node.read(*f)?));
     }
-    let ipsets = live::ipset_names()?;
+    // Only the sets of the families read: a set of the other family may be
+    // matched by rules this run does not see.
+    let read = |f: IpFamily| sources.iter().any(|(g, _)| *g == f);
+    let ipsets: Vec<String> = live::ipset_names()?
+        .into_iter()
+        .filter(|s| {
+            if s.starts_with("KUBE-6-") {
+                read(IpFamily::V6)
+            } else {
+                read(IpFamily::V4)
+            }
+        })
+        .collect();
     let rulesets: Vec<&Ruleset> = sources.iter().map(|(_, s)| &s.rules).collect();
     let plan = iptables::cleanup_plan(&rulesets, &ipsets, scope);
     let mut report = String::new();
@@ -245,7 +279,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         let mut out = String::new();
         for ((f, _), payload) in sources.iter().zip(&plan.payloads) {
             if !payload.is_empty() {
-                let _ = writeln!(out, "# {}-restore --noflush", live::iptables_program(*f));
+                let _ = writeln!(out, "# {}-restore --noflush", node.restore_program(*f));
                 out.push_str(payload);
             }
         }
@@ -259,9 +293,9 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     }
     for ((f, _), payload) in sources.iter().zip(&plan.payloads) {
         if !payload.is_empty() {
-            live::restore_iptables(*f, payload).map_err(|e| {
+            node.restore(*f, payload).map_err(|e| {
                 UsageError::msg(format!(
-                    "cleanup failed, that table was left as it was: {e}"
+                    "cleanup failed for {}, the failing table was left as it was (tables before it in the payload were applied): {e}", node.restore_program(*f)
                 ))
             })?;
         }

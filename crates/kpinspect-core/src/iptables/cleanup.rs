@@ -135,10 +135,16 @@ pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScop
                         continue;
                     }
                     let is_jump = BUILTIN_CHAINS.contains(&r.chain.as_str());
+                    // Rules deleted from chains that stay: kube-proxy's jump
+                    // rules in scope, and references in a shared chain the
+                    // configured mode keeps (StaleFor). A rule in any other
+                    // chain that stays (another mode's, when one mode is
+                    // cleaned, or anyone else's) keeps what it jumps to.
                     let ours = if is_jump {
                         jump_owner(r).is_some_and(|o| scope.removes(o))
                     } else {
-                        chain_owner(t, &r.chain).is_kube_proxy()
+                        let owner = chain_owner(t, &r.chain);
+                        owner == Owner::Both && !scope.removes(owner)
                     };
                     let to_removed = r.target_name().is_some_and(|n| set.contains(n));
                     let to_removed_set = ipset_refs(r).any(|s| removed_sets.contains(s));
@@ -367,6 +373,30 @@ COMMIT
         let first_x = nat.find("-X ").unwrap();
         assert!(nat.find("-D PREROUTING").unwrap() < first_x);
         assert!(nat.find(":KUBE-SERVICES").unwrap() < nat.find("-D PREROUTING").unwrap());
+    }
+
+    #[test]
+    fn cleaning_one_mode_leaves_the_other_modes_chains_whole() {
+        let rs = Ruleset::parse(&MIXED.replace(
+            "-A KUBE-SVC-A -j KUBE-SEP-A\n",
+            "-A KUBE-SVC-A -j KUBE-MARK-MASQ\n-A KUBE-SVC-A -j KUBE-SEP-A\n",
+        ))
+        .unwrap();
+        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::Mode { ipvs: true });
+        // KUBE-SVC-A (iptables mode) still jumps to the shared KUBE-MARK-MASQ:
+        // that stays, and no rule of KUBE-SVC-A is deleted.
+        assert!(
+            !names(&p).contains(&"nat KUBE-MARK-MASQ".to_string()),
+            "{:?}",
+            names(&p)
+        );
+        assert!(
+            p.removed_rules
+                .iter()
+                .all(|(_, r)| !r.starts_with("-A KUBE-SVC-A"))
+        );
+        assert!(p.kept.iter().any(|(what, _)| what == "nat KUBE-MARK-MASQ"));
+        assert!(names(&p).contains(&"nat KUBE-LOAD-BALANCER".to_string()));
     }
 
     #[test]

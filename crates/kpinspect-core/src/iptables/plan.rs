@@ -6,7 +6,7 @@
 //! Compared with what kube-proxy writes on a sync, the payload is small:
 //! chains that are already right are not touched; large chains whose rules
 //! mostly stay (`KUBE-SERVICES`, `KUBE-NODEPORTS`, ...) are edited rule by
-//! rule (`-D CHAIN n`, `-I CHAIN n`); other changed chains are rewritten
+//! rule (`-D CHAIN rule`, `-I CHAIN n`); other changed chains are rewritten
 //! whole (a declaration flushes them); stale service chains are flushed and
 //! deleted (`-X`) in the same transaction, after every rule that jumped to
 //! them is gone; kube-proxy's jump rules from the built-in chains are
@@ -22,7 +22,8 @@
 //!     -A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n\
 //!     -A KUBE-SVC-A -j DNAT --to-destination 10.0.0.1:80\nCOMMIT\n").unwrap();
 //! let p = plan(&desired, &actual);
-//! assert!(p.payload.contains(":KUBE-SVC-A - [0:0]\n-A KUBE-SVC-A -j DNAT --to-destination 10.0.0.2:80\n"));
+//! assert!(p.payload.contains(":KUBE-SVC-A - [0:0]\n"));
+//! assert!(p.payload.contains("\n-A KUBE-SVC-A -j DNAT --to-destination 10.0.0.2:80\n"));
 //! assert!(!p.payload.contains("KUBE-SERVICES -d")); // KUBE-SERVICES is already right
 //! ```
 
@@ -127,8 +128,11 @@ impl Plan {
 enum ChainPlan<'a> {
     Same,
     Write(Vec<&'a Rule>),
+    /// Deletions by rule (`-D CHAIN spec`: if the chain changed since it
+    /// was read, the table fails as a whole instead of deleting another
+    /// rule), then insertions at their final positions.
     Edit {
-        deletes: Vec<usize>,
+        deletes: Vec<&'a Rule>,
         inserts: Vec<(usize, &'a Rule)>,
     },
 }
@@ -173,14 +177,16 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
             let extra: Vec<&Rule> = deletes.iter().map(|i| have[*i]).collect();
             let plan = if deletes.is_empty() && inserts.is_empty() {
                 ChainPlan::Same
-            } else if deletes.len() + inserts.len() > want.len()
+            } else if (deletes.len() + inserts.len() > want.len()
+                || deletes_are_ambiguous(&have, &deletes))
                 && !BUILTIN_CHAINS.contains(&c.name.as_str())
             {
-                // A declaration and the whole chain is fewer lines.
+                // A declaration and the whole chain is fewer lines (or a
+                // delete by spec could hit a kept twin of the rule).
                 ChainPlan::Write(want.clone())
             } else {
                 ChainPlan::Edit {
-                    deletes,
+                    deletes: deletes.iter().map(|i| have[*i]).collect(),
                     inserts: inserts.into_iter().map(|i| (i, want[i])).collect(),
                 }
             };
@@ -341,8 +347,10 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
                     }
                 }
                 ChainPlan::Edit { deletes, inserts } => {
-                    for d in deletes.iter().rev() {
-                        out.line(Some(chain), &format!("-D {chain} {}", d + 1));
+                    for d in deletes {
+                        let text = render_rule(d);
+                        let spec = text.strip_prefix("-A").unwrap_or(&text);
+                        out.line(Some(chain), &format!("-D{spec}"));
                         out.rules_deleted += 1;
                     }
                     for (i, r) in inserts {
@@ -363,6 +371,16 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
         out.line(Some(&table), "COMMIT");
     }
     out
+}
+
+/// Whether deleting `deletes` (indices into `have`) by rule spec could
+/// remove a kept identical rule instead (iptables deletes the first match).
+fn deletes_are_ambiguous(have: &[&Rule], deletes: &[usize]) -> bool {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for r in have {
+        *count.entry(r.canonical()).or_default() += 1;
+    }
+    deletes.iter().any(|d| count[&have[*d].canonical()] > 1)
 }
 
 /// `-I CHAIN pos ...` for `rule`.
@@ -534,7 +552,7 @@ COMMIT
             "*nat
 :KUBE-SVC-OLD - [0:0]
 :KUBE-SEP-OLD - [0:0]
--D KUBE-SERVICES 2
+-D KUBE-SERVICES -d 172.30.0.99/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-OLD
 -X KUBE-SVC-OLD
 -X KUBE-SEP-OLD
 COMMIT
