@@ -8,7 +8,8 @@
 //! root they fail, unless `KPINSPECT_SKIP_NETNS=1` says to skip them.
 //!
 //! ```text
-//!  client ns                 node ns (ip_forward=1)              pod ns i
+//!  client ns                 node ns (ip_forward=1,              pod ns i
+//!                            default via the client)
 //!  eth0 192.168.0.9/24 ── eth0 192.168.0.2/24 (NODE_IP)
 //!  default via node           vethI 169.254.1.1/32 scope link ── eth0 10.244.0.(11+i)/32
 //!                             10.244.0.(11+i)/32 dev vethI        default via 169.254.1.1
@@ -208,6 +209,11 @@ impl TestNode {
         tn.exec_ok(&client, &["ip", "link", "set", "eth0", "up"]);
         let gw = NODE_IP.to_string();
         tn.exec_ok(&client, &["ip", "route", "add", "default", "via", &gw]);
+        // Like a real node, a default route (here toward the client), so
+        // that the node's own connections to a ClusterIP are routable
+        // before nat OUTPUT rewrites them.
+        let up = CLIENT_IP.to_string();
+        tn.exec_ok(&node, &["ip", "route", "add", "default", "via", &up]);
         // One veth per pod.
         let gw = GATEWAY.to_string();
         let gw32 = format!("{GATEWAY}/32");

@@ -27,6 +27,8 @@ const CONNECTIONS: usize = 40;
 enum From {
     Client,
     Pod(usize),
+    /// The node itself (the trace starts at nat OUTPUT).
+    Node,
 }
 
 /// A connection to make, and the endpoints (with whether kube-proxy
@@ -64,6 +66,17 @@ fn flows() -> Vec<Flow> {
         Flow {
             name: "client -> ClusterIP (from outside clusterCIDR: masqueraded)",
             from: From::Client,
+            dst: cluster_ip,
+            port: 80,
+            expect: &[
+                ("10.244.0.11:8080", true),
+                ("10.244.0.12:8080", true),
+                ("10.244.0.13:8080", true),
+            ],
+        },
+        Flow {
+            name: "node -> ClusterIP (from outside clusterCIDR: masqueraded)",
+            from: From::Node,
             dst: cluster_ip,
             port: 80,
             expect: &[
@@ -130,6 +143,7 @@ fn check_flow(node: &TestNode, rules: &Ruleset, opts: &TraceOptions, flow: &Flow
     let (ns, src) = match flow.from {
         From::Client => (node.client.as_str(), IpAddr::V4(CLIENT_IP)),
         From::Pod(i) => (node.pods[i].ns.as_str(), IpAddr::V4(pod_ip(i))),
+        From::Node => (node.node.as_str(), IpAddr::V4(NODE_IP)),
     };
 
     // What the tracer says: DNAT targets of a new client, with their chance
