@@ -551,3 +551,32 @@ fn ipv6_apply_and_cleanup() {
         assert!(left.is_empty(), "{backend:?}: left after cleanup: {left:?}");
     }
 }
+
+/// `dump` of a live node whose two iptables backends both hold kube-proxy
+/// chains reports it as an anomaly (and prints no colour into a pipe).
+#[test]
+fn dump_live_reports_rules_in_both_backends() {
+    if !available() {
+        return;
+    }
+    let node = fresh(Backend::Nft);
+    ok(&apply(&node, CLUSTER, &[]), "apply");
+    node.node_exec_ok(&["iptables-legacy", "-t", "nat", "-N", "KUBE-SERVICES"]);
+    let out = kp(&node, &["dump", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&out, "dump")).expect("json");
+    let kinds: Vec<&str> = json["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"both-backends"), "{kinds:?}");
+    assert!(
+        text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    let table = ok(&kp(&node, &["dump"]), "dump");
+    assert!(table.contains("routed/web:http (tcp)"), "{table}");
+    assert!(!table.contains('\x1b'), "colour in a pipe");
+}

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kpinspect_core::dump::{NodeDump, ServiceDump};
+use kpinspect_core::dump::{Anomaly, NodeDump, ServiceDump};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
@@ -26,6 +26,16 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     };
     let sources = if args.saves.is_empty() {
         let node = crate::live::iptables()?;
+        if node.both_backends {
+            result.anomalies.push(Anomaly {
+                kind: "both-backends".into(),
+                chain: String::new(),
+                message:
+                    "kube-proxy chains exist in both the legacy and the nft iptables backend; \
+                          the other backend's stale rules still filter and NAT traffic"
+                        .into(),
+            });
+        }
         let mut live = Vec::new();
         for family in [IpFamily::V4, IpFamily::V6] {
             if node.has_tools(family) {
@@ -53,7 +63,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     }
     let out = match args.format {
         DumpFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
-        DumpFormat::Table => table(&result),
+        DumpFormat::Table => table(&result, colour()),
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -135,15 +145,37 @@ fn service_block(s: &ServiceDump, out: &mut String) {
     out.push('\n');
 }
 
-fn table(d: &NodeDump) -> String {
+/// Colour only on a terminal, and not with `NO_COLOR` set.
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` in SGR style `code` when `on`.
+fn paint(text: &str, code: &str, on: bool) -> String {
+    if on {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn table(d: &NodeDump, colour: bool) -> String {
     let mut out = String::new();
     for s in &d.services {
-        service_block(s, &mut out);
+        let mut block = String::new();
+        service_block(s, &mut block);
+        // The service's name line in bold.
+        let (head, rest) = block.split_once('\n').unwrap_or((&block, ""));
+        out.push_str(&paint(head, "1", colour));
+        out.push('\n');
+        out.push_str(rest);
     }
     if !d.anomalies.is_empty() {
-        let _ = writeln!(out, "anomalies:");
+        let _ = writeln!(out, "{}", paint("anomalies:", "1", colour));
         for a in &d.anomalies {
-            let _ = writeln!(out, "  {:<15} {:<30} {}", a.kind, a.chain, a.message);
+            let kind = paint(&format!("{:<15}", a.kind), "33", colour);
+            let _ = writeln!(out, "  {kind} {:<30} {}", a.chain, a.message);
         }
     }
     out

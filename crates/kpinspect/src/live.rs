@@ -25,6 +25,8 @@ fn usage(e: NodeError) -> anyhow::Error {
 #[derive(Debug, Clone, Copy)]
 pub struct LiveIptables {
     backend: Backend,
+    /// Whether both backends hold kube-proxy's chains.
+    pub both_backends: bool,
 }
 
 /// Detects the backend; warns when both hold kube-proxy's chains.
@@ -33,7 +35,10 @@ pub fn iptables() -> Result<LiveIptables> {
     if let Some(w) = d.warning() {
         eprintln!("kpinspect: warning: {w}");
     }
-    Ok(LiveIptables { backend: d.backend })
+    Ok(LiveIptables {
+        backend: d.backend,
+        both_backends: d.legacy_has_kube && d.nft_has_kube,
+    })
 }
 
 impl LiveIptables {

@@ -307,3 +307,41 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     crate::write_stdout(&report)?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused line is named with its chain and the Service that chain
+    /// belongs to, and says which tables were already applied.
+    #[test]
+    fn restore_failures_name_the_chain_and_service() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
+        let node = NodeArgs::only_config(format!("{root}examples/kube-proxy-config.yaml").into());
+        let want = desired(&node, &[format!("{root}examples/cluster.yaml").into()]).unwrap();
+        let plan = iptables::plan(&want.rules, &Ruleset::default());
+        let (line, text) = plan
+            .payload
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.starts_with("-A KUBE-SVC-") && l.contains("default/web-svc-cip"))
+            .map(|(i, l)| (i + 1, l.to_string()))
+            .unwrap();
+        let chain = text.split_whitespace().nth(1).unwrap().to_string();
+        let e = live::LiveError::Restore {
+            line: Some(line),
+            message: "iptables-restore: line N failed".into(),
+        };
+        let msg = restore_failure(&e, &plan, &want);
+        assert!(
+            msg.contains(&format!("line {line}: {chain} for default/web-svc-cip")),
+            "{msg}"
+        );
+        // The filter table comes first in the payload and was committed.
+        assert!(
+            msg.contains("(the filter table before it was applied)"),
+            "{msg}"
+        );
+        assert_eq!(msg.lines().count(), 1);
+    }
+}

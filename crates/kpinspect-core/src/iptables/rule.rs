@@ -210,6 +210,13 @@ impl Rule {
             }
             negate = false;
         }
+        if let Some(p) = rule
+            .find_match("statistic")
+            .and_then(|m| m.value("--probability"))
+            && !p.parse::<f64>().is_ok_and(|p| (0.0..=1.0).contains(&p))
+        {
+            return Err(RuleError(format!("bad --probability {p:?}")));
+        }
         Ok(rule)
     }
 
@@ -630,6 +637,8 @@ mod tests {
         let r = Rule::parse("-A KUBE-FW-X -m comment --comment \"other traffic\"").expect("r");
         assert!(r.target.is_none());
         assert!(Rule::parse("-A X --dport 80").is_err());
+        assert!(Rule::parse("-A X -m statistic --mode random --probability abc -j Y").is_err());
+        assert!(Rule::parse("-A X -m statistic --mode random --probability 1.5 -j Y").is_err());
         assert!(Rule::parse("-A X -m comment --comment \"unterminated").is_err());
         assert!(Rule::parse("-I X 1 -j ACCEPT").is_err());
     }
