@@ -119,9 +119,24 @@ pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, Load
     }
     // YAML 1.2 booleans only: `namespace: n` or a port named `on` is a
     // string, as it is for kubectl (which converts by target type).
-    let options = serde_saphyr::options! { strict_booleans: true };
-    serde_saphyr::from_multiple_with_options::<Value>(text, options)
-        .map_err(|e| err(format!("invalid YAML: {e}")))
+    // The parser's default budget (1,024 documents, 250,000 nodes) is for
+    // configuration files; kubectl output of a large cluster is bigger. The
+    // limits grow with the input (a node or an event needs at least a byte
+    // of it), and the alias limits that stop expansion bombs stay as they are.
+    let budget = serde_saphyr::budget! {
+        max_documents: text.len() / 3 + 1_024,
+        max_nodes: text.len() + 250_000,
+        max_events: 2 * text.len() + 1_000_000,
+    };
+    let options = serde_saphyr::options! { strict_booleans: true, budget: budget };
+    serde_saphyr::from_multiple_with_options::<Value>(text, options).map_err(|e| {
+        // The parser's message ends in a multi-line snippet: keep the first line.
+        let msg = e.to_string();
+        err(format!(
+            "invalid YAML: {}",
+            msg.lines().next().unwrap_or_default().trim()
+        ))
+    })
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -726,6 +741,26 @@ mod tests {
                 "spec.loadBalancerSourceRanges[1]"
             ]
         );
+    }
+
+    #[test]
+    fn large_multi_document_files_load() {
+        // More documents and nodes than the YAML parser's default budget.
+        let text: String = (0..3000)
+            .map(|i| {
+                format!(
+                    "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: n}}\nspec:\n  clusterIP: 10.96.{}.{}\n  ports: [{{name: http, port: 80, protocol: TCP}}]\n---\n",
+                    i / 250,
+                    i % 250 + 1
+                )
+            })
+            .collect();
+        let (c, w) = load(&text);
+        assert_eq!(c.services.len(), 3000, "{w:?}");
+        // A bad document still gives a one-line error.
+        let err = load_objects("a: [\n", "bad.yaml").unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("bad.yaml: "), "{err}");
     }
 
     #[test]
