@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use kpinspect_core::iptables::{IPVS_JUMP_RULES, Owner, Rule, chain_owner, jump_owner};
 
 use crate::node::{Backend, CLIENT_IP, Layout, NODE_IP, TestNode, available, pod_ip};
+use crate::util::{stderr, stdout};
 
 const KPINSPECT: &str = env!("CARGO_BIN_EXE_kpinspect");
 const CONFIG: &str = "fixtures/routed/config.yaml";
@@ -16,8 +17,9 @@ const CLUSTER: &str = "fixtures/routed/cluster.yaml";
 const SCALED: &str = "fixtures/apply/cluster-scaled.yaml";
 const WEB: (&str, u16) = ("172.30.0.10", 80);
 
+/// `rel` under the repository root, as an argument.
 fn root(rel: &str) -> String {
-    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
+    crate::util::root().join(rel).display().to_string()
 }
 
 /// Runs kpinspect in the node's namespace.
@@ -25,10 +27,6 @@ fn kp(node: &TestNode, args: &[&str]) -> Output {
     let mut argv = vec![KPINSPECT];
     argv.extend_from_slice(args);
     node.node_exec(&argv)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `apply`/`diff` arguments for cluster file `cluster`.
@@ -55,7 +53,7 @@ fn diff_status(node: &TestNode, cluster: &str) -> (Option<i32>, String) {
     let mut argv: Vec<&str> = vec!["diff"];
     argv.extend(args.iter().map(String::as_str));
     let out = kp(node, &argv);
-    (out.status.code(), text(&out.stdout) + &text(&out.stderr))
+    (out.status.code(), stdout(&out) + &stderr(&out))
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -63,9 +61,9 @@ fn ok(out: &Output, what: &str) -> String {
         out.status.success(),
         "{what} failed ({:?}): {}",
         out.status.code(),
-        text(&out.stderr)
+        stderr(out)
     );
-    text(&out.stdout)
+    stdout(out)
 }
 
 /// What other programs own in a save: their chains' declarations and rules,
@@ -225,7 +223,7 @@ fn apply_converges(backend: Backend) {
     assert_eq!(code, Some(0), "not in sync after apply:\n{report}");
     // Idempotent: nothing to write, and --dry-run prints nothing.
     assert_eq!(ok(&apply(&node, CLUSTER, &["--dry-run"]), "dry run"), "");
-    assert!(text(&apply(&node, CLUSTER, &[]).stderr).contains("nothing written"));
+    assert!(stderr(&apply(&node, CLUSTER, &[])).contains("nothing written"));
 
     // Real connections: ClusterIP from a pod, NodePort from the client.
     // (30 connections over 3 equiprobable endpoints miss one with
@@ -317,7 +315,7 @@ fn a_failed_apply_changes_nothing_and_the_next_converges() {
         node.node_exec_ok(&["nfacct", "del", "ct_state_invalid_dropped_pkts"]);
         let before = node.save();
         let out = apply(&node, CLUSTER, &[]);
-        let err = text(&out.stderr);
+        let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{backend:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("apply failed at payload line "), "{err}");
@@ -535,7 +533,7 @@ fn ipv6_apply_and_cleanup() {
         ok(&kp(&node, &argv), "apply");
         argv[0] = "diff";
         let out = kp(&node, &argv);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
         let save6 = format!("ip6tables-{}-save", backend.name());
         assert!(node.node_exec_ok(&[&save6]).contains("-A KUBE-SERVICES"));
         ok(
@@ -571,11 +569,7 @@ fn dump_live_reports_rules_in_both_backends() {
         .filter_map(|a| a["kind"].as_str())
         .collect();
     assert!(kinds.contains(&"both-backends"), "{kinds:?}");
-    assert!(
-        text(&out.stderr).contains("warning"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
     let table = ok(&kp(&node, &["dump"]), "dump");
     assert!(table.contains("routed/web:http (tcp)"), "{table}");
     assert!(!table.contains('\x1b'), "colour in a pipe");

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::iptables::names::{BUILTIN_CHAINS, BUILTIN_TARGETS, service_port_suffix};
 use crate::iptables::{IPTABLES_SERVICE_PREFIXES, Rule, Ruleset, Table};
 use crate::model::Protocol;
+use crate::net::split_host_port;
 use crate::proxy::ProxyState;
 
 /// One endpoint of a service port as programmed.
@@ -453,7 +454,7 @@ fn endpoints(chains: &HashMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
                 .as_ref()
                 .filter(|t| t.name == "DNAT")?
                 .value("--to-destination")?;
-            split_host_port(dest)
+            split_host_port(dest).map(|(h, p)| (h.to_string(), p))
         }) else {
             continue;
         };
@@ -466,12 +467,6 @@ fn endpoints(chains: &HashMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
         });
     }
     (out, affinity)
-}
-
-fn split_host_port(s: &str) -> Option<(String, u16)> {
-    let (host, port) = s.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), port.parse().ok()?))
 }
 
 /// Chain-name suffix → service-port string, from the cluster.

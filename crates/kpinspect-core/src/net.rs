@@ -135,6 +135,21 @@ pub fn join_host_port(ip: &IpAddr, port: u16) -> String {
     }
 }
 
+/// Splits `host:port` or `[host]:port` (the inverse of [`join_host_port`]);
+/// the host is returned as written, without brackets.
+///
+/// ```
+/// use kpinspect_core::net::split_host_port;
+/// assert_eq!(split_host_port("10.0.0.1:80"), Some(("10.0.0.1", 80)));
+/// assert_eq!(split_host_port("[fd00::1]:443"), Some(("fd00::1", 443)));
+/// assert_eq!(split_host_port("10.0.0.1"), None);
+/// ```
+pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host, port.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@ use serde::Serialize;
 use crate::iptables::rule_mark_pair as mark_pair;
 use crate::iptables::{Rule, Ruleset, addr_matches, fresh_builtin_rules, render_rule};
 use crate::model::Protocol;
-use crate::net::parse_ip_sloppy;
+use crate::net::{parse_ip_sloppy, split_host_port};
 
 /// A new connection's first packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -839,9 +839,8 @@ fn parse_destination(v: &str, port: u16) -> Option<SocketAddr> {
     if let Some(ip) = parse_ip_sloppy(v) {
         return Some(SocketAddr::new(ip, port));
     }
-    let (host, p) = v.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some(SocketAddr::new(parse_ip_sloppy(host)?, p.parse().ok()?))
+    let (host, p) = split_host_port(v)?;
+    Some(SocketAddr::new(parse_ip_sloppy(host)?, p))
 }
 
 #[cfg(test)]

@@ -38,31 +38,25 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     #[command(flatten)]
-    pub node: NodeArgs,
+    pub cluster: ClusterArgs,
     /// `iptables-save` output to compare with (default: the live node).
     #[arg(long = "iptables-save", value_name = "FILE")]
     pub saves: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: TraceFormat,
-    /// kubectl output: `kubectl get svc,endpointslices -A -o yaml` (or json); `-` for stdin.
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
-    pub node: NodeArgs,
+    pub cluster: ClusterArgs,
     /// Print the iptables-restore payload instead of applying it.
     #[arg(long)]
     pub dry_run: bool,
     /// Apply even though a kube-proxy process is running on this node.
     #[arg(long)]
     pub force: bool,
-    /// kubectl output: `kubectl get svc,endpointslices -A -o yaml` (or json); `-` for stdin.
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -220,10 +214,18 @@ pub struct NodeArgs {
 #[derive(Debug, Args)]
 pub struct CompileArgs {
     #[command(flatten)]
-    pub node: NodeArgs,
+    pub cluster: ClusterArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "restore")]
     pub format: FormatArg,
+}
+
+/// The node and the cluster files: what `compile`, `diff` and `apply`
+/// compile.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// kubectl output: `kubectl get svc,endpointslices -A -o yaml` (or json); `-` for stdin.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,

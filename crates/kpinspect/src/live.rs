@@ -11,9 +11,6 @@ use kpinspect_node::{
 use crate::UsageError;
 use crate::rules::Source;
 
-/// A failure of the node's tools.
-pub type LiveError = NodeError;
-
 /// Bad privileges and missing tools are the user's to fix: exit status 2.
 fn usage(e: NodeError) -> anyhow::Error {
     UsageError::msg(e.to_string()).into()

@@ -101,8 +101,8 @@ pub fn load_cluster(files: &[std::path::PathBuf]) -> Result<kpinspect_core::mode
 }
 
 fn compile(args: CompileArgs) -> Result<ExitCode> {
-    let node = args.node.resolve()?;
-    let cluster = load_cluster(&args.files)?;
+    let node = args.cluster.node.resolve()?;
+    let cluster = load_cluster(&args.cluster.files)?;
     match node.config.mode {
         ProxyMode::Iptables => {}
         ProxyMode::Ipvs => anyhow::bail!(UsageError::msg(

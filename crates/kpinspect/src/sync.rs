@@ -2,7 +2,6 @@
 //! files, actual state from the node (or saves), and the libraries' plans.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -14,9 +13,10 @@ use kpinspect_core::proxy::ProxyState;
 
 use crate::UsageError;
 use crate::args::{
-    ApplyArgs, CleanupArgs, CleanupMode, DiffArgs, FamilyArg, NodeArgs, TraceFormat,
+    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, FamilyArg, NodeArgs, TraceFormat,
 };
 use crate::live;
+use kpinspect_node::NodeError;
 
 /// What kube-proxy should have programmed.
 struct Desired {
@@ -25,14 +25,14 @@ struct Desired {
     rules: Ruleset,
 }
 
-fn desired(node: &NodeArgs, files: &[PathBuf]) -> Result<Desired> {
-    let node = node.resolve()?;
+fn desired(args: &ClusterArgs) -> Result<Desired> {
+    let node = args.node.resolve()?;
     if node.config.mode != ProxyMode::Iptables {
         anyhow::bail!(UsageError::msg(
             "only iptables mode can be compiled yet; pass --mode iptables"
         ));
     }
-    let cluster = crate::load_cluster(files)?;
+    let cluster = crate::load_cluster(&args.files)?;
     let state = ProxyState::build(&cluster, &node.config, node.family);
     let text = iptables::compile(&state, &node.config).render();
     let rules = Ruleset::parse(&text).map_err(|e| anyhow::anyhow!("compiled rules: {e}"))?;
@@ -44,7 +44,7 @@ fn desired(node: &NodeArgs, files: &[PathBuf]) -> Result<Desired> {
 }
 
 pub fn diff(args: DiffArgs) -> Result<ExitCode> {
-    let want = desired(&args.node, &args.files)?;
+    let want = desired(&args.cluster)?;
     let (source, actual) = crate::rules::ruleset_for(&args.saves, want.family)?;
     let d = node_diff(&want.rules, &actual, Some(&want.state));
     let out = match args.format {
@@ -123,7 +123,7 @@ fn refuse_if_kube_proxy_runs(force: bool) -> Result<()> {
 }
 
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
-    let want = desired(&args.node, &args.files)?;
+    let want = desired(&args.cluster)?;
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
@@ -159,8 +159,8 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
 }
 
 /// "line 812: KUBE-SVC-… for default/web:http: <iptables' message>".
-fn restore_failure(e: &live::LiveError, plan: &Plan, want: &Desired) -> String {
-    let live::LiveError::Restore {
+fn restore_failure(e: &NodeError, plan: &Plan, want: &Desired) -> String {
+    let NodeError::Restore {
         line: Some(line), ..
     } = e
     else {
@@ -317,8 +317,11 @@ mod tests {
     #[test]
     fn restore_failures_name_the_chain_and_service() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
-        let node = NodeArgs::only_config(format!("{root}examples/kube-proxy-config.yaml").into());
-        let want = desired(&node, &[format!("{root}examples/cluster.yaml").into()]).unwrap();
+        let args = ClusterArgs {
+            node: NodeArgs::only_config(format!("{root}examples/kube-proxy-config.yaml").into()),
+            files: vec![format!("{root}examples/cluster.yaml").into()],
+        };
+        let want = desired(&args).unwrap();
         let plan = iptables::plan(&want.rules, &Ruleset::default());
         let (line, text) = plan
             .payload
@@ -328,7 +331,7 @@ mod tests {
             .map(|(i, l)| (i + 1, l.to_string()))
             .unwrap();
         let chain = text.split_whitespace().nth(1).unwrap().to_string();
-        let e = live::LiveError::Restore {
+        let e = NodeError::Restore {
             line: Some(line),
             message: "iptables-restore: line N failed".into(),
         };

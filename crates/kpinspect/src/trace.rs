@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kpinspect_core::model::Protocol;
-use kpinspect_core::net::{IpFamily, parse_ip_sloppy};
+use kpinspect_core::net::{IpFamily, parse_ip_sloppy, split_host_port};
 use kpinspect_core::trace::{Action, Hook, Packet, Trace, TraceOptions, trace};
 
 use crate::UsageError;
@@ -62,17 +62,11 @@ fn parse_destination(s: &str) -> Result<(SocketAddr, Protocol)> {
     };
     let protocol = Protocol::from_k8s(&proto.to_ascii_uppercase())
         .ok_or_else(|| bad("protocol must be tcp, udp or sctp"))?;
-    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let (host, port) = split_host_port(addr).ok_or_else(|| bad("no port or an invalid one"))?;
     let ip: IpAddr = parse_ip_sloppy(host).ok_or_else(|| bad("invalid IP address"))?;
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| bad("invalid port"))?;
+    if port == 0 {
+        return Err(bad("invalid port").into());
+    }
     Ok((SocketAddr::new(ip, port), protocol))
 }
 
