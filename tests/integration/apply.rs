@@ -6,7 +6,8 @@
 use std::net::IpAddr;
 use std::process::{Command, Output};
 
-use kpinspect_core::iptables::{IPVS_JUMP_RULES, Owner, Rule, chain_owner, jump_owner};
+use kpinspect_core::mode::{Owner, chain_owner, ipvs, jump_owner};
+use kpinspect_core::netfilter::Rule;
 
 use crate::node::{Backend, CLIENT_IP, Layout, NODE_IP, TestNode, available, pod_ip};
 use crate::util::{stderr, stdout};
@@ -432,7 +433,7 @@ fn program_ipvs_mode(node: &TestNode) {
     node.restore(&rules).expect("IPVS-mode restore");
     // kube-proxy's "ensure": -C, and -I at the top when absent.
     let ipt = node.backend.iptables();
-    for j in IPVS_JUMP_RULES {
+    for j in ipvs::JUMP_RULES {
         let args = j.args();
         let mut check = vec![ipt.as_str(), "-t", j.table, "-C", j.chain];
         check.extend(args.iter().map(String::as_str));

@@ -16,7 +16,7 @@ fn compiles_the_shipped_example() {
     assert!(
         text.contains("-A KUBE-SERVICES -m comment --comment \"default/web-svc-cip cluster IP\"")
     );
-    assert!(kpinspect_core::iptables::check_rule_jumps(&text).is_empty());
+    assert!(kpinspect_core::mode::iptables::check_rule_jumps(&text).is_empty());
 }
 
 /// Writes `text` to a temporary file named `name` and returns its path.
@@ -216,7 +216,8 @@ fn sorted_format_is_the_normalised_restore() {
         "sorted",
         "examples/cluster.yaml",
     ]);
-    let want = kpinspect_core::iptables::sort_iptables_rules(&stdout(&raw)).expect("normalise");
+    let want =
+        kpinspect_core::mode::iptables::sort_iptables_rules(&stdout(&raw)).expect("normalise");
     assert_eq!(stdout(&sorted), want);
     assert_ne!(stdout(&sorted), stdout(&raw));
 }

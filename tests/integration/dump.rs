@@ -1,7 +1,7 @@
 //! `dump` over compiled fixtures, real captures, and older kube-proxy styles.
 
-use kpinspect_core::dump::dump;
-use kpinspect_core::iptables::Ruleset;
+use kpinspect_core::mode::iptables::{AnomalyKind, dump};
+use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::proxy::{ProxyState, categorize};
 
 use crate::util::{compile_fixtures, root, run, stderr, stdout};
@@ -79,9 +79,10 @@ fn dump_reads_back_what_was_compiled() {
             ports += 1;
         }
         assert!(
-            !d.anomalies.iter().any(|a| a.kind == "stale-chain"
-                || a.kind == "missing-chain"
-                || a.kind == "duplicate-rule"),
+            !d.anomalies.iter().any(|a| matches!(
+                a.kind,
+                AnomalyKind::StaleChain | AnomalyKind::MissingChain | AnomalyKind::DuplicateRule
+            )),
             "{}: {:#?}",
             fx.name,
             d.anomalies

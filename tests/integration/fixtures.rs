@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use kpinspect_core::iptables::dump::parse_dump;
-use kpinspect_core::iptables::{check_rule_jumps, sort_iptables_rules};
+use kpinspect_core::mode::iptables::{check_rule_jumps, sort_iptables_rules};
+use kpinspect_core::netfilter::Ruleset;
 use serde::Deserialize;
 
 use crate::util::{compile_fixtures, fixture, yaml};
@@ -56,7 +56,7 @@ fn full_resync_deletes_stale_chains() {
     let (cluster, config) = (fx.cluster(), fx.proxy_config());
     let state =
         kpinspect_core::proxy::ProxyState::build(&cluster, &config, config.default_family());
-    let out = kpinspect_core::iptables::compile_sync(&state, &config, &existing).render();
+    let out = kpinspect_core::mode::iptables::compile_sync(&state, &config, &existing).render();
     assert_eq!(
         sort_iptables_rules(&out).expect("normalise"),
         fx.read("expected.txt")
@@ -80,13 +80,9 @@ fn chain_assertions() {
             continue;
         }
         let out = fx.compile();
-        let tables = parse_dump(&out).expect("parse");
+        let rules = Ruleset::parse(&out).expect("parse");
         for want in yaml::<Vec<ChainRules>>(&fx.read("chains.yaml")) {
-            let table = tables.iter().find(|t| t.name == want.table).expect("table");
-            let got: Vec<String> = table
-                .chain(&want.chain)
-                .map(|c| c.rules.clone())
-                .unwrap_or_default();
+            let got = chain_rules(&rules, &want.table, &want.chain);
             assert_eq!(
                 got, want.rules,
                 "{}: {} {}",
@@ -96,6 +92,16 @@ fn chain_assertions() {
         }
     }
     assert!(checked >= 10, "only {checked} chains checked");
+}
+
+/// The rules of `table` `chain`, as written.
+fn chain_rules(rules: &Ruleset, table: &str, chain: &str) -> Vec<String> {
+    assert!(rules.table(table).is_some(), "no {table} table");
+    rules
+        .rules_with_text()
+        .filter(|(t, r, _)| t.name == table && r.chain == chain)
+        .map(|(_, _, text)| text.to_string())
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,13 +162,9 @@ fn line_assertions() {
                 }
             }
             Assertions::Destinations(list) => {
-                let tables = parse_dump(&out).expect("parse");
+                let parsed = Ruleset::parse(&out).expect("parse");
                 for d in list {
-                    let table = tables.iter().find(|t| t.name == d.table).expect("table");
-                    let rules = table
-                        .chain(&d.chain)
-                        .map(|c| c.rules.clone())
-                        .unwrap_or_default();
+                    let rules = chain_rules(&parsed, &d.table, &d.chain);
                     let needle = format!(" -d {} ", d.has_rule_with_destination);
                     assert_eq!(
                         rules.iter().any(|r| r.contains(&needle)),
@@ -267,7 +269,7 @@ fn edge_case_lines() {
 /// per-port normaliser makes any two orders identical.
 #[test]
 fn service_port_order_does_not_matter_after_normalising() {
-    use kpinspect_core::iptables::{compile, sort_iptables_rules_by_service};
+    use kpinspect_core::mode::iptables::{compile, sort_iptables_rules_by_service};
     for name in ["overall", "bad_ips", "repeated_step1"] {
         let fx = fixture(name);
         let (cluster, config) = (fx.cluster(), fx.proxy_config());

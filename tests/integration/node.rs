@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kpinspect_core::iptables::JUMP_RULES;
+use kpinspect_core::mode::iptables::JUMP_RULES;
 
 /// The node's address toward the client.
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use kpinspect_core::iptables::Ruleset;
 use kpinspect_core::model::Protocol;
+use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::trace::{Action, Packet, TraceOptions, trace};
 
 use crate::node::{Backend, CLIENT_IP, Layout, NODE_IP, TestNode, available, pod_ip};

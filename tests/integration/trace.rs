@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
-use kpinspect_core::iptables::Ruleset;
 use kpinspect_core::model::Protocol;
+use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::trace::{Action, Packet, Trace, TraceOptions, trace};
 use serde::Deserialize;
 

@@ -191,7 +191,7 @@ pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
 /// chain `restore` declared is in it with semantically the same rules, in
 /// order. Returns the number of rules compared.
 pub fn assert_saved_matches(name: &str, restore: &str, saved: &str) -> usize {
-    use kpinspect_core::iptables::Ruleset;
+    use kpinspect_core::netfilter::Ruleset;
     let compiled = Ruleset::parse(restore).expect("restore parses");
     let live = Ruleset::parse(saved).unwrap_or_else(|e| panic!("{name}: save does not parse: {e}"));
     assert_eq!(
@@ -200,7 +200,7 @@ pub fn assert_saved_matches(name: &str, restore: &str, saved: &str) -> usize {
         "{name}: save text does not round-trip"
     );
     let mut compared = 0;
-    for table in &compiled.tables {
+    for table in compiled.tables() {
         let live_table = live
             .table(&table.name)
             .unwrap_or_else(|| panic!("{name}: no {} table", table.name));

@@ -3,8 +3,10 @@
 //!
 //! Run with `cargo bench -p kpinspect-core`.
 
-use kpinspect_core::iptables::{self, Ruleset};
+use kpinspect_core::mode::{ProxyMode, iptables};
 use kpinspect_core::net::IpFamily;
+use kpinspect_core::netfilter::Ruleset;
+use kpinspect_core::plan::plan;
 use kpinspect_core::proxy::ProxyState;
 
 #[path = "../tests/support/synthetic.rs"]
@@ -48,5 +50,5 @@ fn plan_one_endpoint_change_10k_services(bencher: divan::Bencher) {
         |c| iptables::compile(&ProxyState::build(c, &config, IpFamily::V4), &config).render();
     let actual = Ruleset::parse(&text(&before)).expect("parse");
     let desired = Ruleset::parse(&text(&after)).expect("parse");
-    bencher.bench(|| divan::black_box(iptables::plan(&desired, &actual)));
+    bencher.bench(|| divan::black_box(plan(&desired, &actual, ProxyMode::Iptables.profile())));
 }

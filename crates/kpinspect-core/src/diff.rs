@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use kpinspect_core::diff::{ServiceState, node_diff};
-//! use kpinspect_core::iptables::Ruleset;
+//! use kpinspect_core::netfilter::Ruleset;
 //! use kpinspect_core::proxy::ProxyState;
 //! let desired = Ruleset::parse(include_str!("../../../fixtures/iptables-save/affinity.restore")).unwrap();
 //! let actual = Ruleset::parse(include_str!("../../../fixtures/iptables-save/affinity.nft.txt")).unwrap();
@@ -19,8 +19,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::dump::{ServiceDump, dump};
-use crate::iptables::{IptablesDiff, Ruleset, diff};
+use crate::mode::ProxyMode;
+use crate::mode::iptables::{ServiceDump, dump};
+use crate::netfilter::Ruleset;
+use crate::plan::{RulesDiff, diff};
 use crate::proxy::ProxyState;
 
 /// How one service port stands.
@@ -60,7 +62,7 @@ pub struct NodeDiff {
     /// Per service port, sorted.
     pub services: Vec<ServiceStatus>,
     /// Per table and chain.
-    pub iptables: IptablesDiff,
+    pub iptables: RulesDiff,
 }
 
 impl NodeDiff {
@@ -99,7 +101,7 @@ fn endpoints(s: &ServiceDump) -> Vec<String> {
 /// Compares `desired` (compiled restore input) with `actual` (the node's
 /// `iptables-save`); `cluster` names chains that carry no comment.
 pub fn node_diff(desired: &Ruleset, actual: &Ruleset, cluster: Option<&ProxyState>) -> NodeDiff {
-    let iptables = diff(desired, actual);
+    let iptables = diff(desired, actual, ProxyMode::Iptables.profile());
     let want: BTreeMap<_, _> = dump(desired, cluster)
         .services
         .into_iter()

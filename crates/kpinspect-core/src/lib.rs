@@ -7,17 +7,25 @@
 //! * [`config`]: the node's kube-proxy configuration and host facts;
 //! * [`proxy`]: what one proxier (one IP family) sees — service ports,
 //!   endpoints and kube-proxy's endpoint selection;
-//! * [`iptables`]: the iptables-mode compiler, chain names, restore text,
-//!   kube-proxy's test normaliser and jump checker, and the `iptables-save`
-//!   model with semantic rule equality;
-//! * [`dump`]: what a node's rules do, per Service, and what is stale;
+//! * [`netfilter`]: the iptables text format and the kernel's semantics of
+//!   it, for any program's rules (it knows no `KUBE-` name): rules with
+//!   their canonical form, `iptables-save` parsing and rendering, and
+//!   `iptables-restore` simulated on a value;
+//! * [`mode`]: kube-proxy's proxy modes, one module each with the same face
+//!   (compile, view, what it owns, its jump rules):
+//!   [`mode::iptables`] (compiler, chain names, kube-proxy's test normaliser
+//!   and jump checker, the per-Service [`dump`](mode::iptables::dump())),
+//!   [`mode::ipvs`], [`mode::nftables`];
+//! * [`plan`]: desired against actual netfilter state, the minimal restore
+//!   payload that converges a node, and selective cleanup — for any mode's
+//!   [`Profile`](mode::Profile);
 //! * [`trace`]: every way a new connection can go through a node's rules;
 //! * [`diff`]: desired against actual, per Service and per chain.
 //!
 //! ```
 //! use std::net::IpAddr;
 //! use kpinspect_core::model::*;
-//! use kpinspect_core::{config::ProxyConfig, iptables, net::IpFamily, proxy::ProxyState};
+//! use kpinspect_core::{config::ProxyConfig, mode::iptables, net::IpFamily, proxy::ProxyState};
 //!
 //! let svc = Service {
 //!     namespace: "ns1".into(),
@@ -58,9 +66,10 @@
 
 pub mod config;
 pub mod diff;
-pub mod dump;
-pub mod iptables;
+pub mod mode;
 pub mod model;
 pub mod net;
+pub mod netfilter;
+pub mod plan;
 pub mod proxy;
 pub mod trace;

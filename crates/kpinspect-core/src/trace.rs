@@ -15,11 +15,13 @@
 //! client (no session-affinity history) and their probabilities add up to 1.
 //!
 //! Built-in chains missing from the save (kube-proxy's restore input has
-//! none) are assumed to hold kube-proxy's jump rules, as on a fresh host;
-//! the [`Trace::assumptions`] say so.
+//! none) are assumed to hold the jump rules of kube-proxy's mode
+//! ([`TraceOptions::mode`]), as on a fresh host; the [`Trace::assumptions`]
+//! say so. Otherwise the walk knows no kube-proxy chain: it follows the
+//! rules as the kernel would.
 //!
 //! ```
-//! use kpinspect_core::iptables::Ruleset;
+//! use kpinspect_core::netfilter::Ruleset;
 //! use kpinspect_core::model::Protocol;
 //! use kpinspect_core::trace::{Action, Packet, TraceOptions, trace};
 //!
@@ -42,10 +44,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::iptables::rule_mark_pair as mark_pair;
-use crate::iptables::{Rule, Ruleset, addr_matches, fresh_builtin_rules, render_rule};
+use crate::mode::ProxyMode;
 use crate::model::Protocol;
 use crate::net::{parse_ip_sloppy, split_host_port};
+use crate::netfilter::{Rule, Ruleset, addr_matches, is_target, mark_pair, render_rule};
 
 /// A new connection's first packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,9 @@ pub struct TraceOptions {
     pub in_interface: Option<String>,
     /// The packet's firewall mark when it arrives (usually 0).
     pub mark: u32,
+    /// The proxy mode whose jump rules built-in chains missing from the
+    /// rules are assumed to hold.
+    pub mode: ProxyMode,
 }
 
 /// Where the walk started.
@@ -353,7 +358,11 @@ impl<'a> Walker<'a> {
             if declared.contains_key(chain) || chains.contains_key(chain) {
                 continue;
             }
-            let assumed: Vec<(usize, RuleRef<'a>)> = fresh_builtin_rules(name, chain)
+            let assumed: Vec<(usize, RuleRef<'a>)> = self
+                .opts
+                .mode
+                .profile()
+                .fresh_builtin_rules(name, chain)
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| (i + 1, RuleRef::Assumed(std::rc::Rc::new(r))))
@@ -537,7 +546,7 @@ impl<'a> Walker<'a> {
                         }
                     }
                     other => {
-                        self.assume(if other.starts_with("KUBE-") {
+                        self.assume(if !is_target(other) {
                             format!("{table} {chain} rule {n} jumps to {other}, which does not exist: ignored")
                         } else {
                             format!("target {other} in {table} {chain} rule {n} is not modelled: treated as continuing")

@@ -6,8 +6,10 @@
 
 mod support;
 
-use kpinspect_core::iptables::{self, RestoreFlush, Ruleset};
+use kpinspect_core::mode::{ProxyMode, iptables};
 use kpinspect_core::net::IpFamily;
+use kpinspect_core::netfilter::{RestoreFlush, Ruleset};
+use kpinspect_core::plan::plan;
 use kpinspect_core::proxy::ProxyState;
 use support::synthetic::{cluster, config, ip};
 
@@ -22,9 +24,13 @@ fn one_endpoint_change_is_a_small_payload() {
     let (old, new) = (text(&before), text(&after));
     // The node as kube-proxy left it: the old rules and its jump rules.
     let mut node = Ruleset::parse(&old).expect("parse");
-    let jumps = iptables::plan(&node.clone(), &node).payload;
+    let jumps = plan(&node.clone(), &node, ProxyMode::Iptables.profile()).payload;
     node.restore(&jumps, RestoreFlush::NoFlush).expect("jumps");
-    let plan = iptables::plan(&Ruleset::parse(&new).expect("parse"), &node);
+    let plan = plan(
+        &Ruleset::parse(&new).expect("parse"),
+        &node,
+        ProxyMode::Iptables.profile(),
+    );
     eprintln!(
         "full restore {} bytes; plan {} bytes:\n{}",
         new.len(),

@@ -16,7 +16,7 @@
 //! * [`kube_proxy_running`]: whether a kube-proxy process runs;
 //! * [`MemoryNode`]: an in-memory node that restores exactly as the kernel
 //!   does (per-table atomic iptables restores via
-//!   [`kpinspect_core::iptables::Ruleset::restore`], line-by-line ipset
+//!   [`kpinspect_core::netfilter::Ruleset::restore`], line-by-line ipset
 //!   restores), records the payloads it receives and fails on demand.
 //!
 //! ```

@@ -5,8 +5,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use kpinspect_core::iptables::{RestoreFlush, Ruleset, SaveParseError};
 use kpinspect_core::net::IpFamily;
+use kpinspect_core::netfilter::{RestoreFlush, Ruleset, SaveParseError};
 
 use crate::error::NodeError;
 use crate::ipset::{IpSetError, IpSetState};
@@ -53,7 +53,7 @@ impl State {
     /// (`-m set --match-set NAME ...` or `-j SET --add-set/--del-set NAME`).
     fn set_in_use(&self, name: &str) -> bool {
         [&self.v4, &self.v6].iter().any(|rs| {
-            rs.tables.iter().flat_map(|t| &t.rules).any(|r| {
+            rs.tables().iter().flat_map(|t| &t.rules).any(|r| {
                 let by_match = r
                     .matches
                     .iter()

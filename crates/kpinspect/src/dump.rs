@@ -1,10 +1,10 @@
-//! `kpinspect dump`: formats [`kpinspect_core::dump`].
+//! `kpinspect dump`: formats [`kpinspect_core::mode::iptables::dump()`].
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kpinspect_core::dump::{Anomaly, NodeDump, ServiceDump};
+use kpinspect_core::mode::iptables::{Anomaly, AnomalyKind, NodeDump, ServiceDump};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
@@ -28,7 +28,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         let node = crate::live::iptables()?;
         if node.both_backends {
             result.anomalies.push(Anomaly {
-                kind: "both-backends".into(),
+                kind: AnomalyKind::BothBackends,
                 chain: String::new(),
                 message:
                     "kube-proxy chains exist in both the legacy and the nft iptables backend; \
@@ -47,7 +47,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         crate::rules::read_saves(&args.saves)?
     };
     for source in &sources {
-        let d = kpinspect_core::dump::dump(&source.rules, cluster.as_ref());
+        let d = kpinspect_core::mode::iptables::dump(&source.rules, cluster.as_ref());
         result.services.extend(d.services);
         result.anomalies.extend(d.anomalies);
     }

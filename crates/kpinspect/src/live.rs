@@ -2,8 +2,8 @@
 //! kube-proxy's rules, saves and restores, ipsets, addresses, processes.
 
 use anyhow::Result;
-use kpinspect_core::iptables::Ruleset;
 use kpinspect_core::net::IpFamily;
+use kpinspect_core::netfilter::Ruleset;
 use kpinspect_node::{
     Backend, IpSets as _, Iptables as _, NodeError, SystemIpSets, SystemIptables,
 };

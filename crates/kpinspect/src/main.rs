@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 use kpinspect_core::config::ProxyMode;
-use kpinspect_core::iptables;
+use kpinspect_core::mode::iptables;
 use kpinspect_core::proxy::ProxyState;
 
 use args::{Cli, Command, CompileArgs, FormatArg};

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kpinspect_core::iptables::Ruleset;
 use kpinspect_core::net::IpFamily;
+use kpinspect_core::netfilter::Ruleset;
 
 use crate::UsageError;
 

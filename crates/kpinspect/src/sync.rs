@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kpinspect_core::config::ProxyMode;
 use kpinspect_core::diff::{NodeDiff, ServiceState, node_diff};
-use kpinspect_core::iptables::{self, CleanupScope, Plan, Ruleset};
+use kpinspect_core::mode::iptables;
 use kpinspect_core::net::IpFamily;
+use kpinspect_core::netfilter::Ruleset;
+use kpinspect_core::plan::{self, CleanupScope, Plan};
 use kpinspect_core::proxy::ProxyState;
 
 use crate::UsageError;
@@ -84,9 +86,9 @@ fn diff_text(d: &NodeDiff, source: &str) -> String {
     }
     for c in &d.iptables.chains {
         let what = match c.change {
-            iptables::ChainChange::Missing => "missing chain",
-            iptables::ChainChange::Changed => "changed chain",
-            iptables::ChainChange::Stale => "stale chain",
+            plan::ChainChange::Missing => "missing chain",
+            plan::ChainChange::Changed => "changed chain",
+            plan::ChainChange::Stale => "stale chain",
         };
         let _ = writeln!(out, "\n{what} {} {}", c.table, c.chain);
         for r in &c.missing {
@@ -132,7 +134,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     let _lock = live::lock()?;
     let node = live::iptables()?;
     let actual = node.read(want.family)?;
-    let plan = iptables::plan(&want.rules, &actual.rules);
+    let plan = plan::plan(&want.rules, &actual.rules, ProxyMode::Iptables.profile());
     for (chain, rule) in &plan.chains_kept {
         eprintln!("kpinspect: warning: stale chain {chain} kept: still jumped to by `{rule}`");
     }
@@ -188,7 +190,7 @@ fn restore_failure(e: &NodeError, plan: &Plan, want: &Desired) -> String {
             committed.join(", ")
         )
     };
-    let service = kpinspect_core::dump::dump(&want.rules, Some(&want.state))
+    let service = iptables::dump(&want.rules, Some(&want.state))
         .services
         .into_iter()
         .find(|s| s.chains.iter().any(|c| c == chain))
@@ -210,16 +212,16 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         let config = args.config.as_ref().expect("clap requires --config");
         let node = NodeArgs::only_config(config.clone()).resolve()?;
         match node.config.mode {
-            ProxyMode::Iptables => CleanupScope::StaleFor { ipvs: false },
-            ProxyMode::Ipvs => CleanupScope::StaleFor { ipvs: true },
+            ProxyMode::Iptables => CleanupScope::StaleFor(ProxyMode::Iptables),
+            ProxyMode::Ipvs => CleanupScope::StaleFor(ProxyMode::Ipvs),
             ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
                 "--stale-only: the configuration's mode is nftables; use --mode all to remove all iptables and IPVS state"
             )),
         }
     } else {
         match args.mode {
-            Some(CleanupMode::Iptables) => CleanupScope::Mode { ipvs: false },
-            Some(CleanupMode::Ipvs) => CleanupScope::Mode { ipvs: true },
+            Some(CleanupMode::Iptables) => CleanupScope::Mode(ProxyMode::Iptables),
+            Some(CleanupMode::Ipvs) => CleanupScope::Mode(ProxyMode::Ipvs),
             Some(CleanupMode::All) => CleanupScope::All,
             None => anyhow::bail!(UsageError::msg(
                 "say what to remove: --mode iptables|ipvs|all, or --stale-only --config FILE"
@@ -258,7 +260,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         })
         .collect();
     let rulesets: Vec<&Ruleset> = sources.iter().map(|(_, s)| &s.rules).collect();
-    let plan = iptables::cleanup_plan(&rulesets, &ipsets, scope);
+    let plan = plan::cleanup_plan(&rulesets, &ipsets, scope);
     let mut report = String::new();
     for (t, c) in &plan.removed_chains {
         let _ = writeln!(report, "removed chain {t} {c}");
@@ -322,7 +324,11 @@ mod tests {
             files: vec![format!("{root}examples/cluster.yaml").into()],
         };
         let want = desired(&args).unwrap();
-        let plan = iptables::plan(&want.rules, &Ruleset::default());
+        let plan = plan::plan(
+            &want.rules,
+            &Ruleset::default(),
+            ProxyMode::Iptables.profile(),
+        );
         let (line, text) = plan
             .payload
             .lines()

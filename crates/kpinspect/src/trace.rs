@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use kpinspect_core::mode::ProxyMode;
 use kpinspect_core::model::Protocol;
 use kpinspect_core::net::{IpFamily, parse_ip_sloppy, split_host_port};
 use kpinspect_core::trace::{Action, Hook, Packet, Trace, TraceOptions, trace};
@@ -42,6 +43,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         local_ips,
         in_interface: args.in_interface.clone(),
         mark: 0,
+        // Saves without built-in chains hold iptables mode's restore input.
+        mode: ProxyMode::Iptables,
     };
     let packet = Packet::new(src, dst.ip(), dst.port(), protocol);
     let t = trace(&rules, &packet, &opts);

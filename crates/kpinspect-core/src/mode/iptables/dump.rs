@@ -12,10 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::iptables::names::{BUILTIN_CHAINS, BUILTIN_TARGETS, service_port_suffix};
-use crate::iptables::{IPTABLES_SERVICE_PREFIXES, Rule, Ruleset, Table};
+use super::names::{
+    endpoint_chain, is_old_service_chain, service_chain_suffix, service_port_suffix,
+};
+use crate::mode::ipvs;
 use crate::model::Protocol;
 use crate::net::split_host_port;
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, is_target, render_rule};
 use crate::proxy::ProxyState;
 
 /// One endpoint of a service port as programmed.
@@ -74,12 +77,52 @@ pub struct ServiceDump {
     pub chains: Vec<String>,
 }
 
+/// What kind of thing is wrong or stale (ordered by its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnomalyKind {
+    /// kube-proxy chains in both iptables backends (live nodes only).
+    BothBackends,
+    /// A chain holds the same rule twice.
+    DuplicateRule,
+    /// A rule jumps to a chain that does not exist.
+    MissingChain,
+    /// A built-in chain does not reach kube-proxy's chain.
+    MissingJump,
+    /// A chain only older kube-proxy or kubelet versions create.
+    OldGeneration,
+    /// Chains of another proxy mode next to this mode's.
+    OtherMode,
+    /// A kube-proxy chain nothing reaches.
+    StaleChain,
+}
+
+impl AnomalyKind {
+    /// The kind as printed and serialised (`missing-chain`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::BothBackends => "both-backends",
+            AnomalyKind::DuplicateRule => "duplicate-rule",
+            AnomalyKind::MissingChain => "missing-chain",
+            AnomalyKind::MissingJump => "missing-jump",
+            AnomalyKind::OldGeneration => "old-generation",
+            AnomalyKind::OtherMode => "other-mode",
+            AnomalyKind::StaleChain => "stale-chain",
+        }
+    }
+}
+
+impl std::fmt::Display for AnomalyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// Something wrong or stale on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Anomaly {
-    /// `missing-chain`, `missing-jump`, `stale-chain`, `other-mode`,
-    /// `old-generation` or `duplicate-rule`.
-    pub kind: String,
+    /// What kind of anomaly.
+    pub kind: AnomalyKind,
     /// The chain concerned.
     pub chain: String,
     /// Explanation.
@@ -95,7 +138,10 @@ pub struct NodeDump {
     pub anomalies: Vec<Anomaly>,
 }
 
-/// (table, built-in chain, kube-proxy chain) jumps kube-proxy installs.
+/// (table, built-in chain, kube-proxy chain) of the jumps whose absence the
+/// dump reports: the ones every kube-proxy generation installs (newer jumps,
+/// like those to `KUBE-PROXY-FIREWALL`, are missing on older nodes by
+/// design). A subset of [`JUMP_RULES`](super::JUMP_RULES).
 const ENTRY_CHAINS: [(&str, &str, &str); 7] = [
     ("nat", "PREROUTING", "KUBE-SERVICES"),
     ("nat", "OUTPUT", "KUBE-SERVICES"),
@@ -105,22 +151,15 @@ const ENTRY_CHAINS: [(&str, &str, &str); 7] = [
     ("filter", "INPUT", "KUBE-EXTERNAL-SERVICES"),
     ("filter", "FORWARD", "KUBE-SERVICES"),
 ];
-const IPVS_CHAINS: [&str; 5] = [
-    "KUBE-LOAD-BALANCER",
-    "KUBE-NODE-PORT",
-    "KUBE-LOOP-BACK",
-    "KUBE-IPVS-FILTER",
-    "KUBE-IPVS-OUT-FILTER",
-];
 
 /// Dumps `rs` (an `iptables-save` of the nat and filter tables). `cluster`,
 /// when given, names chains whose comments are missing by recomputing
 /// kube-proxy's hashes.
 ///
 /// ```
-/// let save = include_str!("../../../fixtures/iptables-save/affinity.nft.txt");
-/// let rs = kpinspect_core::iptables::Ruleset::parse(save).unwrap();
-/// let dump = kpinspect_core::dump::dump(&rs, None);
+/// let save = include_str!("../../../../../fixtures/iptables-save/affinity.nft.txt");
+/// let rs = kpinspect_core::netfilter::Ruleset::parse(save).unwrap();
+/// let dump = kpinspect_core::mode::iptables::dump(&rs, None);
 /// let svc = &dump.services[0];
 /// assert_eq!((svc.namespace.as_str(), svc.name.as_str(), svc.port_name.as_str()), ("ns1", "svc1", "p80"));
 /// assert_eq!(svc.affinity_timeout, Some(300));
@@ -402,11 +441,7 @@ fn port_name(s: &ServiceDump, protocol: Protocol) -> crate::proxy::ServicePortNa
 }
 
 fn chain_suffix(chain: Option<&str>) -> Option<String> {
-    let c = chain?;
-    IPTABLES_SERVICE_PREFIXES
-        .iter()
-        .find_map(|p| c.strip_prefix(p))
-        .map(String::from)
+    service_chain_suffix(chain?).map(String::from)
 }
 
 fn strip_host_prefix(addr: &str) -> String {
@@ -476,7 +511,7 @@ fn hash_names(state: &ProxyState) -> HashMap<String, String> {
         let s = p.info.name.to_kube_string();
         out.insert(service_port_suffix(&p.info.name), s.clone());
         for e in &p.endpoints {
-            let chain = crate::iptables::names::endpoint_chain(&p.info.name, &e.endpoint);
+            let chain = endpoint_chain(&p.info.name, &e.endpoint);
             out.insert(
                 chain.trim_start_matches("KUBE-SEP-").to_string(),
                 format!("{s} -> {}", e.endpoint),
@@ -495,12 +530,12 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
         // Other unknown names may be extension targets (CT, NFLOG, ...);
         // kube-proxy's own chains all start with KUBE-.
         if let Some(t) = r.target_name()
-            && !BUILTIN_TARGETS.contains(&t)
+            && !is_target(t)
             && !declared.contains(t)
             && t.starts_with("KUBE-")
         {
             out.push(Anomaly {
-                kind: "missing-chain".into(),
+                kind: AnomalyKind::MissingChain,
                 chain: t.into(),
                 message: format!(
                     "{} table: rule in {} jumps to {t}, which does not exist",
@@ -543,7 +578,7 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
             .any(|r| r.target_name() == Some(to));
         if !jumps {
             out.push(Anomaly {
-                kind: "missing-jump".into(),
+                kind: AnomalyKind::MissingJump,
                 chain: to.to_string(),
                 message: format!("{} table: {from} does not jump to {to}, so kube-proxy's rules there are never used", table.name),
             });
@@ -551,12 +586,10 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
     }
     for c in &table.chains {
         let name = c.name.as_str();
-        let service_chain = IPTABLES_SERVICE_PREFIXES
-            .iter()
-            .any(|p| name.starts_with(p));
-        if name.starts_with("KUBE-XLB-") || name == "KUBE-MARK-DROP" {
+        let service_chain = service_chain_suffix(name).is_some();
+        if is_old_service_chain(name) || name == "KUBE-MARK-DROP" {
             out.push(Anomaly {
-                kind: "old-generation".into(),
+                kind: AnomalyKind::OldGeneration,
                 chain: name.into(),
                 message: format!(
                     "{} table: {name} is only created by kube-proxy/kubelet older than 1.24/1.28",
@@ -565,14 +598,12 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
             });
         }
         if has_builtins && service_chain && !reached.contains(name) {
-            let who = IPTABLES_SERVICE_PREFIXES
-                .iter()
-                .find_map(|p| name.strip_prefix(p))
+            let who = service_chain_suffix(name)
                 .and_then(|s| names.get(s))
                 .map(|s| format!(" (was {s})"))
                 .unwrap_or_default();
             out.push(Anomaly {
-                kind: "stale-chain".into(),
+                kind: AnomalyKind::StaleChain,
                 chain: name.into(),
                 message: format!(
                     "{} table: nothing reaches {name}{who}; kube-proxy left it behind",
@@ -582,9 +613,10 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
         }
     }
     // Both modes' chains in one table.
-    let ipvs: Vec<&str> = IPVS_CHAINS
+    let ipvs: Vec<&str> = ipvs::CHAINS
         .iter()
-        .copied()
+        .filter(|(t, c)| *t == table.name && !super::PROFILE.owns_chain(t, c))
+        .map(|(_, c)| *c)
         .filter(|c| declared.contains(c))
         .collect();
     let iptables_mode = table
@@ -594,7 +626,7 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
     if !ipvs.is_empty() && iptables_mode {
         for c in &ipvs {
             out.push(Anomaly {
-                kind: "other-mode".into(),
+                kind: AnomalyKind::OtherMode,
                 chain: c.to_string(),
                 message: format!(
                     "{} table holds both IPVS-mode chains ({}) and iptables-mode service chains: leftovers of a mode switch",
@@ -610,12 +642,12 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
         for r in list {
             if !seen.insert(r.canonical()) {
                 out.push(Anomaly {
-                    kind: "duplicate-rule".into(),
+                    kind: AnomalyKind::DuplicateRule,
                     chain: chain.to_string(),
                     message: format!(
                         "{} table: {chain} holds the same rule twice: {}",
                         table.name,
-                        crate::iptables::render_rule(r)
+                        render_rule(r)
                     ),
                 });
             }
@@ -623,4 +655,19 @@ fn table_anomalies(table: &Table, names: &HashMap<String, String>) -> Vec<Anomal
     }
     out.sort_by(|a, b| (&a.kind, &a.chain).cmp(&(&b.kind, &b.chain)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entry_chains_are_jump_rules() {
+        for (table, chain, target) in super::ENTRY_CHAINS {
+            assert!(
+                super::super::JUMP_RULES
+                    .iter()
+                    .any(|j| (j.table, j.chain, j.target) == (table, chain, target)),
+                "{table} {chain} -> {target}"
+            );
+        }
+    }
 }

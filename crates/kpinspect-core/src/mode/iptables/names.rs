@@ -9,7 +9,7 @@ use crate::proxy::ServicePortName;
 /// The 16-character hash suffix of `input`.
 ///
 /// ```
-/// use kpinspect_core::iptables::names::hash_suffix;
+/// use kpinspect_core::mode::iptables::names::hash_suffix;
 /// assert_eq!(hash_suffix("default/kubernetes:httpstcp"), "NPX46M4PTMTKRN6Y");
 /// ```
 pub fn hash_suffix(input: &str) -> String {
@@ -42,24 +42,6 @@ pub fn endpoint_chain(name: &ServicePortName, endpoint: &str) -> String {
     )
 }
 
-/// Targets built into iptables that kube-proxy's rules use (not chains).
-pub const BUILTIN_TARGETS: [&str; 11] = [
-    "ACCEPT",
-    "DROP",
-    "RETURN",
-    "REJECT",
-    "DNAT",
-    "SNAT",
-    "MASQUERADE",
-    "MARK",
-    "LOG",
-    "CONNMARK",
-    "NOTRACK",
-];
-
-/// The built-in chains of the filter and nat tables.
-pub const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
-
 /// Prefixes of the per-service chains kube-proxy's iptables mode creates and
 /// deletes when stale.
 pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
@@ -73,6 +55,30 @@ pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
 /// Whether `chain` is a per-service chain of the current iptables mode.
 pub fn is_service_chain(chain: &str) -> bool {
     SERVICE_CHAIN_PREFIXES.iter().any(|p| chain.starts_with(p))
+}
+
+/// The per-service chain prefix only kube-proxy older than 1.24 created
+/// (`KUBE-XLB-`, replaced by `KUBE-SVL-` and `KUBE-EXT-`).
+pub const OLD_SERVICE_CHAIN_PREFIX: &str = "KUBE-XLB-";
+
+/// The hash suffix of a per-service chain of any generation
+/// (`KUBE-SEP-ABC` → `ABC`).
+///
+/// ```
+/// use kpinspect_core::mode::iptables::names::service_chain_suffix;
+/// assert_eq!(service_chain_suffix("KUBE-XLB-ABC"), Some("ABC"));
+/// assert_eq!(service_chain_suffix("KUBE-SERVICES"), None);
+/// ```
+pub fn service_chain_suffix(chain: &str) -> Option<&str> {
+    SERVICE_CHAIN_PREFIXES
+        .iter()
+        .chain(std::iter::once(&OLD_SERVICE_CHAIN_PREFIX))
+        .find_map(|p| chain.strip_prefix(p))
+}
+
+/// Whether `chain` is a per-service chain of an older iptables mode.
+pub fn is_old_service_chain(chain: &str) -> bool {
+    chain.starts_with(OLD_SERVICE_CHAIN_PREFIX)
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::names::{endpoint_chain, is_service_chain, service_port_suffix};
-use super::restore::{LineBuffer, Restore, RestoreTable, wln};
 use crate::config::ProxyConfig;
 use crate::net::IpFamily;
+use crate::netfilter::{LineBuffer, Restore, RestoreTable, wln};
 use crate::proxy::{EndpointInfo, ProxyState, ServicePortEntry, categorize};
 
 const NODEPORTS_COMMENT: &str =
@@ -24,7 +24,7 @@ const NODEPORTS_COMMENT: &str =
 /// use kpinspect_core::{config::ProxyConfig, model::Cluster, net::IpFamily, proxy::ProxyState};
 /// let config = ProxyConfig::default();
 /// let state = ProxyState::build(&Cluster::default(), &config, IpFamily::V4);
-/// let text = kpinspect_core::iptables::compile(&state, &config).render();
+/// let text = kpinspect_core::mode::iptables::compile(&state, &config).render();
 /// assert!(text.starts_with("*filter\n:KUBE-SERVICES - [0:0]\n"));
 /// assert!(text.ends_with("-j KUBE-NODEPORTS\nCOMMIT\n"));
 /// ```
@@ -210,7 +210,7 @@ impl Probabilities {
 /// kube-proxy's `computeProbability`: 1/n printed with 10 decimals.
 ///
 /// ```
-/// use kpinspect_core::iptables::probability;
+/// use kpinspect_core::mode::iptables::probability;
 /// assert_eq!(probability(3), "0.3333333333");
 /// assert_eq!(probability(100001), "0.0000099999");
 /// ```

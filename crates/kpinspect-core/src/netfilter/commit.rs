@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::rule::{
     Match, Opt, Rule, Target, mark_pair, parse_u32, quantize_probability, split_args,
 };
-use super::save::{Chain, Ruleset, Table};
+use super::ruleset::{Chain, Ruleset, Table};
 use crate::net::{IpNet, parse_cidr_sloppy, parse_ip_sloppy};
 
 /// Whether a restore flushes the tables it names first
@@ -50,9 +50,18 @@ pub fn builtin_chains(table: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// The built-in chains of every table (a name that is never a user chain).
+pub const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
+/// Whether `name` is a verdict or a target extension shipped with iptables
+/// (not a chain).
+pub fn is_target(name: &str) -> bool {
+    TARGETS.contains(&name)
+}
+
 /// Verdicts and the target extensions shipped with iptables: a jump to any
 /// other name must be a chain of the table.
-const TARGETS: &[&str] = &[
+pub const TARGETS: &[&str] = &[
     "ACCEPT",
     "DROP",
     "RETURN",
@@ -143,7 +152,7 @@ impl Ruleset {
     /// reordered and completed.
     ///
     /// ```
-    /// use kpinspect_core::iptables::{RestoreFlush, Ruleset};
+    /// use kpinspect_core::netfilter::{RestoreFlush, Ruleset};
     /// let mut rs = Ruleset::default();
     /// rs.restore(
     ///     "*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n\
@@ -151,7 +160,7 @@ impl Ruleset {
     ///     RestoreFlush::NoFlush,
     /// )
     /// .unwrap_err(); // KUBE-SVC-X does not exist
-    /// assert!(rs.tables.is_empty());
+    /// assert!(rs.tables().is_empty());
     /// rs.restore("*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n",
     ///     RestoreFlush::NoFlush).unwrap();
     /// assert_eq!(
@@ -896,7 +905,7 @@ mod tests {
         rs.table(table)
             .expect("table")
             .rules_of(chain)
-            .map(crate::iptables::render_rule)
+            .map(crate::netfilter::render_rule)
             .collect()
     }
 

@@ -1,7 +1,9 @@
 //! Desired state (kube-proxy's restore input, as compiled) against a node's
 //! actual state (`iptables-save`): a semantic [`diff`] per table and chain,
-//! and the minimal `iptables-restore --noflush` payload that makes the node
-//! match ([`plan`]).
+//! the minimal `iptables-restore --noflush` payload that makes the node
+//! match ([`plan`]), and selective removal of what kube-proxy owns
+//! ([`cleanup_plan`]). What belongs to the mode (its jump rules, its
+//! per-service chains) comes from the mode's [`Profile`].
 //!
 //! Compared with what kube-proxy writes on a sync, the payload is small:
 //! chains that are already right are not touched; large chains whose rules
@@ -13,7 +15,9 @@
 //! inserted only when missing, never reordering anyone else's rules.
 //!
 //! ```
-//! use kpinspect_core::iptables::{Ruleset, plan};
+//! use kpinspect_core::mode::ProxyMode;
+//! use kpinspect_core::netfilter::Ruleset;
+//! use kpinspect_core::plan::plan;
 //! let desired = Ruleset::parse("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n\
 //!     -A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n\
 //!     -A KUBE-SVC-A -j DNAT --to-destination 10.0.0.2:80\nCOMMIT\n").unwrap();
@@ -21,7 +25,7 @@
 //!     -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
 //!     -A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n\
 //!     -A KUBE-SVC-A -j DNAT --to-destination 10.0.0.1:80\nCOMMIT\n").unwrap();
-//! let p = plan(&desired, &actual);
+//! let p = plan(&desired, &actual, ProxyMode::Iptables.profile());
 //! assert!(p.payload.contains(":KUBE-SVC-A - [0:0]\n"));
 //! assert!(p.payload.contains("\n-A KUBE-SVC-A -j DNAT --to-destination 10.0.0.2:80\n"));
 //! assert!(!p.payload.contains("KUBE-SERVICES -d")); // KUBE-SERVICES is already right
@@ -31,11 +35,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::jumps::JUMP_RULES;
-use super::names::BUILTIN_CHAINS;
-use super::ownership::{Owner, chain_owner};
-use super::rule::Rule;
-use super::save::{Ruleset, Table, render_rule};
+mod cleanup;
+
+pub use cleanup::{CleanupPlan, CleanupScope, cleanup_plan};
+
+use crate::mode::Profile;
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, render_rule};
 
 /// How a chain differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,7 +71,7 @@ pub struct ChainDiff {
 
 /// Desired against actual, per table and chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct IptablesDiff {
+pub struct RulesDiff {
     /// Chains that differ, desired chains first in declaration order, then
     /// stale chains.
     pub chains: Vec<ChainDiff>,
@@ -74,7 +79,7 @@ pub struct IptablesDiff {
     pub missing_jumps: Vec<String>,
 }
 
-impl IptablesDiff {
+impl RulesDiff {
     /// Whether the node matches.
     pub fn is_empty(&self) -> bool {
         self.chains.is_empty() && self.missing_jumps.is_empty()
@@ -150,7 +155,11 @@ struct TablePlan<'a> {
     kept: Vec<(String, String)>,
 }
 
-fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a> {
+fn plan_table<'a>(
+    desired: &'a Table,
+    actual: Option<&'a Table>,
+    profile: &Profile,
+) -> TablePlan<'a> {
     let mut by_chain: HashMap<&str, Vec<&Rule>> = HashMap::new();
     if let Some(a) = actual {
         for r in &a.rules {
@@ -195,7 +204,8 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
         chains.push((c.name.as_str(), plan, missing, extra, !declared(&c.name)));
     }
     // kube-proxy's jumps from the built-in chains, in the order it ensures them.
-    let jumps: Vec<Rule> = JUMP_RULES
+    let jumps: Vec<Rule> = profile
+        .jump_rules
         .iter()
         .filter(|j| j.table == desired.name)
         .map(|j| j.rule())
@@ -222,12 +232,7 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
                 .iter()
                 .map(|c| c.name.as_str())
                 .filter(|c| !desired_names.contains(c))
-                .filter(|c| chain_owner(&desired.name, c) == Owner::Iptables)
-                .filter(|c| {
-                    super::ownership::IPTABLES_SERVICE_PREFIXES
-                        .iter()
-                        .any(|p| c.starts_with(p))
-                })
+                .filter(|c| profile.is_service_chain(&desired.name, c))
                 .map(String::from)
                 .collect()
         })
@@ -269,11 +274,11 @@ fn plan_table<'a>(desired: &'a Table, actual: Option<&'a Table>) -> TablePlan<'a
 }
 
 /// The semantic difference between `desired` (compiled restore input) and
-/// `actual` (an `iptables-save` of the node).
-pub fn diff(desired: &Ruleset, actual: &Ruleset) -> IptablesDiff {
-    let mut out = IptablesDiff::default();
-    for t in &desired.tables {
-        let p = plan_table(t, actual.table(&t.name));
+/// `actual` (an `iptables-save` of the node), for the mode of `profile`.
+pub fn diff(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> RulesDiff {
+    let mut out = RulesDiff::default();
+    for t in desired.tables() {
+        let p = plan_table(t, actual.table(&t.name), profile);
         for (chain, plan, missing, extra, new) in &p.chains {
             let change = match plan {
                 ChainPlan::Same => continue,
@@ -311,11 +316,11 @@ pub fn diff(desired: &Ruleset, actual: &Ruleset) -> IptablesDiff {
 }
 
 /// The minimal `iptables-restore --noflush` payload that turns `actual`
-/// into `desired`: see the module documentation.
-pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Plan {
+/// into `desired` for the mode of `profile`: see the module documentation.
+pub fn plan(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> Plan {
     let mut out = Plan::default();
-    for t in &desired.tables {
-        let p = plan_table(t, actual.table(&t.name));
+    for t in desired.tables() {
+        let p = plan_table(t, actual.table(&t.name), profile);
         out.chains_kept.extend(p.kept.iter().cloned());
         let changed = p.chains.iter().any(|c| !matches!(c.1, ChainPlan::Same))
             || !p.jumps.is_empty()
@@ -446,6 +451,9 @@ fn edit_script(have: &[&Rule], want: &[&Rule]) -> (Vec<usize>, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mode::ProxyMode;
+
+    const IPTABLES: &Profile = ProxyMode::Iptables.profile();
 
     fn rules(texts: &[&str]) -> Vec<Rule> {
         texts
@@ -538,7 +546,7 @@ COMMIT
 ",
         )
         .unwrap();
-        let p = plan(&desired, &actual);
+        let p = plan(&desired, &actual, IPTABLES);
         assert_eq!(p.chains_deleted, ["KUBE-SVC-OLD", "KUBE-SEP-OLD"]);
         assert_eq!(
             p.chains_kept,
@@ -559,7 +567,7 @@ COMMIT
 "
         );
         assert_eq!(p.chain_at(4), Some("KUBE-SERVICES"));
-        let d = diff(&desired, &actual);
+        let d = diff(&desired, &actual, IPTABLES);
         let kinds: Vec<(&str, ChainChange)> = d
             .chains
             .iter()
@@ -580,28 +588,32 @@ COMMIT
     fn an_empty_node_gets_everything_and_the_jumps() {
         let desired = Ruleset::parse(DESIRED).unwrap();
         let actual = Ruleset::parse("").unwrap();
-        let p = plan(&desired, &actual);
+        let p = plan(&desired, &actual, IPTABLES);
         assert_eq!(p.chains_written, 3);
         assert!(p.payload.contains(
             "-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"
         ));
-        assert_eq!(diff(&desired, &actual).missing_jumps.len(), 3);
+        assert_eq!(diff(&desired, &actual, IPTABLES).missing_jumps.len(), 3);
         // A jump target neither desired nor on the node is created first.
         let filter = Ruleset::parse("*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n").unwrap();
-        let p = plan(&filter, &actual);
+        let p = plan(&filter, &actual, IPTABLES);
         assert!(
             p.payload.contains(":KUBE-FIREWALL - [0:0]\n"),
             "{}",
             p.payload
         );
         let mut node = Ruleset::default();
-        node.restore(&p.payload, super::super::RestoreFlush::NoFlush)
+        node.restore(&p.payload, crate::netfilter::RestoreFlush::NoFlush)
             .expect("applies");
         // ... and not again (a declaration would flush kubelet's rules).
-        assert!(!plan(&filter, &node).payload.contains(":KUBE-FIREWALL"));
+        assert!(
+            !plan(&filter, &node, IPTABLES)
+                .payload
+                .contains(":KUBE-FIREWALL")
+        );
         // Against itself only the jumps (and KUBE-POSTROUTING, the target
         // of one that this desired state lacks) are written.
-        let again = plan(&desired, &desired).payload;
+        let again = plan(&desired, &desired, IPTABLES).payload;
         let declared: Vec<&str> = again.lines().filter(|l| l.starts_with(':')).collect();
         assert_eq!(declared, [":KUBE-POSTROUTING - [0:0]"], "{again}");
     }

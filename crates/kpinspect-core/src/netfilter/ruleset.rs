@@ -70,8 +70,10 @@ enum Line {
 /// namespace), which [`Ruleset::restore`] can fill.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Tables, in the order they appear.
-    pub tables: Vec<Table>,
+    /// Tables, in the order they appear. Changed only by
+    /// [`Ruleset::restore`], which renders `lines` anew, so the two never
+    /// disagree.
+    pub(super) tables: Vec<Table>,
     lines: Vec<Line>,
 }
 
@@ -81,7 +83,7 @@ impl Ruleset {
     /// ```
     /// let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n\
     ///             -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n";
-    /// let rs = kpinspect_core::iptables::Ruleset::parse(text).unwrap();
+    /// let rs = kpinspect_core::netfilter::Ruleset::parse(text).unwrap();
     /// let nat = rs.table("nat").unwrap();
     /// assert_eq!(nat.rules[0].target_name(), Some("KUBE-SERVICES"));
     /// assert_eq!(rs.render(), text);
@@ -169,6 +171,11 @@ impl Ruleset {
         Ok(Ruleset { tables, lines })
     }
 
+    /// The tables, in the order they appear.
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+
     /// The table called `name`.
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.iter().find(|t| t.name == name)
@@ -217,10 +224,16 @@ impl Ruleset {
 
     /// Every rule with its table, in order.
     pub fn rules(&self) -> impl Iterator<Item = (&Table, &Rule)> {
+        self.rules_with_text().map(|(t, r, _)| (t, r))
+    }
+
+    /// Every rule with its table and its text as read (trimmed; after a
+    /// [`restore`](Ruleset::restore), as `iptables-save` prints it), in order.
+    pub fn rules_with_text(&self) -> impl Iterator<Item = (&Table, &Rule, &str)> {
         self.lines.iter().filter_map(move |l| match l {
-            Line::Rule { table, index, .. } => {
+            Line::Rule { table, index, text } => {
                 let t = &self.tables[*table];
-                Some((t, &t.rules[*index]))
+                Some((t, &t.rules[*index], text.trim()))
             }
             Line::Verbatim(_) => None,
         })
@@ -287,7 +300,7 @@ fn quote(v: &str, always: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iptables::split_args;
+    use crate::netfilter::split_args;
 
     fn renders_back(rule: &Rule) -> bool {
         let text = render_rule(rule);

@@ -1,8 +1,7 @@
 //! Selective cleanup of kube-proxy's state: all of one mode's chains, jump
 //! rules and ipsets (`kube-proxy --cleanup`, per mode), or only the
 //! leftovers of the mode a node no longer runs. Only what
-//! [`chain_owner`](super::chain_owner), [`jump_owner`](super::jump_owner)
-//! and [`is_ipvs_ipset`](super::is_ipvs_ipset) say is kube-proxy's is
+//! [`chain_owner`], [`jump_owner`] and [`ipset_owner`] say is kube-proxy's is
 //! touched; a chain that someone else's rule still jumps to is kept (with
 //! everything it reaches) and reported.
 //!
@@ -12,13 +11,15 @@
 //! when no remaining rule matches on them.
 //!
 //! ```
-//! use kpinspect_core::iptables::{CleanupScope, Ruleset, cleanup_plan};
+//! use kpinspect_core::mode::ProxyMode;
+//! use kpinspect_core::netfilter::Ruleset;
+//! use kpinspect_core::plan::{CleanupScope, cleanup_plan};
 //! let save = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n:DOCKER - [0:0]\n\
 //!     -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
 //!     -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
 //!     -A KUBE-SERVICES -d 172.30.0.41/32 -j KUBE-SVC-A\nCOMMIT\n";
 //! let rs = Ruleset::parse(save).unwrap();
-//! let p = cleanup_plan(&[&rs], &[], CleanupScope::StaleFor { ipvs: true });
+//! let p = cleanup_plan(&[&rs], &[], CleanupScope::StaleFor(ProxyMode::Ipvs));
 //! // Running IPVS mode: the iptables-mode service chain goes, KUBE-SERVICES stays.
 //! assert_eq!(p.removed_chains, [("nat".to_string(), "KUBE-SVC-A".to_string())]);
 //! assert!(p.payloads[0].contains("-D KUBE-SERVICES -d 172.30.0.41/32 -j KUBE-SVC-A\n"));
@@ -29,45 +30,30 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::names::BUILTIN_CHAINS;
-use super::ownership::{Owner, chain_owner, is_ipvs_ipset, jump_owner};
-use super::rule::Rule;
-use super::save::{Ruleset, render_rule};
+use crate::mode::{Owner, ProxyMode, chain_owner, ipset_owner, jump_owner};
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, render_rule};
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanupScope {
-    /// Everything of iptables mode (`ipvs == false`) or IPVS mode, including
-    /// the chains both modes share (like `kube-proxy --cleanup`).
-    Mode {
-        /// IPVS mode rather than iptables mode.
-        ipvs: bool,
-    },
-    /// Everything kube-proxy owns, both modes.
+    /// Everything the mode creates, including what it shares with another
+    /// mode (like `kube-proxy --cleanup`).
+    Mode(ProxyMode),
+    /// Everything kube-proxy owns, every mode.
     All,
-    /// What the *other* mode left: keeps the configured mode's chains
-    /// (shared ones included, referenced or not), removes the rest, and
-    /// deletes rules in shared chains that point at what is removed.
-    StaleFor {
-        /// The configured mode is IPVS (else iptables).
-        ipvs: bool,
-    },
+    /// What *other* modes left on a node running this one: keeps this
+    /// mode's chains (shared ones included, referenced or not), removes the
+    /// rest, and deletes rules in shared chains that point at what is
+    /// removed.
+    StaleFor(ProxyMode),
 }
 
 impl CleanupScope {
     fn removes(self, owner: Owner) -> bool {
         match self {
             CleanupScope::All => owner.is_kube_proxy(),
-            CleanupScope::Mode { ipvs } => owner.created_by(ipvs),
-            CleanupScope::StaleFor { ipvs } => owner.is_kube_proxy() && !owner.created_by(ipvs),
-        }
-    }
-
-    fn removes_ipsets(self) -> bool {
-        match self {
-            CleanupScope::All => true,
-            CleanupScope::Mode { ipvs } => ipvs,
-            CleanupScope::StaleFor { ipvs } => !ipvs,
+            CleanupScope::Mode(mode) => owner.created_by(mode),
+            CleanupScope::StaleFor(mode) => owner.is_kube_proxy() && !owner.created_by(mode),
         }
     }
 }
@@ -102,19 +88,15 @@ impl CleanupPlan {
 /// `ipsets` (the names of the sets on the node).
 pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScope) -> CleanupPlan {
     let mut out = CleanupPlan::default();
-    let removed_sets: HashSet<&str> = if scope.removes_ipsets() {
-        ipsets
-            .iter()
-            .map(String::as_str)
-            .filter(|s| is_ipvs_ipset(s))
-            .collect()
-    } else {
-        HashSet::new()
-    };
+    let removed_sets: HashSet<&str> = ipsets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| scope.removes(ipset_owner(s)))
+        .collect();
     let mut still_used: HashSet<String> = HashSet::new();
     for rs in rulesets {
         let mut payload = String::new();
-        for table in &rs.tables {
+        for table in rs.tables() {
             let t = table.name.as_str();
             let mut removed: Vec<&str> = table
                 .chains
@@ -144,7 +126,7 @@ pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScop
                         jump_owner(r).is_some_and(|o| scope.removes(o))
                     } else {
                         let owner = chain_owner(t, &r.chain);
-                        owner == Owner::Both && !scope.removes(owner)
+                        owner.is_shared() && !scope.removes(owner)
                     };
                     let to_removed = r.target_name().is_some_and(|n| set.contains(n));
                     let to_removed_set = ipset_refs(r).any(|s| removed_sets.contains(s));
@@ -300,7 +282,7 @@ COMMIT
     #[test]
     fn stale_only_in_ipvs_mode_removes_the_iptables_leftovers() {
         let rs = Ruleset::parse(MIXED).unwrap();
-        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::StaleFor { ipvs: true });
+        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::StaleFor(ProxyMode::Ipvs));
         assert_eq!(
             names(&p),
             [
@@ -326,7 +308,7 @@ COMMIT
     #[test]
     fn stale_only_in_iptables_mode_removes_the_ipvs_leftovers_and_sets() {
         let rs = Ruleset::parse(MIXED).unwrap();
-        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::StaleFor { ipvs: false });
+        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::StaleFor(ProxyMode::Iptables));
         assert_eq!(
             names(&p),
             [
@@ -382,7 +364,7 @@ COMMIT
             "-A KUBE-SVC-A -j KUBE-MARK-MASQ\n-A KUBE-SVC-A -j KUBE-SEP-A\n",
         ))
         .unwrap();
-        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::Mode { ipvs: true });
+        let p = cleanup_plan(&[&rs], &sets(), CleanupScope::Mode(ProxyMode::Ipvs));
         // KUBE-SVC-A (iptables mode) still jumps to the shared KUBE-MARK-MASQ:
         // that stays, and no rule of KUBE-SVC-A is deleted.
         assert!(
@@ -406,7 +388,7 @@ COMMIT
             "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A DOCKER -j KUBE-SVC-A\n",
         );
         let rs = Ruleset::parse(&text).unwrap();
-        let p = cleanup_plan(&[&rs], &[], CleanupScope::StaleFor { ipvs: true });
+        let p = cleanup_plan(&[&rs], &[], CleanupScope::StaleFor(ProxyMode::Ipvs));
         assert!(
             !names(&p)
                 .iter()

@@ -6,15 +6,15 @@ use std::collections::HashSet;
 
 use thiserror::Error;
 
-use super::dump::{DumpError, parse_dump, split_args};
-use super::names::{BUILTIN_CHAINS, BUILTIN_TARGETS as TARGETS, is_service_chain};
+use super::names::is_service_chain;
+use crate::netfilter::{BUILTIN_CHAINS, Ruleset, SaveParseError, is_target};
 
 /// What is inconsistent in a dump.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JumpError {
     /// The text does not parse.
     #[error(transparent)]
-    Parse(#[from] DumpError),
+    Parse(#[from] SaveParseError),
     /// A rule jumps to a chain that is not declared.
     #[error("table {table}: rule jumps to undeclared chain {chain}: {rule}")]
     Undeclared {
@@ -49,57 +49,47 @@ pub enum JumpError {
 ///
 /// ```
 /// let bad = "*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -j KUBE-SVC-X\nCOMMIT\n";
-/// let errs = kpinspect_core::iptables::check_rule_jumps(bad);
+/// let errs = kpinspect_core::mode::iptables::check_rule_jumps(bad);
 /// assert_eq!(errs.len(), 1);
 /// ```
 pub fn check_rule_jumps(text: &str) -> Vec<JumpError> {
-    let tables = match parse_dump(text) {
-        Ok(t) => t,
+    let rs = match Ruleset::parse(text) {
+        Ok(rs) => rs,
         Err(e) => return vec![e.into()],
     };
     let mut errors = Vec::new();
-    for table in &tables {
-        let live: HashSet<&str> = table
-            .chains
-            .iter()
-            .filter(|c| c.declared && !c.deleted)
-            .map(|c| c.name.as_str())
-            .collect();
-        let mut jumped: HashSet<String> = HashSet::new();
-        for chain in &table.chains {
-            for rule in &chain.rules {
-                let args = split_args(rule);
-                let target = args
-                    .iter()
-                    .position(|a| a == "-j" || a == "-g")
-                    .and_then(|i| args.get(i + 1));
-                let Some(target) = target else { continue };
-                if TARGETS.contains(&target.as_str()) {
-                    continue;
-                }
-                if !live.contains(target.as_str()) && !BUILTIN_CHAINS.contains(&target.as_str()) {
-                    errors.push(JumpError::Undeclared {
-                        table: table.name.clone(),
-                        chain: target.clone(),
-                        rule: rule.clone(),
-                    });
-                } else if is_service_chain(target)
-                    && table.chain(target).is_some_and(|c| c.rules.is_empty())
-                {
-                    errors.push(JumpError::Empty {
-                        table: table.name.clone(),
-                        chain: target.clone(),
-                        rule: rule.clone(),
-                    });
-                }
-                jumped.insert(target.clone());
+    for table in rs.tables() {
+        let live = |c: &str| table.chain(c).is_some() && !table.deleted.iter().any(|d| d == c);
+        let mut jumped: HashSet<&str> = HashSet::new();
+        for (_, rule, text) in rs
+            .rules_with_text()
+            .filter(|(t, _, _)| std::ptr::eq(*t, table))
+        {
+            let Some(target) = rule.target_name() else {
+                continue;
+            };
+            if is_target(target) {
+                continue;
             }
+            if !live(target) && !BUILTIN_CHAINS.contains(&target) {
+                errors.push(JumpError::Undeclared {
+                    table: table.name.clone(),
+                    chain: target.to_string(),
+                    rule: text.to_string(),
+                });
+            } else if is_service_chain(target) && table.rules_of(target).next().is_none() {
+                errors.push(JumpError::Empty {
+                    table: table.name.clone(),
+                    chain: target.to_string(),
+                    rule: text.to_string(),
+                });
+            }
+            jumped.insert(target);
         }
         for chain in &table.chains {
-            if chain.declared
-                && !chain.deleted
+            if live(&chain.name)
                 && is_service_chain(&chain.name)
-                && !jumped.contains(&chain.name)
+                && !jumped.contains(chain.name.as_str())
             {
                 errors.push(JumpError::Unused {
                     table: table.name.clone(),

@@ -261,7 +261,7 @@ impl Rule {
     /// not part of it.
     ///
     /// ```
-    /// use kpinspect_core::iptables::Rule;
+    /// use kpinspect_core::netfilter::Rule;
     /// let written = Rule::parse("-A KUBE-SVC-X -m comment --comment \"ns/s:p cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ").unwrap();
     /// let saved = Rule::parse("-A KUBE-SVC-X ! -s 10.0.0.0/8 -d 172.30.0.41/32 -p tcp -m comment --comment \"ns/s:p cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ").unwrap();
     /// assert_eq!(written.canonical(), saved.canonical());
@@ -396,8 +396,14 @@ pub(crate) fn parse_u32(v: &str) -> Option<u32> {
     }
 }
 
-/// `value[/mask]` as numbers, the mask defaulting to all ones.
-pub(crate) fn mark_pair(v: &str) -> Option<(u32, u32)> {
+/// A mark option's `value[/mask]` as numbers, the mask defaulting to all
+/// ones.
+///
+/// ```
+/// assert_eq!(kpinspect_core::netfilter::mark_pair("0x4000/0x4000"), Some((0x4000, 0x4000)));
+/// assert_eq!(kpinspect_core::netfilter::mark_pair("16384"), Some((16384, u32::MAX)));
+/// ```
+pub fn mark_pair(v: &str) -> Option<(u32, u32)> {
     match v.split_once('/') {
         Some((a, b)) => Some((parse_u32(a)?, parse_u32(b)?)),
         None => Some((parse_u32(v)?, u32::MAX)),

@@ -1,0 +1,155 @@
+//! kube-proxy's IPVS mode (`pkg/proxy/ipvs`): what it creates besides IPVS
+//! virtual servers — its iptables chains, jump rules and ipsets. Its
+//! compiler arrives with the IPVS issue; cleanup and ownership know it
+//! already.
+
+use super::{JumpRule, Profile, ProxyMode};
+
+/// The fixed iptables chains of IPVS mode.
+pub const CHAINS: [(&str, &str); 11] = [
+    ("nat", "KUBE-SERVICES"),
+    ("nat", "KUBE-POSTROUTING"),
+    ("nat", "KUBE-MARK-MASQ"),
+    ("nat", "KUBE-NODE-PORT"),
+    ("nat", "KUBE-LOAD-BALANCER"),
+    ("filter", "KUBE-FORWARD"),
+    ("filter", "KUBE-NODE-PORT"),
+    ("filter", "KUBE-PROXY-FIREWALL"),
+    ("filter", "KUBE-SOURCE-RANGES-FIREWALL"),
+    ("filter", "KUBE-IPVS-FILTER"),
+    ("filter", "KUBE-IPVS-OUT-FILTER"),
+];
+
+/// The jump rules of IPVS mode, in the order kube-proxy ensures them.
+pub const JUMP_RULES: [JumpRule; 9] = [
+    JumpRule::new(
+        "nat",
+        "OUTPUT",
+        &[],
+        "kubernetes service portals",
+        "KUBE-SERVICES",
+    ),
+    JumpRule::new(
+        "nat",
+        "PREROUTING",
+        &[],
+        "kubernetes service portals",
+        "KUBE-SERVICES",
+    ),
+    JumpRule::new(
+        "nat",
+        "POSTROUTING",
+        &[],
+        "kubernetes postrouting rules",
+        "KUBE-POSTROUTING",
+    ),
+    JumpRule::new(
+        "filter",
+        "FORWARD",
+        &[],
+        "kubernetes forwarding rules",
+        "KUBE-FORWARD",
+    ),
+    JumpRule::new(
+        "filter",
+        "INPUT",
+        &[],
+        "kubernetes health check rules",
+        "KUBE-NODE-PORT",
+    ),
+    JumpRule::new(
+        "filter",
+        "INPUT",
+        &[],
+        "kube-proxy firewall rules",
+        "KUBE-PROXY-FIREWALL",
+    ),
+    JumpRule::new(
+        "filter",
+        "FORWARD",
+        &[],
+        "kube-proxy firewall rules",
+        "KUBE-PROXY-FIREWALL",
+    ),
+    JumpRule::new(
+        "filter",
+        "INPUT",
+        &[],
+        "kubernetes ipvs access filter",
+        "KUBE-IPVS-FILTER",
+    ),
+    JumpRule::new(
+        "filter",
+        "OUTPUT",
+        &[],
+        "kubernetes ipvs access filter",
+        "KUBE-IPVS-OUT-FILTER",
+    ),
+];
+
+/// The 17 ipsets of IPVS mode (IPv4 names), then the old `bitmap:port`
+/// SCTP sets that upgraded nodes may still have.
+pub const IPSETS: [&str; 19] = [
+    "KUBE-LOOP-BACK",
+    "KUBE-CLUSTER-IP",
+    "KUBE-EXTERNAL-IP",
+    "KUBE-EXTERNAL-IP-LOCAL",
+    "KUBE-LOAD-BALANCER",
+    "KUBE-LOAD-BALANCER-FW",
+    "KUBE-LOAD-BALANCER-LOCAL",
+    "KUBE-LOAD-BALANCER-SOURCE-IP",
+    "KUBE-LOAD-BALANCER-SOURCE-CIDR",
+    "KUBE-NODE-PORT-TCP",
+    "KUBE-NODE-PORT-LOCAL-TCP",
+    "KUBE-NODE-PORT-UDP",
+    "KUBE-NODE-PORT-LOCAL-UDP",
+    "KUBE-NODE-PORT-SCTP-HASH",
+    "KUBE-NODE-PORT-LOCAL-SCTP-HASH",
+    "KUBE-HEALTH-CHECK-NODE-PORT",
+    "KUBE-IPVS-IPS",
+    // Obsolete.
+    "KUBE-NODE-PORT-SCTP",
+    "KUBE-NODE-PORT-LOCAL-SCTP",
+];
+
+/// What IPVS mode creates.
+pub const PROFILE: Profile = Profile {
+    mode: ProxyMode::Ipvs,
+    chains: &CHAINS,
+    service_chain: |_, _| false,
+    jump_rules: &JUMP_RULES,
+    ipsets: &IPSETS,
+};
+
+/// The IPv6 name of an IPVS-mode ipset: `KUBE-` → `KUBE-6-`, truncated to
+/// 31 characters.
+///
+/// ```
+/// use kpinspect_core::mode::ipvs::ipv6_ipset_name;
+/// assert_eq!(ipv6_ipset_name("KUBE-CLUSTER-IP"), "KUBE-6-CLUSTER-IP");
+/// ```
+pub fn ipv6_ipset_name(name: &str) -> String {
+    let mut n = match name.strip_prefix("KUBE-") {
+        Some(rest) => format!("KUBE-6-{rest}"),
+        None => name.to_string(),
+    };
+    n.truncate(31);
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_names_truncate_like_kube_proxy() {
+        assert_eq!(
+            ipv6_ipset_name("KUBE-LOAD-BALANCER-SOURCE-CIDR"),
+            "KUBE-6-LOAD-BALANCER-SOURCE-CID"
+        );
+        assert_eq!(
+            ipv6_ipset_name("KUBE-NODE-PORT-LOCAL-SCTP-HASH"),
+            "KUBE-6-NODE-PORT-LOCAL-SCTP-HAS"
+        );
+    }
+}
