@@ -7,11 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use thiserror::Error;
 
-use super::rule::{
-    Match, Opt, Rule, Target, mark_pair, parse_u32, quantize_probability, split_args,
-};
+use super::ext::kernel_form;
+use super::rule::{Rule, split_args};
 use super::ruleset::{Chain, Ruleset, Table};
-use crate::net::{IpNet, parse_cidr_sloppy, parse_ip_sloppy};
 
 /// Whether a restore flushes the tables it names first
 /// (`iptables-restore`'s default) or not (`--noflush`, what kube-proxy uses).
@@ -553,7 +551,7 @@ impl Work {
 
     /// Deletes the first rule of the chain that is [`Rule::same_as`] `rule`.
     fn delete_rule(&mut self, rule: &Rule) -> Result<(), String> {
-        let want = kernel_form(rule.clone()).canonical();
+        let want = rule.canonical();
         let c = self.chain_mut(&rule.chain)?;
         let idx = c
             .rules
@@ -668,191 +666,6 @@ fn parse_rule(args: &[String]) -> Result<Rule, String> {
         return Err("a rule needs a chain".into());
     }
     Rule::from_args(args, None).map_err(|e| e.0)
-}
-
-/// `rule` as the kernel stores it and `iptables-save` prints it.
-fn kernel_form(mut rule: Rule) -> Rule {
-    rule.counters = None;
-    let v6 = rule
-        .base
-        .iter()
-        .any(|o| (o.name == "-s" || o.name == "-d") && o.values.iter().any(|v| v.contains(':')));
-    rule.base.retain_mut(|o| match o.name.as_str() {
-        "-s" | "-d" => {
-            let Some(net) = o.values.first().and_then(|v| parse_net(v)) else {
-                return true;
-            };
-            // iptables-save leaves out a match-everything address.
-            if net.prefix_len() == 0 && !o.negated {
-                return false;
-            }
-            o.values = vec![net.trunc().to_string()];
-            true
-        }
-        "-p" => {
-            for v in &mut o.values {
-                *v = v.to_lowercase();
-            }
-            true
-        }
-        _ => true,
-    });
-    for m in &mut rule.matches {
-        kernel_match(m, v6);
-    }
-    if let Some(t) = &mut rule.target {
-        kernel_target(t, v6);
-    }
-    rule
-}
-
-fn parse_net(v: &str) -> Option<IpNet> {
-    if v.contains('/') {
-        parse_cidr_sloppy(v)
-    } else {
-        parse_ip_sloppy(v).map(IpNet::from)
-    }
-}
-
-fn opt(name: &str, values: &[&str]) -> Opt {
-    Opt {
-        negated: false,
-        name: name.into(),
-        values: values.iter().map(|v| v.to_string()).collect(),
-    }
-}
-
-/// The order in which a module's printer emits options (unknown options
-/// keep their place after the known ones).
-fn reorder(options: &mut [Opt], order: &[&str]) {
-    options.sort_by_key(|o| {
-        order
-            .iter()
-            .position(|n| *n == o.name)
-            .unwrap_or(order.len())
-    });
-}
-
-fn kernel_match(m: &mut Match, v6: bool) {
-    match m.module.as_str() {
-        "tcp" | "udp" | "sctp" => {
-            for o in &mut m.options {
-                match o.name.as_str() {
-                    "--destination-port" => o.name = "--dport".into(),
-                    "--source-port" => o.name = "--sport".into(),
-                    _ => {}
-                }
-            }
-            reorder(&mut m.options, &["--sport", "--dport"]);
-        }
-        "mark" => {
-            for o in m.options.iter_mut().filter(|o| o.name == "--mark") {
-                if let Some((v, mask)) = o.values.first().and_then(|v| mark_pair(v)) {
-                    o.values = vec![if mask == u32::MAX {
-                        format!("{v:#x}")
-                    } else {
-                        format!("{v:#x}/{mask:#x}")
-                    }];
-                }
-            }
-        }
-        "statistic" => {
-            for o in m.options.iter_mut().filter(|o| o.name == "--probability") {
-                if let Some(p) = o.values.first().and_then(|v| v.parse::<f64>().ok()) {
-                    let q = quantize_probability(p) as f64 / 2f64.powi(31);
-                    o.values = vec![format!("{q:.11}")];
-                }
-            }
-        }
-        "conntrack" | "state" => {
-            const ORDER: [&str; 7] = [
-                "INVALID",
-                "NEW",
-                "RELATED",
-                "ESTABLISHED",
-                "UNTRACKED",
-                "SNAT",
-                "DNAT",
-            ];
-            for o in m
-                .options
-                .iter_mut()
-                .filter(|o| o.name == "--ctstate" || o.name == "--state")
-            {
-                let mut states: Vec<String> = o
-                    .values
-                    .iter()
-                    .flat_map(|v| v.split(','))
-                    .map(str::to_string)
-                    .collect();
-                states.sort_by_key(|s| ORDER.iter().position(|o| o == s).unwrap_or(ORDER.len()));
-                o.values = vec![states.join(",")];
-            }
-        }
-        "recent" => {
-            if !m.has("--name") {
-                m.options.push(opt("--name", &["DEFAULT"]));
-            }
-            if !m.has("--mask") {
-                let all = if v6 {
-                    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
-                } else {
-                    "255.255.255.255"
-                };
-                m.options.push(opt("--mask", &[all]));
-            }
-            if !m.has("--rsource") && !m.has("--rdest") {
-                m.options.push(opt("--rsource", &[]));
-            }
-            reorder(
-                &mut m.options,
-                &[
-                    "--set",
-                    "--rcheck",
-                    "--update",
-                    "--remove",
-                    "--seconds",
-                    "--reap",
-                    "--hitcount",
-                    "--rttl",
-                    "--name",
-                    "--mask",
-                    "--rsource",
-                    "--rdest",
-                ],
-            );
-        }
-        _ => {}
-    }
-}
-
-fn kernel_target(t: &mut Target, v6: bool) {
-    match t.name.as_str() {
-        "MARK" => {
-            for o in &mut t.options {
-                let v = o.values.first().map(String::as_str).unwrap_or("");
-                let xmark = match o.name.as_str() {
-                    "--or-mark" => parse_u32(v).map(|x| (x, x)),
-                    "--xor-mark" => parse_u32(v).map(|x| (x, 0)),
-                    "--and-mark" => parse_u32(v).map(|x| (0, !x)),
-                    "--set-mark" | "--set-xmark" => mark_pair(v),
-                    _ => None,
-                };
-                if let Some((value, mask)) = xmark {
-                    *o = opt("--set-xmark", &[&format!("{value:#x}/{mask:#x}")]);
-                }
-            }
-        }
-        "REJECT" if !t.options.iter().any(|o| o.name == "--reject-with") => {
-            let with = if v6 {
-                "icmp6-port-unreachable"
-            } else {
-                "icmp-port-unreachable"
-            };
-            t.options.push(opt("--reject-with", &[with]));
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! kube-proxy's modes ([`crate::mode`]) build on it.
 
 mod commit;
+mod ext;
 mod restore;
 mod rule;
 mod ruleset;

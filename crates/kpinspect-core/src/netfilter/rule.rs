@@ -267,64 +267,23 @@ impl Rule {
     /// assert_eq!(written.canonical(), saved.canonical());
     /// ```
     pub fn canonical(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&self.chain);
-        let mut base: Vec<(u8, String)> = self
-            .base
-            .iter()
-            .map(|o| {
-                let rank = match o.name.as_str() {
-                    "-s" => 0,
-                    "-d" => 1,
-                    "-p" => 2,
-                    "-i" => 3,
-                    "-o" => 4,
-                    _ => 5,
-                };
-                let v = o
-                    .values
-                    .first()
-                    .map(|v| canonical_base_value(&o.name, v))
-                    .unwrap_or_default();
-                (
-                    rank,
-                    format!("{}{} {v}", if o.negated { "! " } else { "" }, o.name),
-                )
-            })
-            .collect();
-        base.sort();
-        for (_, b) in base {
-            out.push(' ');
-            out.push_str(&b);
+        let mut kernel = super::ext::kernel_form(self.clone());
+        // The kernel compares each extension's data, not the order its
+        // options were written in.
+        for m in &mut kernel.matches {
+            m.options
+                .sort_by(|a, b| (&a.name, &a.values).cmp(&(&b.name, &b.values)));
         }
-        for m in &self.matches {
-            out.push_str(" -m ");
-            out.push_str(&m.module);
-            for o in canonical_match_options(m) {
-                out.push(' ');
-                out.push_str(&o);
-            }
+        if let Some(t) = &mut kernel.target {
+            t.options
+                .sort_by(|a, b| (&a.name, &a.values).cmp(&(&b.name, &b.values)));
         }
-        if let Some(t) = &self.target {
-            out.push_str(if t.goto { " -g " } else { " -j " });
-            out.push_str(&t.name);
-            for o in canonical_target_options(t, self.is_ipv6()) {
-                out.push(' ');
-                out.push_str(&o);
-            }
-        }
-        out
+        super::ruleset::render_rule(&kernel)
     }
 
     /// Whether two rules are the same to the kernel.
     pub fn same_as(&self, other: &Rule) -> bool {
         self.canonical() == other.canonical()
-    }
-
-    fn is_ipv6(&self) -> bool {
-        self.base
-            .iter()
-            .any(|o| (o.name == "-s" || o.name == "-d") && o.values.iter().any(|v| v.contains(':')))
     }
 
     /// Parses a whole `-A CHAIN ...` line (an optional `[pkts:bytes]` first).
@@ -372,23 +331,6 @@ pub fn quantize_probability(p: f64) -> u32 {
     (p * 2f64.powi(31)).round().clamp(0.0, u32::MAX as f64) as u32
 }
 
-fn canonical_base_value(name: &str, v: &str) -> String {
-    match name {
-        "-s" | "-d" => canonical_net(v).unwrap_or_else(|| v.to_string()),
-        "-p" => v.to_lowercase(),
-        _ => v.to_string(),
-    }
-}
-
-fn canonical_net(v: &str) -> Option<String> {
-    let net: IpNet = if v.contains('/') {
-        parse_cidr_sloppy(v)?
-    } else {
-        IpNet::from(parse_ip_sloppy(v)?)
-    };
-    Some(net.to_string())
-}
-
 pub(crate) fn parse_u32(v: &str) -> Option<u32> {
     match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(hex) => u32::from_str_radix(hex, 16).ok(),
@@ -408,111 +350,6 @@ pub fn mark_pair(v: &str) -> Option<(u32, u32)> {
         Some((a, b)) => Some((parse_u32(a)?, parse_u32(b)?)),
         None => Some((parse_u32(v)?, u32::MAX)),
     }
-}
-
-fn opt_text(o: &Opt, values: &[String]) -> String {
-    let mut s = String::new();
-    if o.negated {
-        s.push_str("! ");
-    }
-    s.push_str(&o.name);
-    for v in values {
-        s.push(' ');
-        s.push_str(v);
-    }
-    s
-}
-
-fn canonical_match_options(m: &Match) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for o in &m.options {
-        let values: Vec<String> = match (m.module.as_str(), o.name.as_str()) {
-            ("recent", "--mask")
-                if o.values.iter().all(|v| {
-                    v == "255.255.255.255" || v == "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
-                }) =>
-            {
-                continue;
-            }
-            ("recent", "--rsource") => continue,
-            ("recent", "--name") if o.values.first().map(String::as_str) == Some("DEFAULT") => {
-                continue;
-            }
-            ("statistic", "--probability") => {
-                let p = o.values.first().and_then(|v| v.parse::<f64>().ok());
-                vec![
-                    p.map(|p| quantize_probability(p).to_string())
-                        .unwrap_or_else(|| o.values.join(" ")),
-                ]
-            }
-            ("mark", "--mark") => {
-                let pair = o.values.first().and_then(|v| mark_pair(v));
-                vec![
-                    pair.map(|(a, b)| format!("{a:#x}/{b:#x}"))
-                        .unwrap_or_else(|| o.values.join(" ")),
-                ]
-            }
-            ("conntrack", "--ctstate") | ("state", "--state") => {
-                let mut states: Vec<&str> = o.values.iter().flat_map(|v| v.split(',')).collect();
-                states.sort_unstable();
-                vec![states.join(",")]
-            }
-            ("tcp" | "udp" | "sctp", "--destination-port") => {
-                out.push(opt_text(
-                    &Opt {
-                        name: "--dport".into(),
-                        ..o.clone()
-                    },
-                    &o.values,
-                ));
-                continue;
-            }
-            ("tcp" | "udp" | "sctp", "--source-port") => {
-                out.push(opt_text(
-                    &Opt {
-                        name: "--sport".into(),
-                        ..o.clone()
-                    },
-                    &o.values,
-                ));
-                continue;
-            }
-            _ => o.values.clone(),
-        };
-        out.push(opt_text(o, &values));
-    }
-    out.sort();
-    out
-}
-
-fn canonical_target_options(t: &Target, ipv6: bool) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for o in &t.options {
-        let v = o.values.first().map(String::as_str).unwrap_or("");
-        let text = match (t.name.as_str(), o.name.as_str()) {
-            ("MARK", "--or-mark") => parse_u32(v).map(|x| format!("--set-xmark {x:#x}/{x:#x}")),
-            ("MARK", "--xor-mark") => parse_u32(v).map(|x| format!("--set-xmark {x:#x}/0x0")),
-            ("MARK", "--and-mark") => parse_u32(v).map(|x| format!("--set-xmark 0x0/{:#x}", !x)),
-            // `--set-mark X` without a mask sets all bits: X/0xffffffff.
-            ("MARK", "--set-mark") | ("MARK", "--set-xmark") => {
-                mark_pair(v).map(|(a, b)| format!("--set-xmark {a:#x}/{b:#x}"))
-            }
-            _ => None,
-        };
-        out.push(text.unwrap_or_else(|| opt_text(o, &o.values)));
-    }
-    if t.name == "REJECT" && !t.options.iter().any(|o| o.name == "--reject-with") {
-        out.push(format!(
-            "--reject-with {}",
-            if ipv6 {
-                "icmp6-port-unreachable"
-            } else {
-                "icmp-port-unreachable"
-            }
-        ));
-    }
-    out.sort();
-    out
 }
 
 /// Splits rule text into arguments as iptables-restore does: whitespace
@@ -610,6 +447,16 @@ mod tests {
         same(
             "-A X -p tcp --dport 80 -j ACCEPT",
             "-A X -p tcp -m tcp --dport 80 -j ACCEPT",
+        );
+        // One canonical form, the kernel's: what iptables-save leaves out
+        // (a match-everything address) is not part of the rule.
+        same(
+            "-A X -s 0.0.0.0/0 -d 10.1.2.3/8 -j ACCEPT",
+            "-A X -d 10.0.0.0/8 -j ACCEPT",
+        );
+        same(
+            "-A X -m conntrack --ctstate ESTABLISHED,INVALID -j ACCEPT",
+            "-A X -m conntrack --ctstate INVALID,ESTABLISHED -j ACCEPT",
         );
     }
 
