@@ -14,27 +14,49 @@ use crate::UsageError;
 use crate::args::{TraceArgs, TraceFormat};
 use crate::fmt::fraction;
 
+/// A trace request, validated: what `TraceArgs` says once every address,
+/// port and protocol parsed.
+#[derive(Debug)]
+struct TraceRequest {
+    packet: Packet,
+    family: IpFamily,
+    /// Given with `--local-ip` (empty: read from the live node).
+    local_ips: Vec<IpAddr>,
+}
+
+impl TraceRequest {
+    fn from_args(args: &TraceArgs) -> Result<TraceRequest> {
+        let src = parse_ip_sloppy(args.src.trim())
+            .ok_or_else(|| UsageError::msg(format!("--src: invalid IP address {:?}", args.src)))?;
+        let (dst, protocol) = parse_destination(&args.dst)?;
+        if src.is_ipv4() != dst.is_ipv4() {
+            anyhow::bail!(UsageError::msg(format!(
+                "--src {src} and --dst {dst} are of different IP families"
+            )));
+        }
+        let local_ips = args
+            .local_ips
+            .iter()
+            .map(|ip| {
+                parse_ip_sloppy(ip.trim()).ok_or_else(|| {
+                    UsageError::msg(format!("--local-ip: invalid IP address {ip:?}"))
+                })
+            })
+            .collect::<Result<Vec<IpAddr>, UsageError>>()?;
+        Ok(TraceRequest {
+            packet: Packet::new(src, dst.ip(), dst.port(), protocol),
+            family: IpFamily::of(&dst.ip()),
+            local_ips,
+        })
+    }
+}
+
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
-    let src = parse_ip_sloppy(args.src.trim())
-        .ok_or_else(|| UsageError::msg(format!("--src: invalid IP address {:?}", args.src)))?;
-    let (dst, protocol) = parse_destination(&args.dst)?;
-    if src.is_ipv4() != dst.is_ipv4() {
-        anyhow::bail!(UsageError::msg(format!(
-            "--src {src} and --dst {dst} are of different IP families"
-        )));
-    }
-    let mut local_ips = Vec::new();
-    for ip in &args.local_ips {
-        local_ips
-            .push(parse_ip_sloppy(ip.trim()).ok_or_else(|| {
-                UsageError::msg(format!("--local-ip: invalid IP address {ip:?}"))
-            })?);
-    }
-    let family = if dst.is_ipv4() {
-        IpFamily::V4
-    } else {
-        IpFamily::V6
-    };
+    let TraceRequest {
+        packet,
+        family,
+        mut local_ips,
+    } = TraceRequest::from_args(&args)?;
     let (source, rules) = crate::rules::ruleset_for(&args.saves, family)?;
     if args.saves.is_empty() && local_ips.is_empty() {
         local_ips = crate::live::local_ips()?;
@@ -46,7 +68,6 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         // Saves without built-in chains hold iptables mode's restore input.
         mode: ProxyMode::Iptables,
     };
-    let packet = Packet::new(src, dst.ip(), dst.port(), protocol);
     let t = trace(&rules, &packet, &opts);
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
