@@ -9,10 +9,12 @@ use std::process::{Command, Output};
 use kpinspect_core::mode::{Owner, chain_owner, ipvs, jump_owner};
 use kpinspect_core::netfilter::Rule;
 
-use crate::node::{Backend, CLIENT_IP, Layout, NODE_IP, TestNode, available, pod_ip};
-use crate::util::{stderr, stdout};
+use crate::node::{
+    Backend, CLIENT_IP, Layout, NODE_IP, TestNode, add_foreign_state, available, foreign, kp,
+    pod_ip,
+};
+use crate::util::{ok, stderr, stdout};
 
-const KPINSPECT: &str = env!("CARGO_BIN_EXE_kpinspect");
 const CONFIG: &str = "fixtures/routed/config.yaml";
 const CLUSTER: &str = "fixtures/routed/cluster.yaml";
 const SCALED: &str = "fixtures/apply/cluster-scaled.yaml";
@@ -21,13 +23,6 @@ const WEB: (&str, u16) = ("172.30.0.10", 80);
 /// `rel` under the repository root, as an argument.
 fn root(rel: &str) -> String {
     crate::util::root().join(rel).display().to_string()
-}
-
-/// Runs kpinspect in the node's namespace.
-fn kp(node: &TestNode, args: &[&str]) -> Output {
-    let mut argv = vec![KPINSPECT];
-    argv.extend_from_slice(args);
-    node.node_exec(&argv)
 }
 
 /// `apply`/`diff` arguments for cluster file `cluster`.
@@ -55,133 +50,6 @@ fn diff_status(node: &TestNode, cluster: &str) -> (Option<i32>, String) {
     argv.extend(args.iter().map(String::as_str));
     let out = kp(node, &argv);
     (out.status.code(), stdout(&out) + &stderr(&out))
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}): {}",
-        out.status.code(),
-        stderr(out)
-    );
-    stdout(out)
-}
-
-/// What other programs own in a save: their chains' declarations and rules,
-/// and the rules of built-in chains that are not kube-proxy's jumps. These
-/// must be byte-identical before and after any kpinspect command.
-fn foreign(save: &str) -> Vec<String> {
-    let mut table = String::new();
-    let mut out = Vec::new();
-    for line in save.lines() {
-        if let Some(t) = line.strip_prefix('*') {
-            table = t.to_string();
-            out.push(line.to_string());
-            continue;
-        }
-        if let Some(decl) = line.strip_prefix(':') {
-            let name = decl.split_whitespace().next().unwrap_or_default();
-            if !chain_owner(&table, name).is_kube_proxy() {
-                // Without counters.
-                out.push(format!("{table} :{name}"));
-            }
-            continue;
-        }
-        if line.starts_with("-A ") {
-            let rule = Rule::parse(line).expect("saved rule parses");
-            let builtin = rule.chain.chars().all(|c| c.is_ascii_uppercase());
-            let ours = if builtin {
-                jump_owner(&rule).is_some()
-            } else {
-                chain_owner(&table, &rule.chain).is_kube_proxy()
-            };
-            if !ours {
-                out.push(format!("{table} {line}"));
-            }
-        }
-    }
-    out
-}
-
-/// Other programs' state: a docker-style NAT chain and MASQUERADE, a user
-/// INPUT rule, kubelet's canaries and KUBE-FIREWALL (in the mangle table
-/// the hint tells kpinspect which backend kubelet uses).
-fn add_foreign_state(node: &TestNode) {
-    let ipt = node.backend.iptables();
-    let cmds: [&[&str]; 10] = [
-        &["-t", "nat", "-N", "DOCKER"],
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "DOCKER",
-        ],
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-s",
-            "172.17.0.0/16",
-            "!",
-            "-o",
-            "docker0",
-            "-j",
-            "MASQUERADE",
-        ],
-        &[
-            "-t",
-            "filter",
-            "-A",
-            "INPUT",
-            "-s",
-            "1.2.3.4",
-            "-m",
-            "comment",
-            "--comment",
-            "someone else's input rule",
-            "-j",
-            "DROP",
-        ],
-        &["-t", "mangle", "-N", "KUBE-KUBELET-CANARY"],
-        &["-t", "nat", "-N", "KUBE-KUBELET-CANARY"],
-        &["-t", "filter", "-N", "KUBE-FIREWALL"],
-        &[
-            "-t",
-            "filter",
-            "-A",
-            "KUBE-FIREWALL",
-            "-d",
-            "127.0.0.0/8",
-            "!",
-            "-s",
-            "127.0.0.0/8",
-            "-m",
-            "comment",
-            "--comment",
-            "block incoming localnet connections",
-            "-m",
-            "conntrack",
-            "!",
-            "--ctstate",
-            "RELATED,ESTABLISHED,DNAT",
-            "-j",
-            "DROP",
-        ],
-        &["-t", "filter", "-A", "INPUT", "-j", "KUBE-FIREWALL"],
-        &["-t", "filter", "-A", "OUTPUT", "-j", "KUBE-FIREWALL"],
-    ];
-    for c in cmds {
-        let mut argv = vec![ipt.as_str()];
-        argv.extend_from_slice(c);
-        node.node_exec_ok(&argv);
-    }
 }
 
 /// Which pods `n` connections from `from` to `ip:port` reached.
@@ -392,7 +260,13 @@ fn racing_applies_end_right() {
     let spawn = || {
         let args = node_args(CLUSTER);
         Command::new("ip")
-            .args(["netns", "exec", &node.node, KPINSPECT, "apply"])
+            .args([
+                "netns",
+                "exec",
+                &node.node,
+                env!("CARGO_BIN_EXE_kpinspect"),
+                "apply",
+            ])
             .args(&args)
             .output()
     };

@@ -3,6 +3,8 @@
 
 mod apply;
 mod cli;
+mod converge;
+mod deletes;
 mod dump;
 mod fixtures;
 mod netns;

@@ -20,12 +20,15 @@
 //! namespaces are named `kpi-<pid>-<n>-…`, so parallel tests do not collide;
 //! [`Drop`] kills the servers and deletes the namespaces, also on panic.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kpinspect_core::mode::iptables::JUMP_RULES;
+use kpinspect_core::mode::{chain_owner, jump_owner};
+use kpinspect_core::netfilter::Rule;
 
 /// The node's address toward the client.
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);
@@ -298,17 +301,21 @@ impl TestNode {
     /// Loads `text` into the node with `iptables-restore --noflush`, as
     /// kube-proxy does; the restore's error text if it is refused.
     pub fn restore(&self, text: &str) -> Result<(), String> {
+        self.restore_with(text, &["--noflush"])
+    }
+
+    /// Loads `text` with a plain `iptables-restore`: every table in `text`
+    /// is flushed and its user chains deleted first, so it ends as `text`
+    /// says (tables not in `text` are untouched).
+    pub fn restore_tables(&self, text: &str) -> Result<(), String> {
+        self.restore_with(text, &[])
+    }
+
+    fn restore_with(&self, text: &str, flags: &[&str]) -> Result<(), String> {
         let restore = self.backend.restore();
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.node,
-                &restore,
-                "-w",
-                "10",
-                "--noflush",
-            ])
+            .args(["netns", "exec", &self.node, &restore, "-w", "10"])
+            .args(flags)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -459,4 +466,159 @@ fn run_ok(cmd: &mut Command) {
         "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs kpinspect in the node's namespace.
+pub fn kp(node: &TestNode, args: &[&str]) -> Output {
+    let mut argv = vec![env!("CARGO_BIN_EXE_kpinspect")];
+    argv.extend_from_slice(args);
+    node.node_exec(&argv)
+}
+
+/// Whether `rule` (of `table`, from a save) is kube-proxy's: a rule of a
+/// chain it owns, or one of its jumps in a built-in chain.
+fn is_kube_proxys(table: &str, rule: &Rule) -> bool {
+    let builtin = rule.chain.chars().all(|c| c.is_ascii_uppercase());
+    if builtin {
+        jump_owner(rule).is_some()
+    } else {
+        chain_owner(table, &rule.chain).is_kube_proxy()
+    }
+}
+
+/// What other programs own in a save: their chains' declarations and rules,
+/// and the rules of built-in chains that are not kube-proxy's jumps. These
+/// must be byte-identical before and after any kpinspect command.
+pub fn foreign(save: &str) -> Vec<String> {
+    let mut table = String::new();
+    let mut out = Vec::new();
+    for line in save.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+            out.push(line.to_string());
+            continue;
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or_default();
+            if !chain_owner(&table, name).is_kube_proxy() {
+                // Without counters.
+                out.push(format!("{table} :{name}"));
+            }
+            continue;
+        }
+        if line.starts_with("-A ") {
+            let rule = Rule::parse(line).expect("saved rule parses");
+            if !is_kube_proxys(&table, &rule) {
+                out.push(format!("{table} {line}"));
+            }
+        }
+    }
+    out
+}
+
+/// The complement of [`foreign`]: per `table chain`, kube-proxy's rules as
+/// saved, in order (every chain kube-proxy owns is a key, empty or not; a
+/// built-in chain is one when it holds a kube-proxy jump).
+pub fn kube_proxy_state(save: &str) -> BTreeMap<String, Vec<String>> {
+    let mut table = String::new();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in save.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+        } else if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or_default();
+            if chain_owner(&table, name).is_kube_proxy() {
+                out.entry(format!("{table} {name}")).or_default();
+            }
+        } else if line.starts_with("-A ") {
+            let rule = Rule::parse(line).expect("saved rule parses");
+            if is_kube_proxys(&table, &rule) {
+                out.entry(format!("{table} {}", rule.chain))
+                    .or_default()
+                    .push(line.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Other programs' state: a docker-style NAT chain and MASQUERADE, a user
+/// INPUT rule, kubelet's canaries and KUBE-FIREWALL (in the mangle table
+/// the hint tells kpinspect which backend kubelet uses).
+pub fn add_foreign_state(node: &TestNode) {
+    let ipt = node.backend.iptables();
+    let cmds: [&[&str]; 10] = [
+        &["-t", "nat", "-N", "DOCKER"],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "DOCKER",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "172.17.0.0/16",
+            "!",
+            "-o",
+            "docker0",
+            "-j",
+            "MASQUERADE",
+        ],
+        &[
+            "-t",
+            "filter",
+            "-A",
+            "INPUT",
+            "-s",
+            "1.2.3.4",
+            "-m",
+            "comment",
+            "--comment",
+            "someone else's input rule",
+            "-j",
+            "DROP",
+        ],
+        &["-t", "mangle", "-N", "KUBE-KUBELET-CANARY"],
+        &["-t", "nat", "-N", "KUBE-KUBELET-CANARY"],
+        &["-t", "filter", "-N", "KUBE-FIREWALL"],
+        &[
+            "-t",
+            "filter",
+            "-A",
+            "KUBE-FIREWALL",
+            "-d",
+            "127.0.0.0/8",
+            "!",
+            "-s",
+            "127.0.0.0/8",
+            "-m",
+            "comment",
+            "--comment",
+            "block incoming localnet connections",
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+            "-j",
+            "DROP",
+        ],
+        &["-t", "filter", "-A", "INPUT", "-j", "KUBE-FIREWALL"],
+        &["-t", "filter", "-A", "OUTPUT", "-j", "KUBE-FIREWALL"],
+    ];
+    for c in cmds {
+        let mut argv = vec![ipt.as_str()];
+        argv.extend_from_slice(c);
+        node.node_exec_ok(&argv);
+    }
 }

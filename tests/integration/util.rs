@@ -38,6 +38,17 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
 }
 
+/// stdout of `out`; panics with its stderr unless it succeeded.
+pub fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}): {}",
+        out.status.code(),
+        stderr(out)
+    );
+    stdout(out)
+}
+
 /// One fixture directory of `fixtures/iptables`.
 pub struct Fixture {
     pub name: String,

@@ -192,3 +192,39 @@ fn kernel_target(t: &mut Target, v6: bool) {
         _ => {}
     }
 }
+
+/// Match modules whose `iptables-save` spelling, given to `-D`, names the
+/// rule as kube-proxy wrote it, on both backends (tested on a real kernel
+/// in kpinspect's `tests/integration/deletes.rs`). Not `recent`: iptables-save prints
+/// `--mask 255.255.255.255 --rsource`, and a `-D` with `--mask` does not
+/// match a rule written without it (nor the reverse), on either backend.
+/// The kernel compares a rule's binary form, so a match not listed here
+/// may have the same problem.
+const DELETABLE_MATCHES: [&str; 10] = [
+    "addrtype",
+    "comment",
+    "conntrack",
+    "mark",
+    "nfacct",
+    "sctp",
+    "set",
+    "statistic",
+    "tcp",
+    "udp",
+];
+
+/// Targets with options whose saved spelling deletes them (tested like
+/// [`DELETABLE_MATCHES`]); a target without options (a verdict, a jump to
+/// a chain) always does.
+const DELETABLE_TARGETS: [&str; 4] = ["DNAT", "MARK", "MASQUERADE", "REJECT"];
+
+/// Whether `-D CHAIN` with `rule`'s saved spelling is known to delete it.
+pub fn deletable_by_spec(rule: &Rule) -> bool {
+    rule.matches
+        .iter()
+        .all(|m| DELETABLE_MATCHES.contains(&m.module.as_str()))
+        && rule
+            .target
+            .as_ref()
+            .is_none_or(|t| t.options.is_empty() || DELETABLE_TARGETS.contains(&t.name.as_str()))
+}

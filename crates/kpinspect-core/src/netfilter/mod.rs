@@ -20,6 +20,7 @@ mod rule;
 mod ruleset;
 
 pub use commit::{BUILTIN_CHAINS, RestoreError, RestoreFlush, TARGETS, builtin_chains, is_target};
+pub use ext::deletable_by_spec;
 pub(crate) use restore::wln;
 pub use restore::{LineBuffer, Restore, RestoreTable};
 pub use rule::{

@@ -6,8 +6,10 @@
 //! everything it reaches) and reported.
 //!
 //! The payload is safe by construction and atomic per table: removed chains
-//! are flushed (declared), then every rule that jumps to them is deleted,
-//! then the chains are deleted (`-X`). ipsets are destroyed after that, only
+//! are flushed (declared), then every rule that jumps to them is deleted
+//! (a chain that stays but loses a rule whose saved spelling `-D` may not
+//! match, like one with `-m recent`, is flushed and its other rules written
+//! again), then the chains are deleted (`-X`). ipsets are destroyed after that, only
 //! when no remaining rule matches on them.
 //!
 //! ```
@@ -31,7 +33,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::mode::{Owner, ProxyMode, chain_owner, ipset_owner, jump_owner};
-use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, render_rule};
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, deletable_by_spec, render_rule};
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,14 +168,32 @@ pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScop
             if removed.is_empty() && deletes.is_empty() {
                 continue;
             }
+            // A chain that stays but loses a rule `-D` may not match by its
+            // saved spelling (see the planner) is flushed instead, and the
+            // rules that stay are appended again.
+            let mut rewritten: Vec<&str> = Vec::new();
+            for r in deletes.iter().filter(|r| !deletable_by_spec(r)) {
+                let c = r.chain.as_str();
+                if !BUILTIN_CHAINS.contains(&c) && !rewritten.contains(&c) {
+                    rewritten.push(c);
+                }
+            }
             payload.push_str(&format!("*{t}\n"));
-            for c in &removed {
+            for c in removed.iter().chain(&rewritten) {
                 payload.push_str(&format!(":{c} - [0:0]\n"));
             }
             for r in &deletes {
                 let text = render_rule(r);
-                payload.push_str(&format!("-D{}\n", text.strip_prefix("-A").unwrap_or(&text)));
+                if !rewritten.contains(&r.chain.as_str()) {
+                    payload.push_str(&format!("-D{}\n", text.strip_prefix("-A").unwrap_or(&text)));
+                }
                 out.removed_rules.push((t.to_string(), text));
+            }
+            for r in table.rules.iter().filter(|r| {
+                rewritten.contains(&r.chain.as_str())
+                    && !deletes.iter().any(|d| std::ptr::eq(*d, *r))
+            }) {
+                payload.push_str(&format!("{}\n", render_rule(r)));
             }
             for c in &removed {
                 payload.push_str(&format!("-X {c}\n"));
@@ -379,6 +399,49 @@ COMMIT
         );
         assert!(p.kept.iter().any(|(what, _)| what == "nat KUBE-MARK-MASQ"));
         assert!(names(&p).contains(&"nat KUBE-LOAD-BALANCER".to_string()));
+    }
+
+    #[test]
+    fn a_shared_chain_losing_a_recent_rule_is_rewritten() {
+        let text = MIXED.replace(
+            "-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n",
+            "-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n\
+             -A KUBE-SERVICES -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-A --mask 255.255.255.255 --rsource -j KUBE-SVC-A\n",
+        );
+        let rs = Ruleset::parse(&text).unwrap();
+        let p = cleanup_plan(&[&rs], &[], CleanupScope::StaleFor(ProxyMode::Ipvs));
+        let nat = p.payloads[0].split("*nat\n").nth(1).unwrap();
+        let nat = &nat[..nat.find("COMMIT").unwrap()];
+        // Flushed, the rules that stay appended again, no -D in it.
+        assert!(nat.contains(":KUBE-SERVICES - [0:0]\n"), "{nat}");
+        assert!(!nat.contains("-D KUBE-SERVICES"), "{nat}");
+        let kept: Vec<&str> = nat
+            .lines()
+            .filter(|l| l.starts_with("-A KUBE-SERVICES"))
+            .collect();
+        assert_eq!(kept.len(), 2, "{nat}");
+        assert!(
+            kept.iter()
+                .all(|l| !l.contains("KUBE-SVC-A") && !l.contains("KUBE-NODEPORTS"))
+        );
+        assert_eq!(p.removed_rules.len(), 4);
+        let mut node = rs.clone();
+        node.restore(&p.payloads[0], crate::netfilter::RestoreFlush::NoFlush)
+            .expect("applies");
+        let left: Vec<String> = node
+            .table("nat")
+            .unwrap()
+            .rules_of("KUBE-SERVICES")
+            .map(|r| r.canonical())
+            .collect();
+        let want: Vec<String> = rs
+            .table("nat")
+            .unwrap()
+            .rules_of("KUBE-SERVICES")
+            .filter(|r| !matches!(r.target_name(), Some("KUBE-SVC-A" | "KUBE-NODEPORTS")))
+            .map(|r| r.canonical())
+            .collect();
+        assert_eq!(left, want);
     }
 
     #[test]

@@ -9,10 +9,13 @@
 //! chains that are already right are not touched; large chains whose rules
 //! mostly stay (`KUBE-SERVICES`, `KUBE-NODEPORTS`, ...) are edited rule by
 //! rule (`-D CHAIN rule`, `-I CHAIN n`); other changed chains are rewritten
-//! whole (a declaration flushes them); stale service chains are flushed and
-//! deleted (`-X`) in the same transaction, after every rule that jumped to
-//! them is gone; kube-proxy's jump rules from the built-in chains are
-//! inserted only when missing, never reordering anyone else's rules.
+//! whole (a declaration flushes them), and so is a chain with a rule to
+//! delete whose saved spelling the kernel may not match to the rule as
+//! written (`-m recent`, of session affinity); stale service chains are
+//! flushed and deleted (`-X`) in the same transaction, after every rule
+//! that jumped to them is gone; kube-proxy's jump rules from the built-in
+//! chains are inserted only when missing, never reordering anyone else's
+//! rules.
 //!
 //! ```
 //! use kpinspect_core::mode::ProxyMode;
@@ -40,7 +43,7 @@ mod cleanup;
 pub use cleanup::{CleanupPlan, CleanupScope, cleanup_plan};
 
 use crate::mode::Profile;
-use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, render_rule};
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, deletable_by_spec, render_rule};
 
 /// How a chain differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -187,11 +190,13 @@ fn plan_table<'a>(
             let plan = if deletes.is_empty() && inserts.is_empty() {
                 ChainPlan::Same
             } else if (deletes.len() + inserts.len() > want.len()
-                || deletes_are_ambiguous(&have, &deletes))
+                || deletes_are_ambiguous(&have, &deletes)
+                || deletes.iter().any(|d| !deletable_by_spec(have[*d])))
                 && !BUILTIN_CHAINS.contains(&c.name.as_str())
             {
                 // A declaration and the whole chain is fewer lines (or a
-                // delete by spec could hit a kept twin of the rule).
+                // delete by spec could hit a kept twin of the rule, or miss
+                // the rule it names).
                 ChainPlan::Write(want.clone())
             } else {
                 ChainPlan::Edit {
@@ -582,6 +587,108 @@ COMMIT
             ]
         );
         assert!(d.missing_jumps.is_empty());
+    }
+
+    /// A node whose service has session affinity (rules as iptables-save
+    /// prints them: `recent` with `--mask` and `--rsource`).
+    const AFFINITY_NODE: &str = "*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-A1 - [0:0]
+:KUBE-SEP-A2 - [0:0]
+-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m comment --comment \"ns/a:p cluster IP\" -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SVC-A -m comment --comment \"ns/a:p -> 10.1.0.1:80\" -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-A1 --mask 255.255.255.255 --rsource -j KUBE-SEP-A1
+-A KUBE-SVC-A -m comment --comment \"ns/a:p -> 10.1.0.2:80\" -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-A2 --mask 255.255.255.255 --rsource -j KUBE-SEP-A2
+-A KUBE-SVC-A -m comment --comment \"ns/a:p -> 10.1.0.1:80\" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-A1
+-A KUBE-SVC-A -m comment --comment \"ns/a:p -> 10.1.0.2:80\" -j KUBE-SEP-A2
+-A KUBE-SEP-A1 -s 10.1.0.1/32 -m comment --comment \"ns/a:p\" -j KUBE-MARK-MASQ
+-A KUBE-SEP-A1 -p tcp -m comment --comment \"ns/a:p\" -m recent --set --name KUBE-SEP-A1 --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.1.0.1:80
+-A KUBE-SEP-A2 -s 10.1.0.2/32 -m comment --comment \"ns/a:p\" -j KUBE-MARK-MASQ
+-A KUBE-SEP-A2 -p tcp -m comment --comment \"ns/a:p\" -m recent --set --name KUBE-SEP-A2 --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.1.0.2:80
+COMMIT
+";
+
+    #[test]
+    fn recent_rules_are_never_deleted_by_spec() {
+        let actual = Ruleset::parse(AFFINITY_NODE).unwrap();
+        // Endpoint 1 goes: two rules of KUBE-SVC-A would be deleted, none
+        // inserted (an edit, were it not for `recent`).
+        let desired = Ruleset::parse(
+            "*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-A2 - [0:0]
+-A KUBE-SERVICES -m comment --comment \"ns/a:p cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-A
+-A KUBE-SVC-A -m comment --comment \"ns/a:p -> 10.1.0.2:80\" -m recent --name KUBE-SEP-A2 --rcheck --seconds 10800 --reap -j KUBE-SEP-A2
+-A KUBE-SVC-A -m comment --comment \"ns/a:p -> 10.1.0.2:80\" -j KUBE-SEP-A2
+-A KUBE-SEP-A2 -m comment --comment ns/a:p -s 10.1.0.2 -j KUBE-MARK-MASQ
+-A KUBE-SEP-A2 -m comment --comment ns/a:p -m recent --name KUBE-SEP-A2 --set -m tcp -p tcp -j DNAT --to-destination 10.1.0.2:80
+COMMIT
+",
+        )
+        .unwrap();
+        let p = plan(&desired, &actual, IPTABLES);
+        assert!(!p.payload.contains("\n-D "), "{}", p.payload);
+        assert!(p.payload.contains(":KUBE-SVC-A - [0:0]\n"), "{}", p.payload);
+        assert_eq!(p.rules_deleted, 0);
+        assert_eq!(p.chains_deleted, ["KUBE-SEP-A1"]);
+        // Session affinity off: KUBE-SVC-A loses its `recent` rules, each
+        // KUBE-SEP its `recent` DNAT; all are rewritten.
+        let text = AFFINITY_NODE
+            .lines()
+            .filter(|l| !l.contains("--rcheck"))
+            .map(|l| {
+                l.replace(
+                    "-m recent --set --name KUBE-SEP-A1 --mask 255.255.255.255 --rsource ",
+                    "",
+                )
+            })
+            .map(|l| {
+                l.replace(
+                    "-m recent --set --name KUBE-SEP-A2 --mask 255.255.255.255 --rsource ",
+                    "",
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
+        let desired = Ruleset::parse(&text).unwrap();
+        let p = plan(&desired, &actual, IPTABLES);
+        assert!(!p.payload.contains("\n-D "), "{}", p.payload);
+        assert_eq!(p.chains_written, 3, "{}", p.payload);
+        let mut node = actual.clone();
+        node.restore(&p.payload, crate::netfilter::RestoreFlush::NoFlush)
+            .expect("applies");
+        assert!(plan(&desired, &node, IPTABLES).is_empty());
+    }
+
+    #[test]
+    fn only_known_matches_and_targets_are_deleted_by_spec() {
+        let rule = |t: &str| Rule::parse(&format!("-A C {t}")).unwrap();
+        for ok in [
+            "-d 172.30.0.41/32 -p tcp -m comment --comment \"a b\" -m tcp --dport 80 -j KUBE-SVC-A",
+            "-p udp -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable",
+            "-m comment --comment x -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-A",
+            "-m mark ! --mark 0x4000/0x4000 -j RETURN",
+            "-j MARK --set-xmark 0x4000/0x0",
+            "-m comment --comment x -j MASQUERADE --random-fully",
+            "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+            "-m conntrack --ctstate INVALID -m nfacct --nfacct-name ct -j DROP",
+            "-m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT",
+            "-p sctp -m sctp -j DNAT --to-destination 10.0.0.1:80 --random",
+            "-m comment --comment \"other traffic will be dropped\"",
+        ] {
+            assert!(deletable_by_spec(&rule(ok)), "{ok}");
+        }
+        for rewrite in [
+            "-m recent --set --name KUBE-SEP-A --mask 255.255.255.255 --rsource -j DNAT --to-destination 10.0.0.1:80",
+            "-m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-A --mask 255.255.255.255 --rsource -j KUBE-SEP-A",
+            "-p tcp -m multiport --dports 80,443 -j ACCEPT",
+            "-j LOG --log-prefix x",
+        ] {
+            assert!(!deletable_by_spec(&rule(rewrite)), "{rewrite}");
+        }
     }
 
     #[test]
