@@ -279,7 +279,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         let mut out = String::new();
         for ((f, _), payload) in sources.iter().zip(&plan.payloads) {
             if !payload.is_empty() {
-                let _ = writeln!(out, "# {}-restore --noflush", node.restore_program(*f));
+                let _ = writeln!(out, "# {} --noflush", node.restore_program(*f));
                 out.push_str(payload);
             }
         }
