@@ -368,6 +368,8 @@ fn stale_only_cleanup_after_a_mode_switch() {
         program_ipvs_mode(&switched);
         let dry = cleanup_stale(&switched, "fixtures/ipvs-mode/config.yaml", true);
         assert!(dry.contains("-X KUBE-SVC-"), "{dry}");
+        let program = format!("# iptables-{}-restore --noflush\n", backend.name());
+        assert!(dry.starts_with(&program), "{dry}");
         cleanup_stale(&switched, "fixtures/ipvs-mode/config.yaml", false);
         let to_ipvs = (same_state(&switched.save()), same_state(&pure.save()));
         assert_eq!(to_ipvs.0, to_ipvs.1, "{backend:?}: iptables → IPVS");

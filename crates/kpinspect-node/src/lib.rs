@@ -13,11 +13,21 @@
 //! * [`detect_backend`]: which of iptables-legacy and iptables-nft the node
 //!   uses, decided as Kubernetes' iptables-wrapper decides it, with a
 //!   [`Detection::warning`] when both hold `KUBE-*` chains;
+//! * [`LiveNode`]: this node, through the detected backend's tools;
 //! * [`kube_proxy_running`]: whether a kube-proxy process runs;
+//!   [`hostname`]: the node name kube-proxy would take;
+//! * [`lock_rules`]: the lock that serialises read → plan → write cycles
+//!   on one network namespace;
+//! * the read → plan → write cycles, generic over the traits: [`apply`]
+//!   (read one family's rules, plan with kpinspect-core's `plan`, write,
+//!   report) and [`cleanup`] (the same with `cleanup_plan`, ipsets
+//!   included), with typed [`SyncError`]s that name a refused line's chain
+//!   and Service;
 //! * [`MemoryNode`]: an in-memory node that restores exactly as the kernel
 //!   does (per-table atomic iptables restores via
 //!   [`kpinspect_core::netfilter::Ruleset::restore`], line-by-line ipset
-//!   restores), records the payloads it receives and fails on demand.
+//!   restores), records the payloads it receives and fails on demand, so
+//!   that the cycles run in plain `cargo test`.
 //!
 //! ```
 //! use kpinspect_core::net::IpFamily;
@@ -48,9 +58,11 @@ use kpinspect_core::net::IpFamily;
 mod detect;
 mod error;
 mod ipset;
+mod live;
 mod lock;
 mod memory;
 mod procs;
+mod sync;
 mod system;
 
 pub use detect::{
@@ -58,10 +70,17 @@ pub use detect::{
 };
 pub use error::{NodeError, classify_failure, restore_error_line};
 pub use ipset::{IpSet, IpSetError, IpSetState};
-pub use lock::{RulesLock, lock_path, lock_rules};
+pub use live::LiveNode;
+pub use lock::{RulesLock, lock_path, lock_rules, lock_rules_at};
 pub use memory::{MemoryNode, Write, WriteTarget};
 pub use procs::{
-    KUBE_PROXY_COMM, find_kube_proxy, kube_proxy_running, kube_proxy_running_in, process_names,
+    KUBE_PROXY_COMM, find_kube_proxy, hostname, hostname_in, kube_proxy_running,
+    kube_proxy_running_in, process_names,
+};
+pub use sync::{
+    ApplyReport, CleanupReport, Desired, NodeRules, PlannedApply, PlannedCleanup, RefusedLine,
+    SyncError, apply, apply_failure, cleanup, committed_before, ipset_names, plan_apply,
+    plan_cleanup, read_families, read_rules,
 };
 pub use system::{
     Backend, SystemIpSets, SystemIptables, find_program, local_addresses, parse_ip_addr_show,
@@ -78,6 +97,28 @@ pub trait Iptables {
     /// tables it names (`--noflush`). Each table is applied atomically;
     /// tables before a failing one stay applied.
     fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError>;
+
+    /// The program [`save`](Iptables::save) runs for `family`, as messages
+    /// name it: `iptables-save` or `ip6tables-save` unless the node knows
+    /// its backend (`iptables-nft-save`, ...).
+    fn save_program(&self, family: IpFamily) -> String {
+        format!("{}-save", family_prefix(family))
+    }
+
+    /// The program [`restore`](Iptables::restore) runs for `family`, as
+    /// messages name it: `iptables-restore` or `ip6tables-restore` unless
+    /// the node knows its backend (`iptables-legacy-restore`, ...).
+    fn restore_program(&self, family: IpFamily) -> String {
+        format!("{}-restore", family_prefix(family))
+    }
+}
+
+/// `iptables` or `ip6tables`.
+pub(crate) fn family_prefix(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "iptables",
+        IpFamily::V6 => "ip6tables",
+    }
 }
 
 /// A node's ipsets, as text: what `ipset save` prints and `ipset restore`

@@ -39,7 +39,14 @@ pub fn lock_path() -> PathBuf {
 
 /// Takes the lock, waiting for another kpinspect to finish.
 pub fn lock_rules() -> Result<RulesLock, NodeError> {
-    let path = lock_path();
+    lock_rules_at(lock_path())
+}
+
+/// Takes the lock held in file `path` (created if missing), waiting for
+/// its holder to drop it: [`lock_rules`] for another node than this
+/// process's network namespace, e.g. one in memory.
+pub fn lock_rules_at(path: impl Into<PathBuf>) -> Result<RulesLock, NodeError> {
+    let path = path.into();
     let err = |e: std::io::Error| NodeError::Io {
         program: format!("lock {}", path.display()),
         message: e.to_string(),

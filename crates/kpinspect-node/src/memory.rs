@@ -39,6 +39,7 @@ struct State {
     sets: IpSetState,
     writes: Vec<Write>,
     fail_next: Option<NodeError>,
+    refuse_next: Option<String>,
 }
 
 impl State {
@@ -141,6 +142,16 @@ impl MemoryNode {
         self.lock().fail_next = Some(error);
     }
 
+    /// Makes the next iptables restore refuse the first payload line that
+    /// contains `pattern`, as the kernel refuses a rule it cannot load (a
+    /// missing nfacct object, say): the tables committed before that line
+    /// stay applied, the rest of the payload is not, and the error names
+    /// the line. A payload without such a line is applied as usual; either
+    /// way the refusal is used up.
+    pub fn refuse_next_line_matching(&self, pattern: impl Into<String>) {
+        self.lock().refuse_next = Some(pattern.into());
+    }
+
     fn record(
         &self,
         target: WriteTarget,
@@ -170,20 +181,46 @@ impl Iptables for MemoryNode {
 
     /// Applies `payload` as `iptables-restore --noflush` would.
     fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError> {
+        let program = self.restore_program(family);
         self.record(WriteTarget::Iptables(family), payload, |state| {
+            let refused = state
+                .refuse_next
+                .take()
+                .and_then(|p| payload.lines().position(|l| l.contains(&p)));
+            // What the kernel gets: everything, or the tables committed
+            // before the refused line.
+            let applied = match refused {
+                Some(i) => {
+                    let end = payload
+                        .lines()
+                        .take(i)
+                        .enumerate()
+                        .filter(|(_, l)| l.trim() == "COMMIT")
+                        .map(|(j, _)| j + 1)
+                        .last()
+                        .unwrap_or(0);
+                    payload
+                        .lines()
+                        .take(end)
+                        .map(|l| format!("{l}\n"))
+                        .collect()
+                }
+                None => payload.to_string(),
+            };
             state
                 .ruleset_mut(family)
-                .restore(payload, RestoreFlush::NoFlush)
+                .restore(&applied, RestoreFlush::NoFlush)
                 .map_err(|e| NodeError::Restore {
                     line: Some(e.line),
-                    message: format!(
-                        "{}: {e}",
-                        match family {
-                            IpFamily::V4 => "iptables-restore",
-                            IpFamily::V6 => "ip6tables-restore",
-                        }
-                    ),
-                })
+                    message: format!("{program}: {e}"),
+                })?;
+            match refused {
+                Some(i) => Err(NodeError::Restore {
+                    line: Some(i + 1),
+                    message: format!("{program}: line {} failed", i + 1),
+                }),
+                None => Ok(()),
+            }
         })
     }
 }
@@ -296,6 +333,30 @@ mod tests {
         assert!(writes[0].result.is_err() && writes[1].result.is_ok());
         assert_eq!(writes[2].payload, "create S hash:ip\n");
         assert!(node.writes().is_empty());
+    }
+
+    #[test]
+    fn refused_lines_keep_the_tables_committed_before_them() {
+        let node = MemoryNode::new();
+        let payload = "*filter\n:KUBE-A - [0:0]\nCOMMIT\n*nat\n:KUBE-B - [0:0]\n-A KUBE-B -j RETURN\nCOMMIT\n";
+        node.refuse_next_line_matching("-A KUBE-B");
+        assert_eq!(
+            Iptables::restore(&node, IpFamily::V6, payload),
+            Err(NodeError::Restore {
+                line: Some(6),
+                message: "ip6tables-restore: line 6 failed".into()
+            })
+        );
+        let saved = Iptables::save(&node, IpFamily::V6).expect("save");
+        assert!(saved.contains(":KUBE-A - [0:0]\n"), "{saved}");
+        assert!(!saved.contains("*nat"), "{saved}");
+        // Used up: the same payload now goes through.
+        Iptables::restore(&node, IpFamily::V6, payload).expect("second try");
+        // A refusal of the first table changes nothing.
+        node.refuse_next_line_matching(":KUBE-C");
+        let e = Iptables::restore(&node, IpFamily::V4, "*nat\n:KUBE-C - [0:0]\nCOMMIT\n");
+        assert!(matches!(e, Err(NodeError::Restore { line: Some(2), .. })));
+        assert_eq!(Iptables::save(&node, IpFamily::V4).expect("save"), "");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Whether kube-proxy runs on this node, from `/proc`.
+//! What `/proc` says about this node: whether kube-proxy runs, and the
+//! hostname kube-proxy would take for the node's name.
 
 use std::path::Path;
 
@@ -50,6 +51,21 @@ pub fn kube_proxy_running_in(proc_root: &Path) -> Option<u32> {
     )
 }
 
+/// This machine's hostname as kube-proxy takes it for the node's name when
+/// nothing overrides it (`nodeutil.GetHostname`): trimmed and lowercased.
+/// `None` when it cannot be read or is empty.
+pub fn hostname() -> Option<String> {
+    hostname_in(Path::new("/proc"))
+}
+
+/// [`hostname`] from the proc file system at `proc_root`
+/// (`PROC/sys/kernel/hostname`).
+pub fn hostname_in(proc_root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(proc_root.join("sys/kernel/hostname")).ok()?;
+    let name = text.trim().to_lowercase();
+    (!name.is_empty()).then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +103,12 @@ mod tests {
         );
         assert_eq!(kube_proxy_running_in(&root), Some(42));
         assert_eq!(kube_proxy_running_in(&root.join("absent")), None);
+        assert_eq!(hostname_in(&root), None);
+        std::fs::create_dir_all(root.join("sys/kernel")).expect("mkdir");
+        std::fs::write(root.join("sys/kernel/hostname"), " Node-1.Example\n").expect("write");
+        assert_eq!(hostname_in(&root).as_deref(), Some("node-1.example"));
+        std::fs::write(root.join("sys/kernel/hostname"), "\n").expect("write");
+        assert_eq!(hostname_in(&root), None);
         std::fs::remove_dir_all(&root).expect("cleanup");
     }
 
@@ -99,5 +121,11 @@ mod tests {
                 .iter()
                 .any(|(pid, _)| *pid == me)
         );
+        if let Ok(raw) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            assert_eq!(
+                hostname(),
+                Some(raw.trim().to_lowercase()).filter(|h| !h.is_empty())
+            );
+        }
     }
 }

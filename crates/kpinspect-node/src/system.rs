@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use kpinspect_core::net::IpFamily;
 
 use crate::error::{NodeError, classify_failure};
-use crate::{IpSets, Iptables};
+use crate::{IpSets, Iptables, family_prefix};
 
 /// Which kernel interface the iptables tools drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,13 +54,6 @@ impl std::fmt::Display for Backend {
     }
 }
 
-fn family_prefix(family: IpFamily) -> &'static str {
-    match family {
-        IpFamily::V4 => "iptables",
-        IpFamily::V6 => "ip6tables",
-    }
-}
-
 /// The node's iptables through one backend's tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SystemIptables {
@@ -98,6 +91,16 @@ impl Iptables for SystemIptables {
             Some(payload),
         )
         .map(|_| ())
+    }
+
+    /// `iptables-<backend>-save` or `ip6tables-<backend>-save`.
+    fn save_program(&self, family: IpFamily) -> String {
+        self.backend.save_program(family)
+    }
+
+    /// `iptables-<backend>-restore` or `ip6tables-<backend>-restore`.
+    fn restore_program(&self, family: IpFamily) -> String {
+        self.backend.restore_program(family)
     }
 }
 

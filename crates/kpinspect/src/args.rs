@@ -278,9 +278,7 @@ impl NodeArgs {
             config.node_name = h.to_lowercase();
         }
         if config.node_name.is_empty() {
-            config.node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_lowercase())
-                .unwrap_or_default();
+            config.node_name = kpinspect_node::hostname().unwrap_or_default();
         }
         for ip in &self.node_ips {
             let parsed: IpAddr = parse_ip_sloppy(ip.trim())

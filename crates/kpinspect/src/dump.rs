@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kpinspect_core::mode::iptables::{Anomaly, AnomalyKind, NodeDump, ServiceDump};
-use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
 use crate::UsageError;
@@ -25,8 +24,8 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         anomalies: vec![],
     };
     let sources = if args.saves.is_empty() {
-        let node = crate::live::iptables()?;
-        if node.both_backends {
+        let node = crate::live::node()?;
+        if node.both_backends() {
             result.anomalies.push(Anomaly {
                 kind: AnomalyKind::BothBackends,
                 chain: String::new(),
@@ -36,13 +35,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
                         .into(),
             });
         }
-        let mut live = Vec::new();
-        for family in [IpFamily::V4, IpFamily::V6] {
-            if node.has_tools(family) {
-                live.push(node.read(family)?);
-            }
-        }
-        live
+        crate::rules::read_live(&node, None)?
     } else {
         crate::rules::read_saves(&args.saves)?
     };

@@ -1,6 +1,8 @@
-//! The `kpinspect` command: a thin layer over kpinspect-core and
-//! kpinspect-k8s. It reads files, formats output and maps errors to exit
-//! statuses (2 for bad input or usage).
+//! The `kpinspect` command: a thin layer over kpinspect-core,
+//! kpinspect-k8s and kpinspect-node (which alone touches the node, and runs
+//! the read → plan → write cycles of `apply` and `cleanup`). It reads
+//! input files, prints output and reports, and maps errors to exit statuses
+//! (2 for bad input or usage).
 
 mod args;
 mod dump;
@@ -42,6 +44,12 @@ impl std::error::Error for UsageError {}
 
 impl From<kpinspect_k8s::LoadError> for UsageError {
     fn from(e: kpinspect_k8s::LoadError) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+impl From<kpinspect_node::SyncError> for UsageError {
+    fn from(e: kpinspect_node::SyncError) -> Self {
         UsageError(e.to_string())
     }
 }

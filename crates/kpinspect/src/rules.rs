@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::Ruleset;
+use kpinspect_node::LiveNode;
 
 use crate::UsageError;
 
@@ -33,6 +34,19 @@ pub fn read_saves(paths: &[PathBuf]) -> Result<Vec<Source>> {
         .collect()
 }
 
+/// Reads the live node's rules of `family`, or with `None` of both
+/// families whose tools are installed.
+pub fn read_live(node: &LiveNode, family: Option<IpFamily>) -> Result<Vec<Source>> {
+    Ok(kpinspect_node::read_families(node, family)
+        .map_err(UsageError::from)?
+        .into_iter()
+        .map(|r| Source {
+            name: r.from,
+            rules: r.rules,
+        })
+        .collect())
+}
+
 /// The family a save is for, judged by the addresses in its rules.
 pub fn family_of(rules: &Ruleset) -> Option<IpFamily> {
     rules.rules().find_map(|(_, r)| {
@@ -54,7 +68,8 @@ pub fn family_of(rules: &Ruleset) -> Option<IpFamily> {
 /// are given.
 pub fn ruleset_for(paths: &[PathBuf], family: IpFamily) -> Result<(String, Ruleset)> {
     if paths.is_empty() {
-        let s = crate::live::iptables()?.read(family)?;
+        let node = crate::live::node()?;
+        let s = read_live(&node, Some(family))?.remove(0);
         return Ok((s.name, s.rules));
     }
     let mut sources = read_saves(paths)?;

@@ -1,5 +1,6 @@
 //! `kpinspect diff`, `apply` and `cleanup`: desired state from the cluster
-//! files, actual state from the node (or saves), and the libraries' plans.
+//! files, actual state from the node (or saves). The cycles that read,
+//! plan and write run in kpinspect-node; this prints their reports.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -7,25 +8,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kpinspect_core::config::ProxyMode;
 use kpinspect_core::diff::{NodeDiff, ServiceState, node_diff};
-use kpinspect_core::mode::iptables;
 use kpinspect_core::net::IpFamily;
-use kpinspect_core::netfilter::Ruleset;
-use kpinspect_core::plan::{self, CleanupScope, Plan};
+use kpinspect_core::plan::{ChainChange, CleanupScope};
 use kpinspect_core::proxy::ProxyState;
+use kpinspect_node::Desired;
 
 use crate::UsageError;
 use crate::args::{
     ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, FamilyArg, NodeArgs, TraceFormat,
 };
 use crate::live;
-use kpinspect_node::NodeError;
-
-/// What kube-proxy should have programmed.
-struct Desired {
-    family: IpFamily,
-    state: ProxyState,
-    rules: Ruleset,
-}
 
 fn desired(args: &ClusterArgs) -> Result<Desired> {
     let node = args.node.resolve()?;
@@ -36,19 +28,13 @@ fn desired(args: &ClusterArgs) -> Result<Desired> {
     }
     let cluster = crate::load_cluster(&args.files)?;
     let state = ProxyState::build(&cluster, &node.config, node.family);
-    let text = iptables::compile(&state, &node.config).render();
-    let rules = Ruleset::parse(&text).map_err(|e| anyhow::anyhow!("compiled rules: {e}"))?;
-    Ok(Desired {
-        family: node.family,
-        state,
-        rules,
-    })
+    Ok(Desired::compile(state, &node.config).map_err(UsageError::from)?)
 }
 
 pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     let want = desired(&args.cluster)?;
     let (source, actual) = crate::rules::ruleset_for(&args.saves, want.family)?;
-    let d = node_diff(&want.rules, &actual, Some(&want.state));
+    let d = node_diff(&want.rules, &actual, want.state.as_ref());
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
         TraceFormat::Text => diff_text(&d, &source),
@@ -86,9 +72,9 @@ fn diff_text(d: &NodeDiff, source: &str) -> String {
     }
     for c in &d.iptables.chains {
         let what = match c.change {
-            plan::ChainChange::Missing => "missing chain",
-            plan::ChainChange::Changed => "changed chain",
-            plan::ChainChange::Stale => "stale chain",
+            ChainChange::Missing => "missing chain",
+            ChainChange::Changed => "changed chain",
+            ChainChange::Stale => "stale chain",
         };
         let _ = writeln!(out, "\n{what} {} {}", c.table, c.chain);
         for r in &c.missing {
@@ -132,79 +118,18 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     // Read, plan and write under one lock: a second apply plans against
     // what this one wrote.
     let _lock = live::lock()?;
-    let node = live::iptables()?;
-    let actual = node.read(want.family)?;
-    let plan = plan::plan(&want.rules, &actual.rules, ProxyMode::Iptables.profile());
-    for (chain, rule) in &plan.chains_kept {
-        eprintln!("kpinspect: warning: stale chain {chain} kept: still jumped to by `{rule}`");
+    let node = live::node()?;
+    let planned = kpinspect_node::plan_apply(&node, &want).map_err(UsageError::from)?;
+    for w in planned.warnings() {
+        eprintln!("kpinspect: warning: {w}");
     }
     if args.dry_run {
-        crate::write_stdout(&plan.payload)?;
+        crate::write_stdout(planned.payload())?;
         return Ok(ExitCode::SUCCESS);
     }
-    if plan.is_empty() {
-        eprintln!("kpinspect: {}: in sync, nothing written", actual.name);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Err(e) = node.restore(want.family, &plan.payload) {
-        anyhow::bail!(UsageError::msg(restore_failure(&e, &plan, &want)));
-    }
-    eprintln!(
-        "kpinspect: applied {} bytes: {} chains written, {} rules added, {} rules deleted, {} stale chains deleted",
-        plan.payload.len(),
-        plan.chains_written,
-        plan.rules_added,
-        plan.rules_deleted,
-        plan.chains_deleted.len()
-    );
+    let report = planned.write(&node).map_err(UsageError::from)?;
+    eprintln!("kpinspect: {report}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// "line 812: KUBE-SVC-… for default/web:http: <iptables' message>".
-fn restore_failure(e: &NodeError, plan: &Plan, want: &Desired) -> String {
-    let NodeError::Restore {
-        line: Some(line), ..
-    } = e
-    else {
-        return format!(
-            "apply failed (each table of the payload is committed whole or not at all; run diff to see what stands): {e}"
-        );
-    };
-    let line = *line;
-    let chain = plan.chain_at(line).unwrap_or("?");
-    // Tables whose COMMIT came before the failing line were applied.
-    let committed: Vec<String> = plan
-        .payload
-        .lines()
-        .take(line.saturating_sub(1))
-        .enumerate()
-        .filter(|(_, l)| *l == "COMMIT")
-        .filter_map(|(i, _)| plan.chain_at(i + 1))
-        .map(|t| t.trim_start_matches("table ").to_string())
-        .collect();
-    let before = if committed.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " (the {} table before it was applied)",
-            committed.join(", ")
-        )
-    };
-    let service = iptables::dump(&want.rules, Some(&want.state))
-        .services
-        .into_iter()
-        .find(|s| s.chains.iter().any(|c| c == chain))
-        .map(|s| {
-            if s.port_name.is_empty() {
-                format!(" for {}/{}", s.namespace, s.name)
-            } else {
-                format!(" for {}/{}:{}", s.namespace, s.name, s.port_name)
-            }
-        })
-        .unwrap_or_default();
-    format!(
-        "apply failed at payload line {line}: {chain}{service}; that table was left as it was{before}: {e}"
-    )
 }
 
 pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
@@ -232,90 +157,33 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         refuse_if_kube_proxy_runs(args.force)?;
     }
     let _lock = live::lock()?;
-    let node = live::iptables()?;
-    let families = match args.family {
-        Some(FamilyArg::Ipv4) => vec![IpFamily::V4],
-        Some(FamilyArg::Ipv6) => vec![IpFamily::V6],
-        None => vec![IpFamily::V4, IpFamily::V6],
-    };
-    let mut sources = Vec::new();
-    for f in &families {
-        // A node without ip6tables has no IPv6 state to clean.
-        if args.family.is_none() && !node.has_tools(*f) {
-            continue;
-        }
-        sources.push((*f, node.read(*f)?));
-    }
-    // Only the sets of the families read: a set of the other family may be
-    // matched by rules this run does not see.
-    let read = |f: IpFamily| sources.iter().any(|(g, _)| *g == f);
-    let ipsets: Vec<String> = live::ipset_names()?
-        .into_iter()
-        .filter(|s| {
-            if s.starts_with("KUBE-6-") {
-                read(IpFamily::V6)
-            } else {
-                read(IpFamily::V4)
-            }
-        })
-        .collect();
-    let rulesets: Vec<&Ruleset> = sources.iter().map(|(_, s)| &s.rules).collect();
-    let plan = plan::cleanup_plan(&rulesets, &ipsets, scope);
-    let mut report = String::new();
-    for (t, c) in &plan.removed_chains {
-        let _ = writeln!(report, "removed chain {t} {c}");
-    }
-    for (t, r) in &plan.removed_rules {
-        let _ = writeln!(report, "removed rule {t} {r}");
-    }
-    for s in &plan.removed_ipsets {
-        let _ = writeln!(report, "removed ipset {s}");
-    }
-    for (what, why) in &plan.kept {
-        let _ = writeln!(report, "kept {what}: {why}");
-    }
-    if plan.is_empty() && plan.kept.is_empty() {
-        let _ = writeln!(report, "nothing to remove");
-    }
+    let node = live::node()?;
+    let family = args.family.map(|f| match f {
+        FamilyArg::Ipv4 => IpFamily::V4,
+        FamilyArg::Ipv6 => IpFamily::V6,
+    });
+    let planned =
+        kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
     if args.dry_run {
-        let mut out = String::new();
-        for ((f, _), payload) in sources.iter().zip(&plan.payloads) {
-            if !payload.is_empty() {
-                let _ = writeln!(out, "# {}-restore --noflush", node.restore_program(*f));
-                out.push_str(payload);
-            }
-        }
-        if !plan.ipset_payload.is_empty() {
-            out.push_str("# ipset restore\n");
-            out.push_str(&plan.ipset_payload);
-        }
-        crate::write_stdout(&out)?;
-        eprint!("{}", report.replace("removed ", "would remove "));
+        crate::write_stdout(&planned.restore_input())?;
+        eprint!("{planned}");
         return Ok(ExitCode::SUCCESS);
     }
-    for ((f, _), payload) in sources.iter().zip(&plan.payloads) {
-        if !payload.is_empty() {
-            node.restore(*f, payload).map_err(|e| {
-                UsageError::msg(format!(
-                    "cleanup failed for {}, the failing table was left as it was (tables before it in the payload were applied): {e}", node.restore_program(*f)
-                ))
-            })?;
-        }
-    }
-    if !plan.ipset_payload.is_empty() {
-        live::restore_ipsets(&plan.ipset_payload)
-            .map_err(|e| UsageError::msg(format!("cleanup of ipsets failed: {e}")))?;
-    }
-    crate::write_stdout(&report)?;
+    let report = planned.write(&node, &node).map_err(UsageError::from)?;
+    crate::write_stdout(&report.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
+    use kpinspect_core::netfilter::Ruleset;
+    use kpinspect_core::plan::plan;
+    use kpinspect_node::NodeError;
+
     use super::*;
 
-    /// A refused line is named with its chain and the Service that chain
-    /// belongs to, and says which tables were already applied.
+    /// The CLI's desired state carries what names a refused line's
+    /// Service, and the message is one line.
     #[test]
     fn restore_failures_name_the_chain_and_service() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
@@ -324,7 +192,7 @@ mod tests {
             files: vec![format!("{root}examples/cluster.yaml").into()],
         };
         let want = desired(&args).unwrap();
-        let plan = plan::plan(
+        let plan = plan(
             &want.rules,
             &Ruleset::default(),
             ProxyMode::Iptables.profile(),
@@ -341,7 +209,7 @@ mod tests {
             line: Some(line),
             message: "iptables-restore: line N failed".into(),
         };
-        let msg = restore_failure(&e, &plan, &want);
+        let msg = UsageError::from(kpinspect_node::apply_failure(e, &plan, &want)).to_string();
         assert!(
             msg.contains(&format!("line {line}: {chain} for default/web-svc-cip")),
             "{msg}"
