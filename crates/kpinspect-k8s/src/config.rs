@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kpinspect_core::config::{DetectLocal, ProxyConfig, ProxyMode};
+use kpinspect_core::config::{DetectLocal, NodePortAddressesConfig, ProxyConfig, ProxyMode};
 use kpinspect_core::net::parse_cidr_sloppy;
 use serde::Deserialize;
 
@@ -34,7 +34,7 @@ pub struct KubeProxyConfiguration {
     pub iptables: Option<IptablesConfiguration>,
     /// `ipvs`.
     pub ipvs: Option<IpvsConfiguration>,
-    /// `nodePortAddresses`.
+    /// `nodePortAddresses`: CIDRs, or `primary` alone.
     pub node_port_addresses: Option<Vec<String>>,
     /// `conntrack`.
     pub conntrack: Option<ConntrackConfiguration>,
@@ -96,6 +96,19 @@ pub struct ConntrackConfiguration {
 /// kpc.apply_to(&mut config).unwrap();
 /// assert_eq!(config.mode, kpinspect_core::config::ProxyMode::Ipvs);
 /// assert_eq!(config.cluster_cidrs[0].to_string(), "10.244.0.0/16");
+/// ```
+///
+/// A value kube-proxy would reject is a one-line error naming the file and
+/// the field:
+///
+/// ```
+/// let text = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nnodePortAddresses: [10.0.0.0/8, 10.1.0.0/33]\n";
+/// let kpc = kpinspect_k8s::parse_kube_proxy_config(text, "kube-proxy.yaml").unwrap();
+/// let err = kpc.apply_to(&mut Default::default()).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "kube-proxy.yaml: KubeProxyConfiguration: nodePortAddresses[1]: invalid CIDR \"10.1.0.0/33\""
+/// );
 /// ```
 pub fn parse_kube_proxy_config(
     text: &str,
@@ -163,7 +176,9 @@ pub fn parse_kube_proxy_config(
 
 impl KubeProxyConfiguration {
     /// Writes the configuration into `config`, validating values the way
-    /// kube-proxy's own validation would reject them.
+    /// kube-proxy's own validation would reject them (every block, whatever
+    /// the mode). Of the node facts, only the name (`hostnameOverride`) is
+    /// the file's to say.
     pub fn apply_to(&self, config: &mut ProxyConfig) -> Result<(), LoadError> {
         let ctx = Ctx {
             file: &self.source,
@@ -203,50 +218,63 @@ impl KubeProxyConfiguration {
             .map(str::trim)
             .filter(|h| !h.is_empty())
         {
-            config.node_name = host.to_lowercase();
+            config.node.name = host.to_lowercase();
         }
         if let Some(ipt) = &self.iptables {
             if let Some(bit) = ipt.masquerade_bit {
-                if !(0..=31).contains(&bit) {
-                    return Err(ctx.error(
-                        "iptables.masqueradeBit",
-                        format!("{bit} is out of range (0-31)"),
-                    ));
-                }
-                config.masquerade_bit = bit as u32;
+                config.iptables.masquerade_bit = masquerade_bit(bit, &ctx, "iptables")?;
             }
             if let Some(all) = ipt.masquerade_all {
-                config.masquerade_all = all;
+                config.iptables.masquerade_all = all;
             }
             if let Some(l) = ipt.localhost_node_ports {
-                config.localhost_node_ports = l;
+                config.iptables.localhost_node_ports = l;
             }
         }
         if let Some(addrs) = &self.node_port_addresses {
-            let primary = addrs.len() == 1 && addrs[0] == "primary";
-            if !primary {
-                parse_cidr_list(addrs.iter().map(String::as_str), &ctx, "nodePortAddresses")?;
-            }
-            config.node_port_addresses = addrs.clone();
+            config.node_port_addresses = parse_node_port_addresses(addrs, &ctx)?;
         }
         if let Some(ct) = &self.conntrack {
-            config.tcp_be_liberal = ct.tcp_be_liberal.unwrap_or(false);
+            config.conntrack.tcp_be_liberal = ct.tcp_be_liberal.unwrap_or(false);
         }
         if let Some(ipvs) = &self.ipvs {
-            config.ipvs_scheduler = ipvs.scheduler.clone().unwrap_or_default();
-            config.ipvs_strict_arp = ipvs.strict_arp.unwrap_or(false);
+            config.ipvs.scheduler = ipvs.scheduler.clone().unwrap_or_default();
+            config.ipvs.strict_arp = ipvs.strict_arp.unwrap_or(false);
             if let Some(ex) = &ipvs.exclude_cidrs {
-                config.ipvs_exclude_cidrs =
+                config.ipvs.exclude_cidrs =
                     parse_cidr_list(ex.iter().map(String::as_str), &ctx, "ipvs.excludeCIDRs")?;
             }
         }
         if let Some(gates) = &self.feature_gates
             && let Some(on) = gates.get("PreferSameTrafficDistribution")
         {
-            config.prefer_same_traffic_distribution = *on;
+            config.feature_gates.prefer_same_traffic_distribution = *on;
         }
         Ok(())
     }
+}
+
+/// `nodePortAddresses` as kube-proxy validates it: `primary` alone, or
+/// CIDRs; an empty list is unset (the mode's default).
+fn parse_node_port_addresses(
+    addrs: &[String],
+    ctx: &Ctx<'_>,
+) -> Result<Option<NodePortAddressesConfig>, LoadError> {
+    const FIELD: &str = "nodePortAddresses";
+    if let Some(i) = addrs.iter().position(|a| a == "primary") {
+        if addrs.len() != 1 {
+            return Err(ctx.error(
+                format!("{FIELD}[{i}]"),
+                "\"primary\" must be the only entry (kube-proxy: can't use both 'primary' and CIDRs)",
+            ));
+        }
+        return Ok(Some(NodePortAddressesConfig::Primary));
+    }
+    if addrs.is_empty() {
+        return Ok(None);
+    }
+    let cidrs = parse_cidr_list(addrs.iter().map(String::as_str), ctx, FIELD)?;
+    Ok(Some(NodePortAddressesConfig::Cidrs(cidrs)))
 }
 
 fn parse_cidr_list<'a>(
@@ -263,10 +291,21 @@ fn parse_cidr_list<'a>(
     Ok(out)
 }
 
+/// `<block>.masqueradeBit`, within kube-proxy's range.
+fn masquerade_bit(bit: i64, ctx: &Ctx<'_>, block: &str) -> Result<u32, LoadError> {
+    u32::try_from(bit).ok().filter(|b| *b <= 31).ok_or_else(|| {
+        ctx.error(
+            format!("{block}.masqueradeBit"),
+            format!("{bit} is out of range (0-31)"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use kpinspect_core::config::LocalDetector;
+    use kpinspect_core::mode::iptables::masquerade_mark;
     use kpinspect_core::net::IpFamily;
 
     fn apply(text: &str) -> Result<ProxyConfig, LoadError> {
@@ -279,6 +318,12 @@ mod tests {
     const HEAD: &str =
         "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n";
 
+    fn cidrs(list: &[&str]) -> Option<NodePortAddressesConfig> {
+        Some(NodePortAddressesConfig::Cidrs(
+            list.iter().map(|c| c.parse().expect("cidr")).collect(),
+        ))
+    }
+
     #[test]
     fn reads_the_honoured_fields() {
         let c = apply(&format!(
@@ -286,18 +331,85 @@ mod tests {
         ))
         .expect("valid");
         assert_eq!(c.mode, ProxyMode::Ipvs);
-        assert_eq!(c.node_name, "node-1");
-        assert_eq!(c.mark(), "0x00008000");
-        assert!(c.masquerade_all && !c.localhost_node_ports && c.tcp_be_liberal);
+        assert_eq!(c.node.name, "node-1");
+        assert_eq!(c.iptables.masquerade_bit, 15);
+        assert_eq!(masquerade_mark(&c), "0x00008000");
+        assert!(c.iptables.masquerade_all && !c.iptables.localhost_node_ports);
+        assert!(c.conntrack.tcp_be_liberal && c.tcp_be_liberal());
         assert_eq!(
             c.local_detector(IpFamily::V6),
-            Some(LocalDetector::Source("fd00:10::/64".into()))
+            Some(LocalDetector::Cidr("fd00:10::/64".parse().expect("cidr")))
         );
-        assert_eq!(c.node_port_addresses, ["192.168.0.0/24"]);
-        assert_eq!(c.ipvs_scheduler, "wrr");
-        assert!(c.ipvs_strict_arp);
-        assert_eq!(c.ipvs_exclude_cidrs[0].to_string(), "10.1.0.0/16");
-        assert!(!c.prefer_same_traffic_distribution);
+        assert_eq!(c.node_port_addresses, cidrs(&["192.168.0.0/24"]));
+        assert_eq!(c.ipvs.scheduler, "wrr");
+        assert!(c.ipvs.strict_arp);
+        assert_eq!(c.ipvs.exclude_cidrs[0].to_string(), "10.1.0.0/16");
+        assert!(!c.feature_gates.prefer_same_traffic_distribution);
+    }
+
+    #[test]
+    fn node_port_addresses() {
+        let unset = apply(HEAD).expect("valid");
+        assert_eq!(unset.node_port_addresses, None);
+        assert_eq!(
+            unset.node_port_addresses_config(),
+            NodePortAddressesConfig::All
+        );
+        let c = apply(&format!("{HEAD}nodePortAddresses: []\n")).expect("valid");
+        assert_eq!(
+            c.node_port_addresses, None,
+            "empty is unset, as in kube-proxy"
+        );
+        let c = apply(&format!("{HEAD}nodePortAddresses: null\n")).expect("valid");
+        assert_eq!(c.node_port_addresses, None);
+        let c = apply(&format!("{HEAD}mode: nftables\n")).expect("valid");
+        assert_eq!(
+            c.node_port_addresses_config(),
+            NodePortAddressesConfig::Primary,
+            "nftables mode defaults to primary"
+        );
+        let c = apply(&format!(
+            "{HEAD}mode: nftables\nnodePortAddresses: [0.0.0.0/0]\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.node_port_addresses_config(),
+            cidrs(&["0.0.0.0/0"]).unwrap()
+        );
+        let c = apply(&format!("{HEAD}nodePortAddresses: [primary]\n")).expect("primary is valid");
+        assert_eq!(
+            c.node_port_addresses,
+            Some(NodePortAddressesConfig::Primary)
+        );
+        // Sloppy CIDRs and surrounding blanks are read as kube-proxy reads them.
+        let c = apply(&format!(
+            "{HEAD}nodePortAddresses: [' 192.168.000.1/24 ', '2001:db8::/64', 127.0.0.1/32]\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.node_port_addresses,
+            cidrs(&["192.168.0.0/24", "2001:db8::/64", "127.0.0.1/32"])
+        );
+    }
+
+    #[test]
+    fn node_port_address_errors() {
+        let one_line = |yaml: &str| apply(&format!("{HEAD}{yaml}\n")).unwrap_err().to_string();
+        assert_eq!(
+            one_line("nodePortAddresses: [10.0.0.0/8, not-a-cidr]"),
+            "c.yaml: KubeProxyConfiguration: nodePortAddresses[1]: invalid CIDR \"not-a-cidr\""
+        );
+        assert_eq!(
+            one_line("nodePortAddresses: [10.0.0.1]"),
+            "c.yaml: KubeProxyConfiguration: nodePortAddresses[0]: invalid CIDR \"10.0.0.1\""
+        );
+        assert_eq!(
+            one_line("nodePortAddresses: [10.0.0.0/8, primary]"),
+            "c.yaml: KubeProxyConfiguration: nodePortAddresses[1]: \"primary\" must be the only entry (kube-proxy: can't use both 'primary' and CIDRs)"
+        );
+        assert!(one_line("nodePortAddresses: [primary, primary]").contains("nodePortAddresses[0]"));
+        assert!(one_line("nodePortAddresses: [Primary]").contains("invalid CIDR \"Primary\""));
+        assert!(one_line("nodePortAddresses: 10.0.0.0/8").contains("nodePortAddresses"));
     }
 
     #[test]
@@ -305,7 +417,15 @@ mod tests {
         let c = apply(&format!("{HEAD}detectLocalMode: InterfaceNamePrefix\ndetectLocal: {{interfaceNamePrefix: veth}}\n")).expect("valid");
         assert_eq!(
             c.local_detector(IpFamily::V4),
-            Some(LocalDetector::Interface("veth+".into()))
+            Some(LocalDetector::InterfacePrefix("veth".into()))
+        );
+        let c = apply(&format!(
+            "{HEAD}detectLocalMode: BridgeInterface\ndetectLocal: {{bridgeInterface: cbr0}}\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.local_detector(IpFamily::V6),
+            Some(LocalDetector::Interface("cbr0".into()))
         );
         let err = apply(&format!("{HEAD}detectLocalMode: BridgeInterface\n")).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("detectLocal.bridgeInterface"));
@@ -332,6 +452,9 @@ mod tests {
         assert!(apply(&format!("{HEAD}iptables: {{masqueradeAll: maybe}}\n")).is_err());
         assert!(apply("apiVersion: v1\nkind: Pod\n").is_err());
         let c = apply(&format!("{HEAD}nodePortAddresses: [primary]\n")).expect("primary is valid");
-        assert_eq!(c.node_port_addresses, ["primary"]);
+        assert_eq!(
+            c.node_port_addresses,
+            Some(NodePortAddressesConfig::Primary)
+        );
     }
 }
