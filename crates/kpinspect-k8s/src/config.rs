@@ -2,6 +2,7 @@
 //! as found in the `kube-proxy` ConfigMap.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use kpinspect_core::config::{DetectLocal, NodePortAddressesConfig, ProxyConfig, ProxyMode};
 use kpinspect_core::net::parse_cidr_sloppy;
@@ -34,6 +35,8 @@ pub struct KubeProxyConfiguration {
     pub iptables: Option<IptablesConfiguration>,
     /// `ipvs`.
     pub ipvs: Option<IpvsConfiguration>,
+    /// `nftables`.
+    pub nftables: Option<NftablesConfiguration>,
     /// `nodePortAddresses`: CIDRs, or `primary` alone.
     pub node_port_addresses: Option<Vec<String>>,
     /// `conntrack`.
@@ -76,6 +79,22 @@ pub struct IpvsConfiguration {
     /// `excludeCIDRs`.
     #[serde(rename = "excludeCIDRs")]
     pub exclude_cidrs: Option<Vec<String>>,
+    /// `tcpTimeout` (a Go duration, e.g. `900s`).
+    pub tcp_timeout: Option<String>,
+    /// `tcpFinTimeout` (a Go duration).
+    pub tcp_fin_timeout: Option<String>,
+    /// `udpTimeout` (a Go duration).
+    pub udp_timeout: Option<String>,
+}
+
+/// `nftables`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NftablesConfiguration {
+    /// `masqueradeBit` (default 14).
+    pub masquerade_bit: Option<i64>,
+    /// `masqueradeAll`.
+    pub masquerade_all: Option<bool>,
 }
 
 /// `conntrack`.
@@ -244,6 +263,36 @@ impl KubeProxyConfiguration {
                 config.ipvs.exclude_cidrs =
                     parse_cidr_list(ex.iter().map(String::as_str), &ctx, "ipvs.excludeCIDRs")?;
             }
+            let timeouts = [
+                (
+                    &ipvs.tcp_timeout,
+                    "ipvs.tcpTimeout",
+                    &mut config.ipvs.tcp_timeout,
+                ),
+                (
+                    &ipvs.tcp_fin_timeout,
+                    "ipvs.tcpFinTimeout",
+                    &mut config.ipvs.tcp_fin_timeout,
+                ),
+                (
+                    &ipvs.udp_timeout,
+                    "ipvs.udpTimeout",
+                    &mut config.ipvs.udp_timeout,
+                ),
+            ];
+            for (text, field, slot) in timeouts {
+                if let Some(text) = text {
+                    *slot = parse_timeout(text, &ctx, field)?;
+                }
+            }
+        }
+        if let Some(nft) = &self.nftables {
+            if let Some(bit) = nft.masquerade_bit {
+                config.nftables.masquerade_bit = masquerade_bit(bit, &ctx, "nftables")?;
+            }
+            if let Some(all) = nft.masquerade_all {
+                config.nftables.masquerade_all = all;
+            }
         }
         if let Some(gates) = &self.feature_gates
             && let Some(on) = gates.get("PreferSameTrafficDistribution")
@@ -301,6 +350,75 @@ fn masquerade_bit(bit: i64, ctx: &Ctx<'_>, block: &str) -> Result<u32, LoadError
     })
 }
 
+/// An IPVS timeout: a Go duration (`metav1.Duration`), not negative.
+fn parse_timeout(text: &str, ctx: &Ctx<'_>, field: &str) -> Result<Duration, LoadError> {
+    match parse_go_duration(text) {
+        Some((false, d)) => Ok(d),
+        Some((true, d)) if d.is_zero() => Ok(d),
+        Some((true, _)) => Err(ctx.error(field, format!("{text:?} is negative"))),
+        None => Err(ctx.error(
+            field,
+            format!("invalid duration {text:?} (expected e.g. 900s, 1m30s or 0)"),
+        )),
+    }
+}
+
+/// Go's `time.ParseDuration`: an optional sign, then `0` or a sequence of
+/// decimal numbers with a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), as
+/// (negative, magnitude). `None` when it is not a duration or overflows.
+fn parse_go_duration(text: &str) -> Option<(bool, Duration)> {
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Some((negative, Duration::ZERO));
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (int, after) = rest.split_at(int_len);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(a) => a.split_at(a.bytes().take_while(u8::is_ascii_digit).count()),
+            None => ("", after),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        total = total.checked_add(int.checked_mul(nanos)?)?;
+        // Like Go, digits beyond what can matter are dropped.
+        let frac = &frac[..frac.len().min(20)];
+        if !frac.is_empty() {
+            let scale = 10u128.pow(frac.len() as u32);
+            total = total.checked_add(frac.parse::<u128>().ok()? * nanos / scale)?;
+        }
+        rest = after;
+    }
+    // Go's Duration is an int64 of nanoseconds.
+    if total > i64::MAX as u128 + u128::from(negative) {
+        return None;
+    }
+    Some((negative, Duration::from_nanos(total as u64)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,7 +445,7 @@ mod tests {
     #[test]
     fn reads_the_honoured_fields() {
         let c = apply(&format!(
-            "{HEAD}mode: ipvs\nclusterCIDR: 10.244.0.0/16,fd00:10::/64\nhostnameOverride: ' Node-1 '\niptables: {{masqueradeBit: 15, masqueradeAll: true, localhostNodePorts: false}}\nnodePortAddresses: [192.168.0.0/24]\nconntrack: {{tcpBeLiberal: true}}\nipvs: {{scheduler: wrr, strictARP: true, excludeCIDRs: [10.1.0.0/16]}}\nfeatureGates: {{PreferSameTrafficDistribution: false}}\n"
+            "{HEAD}mode: ipvs\nclusterCIDR: 10.244.0.0/16,fd00:10::/64\nhostnameOverride: ' Node-1 '\niptables: {{masqueradeBit: 15, masqueradeAll: true, localhostNodePorts: false}}\nnodePortAddresses: [192.168.0.0/24]\nconntrack: {{tcpBeLiberal: true}}\nipvs: {{scheduler: wrr, strictARP: true, excludeCIDRs: [10.1.0.0/16], tcpTimeout: 15m, tcpFinTimeout: 1m30s, udpTimeout: 300ms}}\nfeatureGates: {{PreferSameTrafficDistribution: false}}\n"
         ))
         .expect("valid");
         assert_eq!(c.mode, ProxyMode::Ipvs);
@@ -344,7 +462,41 @@ mod tests {
         assert_eq!(c.ipvs.scheduler, "wrr");
         assert!(c.ipvs.strict_arp);
         assert_eq!(c.ipvs.exclude_cidrs[0].to_string(), "10.1.0.0/16");
+        assert_eq!(c.ipvs.tcp_timeout, Duration::from_secs(900));
+        assert_eq!(c.ipvs.tcp_fin_timeout, Duration::from_secs(90));
+        assert_eq!(c.ipvs.udp_timeout, Duration::from_millis(300));
         assert!(!c.feature_gates.prefer_same_traffic_distribution);
+        assert_eq!(c.nftables, Default::default(), "no nftables block");
+    }
+
+    #[test]
+    fn reads_the_nftables_block() {
+        let c = apply(&format!(
+            "{HEAD}mode: nftables\niptables: {{masqueradeBit: 15}}\nnftables: {{masqueradeBit: 13, masqueradeAll: true, syncPeriod: 30s}}\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.mode, ProxyMode::Nftables);
+        assert_eq!(
+            (c.nftables.masquerade_bit, c.nftables.masquerade_all),
+            (13, true)
+        );
+        assert_eq!(
+            (c.iptables.masquerade_bit, c.iptables.masquerade_all),
+            (15, false),
+            "the blocks are separate"
+        );
+        let c = apply(&format!("{HEAD}nftables: {{}}\n")).expect("valid");
+        assert_eq!(
+            (c.nftables.masquerade_bit, c.nftables.masquerade_all),
+            (14, false)
+        );
+        let err = apply(&format!("{HEAD}nftables: {{masqueradeBit: -1}}\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: KubeProxyConfiguration: nftables.masqueradeBit: -1 is out of range (0-31)"
+        );
+        let err = apply(&format!("{HEAD}nftables: {{masqueradeAll: maybe}}\n")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("nftables.masqueradeAll"));
     }
 
     #[test]
@@ -410,6 +562,34 @@ mod tests {
         assert!(one_line("nodePortAddresses: [primary, primary]").contains("nodePortAddresses[0]"));
         assert!(one_line("nodePortAddresses: [Primary]").contains("invalid CIDR \"Primary\""));
         assert!(one_line("nodePortAddresses: 10.0.0.0/8").contains("nodePortAddresses"));
+    }
+
+    #[test]
+    fn ipvs_timeouts() {
+        let timeout = |v: &str| {
+            apply(&format!("{HEAD}ipvs: {{tcpTimeout: '{v}'}}\n")).map(|c| c.ipvs.tcp_timeout)
+        };
+        assert_eq!(timeout("0"), Ok(Duration::ZERO));
+        assert_eq!(timeout("0s"), Ok(Duration::ZERO));
+        assert_eq!(timeout("-0s"), Ok(Duration::ZERO));
+        assert_eq!(timeout("1h2m3.5s"), Ok(Duration::from_millis(3_723_500)));
+        assert_eq!(timeout(".5us"), Ok(Duration::from_nanos(500)));
+        assert_eq!(timeout("1\u{b5}s"), Ok(Duration::from_micros(1)));
+        let c = apply(HEAD).expect("valid");
+        assert_eq!(
+            c.ipvs.tcp_timeout,
+            Duration::ZERO,
+            "unset keeps the system's"
+        );
+        for bad in ["", "5", "5 s", "1d", ".s", "s", "--1s", "9999999999h"] {
+            let err = timeout(bad).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("ipvs.tcpTimeout"), "{bad:?}");
+            assert!(err.message.contains("invalid duration"), "{bad:?}: {err}");
+        }
+        assert_eq!(
+            timeout("-1s").unwrap_err().to_string(),
+            "c.yaml: KubeProxyConfiguration: ipvs.tcpTimeout: \"-1s\" is negative"
+        );
     }
 
     #[test]
