@@ -108,16 +108,16 @@ impl Fixture {
             .apply_to(&mut config)
             .expect("config.yaml applies");
         let args = self.args();
-        config.node_ips = self
+        config.node.ips = self
             .node_ips()
             .iter()
             .map(|s| s.parse().expect("node ip"))
             .collect();
         let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
-        config.node_zone = value("--node-zone");
-        config.masquerade_mark = value("--masquerade-mark");
-        config.random_fully = !args.iter().any(|a| a == "--no-random-fully");
-        config.nfacct = !args.iter().any(|a| a == "--no-nfacct");
+        config.node.zone = value("--node-zone");
+        config.iptables.masquerade_mark = value("--masquerade-mark");
+        config.node.random_fully = !args.iter().any(|a| a == "--no-random-fully");
+        config.node.nfacct = !args.iter().any(|a| a == "--no-nfacct");
         config
     }
 

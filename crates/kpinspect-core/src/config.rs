@@ -1,7 +1,22 @@
 //! The node's kube-proxy configuration and the host facts kube-proxy detects
 //! at start-up, as plain values.
+//!
+//! [`ProxyConfig`] follows the layout of `KubeProxyConfiguration`
+//! (`kubeproxy.config.k8s.io/v1alpha1`): the settings every mode reads
+//! (`mode`, `clusterCIDR`, `detectLocalMode`, `nodePortAddresses`,
+//! `featureGates`, `conntrack`) at the top, one block per mode
+//! ([`iptables`](ProxyConfig::iptables), [`ipvs`](ProxyConfig::ipvs),
+//! [`nftables`](ProxyConfig::nftables)), and the [node facts](NodeFacts)
+//! kube-proxy learns at start-up from the Node object and the host. Like
+//! kube-proxy, the IPVS mode reads the `iptables` block for its masquerade
+//! bit and `masqueradeAll`.
+//!
+//! Results derived from it are typed, never rule text: the
+//! [`LocalDetector`] and the [`NodePortAddresses`] of one family are
+//! rendered by each mode.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::net::{IpFamily, IpNet};
 
@@ -17,116 +32,206 @@ pub enum ProxyMode {
     Nftables,
 }
 
-/// How kube-proxy tells pod traffic from other traffic (`detectLocalMode`).
+/// How kube-proxy tells pod traffic from other traffic (`detectLocalMode`
+/// with its `detectLocal` parameters).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub enum DetectLocal {
-    /// `ClusterCIDR` (the default): `-s <clusterCIDR>`.
+    /// `ClusterCIDR` (the default): from the `clusterCIDR` of the family.
     #[default]
     ClusterCidr,
-    /// `NodeCIDR`: `-s <node podCIDR>`.
+    /// `NodeCIDR`: from the node's pod CIDR of the family.
     NodeCidr,
-    /// `BridgeInterface`: `-i <bridge>`.
+    /// `BridgeInterface`: arriving on `detectLocal.bridgeInterface`.
     BridgeInterface(String),
-    /// `InterfaceNamePrefix`: `-i <prefix>+`.
+    /// `InterfaceNamePrefix`: arriving on an interface whose name starts with
+    /// `detectLocal.interfaceNamePrefix`.
     InterfaceNamePrefix(String),
 }
 
-/// Everything that decides what kube-proxy programs, besides the cluster
-/// objects. Defaults are kube-proxy's defaults on a current node.
+/// `nodePortAddresses`: which node addresses NodePort services are served
+/// on. The keyword `primary` is valid only alone.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ProxyConfig {
-    /// `mode`.
-    pub mode: ProxyMode,
-    /// The node name (`hostnameOverride`, trimmed and lower-cased).
-    pub node_name: String,
-    /// The node's `topology.kubernetes.io/zone` label, for topology hints.
-    pub node_zone: Option<String>,
-    /// The node's addresses; the first of each family is the primary node IP.
-    pub node_ips: Vec<IpAddr>,
-    /// The node's `spec.podCIDRs` (for `detectLocalMode: NodeCIDR`).
-    pub node_pod_cidrs: Vec<IpNet>,
-    /// `clusterCIDR`, one per family at most.
-    pub cluster_cidrs: Vec<IpNet>,
-    /// `detectLocalMode` with its `detectLocal` parameters.
-    pub detect_local: DetectLocal,
+pub enum NodePortAddressesConfig {
+    /// Every address of the node (the default in iptables and IPVS mode).
+    All,
+    /// `primary`: the node's primary IP of each family, unless it is
+    /// loopback (the default in nftables mode).
+    Primary,
+    /// The node's addresses within these CIDRs, per family; a family without
+    /// CIDRs, or with a `/0`, serves on every address.
+    Cidrs(Vec<IpNet>),
+}
+
+/// The feature gates (`featureGates`) that change what kube-proxy programs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FeatureGates {
+    /// `PreferSameTrafficDistribution` (node hints; on by default).
+    pub prefer_same_traffic_distribution: bool,
+}
+
+impl Default for FeatureGates {
+    fn default() -> Self {
+        FeatureGates {
+            prefer_same_traffic_distribution: true,
+        }
+    }
+}
+
+/// `conntrack`: of the conntrack settings kube-proxy applies at start-up,
+/// the one that changes its rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConntrackConfig {
+    /// `conntrack.tcpBeLiberal`: kube-proxy sets
+    /// `net.netfilter.nf_conntrack_tcp_be_liberal` at start-up.
+    pub tcp_be_liberal: bool,
+}
+
+/// `iptables`, plus the iptables proxier's fixed settings. The IPVS mode
+/// reads [`masquerade_bit`](Self::masquerade_bit) and
+/// [`masquerade_all`](Self::masquerade_all) from here too.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IptablesConfig {
     /// `iptables.masqueradeBit` (default 14).
     pub masquerade_bit: u32,
-    /// Overrides the mark text (kube-proxy's unit tests use `0x4000`).
-    pub masquerade_mark: Option<String>,
     /// `iptables.masqueradeAll`.
     pub masquerade_all: bool,
     /// `iptables.localhostNodePorts` (default true).
     pub localhost_node_ports: bool,
-    /// `nodePortAddresses`: CIDRs, or `primary`; empty means all addresses.
-    pub node_port_addresses: Vec<String>,
-    /// Whether `net.netfilter.nf_conntrack_tcp_be_liberal` is set
-    /// (`conntrack.tcpBeLiberal`): no INVALID drop rule then.
-    pub tcp_be_liberal: bool,
+    /// Literal mark text to print instead of the one derived from
+    /// [`masquerade_bit`](Self::masquerade_bit) (kube-proxy's unit tests use
+    /// `0x4000`); not a `KubeProxyConfiguration` field.
+    pub masquerade_mark: Option<String>,
+    /// Endpoint count above which the iptables proxier drops endpoint
+    /// comments (its constant `largeClusterEndpointsThreshold`, 1000).
+    pub large_cluster_threshold: usize,
+}
+
+impl Default for IptablesConfig {
+    fn default() -> Self {
+        IptablesConfig {
+            masquerade_bit: 14,
+            masquerade_all: false,
+            localhost_node_ports: true,
+            masquerade_mark: None,
+            large_cluster_threshold: 1000,
+        }
+    }
+}
+
+/// `ipvs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IpvsConfig {
+    /// `ipvs.scheduler` (empty means `rr`).
+    pub scheduler: String,
+    /// `ipvs.strictARP`.
+    pub strict_arp: bool,
+    /// `ipvs.excludeCIDRs`: IPVS services kube-proxy never deletes.
+    pub exclude_cidrs: Vec<IpNet>,
+    /// `ipvs.tcpTimeout` (zero keeps the system's value).
+    pub tcp_timeout: Duration,
+    /// `ipvs.tcpFinTimeout` (zero keeps the system's value).
+    pub tcp_fin_timeout: Duration,
+    /// `ipvs.udpTimeout` (zero keeps the system's value).
+    pub udp_timeout: Duration,
+}
+
+/// `nftables`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NftablesConfig {
+    /// `nftables.masqueradeBit` (default 14).
+    pub masquerade_bit: u32,
+    /// `nftables.masqueradeAll`.
+    pub masquerade_all: bool,
+}
+
+impl Default for NftablesConfig {
+    fn default() -> Self {
+        NftablesConfig {
+            masquerade_bit: 14,
+            masquerade_all: false,
+        }
+    }
+}
+
+/// What kube-proxy learns about its node at start-up: from the Node object
+/// and from the host (kernel, iptables binary, sysctls). Defaults are those
+/// of a current node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeFacts {
+    /// The node name (`hostnameOverride`, else the hostname; trimmed and
+    /// lower-cased).
+    pub name: String,
+    /// The node's `topology.kubernetes.io/zone` label, for topology hints.
+    pub zone: Option<String>,
+    /// The node's addresses; the first of each family is the primary node IP.
+    pub ips: Vec<IpAddr>,
+    /// The node's `spec.podCIDRs` (for `detectLocalMode: NodeCIDR`).
+    pub pod_cidrs: Vec<IpNet>,
     /// Whether nfacct counters can be created (kernel + iptables support).
     pub nfacct: bool,
     /// Whether iptables supports `MASQUERADE --random-fully` (>= 1.6.2).
     pub random_fully: bool,
-    /// Feature gate `PreferSameTrafficDistribution` (node hints).
-    pub prefer_same_traffic_distribution: bool,
-    /// Endpoint count above which kube-proxy drops endpoint comments (1000).
-    pub large_cluster_threshold: usize,
-    /// `ipvs.scheduler` (empty means `rr`).
-    pub ipvs_scheduler: String,
-    /// `ipvs.strictARP`.
-    pub ipvs_strict_arp: bool,
-    /// `ipvs.excludeCIDRs`.
-    pub ipvs_exclude_cidrs: Vec<IpNet>,
+    /// Whether `net.netfilter.nf_conntrack_tcp_be_liberal` is already set on
+    /// the host (see [`ProxyConfig::tcp_be_liberal`]).
+    pub tcp_be_liberal: bool,
 }
 
-impl Default for ProxyConfig {
+impl Default for NodeFacts {
     fn default() -> Self {
-        ProxyConfig {
-            mode: ProxyMode::Iptables,
-            node_name: String::new(),
-            node_zone: None,
-            node_ips: Vec::new(),
-            node_pod_cidrs: Vec::new(),
-            cluster_cidrs: Vec::new(),
-            detect_local: DetectLocal::ClusterCidr,
-            masquerade_bit: 14,
-            masquerade_mark: None,
-            masquerade_all: false,
-            localhost_node_ports: true,
-            node_port_addresses: Vec::new(),
-            tcp_be_liberal: false,
+        NodeFacts {
+            name: String::new(),
+            zone: None,
+            ips: Vec::new(),
+            pod_cidrs: Vec::new(),
             nfacct: true,
             random_fully: true,
-            prefer_same_traffic_distribution: true,
-            large_cluster_threshold: 1000,
-            ipvs_scheduler: String::new(),
-            ipvs_strict_arp: false,
-            ipvs_exclude_cidrs: Vec::new(),
+            tcp_be_liberal: false,
         }
     }
 }
 
-impl ProxyConfig {
-    /// The masquerade mark as kube-proxy prints it: Go's `%#08x` of
-    /// `1 << masqueradeBit` (`0x00004000` for bit 14), unless overridden.
-    pub fn mark(&self) -> String {
-        match &self.masquerade_mark {
-            Some(m) => m.clone(),
-            None => format!("0x{:08x}", 1u64 << self.masquerade_bit),
-        }
-    }
-
+impl NodeFacts {
     /// The primary node IP of `family`.
-    pub fn primary_node_ip(&self, family: IpFamily) -> Option<IpAddr> {
-        self.node_ips
+    pub fn primary_ip(&self, family: IpFamily) -> Option<IpAddr> {
+        self.ips
             .iter()
             .copied()
             .find(|ip| IpFamily::of(ip) == family)
     }
+}
 
+/// Everything that decides what kube-proxy programs, besides the cluster
+/// objects. Defaults are kube-proxy's defaults on a current node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyConfig {
+    /// `mode`.
+    pub mode: ProxyMode,
+    /// What kube-proxy learns about the node at start-up.
+    pub node: NodeFacts,
+    /// `clusterCIDR`, one per family at most.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// `detectLocalMode` with its `detectLocal` parameters.
+    pub detect_local: DetectLocal,
+    /// `nodePortAddresses`; `None` when unset, which means the mode's
+    /// default (see [`ProxyConfig::node_port_addresses_config`]).
+    pub node_port_addresses: Option<NodePortAddressesConfig>,
+    /// `featureGates`.
+    pub feature_gates: FeatureGates,
+    /// `conntrack`.
+    pub conntrack: ConntrackConfig,
+    /// `iptables`.
+    pub iptables: IptablesConfig,
+    /// `ipvs`.
+    pub ipvs: IpvsConfig,
+    /// `nftables`.
+    pub nftables: NftablesConfig,
+}
+
+impl ProxyConfig {
     /// The family a single-stack run should compile for: that of the first
     /// node IP, else of the cluster CIDRs if all are IPv6, else IPv4.
     pub fn default_family(&self) -> IpFamily {
-        if let Some(ip) = self.node_ips.first() {
+        if let Some(ip) = self.node.ips.first() {
             return IpFamily::of(ip);
         }
         if !self.cluster_cidrs.is_empty()
@@ -140,49 +245,73 @@ impl ProxyConfig {
         IpFamily::V4
     }
 
-    /// The local-traffic detector of `family`: the match that means "from a
-    /// pod on this node/cluster", or `None` when it is not implemented.
+    /// Whether conntrack is liberal once kube-proxy runs, so that its rules
+    /// need not drop `INVALID` packets: `conntrack.tcpBeLiberal` sets the
+    /// sysctl at start-up, and the proxiers read the sysctl.
+    pub fn tcp_be_liberal(&self) -> bool {
+        self.conntrack.tcp_be_liberal || self.node.tcp_be_liberal
+    }
+
+    /// `nodePortAddresses` with the mode's default when unset: `primary` in
+    /// nftables mode, every address otherwise.
+    ///
+    /// ```
+    /// use kpinspect_core::config::{NodePortAddressesConfig, ProxyConfig, ProxyMode};
+    /// let mut config = ProxyConfig::default();
+    /// assert_eq!(config.node_port_addresses_config(), NodePortAddressesConfig::All);
+    /// config.mode = ProxyMode::Nftables;
+    /// assert_eq!(config.node_port_addresses_config(), NodePortAddressesConfig::Primary);
+    /// ```
+    pub fn node_port_addresses_config(&self) -> NodePortAddressesConfig {
+        match (&self.node_port_addresses, self.mode) {
+            (Some(c), _) => c.clone(),
+            (None, ProxyMode::Nftables) => NodePortAddressesConfig::Primary,
+            (None, _) => NodePortAddressesConfig::All,
+        }
+    }
+
+    /// The local-traffic detector of `family`: what "from a pod on this
+    /// node/cluster" means, or `None` when the configuration gives no way
+    /// to tell (no CIDR of the family, an empty interface name).
     pub fn local_detector(&self, family: IpFamily) -> Option<LocalDetector> {
         let first_of = |cidrs: &[IpNet]| {
             cidrs
                 .iter()
                 .find(|c| IpFamily::of_net(c) == family)
-                .map(|c| LocalDetector::Source(c.to_string()))
+                .map(|c| LocalDetector::Cidr(*c))
         };
         match &self.detect_local {
             DetectLocal::ClusterCidr => first_of(&self.cluster_cidrs),
-            DetectLocal::NodeCidr => first_of(&self.node_pod_cidrs),
+            DetectLocal::NodeCidr => first_of(&self.node.pod_cidrs),
             DetectLocal::BridgeInterface(i) if !i.is_empty() => {
                 Some(LocalDetector::Interface(i.clone()))
             }
             DetectLocal::InterfaceNamePrefix(p) if !p.is_empty() => {
-                Some(LocalDetector::Interface(format!("{p}+")))
+                Some(LocalDetector::InterfacePrefix(p.clone()))
             }
             _ => None,
         }
     }
 
-    /// Parsed `nodePortAddresses` for `family`, as kube-proxy's
-    /// `NewNodePortAddresses` reads it: the CIDRs of this family (`primary`,
-    /// alone, standing for the node's non-loopback primary IPs); none for
-    /// this family, or a `/0`, means every address.
+    /// `nodePortAddresses` of `family`, as kube-proxy's
+    /// `NewNodePortAddresses` reads it: the CIDRs of this family (`primary`
+    /// standing for the node's non-loopback primary IPs); none for this
+    /// family, or a `/0`, means every address.
     pub fn node_port_addresses(&self, family: IpFamily) -> NodePortAddresses {
-        let mut entries: Vec<String> = self.node_port_addresses.clone();
-        if entries.len() == 1 && entries[0] == "primary" {
-            entries = [IpFamily::V4, IpFamily::V6]
+        let entries: Vec<IpNet> = match self.node_port_addresses_config() {
+            NodePortAddressesConfig::All => Vec::new(),
+            NodePortAddressesConfig::Primary => [IpFamily::V4, IpFamily::V6]
                 .into_iter()
-                .filter_map(|f| self.primary_node_ip(f))
+                .filter_map(|f| self.node.primary_ip(f))
                 .filter(|ip| !ip.is_loopback())
-                .map(|ip| IpNet::from(ip).to_string())
-                .collect();
-        }
+                .map(|ip| IpNet::from(ip.to_canonical()))
+                .collect(),
+            NodePortAddressesConfig::Cidrs(cidrs) => cidrs,
+        };
         let mut cidrs = Vec::new();
         let mut contains_loopback = false;
         let mut match_all = false;
-        for entry in &entries {
-            let Some(net) = crate::net::parse_cidr_sloppy(entry.trim()) else {
-                continue;
-            };
+        for net in entries {
             if IpFamily::of_net(&net) != family {
                 continue;
             }
@@ -211,31 +340,17 @@ impl ProxyConfig {
     }
 }
 
-/// The local-traffic detector's match.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The local-traffic detector of one family: how traffic from local pods is
+/// recognised. Each mode renders it in its own rule language.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum LocalDetector {
-    /// `-s <cidr>` / `! -s <cidr>`.
-    Source(String),
-    /// `-i <iface>` / `! -i <iface>` (prefix detectors end in `+`).
+    /// The source address is in this CIDR (`ClusterCIDR`, `NodeCIDR`).
+    Cidr(IpNet),
+    /// The packet arrives on this interface (`BridgeInterface`).
     Interface(String),
-}
-
-impl LocalDetector {
-    /// The tokens matching local (pod) traffic.
-    pub fn if_local(&self) -> [&str; 2] {
-        match self {
-            LocalDetector::Source(c) => ["-s", c],
-            LocalDetector::Interface(i) => ["-i", i],
-        }
-    }
-
-    /// The tokens matching non-local traffic.
-    pub fn if_not_local(&self) -> [&str; 3] {
-        match self {
-            LocalDetector::Source(c) => ["!", "-s", c],
-            LocalDetector::Interface(i) => ["!", "-i", i],
-        }
-    }
+    /// The packet arrives on an interface whose name starts with this
+    /// prefix (`InterfaceNamePrefix`).
+    InterfacePrefix(String),
 }
 
 /// `nodePortAddresses` of one family.
@@ -254,5 +369,103 @@ impl NodePortAddresses {
     /// Whether `ip` is one of the addresses node ports are served on.
     pub fn matches(&self, ip: &IpAddr) -> bool {
         self.match_all || self.cidrs.iter().any(|c| c.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("cidr")
+    }
+
+    fn node(ips: &[&str]) -> NodeFacts {
+        NodeFacts {
+            ips: ips.iter().map(|ip| ip.parse().expect("ip")).collect(),
+            ..NodeFacts::default()
+        }
+    }
+
+    #[test]
+    fn node_port_addresses_per_family() {
+        let mut config = ProxyConfig {
+            node: node(&["192.168.0.2", "10.0.0.2", "fd00::2"]),
+            ..ProxyConfig::default()
+        };
+        let all = config.node_port_addresses(IpFamily::V4);
+        assert!(all.match_all && all.contains_ipv4_loopback && all.cidrs.is_empty());
+        let all6 = config.node_port_addresses(IpFamily::V6);
+        assert!(all6.match_all && !all6.contains_ipv4_loopback);
+
+        // Unset in nftables mode: the primary IP of each family.
+        config.mode = ProxyMode::Nftables;
+        let v4 = config.node_port_addresses(IpFamily::V4);
+        assert_eq!(v4.cidrs, [net("192.168.0.2/32")]);
+        assert!(!v4.match_all && !v4.contains_ipv4_loopback);
+        assert!(v4.matches(&"192.168.0.2".parse().expect("ip")));
+        assert!(!v4.matches(&"10.0.0.2".parse().expect("ip")));
+        assert_eq!(
+            config.node_port_addresses(IpFamily::V6).cidrs,
+            [net("fd00::2/128")]
+        );
+
+        // A loopback primary IP is not served on: that family matches all.
+        config.node = node(&["127.0.0.1"]);
+        assert!(config.node_port_addresses(IpFamily::V4).match_all);
+
+        // CIDRs: this family's; a /0 means every address.
+        config.node_port_addresses = Some(NodePortAddressesConfig::Cidrs(vec![
+            net("127.0.0.0/8"),
+            net("10.0.0.0/8"),
+            net("2001:db8::/64"),
+        ]));
+        let v4 = config.node_port_addresses(IpFamily::V4);
+        assert_eq!(v4.cidrs, [net("127.0.0.0/8"), net("10.0.0.0/8")]);
+        assert!(!v4.match_all && v4.contains_ipv4_loopback);
+        config.node_port_addresses = Some(NodePortAddressesConfig::Cidrs(vec![
+            net("10.0.0.0/8"),
+            net("0.0.0.0/0"),
+        ]));
+        let v4 = config.node_port_addresses(IpFamily::V4);
+        assert_eq!((v4.cidrs, v4.match_all), (vec![net("0.0.0.0/0")], true));
+        assert!(
+            config.node_port_addresses(IpFamily::V6).match_all,
+            "no IPv6 CIDR"
+        );
+        config.node_port_addresses = Some(NodePortAddressesConfig::All);
+        assert!(config.node_port_addresses(IpFamily::V4).match_all);
+    }
+
+    #[test]
+    fn local_detectors_are_per_family() {
+        let mut config = ProxyConfig {
+            cluster_cidrs: vec![net("10.0.0.0/8"), net("fd00:10::/64")],
+            ..ProxyConfig::default()
+        };
+        assert_eq!(
+            config.local_detector(IpFamily::V6),
+            Some(LocalDetector::Cidr(net("fd00:10::/64")))
+        );
+        config.detect_local = DetectLocal::NodeCidr;
+        assert_eq!(config.local_detector(IpFamily::V4), None, "no pod CIDR");
+        config.detect_local = DetectLocal::InterfaceNamePrefix(String::new());
+        assert_eq!(config.local_detector(IpFamily::V4), None, "empty prefix");
+        config.detect_local = DetectLocal::InterfaceNamePrefix("veth".into());
+        assert_eq!(
+            config.local_detector(IpFamily::V6),
+            Some(LocalDetector::InterfacePrefix("veth".into()))
+        );
+    }
+
+    #[test]
+    fn tcp_be_liberal_from_the_setting_or_the_host() {
+        let mut config = ProxyConfig::default();
+        assert!(!config.tcp_be_liberal());
+        config.node.tcp_be_liberal = true;
+        assert!(config.tcp_be_liberal(), "the sysctl was already set");
+        config.node.tcp_be_liberal = false;
+        config.conntrack.tcp_be_liberal = true;
+        assert!(config.tcp_be_liberal(), "kube-proxy sets it at start-up");
     }
 }

@@ -279,8 +279,8 @@ fn build_endpoints(
                 if IpFamily::of(&ip) != family {
                     continue;
                 }
-                let local = ep.node_name.as_deref() == Some(config.node_name.as_str())
-                    && !config.node_name.is_empty();
+                let local = ep.node_name.as_deref() == Some(config.node.name.as_str())
+                    && !config.node.name.is_empty();
                 let info = EndpointInfo {
                     ip,
                     port: port_num,
@@ -399,8 +399,8 @@ impl Topology {
     fn allows(self, e: &EndpointInfo, config: &ProxyConfig) -> bool {
         match self {
             Topology::None => true,
-            Topology::SameNode => e.node_hints.contains(&config.node_name),
-            Topology::SameZone => match &config.node_zone {
+            Topology::SameNode => e.node_hints.contains(&config.node.name),
+            Topology::SameZone => match &config.node.zone {
                 Some(z) => e.zone_hints.iter().any(|h| h == z),
                 None => false,
             },
@@ -416,20 +416,21 @@ fn topology_mode(eps: &[EndpointInfo], config: &ProxyConfig) -> Topology {
     for e in eps.iter().filter(|e| e.ready) {
         if e.node_hints.is_empty() {
             all_node_hints = false;
-        } else if e.node_hints.contains(&config.node_name) {
+        } else if e.node_hints.contains(&config.node.name) {
             has_for_node = true;
         }
         if e.zone_hints.is_empty() {
             all_zone_hints = false;
         } else if config
-            .node_zone
+            .node
+            .zone
             .as_ref()
             .is_some_and(|z| e.zone_hints.contains(z))
         {
             has_for_zone = true;
         }
     }
-    if config.prefer_same_traffic_distribution && all_node_hints && has_for_node {
+    if config.feature_gates.prefer_same_traffic_distribution && all_node_hints && has_for_node {
         return Topology::SameNode;
     }
     if all_zone_hints && has_for_zone {
@@ -441,6 +442,7 @@ fn topology_mode(eps: &[EndpointInfo], config: &ProxyConfig) -> Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{FeatureGates, NodeFacts};
 
     fn ep(ip: &str, ready: bool, serving: bool, terminating: bool, local: bool) -> EndpointInfo {
         let ip: IpAddr = ip.parse().expect("ip");
@@ -480,8 +482,11 @@ mod tests {
 
     fn config() -> ProxyConfig {
         ProxyConfig {
-            node_name: "me".into(),
-            node_zone: Some("z1".into()),
+            node: NodeFacts {
+                name: "me".into(),
+                zone: Some("z1".into()),
+                ..NodeFacts::default()
+            },
             ..ProxyConfig::default()
         }
     }
@@ -547,7 +552,9 @@ mod tests {
         let c = categorize(&info(false, false, 0), &eps, &config());
         assert_eq!(c.cluster, vec![0], "PreferSameNode");
         let off = ProxyConfig {
-            prefer_same_traffic_distribution: false,
+            feature_gates: FeatureGates {
+                prefer_same_traffic_distribution: false,
+            },
             ..config()
         };
         let c = categorize(&info(false, false, 0), &eps, &off);
@@ -567,20 +574,23 @@ mod tests {
 
     #[test]
     fn node_cidr_detector_and_primary_node_port_addresses() {
-        use crate::config::{DetectLocal, LocalDetector};
+        use crate::config::{DetectLocal, LocalDetector, NodePortAddressesConfig};
         let config = ProxyConfig {
             detect_local: DetectLocal::NodeCidr,
-            node_pod_cidrs: vec!["10.244.1.0/24".parse().expect("cidr")],
-            node_ips: vec![
-                "192.168.0.2".parse().expect("ip"),
-                "fd00::2".parse().expect("ip"),
-            ],
-            node_port_addresses: vec!["primary".into()],
+            node: NodeFacts {
+                pod_cidrs: vec!["10.244.1.0/24".parse().expect("cidr")],
+                ips: vec![
+                    "192.168.0.2".parse().expect("ip"),
+                    "fd00::2".parse().expect("ip"),
+                ],
+                ..NodeFacts::default()
+            },
+            node_port_addresses: Some(NodePortAddressesConfig::Primary),
             ..ProxyConfig::default()
         };
         assert_eq!(
             config.local_detector(IpFamily::V4),
-            Some(LocalDetector::Source("10.244.1.0/24".into()))
+            Some(LocalDetector::Cidr("10.244.1.0/24".parse().expect("cidr")))
         );
         assert_eq!(config.local_detector(IpFamily::V6), None);
         let npa = config.node_port_addresses(IpFamily::V6);

@@ -25,7 +25,7 @@ mod objects;
 
 pub use config::{
     ConntrackConfiguration, DetectLocalConfiguration, IptablesConfiguration, IpvsConfiguration,
-    KubeProxyConfiguration, parse_kube_proxy_config,
+    KubeProxyConfiguration, NftablesConfiguration, parse_kube_proxy_config,
 };
 pub use error::{LoadError, Warning};
 pub use objects::{

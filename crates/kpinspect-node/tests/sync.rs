@@ -43,7 +43,7 @@ fn config() -> ProxyConfig {
         .expect("config")
         .apply_to(&mut config)
         .expect("config applies");
-    config.node_ips.push("192.168.0.2".parse().expect("ip"));
+    config.node.ips.push("192.168.0.2".parse().expect("ip"));
     config
 }
 

@@ -275,34 +275,34 @@ impl NodeArgs {
             if h.is_empty() {
                 bail!(UsageError::msg("--hostname: empty hostname is invalid"));
             }
-            config.node_name = h.to_lowercase();
+            config.node.name = h.to_lowercase();
         }
-        if config.node_name.is_empty() {
-            config.node_name = kpinspect_node::hostname().unwrap_or_default();
+        if config.node.name.is_empty() {
+            config.node.name = kpinspect_node::hostname().unwrap_or_default();
         }
         for ip in &self.node_ips {
             let parsed: IpAddr = parse_ip_sloppy(ip.trim())
                 .ok_or_else(|| UsageError::msg(format!("--node-ip: invalid IP address {ip:?}")))?;
-            config.node_ips.push(parsed);
+            config.node.ips.push(parsed);
         }
         if let Some(c) = &self.cluster_cidr {
             config.cluster_cidrs = parse_cidrs(c.split(','), "--cluster-cidr")?;
         }
-        config.node_pod_cidrs = parse_cidrs(
+        config.node.pod_cidrs = parse_cidrs(
             self.node_pod_cidrs.iter().map(String::as_str),
             "--node-pod-cidr",
         )?;
         if let Some(z) = &self.node_zone {
-            config.node_zone = Some(z.clone());
+            config.node.zone = Some(z.clone());
         }
         if self.no_nfacct {
-            config.nfacct = false;
+            config.node.nfacct = false;
         }
         if self.no_random_fully {
-            config.random_fully = false;
+            config.node.random_fully = false;
         }
         if let Some(m) = &self.masquerade_mark {
-            config.masquerade_mark = Some(m.clone());
+            config.iptables.masquerade_mark = Some(m.clone());
         }
         let family = match self.family {
             Some(FamilyArg::Ipv4) => IpFamily::V4,

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use kpinspect_core::config::ProxyConfig;
+use kpinspect_core::config::{NodeFacts, ProxyConfig};
 use kpinspect_core::model::*;
 
 pub fn ip(n: u32) -> IpAddr {
@@ -84,8 +84,11 @@ pub fn cluster(services: u32, endpoints: u32) -> Cluster {
 
 pub fn config() -> ProxyConfig {
     ProxyConfig {
-        node_name: "node1".into(),
-        node_ips: vec![ip(0xc0a8_0002)],
+        node: NodeFacts {
+            name: "node1".into(),
+            ips: vec![ip(0xc0a8_0002)],
+            ..NodeFacts::default()
+        },
         cluster_cidrs: vec!["10.244.0.0/16".parse().expect("cidr")],
         ..ProxyConfig::default()
     }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::names::{endpoint_chain, is_service_chain, service_port_suffix};
-use crate::config::ProxyConfig;
+use crate::config::{LocalDetector, NodePortAddresses, ProxyConfig};
 use crate::net::IpFamily;
 use crate::netfilter::{LineBuffer, Restore, RestoreTable, wln};
 use crate::proxy::{EndpointInfo, ProxyState, ServicePortEntry, categorize};
@@ -41,13 +41,14 @@ pub fn compile_sync(
     existing_nat_chains: &[String],
 ) -> Restore {
     let family = state.family;
-    let mark = config.mark();
+    let mark = masquerade_mark(config);
     let npa = config.node_port_addresses(family);
-    let localhost_node_ports =
-        family == IpFamily::V4 && config.localhost_node_ports && npa.contains_ipv4_loopback;
+    let localhost_node_ports = family == IpFamily::V4
+        && config.iptables.localhost_node_ports
+        && npa.contains_ipv4_loopback;
     let detector = config.local_detector(family);
-    let node_ip = config.primary_node_ip(family);
-    let large_cluster = state.total_endpoints() > config.large_cluster_threshold;
+    let node_ip = config.node.primary_ip(family);
+    let large_cluster = state.total_endpoints() > config.iptables.large_cluster_threshold;
 
     let mut filter = RestoreTable::default();
     let mut nat = RestoreTable::default();
@@ -84,7 +85,7 @@ pub fn compile_sync(
     wln!(
         nr,
         "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
-        if config.random_fully {
+        if config.node.random_fully {
             " --random-fully"
         } else {
             ""
@@ -95,11 +96,9 @@ pub fn compile_sync(
     let mut active: HashSet<String> = HashSet::new();
     let ctx = Ctx {
         config,
-        detector: detector
-            .as_ref()
-            .map(|d| (d.if_local().join(" "), d.if_not_local().join(" "))),
+        detector: detector.as_ref().map(detector_matches),
         node_ip,
-        localhost_nfacct: localhost_node_ports && config.nfacct,
+        localhost_nfacct: localhost_node_ports && config.node.nfacct,
         comments: !large_cluster,
         probabilities: Probabilities::default(),
     };
@@ -143,8 +142,8 @@ pub fn compile_sync(
     }
 
     let fr = &mut filter.rules;
-    if !config.tcp_be_liberal {
-        if config.nfacct {
+    if !config.tcp_be_liberal() {
+        if config.node.nfacct {
             fr.write_str_line("-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP");
         } else {
             fr.write_str_line("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP");
@@ -163,13 +162,46 @@ pub fn compile_sync(
     }
 }
 
+/// The masquerade mark as kube-proxy prints it: Go's `%#08x` of
+/// `1 << iptables.masqueradeBit` (`0x00004000` for bit 14), unless
+/// overridden by [`IptablesConfig::masquerade_mark`].
+///
+/// [`IptablesConfig::masquerade_mark`]: crate::config::IptablesConfig::masquerade_mark
+///
+/// ```
+/// use kpinspect_core::{config::ProxyConfig, mode::iptables::masquerade_mark};
+/// let mut config = ProxyConfig::default();
+/// assert_eq!(masquerade_mark(&config), "0x00004000");
+/// config.iptables.masquerade_bit = 15;
+/// assert_eq!(masquerade_mark(&config), "0x00008000");
+/// config.iptables.masquerade_mark = Some("0x4000".into());
+/// assert_eq!(masquerade_mark(&config), "0x4000");
+/// ```
+pub fn masquerade_mark(config: &ProxyConfig) -> String {
+    match &config.iptables.masquerade_mark {
+        Some(m) => m.clone(),
+        None => format!("0x{:08x}", 1u64 << config.iptables.masquerade_bit),
+    }
+}
+
+/// The local-traffic detector as iptables matches: (if local, if not local),
+/// e.g. (`-s 10.0.0.0/8`, `! -s 10.0.0.0/8`) or (`-i veth+`, `! -i veth+`).
+fn detector_matches(detector: &LocalDetector) -> (String, String) {
+    let (flag, value) = match detector {
+        LocalDetector::Cidr(cidr) => ("-s", cidr.to_string()),
+        LocalDetector::Interface(name) => ("-i", name.clone()),
+        LocalDetector::InterfacePrefix(prefix) => ("-i", format!("{prefix}+")),
+    };
+    (format!("{flag} {value}"), format!("! {flag} {value}"))
+}
+
 /// The node addresses KUBE-NODEPORTS is reached from when `nodePortAddresses`
 /// is restricted: the node's addresses (plus loopback, which every node has)
 /// within the configured CIDRs; loopback only where localhost node ports work.
 fn node_port_ips(
     config: &ProxyConfig,
     family: IpFamily,
-    npa: &crate::config::NodePortAddresses,
+    npa: &NodePortAddresses,
     localhost_node_ports: bool,
 ) -> Vec<IpAddr> {
     let loopback: IpAddr = match family {
@@ -177,7 +209,8 @@ fn node_port_ips(
         IpFamily::V6 => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
     };
     let mut ips: Vec<IpAddr> = config
-        .node_ips
+        .node
+        .ips
         .iter()
         .copied()
         .chain(std::iter::once(loopback))
@@ -362,7 +395,7 @@ impl Ctx<'_> {
 
         // B1: masquerade off-cluster traffic to the cluster IP.
         if has_internal {
-            if self.config.masquerade_all {
+            if self.config.iptables.masquerade_all {
                 wln!(
                     nr,
                     "-A {internal_chain} -m comment --comment \"{s} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j KUBE-MARK-MASQ"
@@ -543,6 +576,89 @@ impl Ctx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DetectLocal;
+    use crate::model::*;
+
+    #[test]
+    fn local_detectors_render_as_iptables_matches() {
+        let cases = [
+            (
+                LocalDetector::Cidr("10.0.0.0/8".parse().expect("cidr")),
+                "-s 10.0.0.0/8",
+            ),
+            (
+                LocalDetector::Cidr("fd00:10::/64".parse().expect("cidr")),
+                "-s fd00:10::/64",
+            ),
+            (LocalDetector::Interface("cbr0".into()), "-i cbr0"),
+            (LocalDetector::InterfacePrefix("veth".into()), "-i veth+"),
+        ];
+        for (detector, local) in cases {
+            assert_eq!(
+                detector_matches(&detector),
+                (local.to_string(), format!("! {local}"))
+            );
+        }
+    }
+
+    #[test]
+    fn interface_prefix_detector_in_a_compiled_rule() {
+        let svc = Service {
+            namespace: "ns1".into(),
+            name: "svc1".into(),
+            service_type: ServiceType::ClusterIp,
+            cluster_ips: vec!["172.30.0.41".parse().expect("ip")],
+            ports: vec![ServicePort {
+                name: "p80".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+                node_port: 0,
+            }],
+            external_ips: vec![],
+            has_external_ips: false,
+            load_balancer_ingress: vec![],
+            load_balancer_source_ranges: vec![],
+            external_traffic_policy: TrafficPolicy::Cluster,
+            internal_traffic_policy: TrafficPolicy::Cluster,
+            health_check_node_port: 0,
+            session_affinity_timeout: None,
+        };
+        let cluster = Cluster {
+            services: vec![svc],
+            endpoint_slices: vec![EndpointSlice {
+                namespace: "ns1".into(),
+                name: "svc1-abc".into(),
+                service_name: "svc1".into(),
+                address_type: AddressType::Ipv4,
+                ports: vec![EndpointPort {
+                    name: Some("p80".into()),
+                    port: Some(80),
+                    protocol: Protocol::Tcp,
+                }],
+                endpoints: vec![Endpoint {
+                    address: Some("10.180.0.1".parse().expect("ip")),
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    node_name: None,
+                    zone_hints: vec![],
+                    node_hints: vec![],
+                }],
+            }],
+        };
+        let config = ProxyConfig {
+            detect_local: DetectLocal::InterfaceNamePrefix("veth".into()),
+            ..ProxyConfig::default()
+        };
+        let state = ProxyState::build(&cluster, &config, IpFamily::V4);
+        let text = compile(&state, &config).render();
+        assert!(
+            text.contains(
+                "--comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -i veth+ -j KUBE-MARK-MASQ\n"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn probabilities_match_kube_proxy() {
