@@ -27,8 +27,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kpinspect_core::mode::iptables::JUMP_RULES;
-use kpinspect_core::mode::{chain_owner, jump_owner};
-use kpinspect_core::netfilter::Rule;
+use kpinspect_core::mode::{chain_owner, foreign_state, rule_owner};
+use kpinspect_core::netfilter::{Rule, Ruleset};
 
 /// The node's address toward the client.
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);
@@ -475,45 +475,10 @@ pub fn kp(node: &TestNode, args: &[&str]) -> Output {
     node.node_exec(&argv)
 }
 
-/// Whether `rule` (of `table`, from a save) is kube-proxy's: a rule of a
-/// chain it owns, or one of its jumps in a built-in chain.
-fn is_kube_proxys(table: &str, rule: &Rule) -> bool {
-    let builtin = rule.chain.chars().all(|c| c.is_ascii_uppercase());
-    if builtin {
-        jump_owner(rule).is_some()
-    } else {
-        chain_owner(table, &rule.chain).is_kube_proxy()
-    }
-}
-
-/// What other programs own in a save: their chains' declarations and rules,
-/// and the rules of built-in chains that are not kube-proxy's jumps. These
-/// must be byte-identical before and after any kpinspect command.
+/// What other programs own in a save (see [`foreign_state`]). These must be
+/// byte-identical before and after any kpinspect command.
 pub fn foreign(save: &str) -> Vec<String> {
-    let mut table = String::new();
-    let mut out = Vec::new();
-    for line in save.lines() {
-        if let Some(t) = line.strip_prefix('*') {
-            table = t.to_string();
-            out.push(line.to_string());
-            continue;
-        }
-        if let Some(decl) = line.strip_prefix(':') {
-            let name = decl.split_whitespace().next().unwrap_or_default();
-            if !chain_owner(&table, name).is_kube_proxy() {
-                // Without counters.
-                out.push(format!("{table} :{name}"));
-            }
-            continue;
-        }
-        if line.starts_with("-A ") {
-            let rule = Rule::parse(line).expect("saved rule parses");
-            if !is_kube_proxys(&table, &rule) {
-                out.push(format!("{table} {line}"));
-            }
-        }
-    }
-    out
+    foreign_state(&Ruleset::parse(save).expect("save parses"))
 }
 
 /// The complement of [`foreign`]: per `table chain`, kube-proxy's rules as
@@ -532,7 +497,7 @@ pub fn kube_proxy_state(save: &str) -> BTreeMap<String, Vec<String>> {
             }
         } else if line.starts_with("-A ") {
             let rule = Rule::parse(line).expect("saved rule parses");
-            if is_kube_proxys(&table, &rule) {
+            if rule_owner(&table, &rule).is_kube_proxy() {
                 out.entry(format!("{table} {}", rule.chain))
                     .or_default()
                     .push(line.to_string());

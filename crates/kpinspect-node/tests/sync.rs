@@ -10,10 +10,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kpinspect_core::config::ProxyConfig;
-use kpinspect_core::mode::{ProxyMode, chain_owner, ipvs, jump_owner};
+use kpinspect_core::mode::{ProxyMode, foreign_state, ipvs};
 use kpinspect_core::model::Cluster;
 use kpinspect_core::net::IpFamily;
-use kpinspect_core::netfilter::{Rule, Ruleset, render_rule};
+use kpinspect_core::netfilter::{Ruleset, render_rule};
 use kpinspect_core::plan::{CleanupScope, cleanup_plan, diff};
 use kpinspect_core::proxy::ProxyState;
 
@@ -105,36 +105,10 @@ fn save(node: &MemoryNode) -> String {
     Iptables::save(node, V4).expect("save")
 }
 
-/// What other programs own in a save, line by line: their chains'
-/// declarations (without counters) and rules, and the rules of built-in
-/// chains that are not kube-proxy's jumps (kubelet's included). These must
-/// be byte-identical before and after any cycle.
+/// What other programs own in a save (see [`foreign_state`]): byte-identical
+/// before and after any cycle.
 fn foreign(save: &str) -> Vec<String> {
-    let mut table = String::new();
-    let mut out = Vec::new();
-    for line in save.lines() {
-        if let Some(t) = line.strip_prefix('*') {
-            table = t.to_string();
-            out.push(line.to_string());
-        } else if let Some(decl) = line.strip_prefix(':') {
-            let name = decl.split_whitespace().next().unwrap_or_default();
-            if !chain_owner(&table, name).is_kube_proxy() {
-                out.push(format!("{table} :{name}"));
-            }
-        } else if line.starts_with("-A ") {
-            let rule = Rule::parse(line).expect("saved rule parses");
-            let builtin = rule.chain.chars().all(|c| c.is_ascii_uppercase());
-            let ours = if builtin {
-                jump_owner(&rule).is_some()
-            } else {
-                chain_owner(&table, &rule.chain).is_kube_proxy()
-            };
-            if !ours {
-                out.push(format!("{table} {line}"));
-            }
-        }
-    }
-    out
+    foreign_state(&Ruleset::parse(save).expect("save parses"))
 }
 
 /// A save's state regardless of the order chains were created in and of
@@ -478,63 +452,8 @@ fn a_stale_chain_a_foreign_rule_jumps_to_is_kept_and_reported() {
 }
 
 /// A node that ran iptables mode, then IPVS mode, with other programs'
-/// rules around (kpinspect-core's cleanup fixture, with every built-in
-/// chain declared as iptables-save prints them).
-const MIXED: &str = "*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:KUBE-PROXY-CANARY - [0:0]
-:KUBE-KUBELET-CANARY - [0:0]
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
-:KUBE-SERVICES - [0:0]
-:KUBE-POSTROUTING - [0:0]
-:KUBE-MARK-MASQ - [0:0]
-:KUBE-NODE-PORT - [0:0]
-:KUBE-LOAD-BALANCER - [0:0]
-:KUBE-NODEPORTS - [0:0]
-:KUBE-SVC-A - [0:0]
-:KUBE-SEP-A - [0:0]
-:KUBE-KUBELET-CANARY - [0:0]
--A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
--A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
--A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING
--A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
--A KUBE-SERVICES -m comment --comment \"Kubernetes service cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP dst,dst ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ
--A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT
--A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A
--A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
--A KUBE-SVC-A -j KUBE-SEP-A
--A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.244.0.5:80
--A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:KUBE-FIREWALL - [0:0]
-:KUBE-FORWARD - [0:0]
-:KUBE-NODE-PORT - [0:0]
-:KUBE-EXTERNAL-SERVICES - [0:0]
-:KUBE-IPVS-FILTER - [0:0]
--A INPUT -j KUBE-FIREWALL
--A INPUT -m comment --comment \"kubernetes ipvs access filter\" -j KUBE-IPVS-FILTER
--A INPUT -m comment --comment \"kubernetes health check rules\" -j KUBE-NODE-PORT
--A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES
--A INPUT -s 1.2.3.4/32 -m comment --comment \"someone else's input rule\" -j DROP
--A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD
--A KUBE-IPVS-FILTER -m set --match-set KUBE-LOAD-BALANCER dst,dst -j RETURN
-COMMIT
-";
+/// rules around (shared with kpinspect-core's cleanup tests).
+const MIXED: &str = include_str!("../../../fixtures/cleanup/mixed-node.save");
 
 /// IPVS mode's sets (one of them IPv6), matched by MIXED's rules, and
 /// another program's set.

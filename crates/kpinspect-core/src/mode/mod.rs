@@ -20,7 +20,9 @@ pub mod nftables;
 mod owner;
 
 pub use crate::config::ProxyMode;
-pub use owner::{KUBELET_CHAINS, Modes, Owner, chain_owner, ipset_owner, jump_owner};
+pub use owner::{
+    KUBELET_CHAINS, Modes, Owner, chain_owner, foreign_state, ipset_owner, jump_owner, rule_owner,
+};
 
 use crate::netfilter::Rule;
 

@@ -5,7 +5,7 @@
 //! `KUBE-IPTABLES-HINT`) and everything else are never theirs.
 
 use super::ProxyMode;
-use crate::netfilter::Rule;
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset};
 
 /// Chains kubelet creates (or shares with kube-proxy), in any table: never
 /// removed.
@@ -132,6 +132,53 @@ pub fn jump_owner(rule: &Rule) -> Option<Owner> {
 /// The owner of ipset `name` (either family's name).
 pub fn ipset_owner(name: &str) -> Owner {
     Owner::of(modes_where(|p| p.owns_ipset(name)))
+}
+
+/// The owner of a rule of `table`: kube-proxy's when it is one of its jump
+/// rules in a built-in chain or any rule of a chain kube-proxy owns; the
+/// owner of its chain otherwise (kubelet's, or foreign).
+pub fn rule_owner(table: &str, rule: &Rule) -> Owner {
+    if BUILTIN_CHAINS.contains(&rule.chain.as_str()) {
+        jump_owner(rule).unwrap_or(Owner::Foreign)
+    } else {
+        chain_owner(table, &rule.chain)
+    }
+}
+
+/// What other programs (kubelet included) own in `save`, line by line:
+/// each `*table`, their chains' declarations without counters
+/// (`nat :DOCKER`) and their rules as saved (`nat -A DOCKER ...`), with the
+/// rules of built-in chains that are not kube-proxy's jumps. Anything that
+/// changes only kube-proxy's state leaves this list byte-identical.
+///
+/// ```
+/// use kpinspect_core::mode::foreign_state;
+/// use kpinspect_core::netfilter::Ruleset;
+/// let save = Ruleset::parse("*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n:KUBE-SERVICES - [0:0]\n\
+///     -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+///     -A PREROUTING -j DOCKER\nCOMMIT\n").unwrap();
+/// assert_eq!(foreign_state(&save), ["*nat", "nat :PREROUTING", "nat :DOCKER", "nat -A PREROUTING -j DOCKER"]);
+/// ```
+pub fn foreign_state(save: &Ruleset) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in save.tables() {
+        let t = table.name.as_str();
+        out.push(format!("*{t}"));
+        for c in &table.chains {
+            if !chain_owner(t, &c.name).is_kube_proxy() {
+                out.push(format!("{t} :{}", c.name));
+            }
+        }
+        for (_, rule, text) in save
+            .rules_with_text()
+            .filter(|(tb, _, _)| std::ptr::eq(*tb, table))
+        {
+            if !rule_owner(t, rule).is_kube_proxy() {
+                out.push(format!("{t} {text}"));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

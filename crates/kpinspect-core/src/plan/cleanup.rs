@@ -235,56 +235,7 @@ mod tests {
 
     /// A node that ran iptables mode, then IPVS mode, with other programs'
     /// rules around.
-    const MIXED: &str = "*mangle
-:PREROUTING ACCEPT [0:0]
-:KUBE-PROXY-CANARY - [0:0]
-:KUBE-KUBELET-CANARY - [0:0]
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
-:KUBE-SERVICES - [0:0]
-:KUBE-POSTROUTING - [0:0]
-:KUBE-MARK-MASQ - [0:0]
-:KUBE-NODE-PORT - [0:0]
-:KUBE-LOAD-BALANCER - [0:0]
-:KUBE-NODEPORTS - [0:0]
-:KUBE-SVC-A - [0:0]
-:KUBE-SEP-A - [0:0]
-:KUBE-KUBELET-CANARY - [0:0]
--A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
--A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
--A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING
--A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
--A KUBE-SERVICES -m comment --comment \"Kubernetes service cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP dst,dst ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ
--A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT
--A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A
--A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
--A KUBE-SVC-A -j KUBE-SEP-A
--A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.244.0.5:80
--A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:KUBE-FIREWALL - [0:0]
-:KUBE-FORWARD - [0:0]
-:KUBE-NODE-PORT - [0:0]
-:KUBE-EXTERNAL-SERVICES - [0:0]
-:KUBE-IPVS-FILTER - [0:0]
--A INPUT -j KUBE-FIREWALL
--A INPUT -m comment --comment \"kubernetes ipvs access filter\" -j KUBE-IPVS-FILTER
--A INPUT -m comment --comment \"kubernetes health check rules\" -j KUBE-NODE-PORT
--A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES
--A INPUT -s 1.2.3.4/32 -m comment --comment \"someone else's input rule\" -j DROP
--A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD
--A KUBE-IPVS-FILTER -m set --match-set KUBE-LOAD-BALANCER dst,dst -j RETURN
-COMMIT
-";
+    const MIXED: &str = include_str!("../../../../fixtures/cleanup/mixed-node.save");
 
     fn sets() -> Vec<String> {
         ["KUBE-CLUSTER-IP", "KUBE-LOAD-BALANCER", "DOCKER-SET"]
