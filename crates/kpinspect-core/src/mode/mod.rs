@@ -96,6 +96,42 @@ impl ProxyMode {
     }
 }
 
+/// `nat OUTPUT -> KUBE-SERVICES`, the same in iptables and IPVS mode.
+pub const NAT_OUTPUT_SERVICES: JumpRule = JumpRule::new(
+    "nat",
+    "OUTPUT",
+    &[],
+    "kubernetes service portals",
+    "KUBE-SERVICES",
+);
+
+/// `nat PREROUTING -> KUBE-SERVICES`, the same in iptables and IPVS mode.
+pub const NAT_PREROUTING_SERVICES: JumpRule = JumpRule::new(
+    "nat",
+    "PREROUTING",
+    &[],
+    "kubernetes service portals",
+    "KUBE-SERVICES",
+);
+
+/// `nat POSTROUTING -> KUBE-POSTROUTING`, the same in iptables and IPVS mode.
+pub const NAT_POSTROUTING: JumpRule = JumpRule::new(
+    "nat",
+    "POSTROUTING",
+    &[],
+    "kubernetes postrouting rules",
+    "KUBE-POSTROUTING",
+);
+
+/// `filter FORWARD -> KUBE-FORWARD`, the same in iptables and IPVS mode.
+pub const FILTER_FORWARD: JumpRule = JumpRule::new(
+    "filter",
+    "FORWARD",
+    &[],
+    "kubernetes forwarding rules",
+    "KUBE-FORWARD",
+);
+
 /// One jump from a built-in chain into a kube-proxy chain, inserted outside
 /// the restore input (`iptablesJumpChains` in kube-proxy's proxiers): on
 /// every full sync kube-proxy creates the target chain and inserts the rule

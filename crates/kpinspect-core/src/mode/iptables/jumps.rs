@@ -3,7 +3,9 @@
 //! on every full sync it creates the target chain and inserts each rule at
 //! the top of its built-in chain unless it is already there.
 
-use crate::mode::JumpRule;
+use crate::mode::{
+    FILTER_FORWARD, JumpRule, NAT_OUTPUT_SERVICES, NAT_POSTROUTING, NAT_PREROUTING_SERVICES,
+};
 
 const NEW: &[&str] = &["-m", "conntrack", "--ctstate", "NEW"];
 
@@ -45,13 +47,7 @@ pub const JUMP_RULES: [JumpRule; 14] = [
         "kubernetes service portals",
         "KUBE-SERVICES",
     ),
-    JumpRule::new(
-        "filter",
-        "FORWARD",
-        &[],
-        "kubernetes forwarding rules",
-        "KUBE-FORWARD",
-    ),
+    FILTER_FORWARD,
     JumpRule::new(
         "filter",
         "INPUT",
@@ -73,27 +69,9 @@ pub const JUMP_RULES: [JumpRule; 14] = [
         "kubernetes load balancer firewall",
         "KUBE-PROXY-FIREWALL",
     ),
-    JumpRule::new(
-        "nat",
-        "OUTPUT",
-        &[],
-        "kubernetes service portals",
-        "KUBE-SERVICES",
-    ),
-    JumpRule::new(
-        "nat",
-        "PREROUTING",
-        &[],
-        "kubernetes service portals",
-        "KUBE-SERVICES",
-    ),
-    JumpRule::new(
-        "nat",
-        "POSTROUTING",
-        &[],
-        "kubernetes postrouting rules",
-        "KUBE-POSTROUTING",
-    ),
+    NAT_OUTPUT_SERVICES,
+    NAT_PREROUTING_SERVICES,
+    NAT_POSTROUTING,
     JumpRule {
         table: "filter",
         chain: "INPUT",

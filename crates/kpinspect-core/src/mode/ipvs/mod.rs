@@ -3,7 +3,10 @@
 //! compiler arrives with the IPVS issue; cleanup and ownership know it
 //! already.
 
-use super::{JumpRule, Profile, ProxyMode};
+use super::{
+    FILTER_FORWARD, JumpRule, NAT_OUTPUT_SERVICES, NAT_POSTROUTING, NAT_PREROUTING_SERVICES,
+    Profile, ProxyMode,
+};
 
 /// The fixed iptables chains of IPVS mode.
 pub const CHAINS: [(&str, &str); 11] = [
@@ -22,34 +25,10 @@ pub const CHAINS: [(&str, &str); 11] = [
 
 /// The jump rules of IPVS mode, in the order kube-proxy ensures them.
 pub const JUMP_RULES: [JumpRule; 9] = [
-    JumpRule::new(
-        "nat",
-        "OUTPUT",
-        &[],
-        "kubernetes service portals",
-        "KUBE-SERVICES",
-    ),
-    JumpRule::new(
-        "nat",
-        "PREROUTING",
-        &[],
-        "kubernetes service portals",
-        "KUBE-SERVICES",
-    ),
-    JumpRule::new(
-        "nat",
-        "POSTROUTING",
-        &[],
-        "kubernetes postrouting rules",
-        "KUBE-POSTROUTING",
-    ),
-    JumpRule::new(
-        "filter",
-        "FORWARD",
-        &[],
-        "kubernetes forwarding rules",
-        "KUBE-FORWARD",
-    ),
+    NAT_OUTPUT_SERVICES,
+    NAT_PREROUTING_SERVICES,
+    NAT_POSTROUTING,
+    FILTER_FORWARD,
     JumpRule::new(
         "filter",
         "INPUT",
