@@ -197,3 +197,64 @@ fn dump_with_the_cluster_marks_local_endpoints() {
     }
     assert!(local > 10 && remote > 10, "local {local}, remote {remote}");
 }
+
+/// IPv6 service ports: `[addr]:port`, aligned, the family in the heading
+/// and in JSON.
+#[test]
+fn dump_of_ipv6_rules() {
+    let dir = crate::util::iptables_fixtures().join("edge_ipv6");
+    let mut args: Vec<String> = vec![
+        "compile".into(),
+        "--config".into(),
+        dir.join("config.yaml").display().to_string(),
+    ];
+    args.extend(
+        std::fs::read_to_string(dir.join("args"))
+            .expect("args")
+            .lines()
+            .map(String::from),
+    );
+    args.push(dir.join("cluster.yaml").display().to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let compiled = run(&argv);
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    let save = std::env::temp_dir().join(format!("kpinspect-v6-{}.restore", std::process::id()));
+    std::fs::write(&save, stdout(&compiled)).expect("write");
+    let save_arg = save.display().to_string();
+    let table = stdout(&run(&["dump", "--iptables-save", &save_arg]));
+    let json = stdout(&run(&[
+        "dump",
+        "--format",
+        "json",
+        "--iptables-save",
+        &save_arg,
+    ]));
+    let _ = std::fs::remove_file(&save);
+    let heading = table
+        .lines()
+        .find(|l| l.ends_with("(tcp, IPv6)"))
+        .unwrap_or_else(|| panic!("no IPv6 heading in\n{table}"));
+    assert!(!heading.starts_with(' '), "{heading}");
+    let endpoints: Vec<&str> = table.lines().filter(|l| l.contains("KUBE-SEP-")).collect();
+    assert!(!endpoints.is_empty(), "{table}");
+    for l in &endpoints {
+        assert!(l.contains("]:"), "not bracketed: {l}");
+    }
+    // One column: within a service, every endpoint's chain starts at the same place.
+    for block in table.split("\n\n") {
+        let cols: Vec<usize> = block.lines().filter_map(|l| l.find("KUBE-SEP-")).collect();
+        assert!(
+            cols.windows(2).all(|w| w[0] == w[1]),
+            "not aligned:\n{block}"
+        );
+    }
+    let d: serde_json::Value = serde_json::from_str(&json).expect("json");
+    for s in d["services"].as_array().expect("services") {
+        assert_eq!(s["family"], "ipv6", "{s}");
+    }
+    let cluster_ip_row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("cluster IP"))
+        .expect("cluster IP row");
+    assert!(cluster_ip_row.contains("]:"), "{cluster_ip_row}");
+}

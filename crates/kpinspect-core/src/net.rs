@@ -13,8 +13,10 @@ pub use ipnet::IpNet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum IpFamily {
     /// IPv4 (`iptables`).
+    #[serde(rename = "ipv4")]
     V4,
     /// IPv6 (`ip6tables`).
+    #[serde(rename = "ipv6")]
     V6,
 }
 

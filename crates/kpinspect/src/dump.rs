@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kpinspect_core::mode::iptables::{Anomaly, AnomalyKind, NodeDump, ServiceDump};
+use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
 use crate::UsageError;
@@ -68,14 +69,22 @@ fn service_block(s: &ServiceDump, out: &mut String) {
     } else {
         format!(":{}", s.port_name)
     };
-    let _ = writeln!(out, "{}/{}{} ({})", s.namespace, s.name, port, s.protocol);
+    let family = match s.family {
+        IpFamily::V4 => "",
+        IpFamily::V6 => ", IPv6",
+    };
+    let _ = writeln!(
+        out,
+        "{}/{}{} ({}{family})",
+        s.namespace, s.name, port, s.protocol
+    );
     let mut row = |k: &str, v: String| {
         if !v.is_empty() {
             let _ = writeln!(out, "  {k:<22} {v}");
         }
     };
     let cip = match (&s.cluster_ip, s.port) {
-        (Some(ip), Some(p)) => format!("{ip}:{p}"),
+        (Some(ip), Some(p)) => host_port(ip, p),
         (Some(ip), None) => ip.clone(),
         _ => String::new(),
     };
@@ -119,6 +128,14 @@ fn service_block(s: &ServiceDump, out: &mut String) {
             String::new()
         },
     );
+    // `ip:port` padded as `ip:` + a 6-wide port, IPv6 in brackets; every
+    // endpoint of the service in one column.
+    let width = s
+        .endpoints
+        .iter()
+        .map(|e| host_port(&e.ip, 0).len() - 1 + 6)
+        .max()
+        .unwrap_or(0);
     for (i, e) in s.endpoints.iter().enumerate() {
         let label = if i == 0 { "endpoints" } else { "" };
         let place = match e.local {
@@ -128,14 +145,22 @@ fn service_block(s: &ServiceDump, out: &mut String) {
         };
         let _ = writeln!(
             out,
-            "  {label:<22} {}:{:<6} {:>8}  {}{place}",
-            e.ip,
-            e.port,
+            "  {label:<22} {:<width$} {:>8}  {}{place}",
+            host_port(&e.ip, e.port),
             fraction(e.probability),
             e.chain
         );
     }
     out.push('\n');
+}
+
+/// `ip:port`, `[ip]:port` for IPv6.
+fn host_port(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
 }
 
 /// Colour only on a terminal, and not with `NO_COLOR` set.

@@ -47,23 +47,6 @@ pub fn read_live(node: &LiveNode, family: Option<IpFamily>) -> Result<Vec<Source
         .collect())
 }
 
-/// The family a save is for, judged by the addresses in its rules.
-pub fn family_of(rules: &Ruleset) -> Option<IpFamily> {
-    rules.rules().find_map(|(_, r)| {
-        let addr = r
-            .base
-            .iter()
-            .filter(|o| o.name == "-s" || o.name == "-d")
-            .flat_map(|o| o.values.first())
-            .next()?;
-        Some(if addr.contains(':') {
-            IpFamily::V6
-        } else {
-            IpFamily::V4
-        })
-    })
-}
-
 /// The one ruleset of `family`: from the files, or the live node when none
 /// are given.
 pub fn ruleset_for(paths: &[PathBuf], family: IpFamily) -> Result<(String, Ruleset)> {
@@ -79,7 +62,7 @@ pub fn ruleset_for(paths: &[PathBuf], family: IpFamily) -> Result<(String, Rules
     }
     let mut matching: Vec<Source> = sources
         .into_iter()
-        .filter(|s| family_of(&s.rules).is_none_or(|f| f == family))
+        .filter(|s| s.rules.family().is_none_or(|f| f == family))
         .collect();
     match matching.len() {
         1 => {

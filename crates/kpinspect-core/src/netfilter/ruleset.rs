@@ -222,6 +222,30 @@ impl Ruleset {
         self.lines = lines;
     }
 
+    /// The family the rules are for, judged by the first address a rule
+    /// matches on (`None` when no rule names an address).
+    ///
+    /// ```
+    /// use kpinspect_core::{net::IpFamily, netfilter::Ruleset};
+    /// let rs = Ruleset::parse("*filter\n:X - [0:0]\n-A X -d fd00::1/128 -j DROP\nCOMMIT\n").unwrap();
+    /// assert_eq!(rs.family(), Some(IpFamily::V6));
+    /// ```
+    pub fn family(&self) -> Option<crate::net::IpFamily> {
+        self.rules().find_map(|(_, r)| {
+            let addr = r
+                .base
+                .iter()
+                .filter(|o| o.name == "-s" || o.name == "-d")
+                .flat_map(|o| o.values.first())
+                .next()?;
+            Some(if addr.contains(':') {
+                crate::net::IpFamily::V6
+            } else {
+                crate::net::IpFamily::V4
+            })
+        })
+    }
+
     /// Every rule with its table, in order.
     pub fn rules(&self) -> impl Iterator<Item = (&Table, &Rule)> {
         self.rules_with_text().map(|(t, r, _)| (t, r))

@@ -17,7 +17,7 @@ use super::names::{
 };
 use crate::mode::ipvs;
 use crate::model::Protocol;
-use crate::net::split_host_port;
+use crate::net::{IpFamily, split_host_port};
 use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, is_target, render_rule};
 use crate::proxy::ProxyState;
 
@@ -48,6 +48,8 @@ pub struct ServiceDump {
     pub port_name: String,
     /// `tcp`, `udp` or `sctp`.
     pub protocol: String,
+    /// The IP family of its rules (`ipv4`, `ipv6`).
+    pub family: IpFamily,
     /// The cluster IP.
     pub cluster_ip: Option<String>,
     /// The service port.
@@ -326,6 +328,14 @@ pub fn dump(rs: &Ruleset, cluster: Option<&ProxyState>) -> NodeDump {
         anomalies.extend(table_anomalies(table, &names));
     }
     let mut services: Vec<ServiceDump> = services.into_values().collect();
+    let family = rs.family().unwrap_or(IpFamily::V4);
+    for s in &mut services {
+        s.family = match &s.cluster_ip {
+            Some(ip) if ip.contains(':') => IpFamily::V6,
+            Some(_) => IpFamily::V4,
+            None => family,
+        };
+    }
     services.sort_by(|a, b| {
         (&a.namespace, &a.name, &a.port_name, &a.protocol).cmp(&(
             &b.namespace,
@@ -397,6 +407,7 @@ fn new_service(s: &str, proto: &str) -> ServiceDump {
         name: name.into(),
         port_name: port_name.into(),
         protocol: proto.into(),
+        family: IpFamily::V4,
         cluster_ip: None,
         port: None,
         node_port: None,
