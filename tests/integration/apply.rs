@@ -451,3 +451,113 @@ fn dump_live_reports_rules_in_both_backends() {
     assert!(table.contains("routed/web:http (tcp)"), "{table}");
     assert!(!table.contains('\x1b'), "colour in a pipe");
 }
+
+/// `CLUSTER`'s documents.
+fn cluster_docs() -> Vec<String> {
+    std::fs::read_to_string(root(CLUSTER))
+        .expect("cluster")
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| format!("---\n{d}"))
+        .collect()
+}
+
+/// Inputs and plans that would wipe a node are refused without `--force`
+/// (one line, exit 2, node unchanged); `--dry-run` warns and shows the
+/// payload; `--force` applies.
+#[test]
+fn guards_refuse_what_would_wipe_the_node() {
+    if !available() {
+        return;
+    }
+    let docs = cluster_docs();
+    let services: String = docs
+        .iter()
+        .filter(|d| d.contains("kind: Service\n"))
+        .cloned()
+        .collect();
+    // Only a new service: every service port of the node would go.
+    let other: String = docs
+        .iter()
+        .filter(|d| d.contains("name: web\n") || d.contains("service-name: web\n"))
+        .map(|d| {
+            d.replace("web", "other")
+                .replace("172.30.0.10", "172.30.0.30")
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("kpinspect-guards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let empty = file("empty.yaml", "");
+    let services_only = file("services.yaml", &services);
+    let other = file("other.yaml", &other);
+    for backend in Backend::ALL {
+        let node = TestNode::new(Layout { pods: 0, backend });
+        add_foreign_state(&node);
+        ok(&apply(&node, CLUSTER, &[]), "apply");
+        let before = strip_counters(&node.save());
+        for (input, why) in [
+            (&empty, "the input has no Services"),
+            (
+                &services_only,
+                "2 Services but no EndpointSlices or Endpoints",
+            ),
+            (
+                &other,
+                "the plan deletes 2 of the node's 2 IPv4 service ports",
+            ),
+        ] {
+            let mut args: Vec<String> = node_args(CLUSTER);
+            *args.last_mut().expect("cluster") = input.clone();
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut apply_argv = vec!["apply"];
+            apply_argv.extend(&refs);
+            let out = kp(&node, &apply_argv);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{backend:?} {input}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains("refusing to apply") && err.contains(why),
+                "{err}"
+            );
+            assert!(err.contains("--force"), "{err}");
+            assert_eq!(
+                strip_counters(&node.save()),
+                before,
+                "{backend:?}: {input} changed the node"
+            );
+            // A dry run says so and shows what would be written.
+            let mut dry = vec!["apply", "--dry-run"];
+            dry.extend(&refs);
+            let out = kp(&node, &dry);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("apply refuses this without --force"),
+                "{}",
+                stderr(&out)
+            );
+            assert!(stdout(&out).contains("COMMIT"), "{}", stdout(&out));
+            assert_eq!(strip_counters(&node.save()), before);
+        }
+        // Forced: applied, with a warning; then back to the cluster.
+        let mut args: Vec<String> = node_args(CLUSTER);
+        *args.last_mut().expect("cluster") = other.clone();
+        let mut argv = vec!["apply", "--force"];
+        argv.extend(args.iter().map(String::as_str));
+        let out = kp(&node, &argv);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("(applied: --force)"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(diff_status(&node, &other).0, Some(0));
+        ok(&apply(&node, CLUSTER, &["--force"]), "apply back");
+        assert_eq!(diff_status(&node, CLUSTER).0, Some(0));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

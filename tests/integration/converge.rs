@@ -402,7 +402,9 @@ impl Nodes {
             &run(&self.main, &["apply", "--dry-run"], &self.file),
             "apply --dry-run",
         );
-        let out = run(&self.main, &["apply"], &self.file);
+        // A random step may delete most services at once, which apply
+        // refuses without --force (that guard has its own tests).
+        let out = run(&self.main, &["apply", "--force"], &self.file);
         assert!(
             out.status.success(),
             "apply failed: {}\npayload:\n{plan}",
@@ -429,7 +431,10 @@ impl Nodes {
         self.fresh
             .restore_tables(&self.baseline)
             .expect("reset the fresh node");
-        ok(&run(&self.fresh, &["apply"], &self.file), "fresh apply");
+        ok(
+            &run(&self.fresh, &["apply", "--force"], &self.file),
+            "fresh apply",
+        );
         let (got, want) = (
             kube_proxy_state(&save),
             kube_proxy_state(&self.fresh.save()),

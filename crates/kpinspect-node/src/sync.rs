@@ -48,7 +48,9 @@ use kpinspect_core::config::ProxyConfig;
 use kpinspect_core::mode::{ProxyMode, iptables};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::{Ruleset, SaveParseError};
-use kpinspect_core::plan::{CleanupPlan, CleanupScope, Plan, cleanup_plan, plan};
+use kpinspect_core::plan::{
+    CleanupPlan, CleanupScope, Plan, Refusal, check_plan, cleanup_plan, plan,
+};
 use kpinspect_core::proxy::ProxyState;
 
 use crate::error::NodeError;
@@ -290,6 +292,8 @@ pub struct PlannedApply<'a> {
     pub from: String,
     /// The payload and what it changes.
     pub plan: Plan,
+    /// The node's rules as read.
+    pub actual: Ruleset,
 }
 
 /// Reads `desired.family`'s rules from `node` and plans the payload that
@@ -303,6 +307,7 @@ pub fn plan_apply<'a, N: Iptables + ?Sized>(
         desired,
         from: actual.from,
         plan: plan(&desired.rules, &actual.rules, ProxyMode::Iptables.profile()),
+        actual: actual.rules,
     })
 }
 
@@ -315,6 +320,18 @@ impl PlannedApply<'_> {
     /// The `iptables-restore --noflush` input; empty when in sync.
     pub fn payload(&self) -> &str {
         &self.plan.payload
+    }
+
+    /// Why writing this plan would do harm (it deletes most of the node's
+    /// service chains), if it would: callers refuse it unless told to
+    /// force it.
+    pub fn refusal(&self) -> Option<Refusal> {
+        check_plan(
+            &self.plan,
+            &self.actual,
+            self.desired.family,
+            ProxyMode::Iptables.profile(),
+        )
     }
 
     /// One line for each stale chain kept because another program's rule

@@ -54,7 +54,9 @@ pub struct ApplyArgs {
     /// Print the iptables-restore payload instead of applying it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Apply even though a kube-proxy process is running on this node.
+    /// Apply even though a kube-proxy process is running on this node, or
+    /// the input or plan would wipe it (no Services, no EndpointSlices, most
+    /// service chains deleted).
     #[arg(long)]
     pub force: bool,
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use kpinspect_core::config::ProxyMode;
 use kpinspect_core::diff::{NodeDiff, ServiceState, node_diff};
 use kpinspect_core::net::IpFamily;
-use kpinspect_core::plan::{ChainChange, CleanupScope};
+use kpinspect_core::plan::{ChainChange, CleanupScope, Refusal, check_input};
 use kpinspect_core::proxy::ProxyState;
 use kpinspect_node::Desired;
 
@@ -20,6 +20,12 @@ use crate::args::{
 use crate::live;
 
 fn desired(args: &ClusterArgs) -> Result<Desired> {
+    desired_checked(args, None)
+}
+
+/// The desired state; for an apply (`guard` given), an input that would
+/// wipe the node is refused unless forced.
+fn desired_checked(args: &ClusterArgs, guard: Option<Guard>) -> Result<Desired> {
     let node = args.node.resolve()?;
     if node.config.mode != ProxyMode::Iptables {
         anyhow::bail!(UsageError::msg(
@@ -27,6 +33,9 @@ fn desired(args: &ClusterArgs) -> Result<Desired> {
         ));
     }
     let cluster = crate::load_cluster(&args.files)?;
+    if let (Some(guard), Some(refusal)) = (guard, check_input(&cluster)) {
+        guard.check(&refusal)?;
+    }
     let state = ProxyState::build(&cluster, &node.config, node.family);
     Ok(Desired::compile(state, &node.config).map_err(UsageError::from)?)
 }
@@ -110,8 +119,35 @@ fn refuse_if_kube_proxy_runs(force: bool) -> Result<()> {
     Ok(())
 }
 
+/// What an apply does with a [`Refusal`].
+#[derive(Debug, Clone, Copy)]
+struct Guard {
+    force: bool,
+    dry_run: bool,
+}
+
+impl Guard {
+    /// Refuses, unless forced (then warns) or a dry run (then says so).
+    fn check(self, refusal: &Refusal) -> Result<()> {
+        if self.force {
+            eprintln!("kpinspect: warning: {refusal} (applied: --force)");
+        } else if self.dry_run {
+            eprintln!("kpinspect: warning: {refusal}; apply refuses this without --force");
+        } else {
+            anyhow::bail!(UsageError::msg(format!(
+                "refusing to apply: {refusal}; pass --force to apply anyway"
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
-    let want = desired(&args.cluster)?;
+    let guard = Guard {
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let want = desired_checked(&args.cluster, Some(guard))?;
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
@@ -122,6 +158,9 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     let planned = kpinspect_node::plan_apply(&node, &want).map_err(UsageError::from)?;
     for w in planned.warnings() {
         eprintln!("kpinspect: warning: {w}");
+    }
+    if let Some(refusal) = planned.refusal() {
+        guard.check(&refusal)?;
     }
     if args.dry_run {
         crate::write_stdout(planned.payload())?;

@@ -37,6 +37,10 @@ pub struct Profile {
     /// Whether `(table, chain)` is one of its per-service chains (of any
     /// generation): the chains it deletes when their service is gone.
     pub service_chain: fn(&str, &str) -> bool,
+    /// Whether `(table, chain)` is the one chain that stands for a service
+    /// port (iptables mode's `KUBE-SVC-`): what an apply counts to tell a
+    /// plan that wipes the node's services.
+    pub service_port_chain: fn(&str, &str) -> bool,
     /// Its jump rules from the built-in chains, in the order it ensures them.
     pub jump_rules: &'static [JumpRule],
     /// The ipsets it creates (IPv4 names; see [`ipvs::ipv6_ipset_name`]).

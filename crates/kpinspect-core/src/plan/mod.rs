@@ -39,8 +39,10 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 mod cleanup;
+mod guard;
 
 pub use cleanup::{CleanupPlan, CleanupScope, cleanup_plan};
+pub use guard::{Refusal, check_input, check_plan};
 
 use crate::mode::Profile;
 use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, deletable_by_spec, render_rule};

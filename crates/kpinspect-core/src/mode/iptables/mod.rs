@@ -42,6 +42,7 @@ pub const PROFILE: Profile = Profile {
     service_chain: |table, chain| {
         table == "nat" && (names::is_service_chain(chain) || names::is_old_service_chain(chain))
     },
+    service_port_chain: |table, chain| table == "nat" && chain.starts_with("KUBE-SVC-"),
     jump_rules: &JUMP_RULES,
     ipsets: &[],
 };

@@ -96,6 +96,7 @@ pub const PROFILE: Profile = Profile {
     mode: ProxyMode::Ipvs,
     chains: &CHAINS,
     service_chain: |_, _| false,
+    service_port_chain: |_, _| false,
     jump_rules: &JUMP_RULES,
     ipsets: &IPSETS,
 };

@@ -10,6 +10,7 @@ pub const PROFILE: Profile = Profile {
     mode: ProxyMode::Nftables,
     chains: &[],
     service_chain: |_, _| false,
+    service_port_chain: |_, _| false,
     jump_rules: &[],
     ipsets: &[],
 };
