@@ -45,14 +45,21 @@
 
 use kpinspect_core::net::IpFamily;
 
+mod conntrack;
 mod detect;
 mod error;
 mod ipset;
 mod lock;
 mod memory;
+mod netlink;
+mod nfacct;
 mod procs;
 mod system;
 
+pub use conntrack::{
+    Conntrack, ConntrackEntry, ConntrackError, ConntrackFilter, ConntrackTuple, ServingEndpoints,
+    SystemConntrack, TupleMatch, protocol_number, stale_entry_filters,
+};
 pub use detect::{
     Detection, KUBELET_HINT_CHAINS, decide_backend, detect_backend, detect_backend_with,
 };
@@ -60,6 +67,11 @@ pub use error::{NodeError, classify_failure, restore_error_line};
 pub use ipset::{IpSet, IpSetError, IpSetState};
 pub use lock::{RulesLock, lock_path, lock_rules};
 pub use memory::{MemoryNode, Write, WriteTarget};
+pub use netlink::NetlinkError;
+pub use nfacct::{
+    Ensured, KUBE_PROXY_NFACCT_COUNTERS, NFACCT_NAME_MAX_LEN, NfAcct, NfAcctCounter, NfAcctError,
+    SystemNfAcct, validate_nfacct_name,
+};
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, kube_proxy_running, kube_proxy_running_in, process_names,
 };
