@@ -48,6 +48,7 @@ use kpinspect_core::net::IpFamily;
 mod conntrack;
 mod detect;
 mod error;
+mod host;
 mod ipset;
 mod lock;
 mod memory;
@@ -64,6 +65,12 @@ pub use detect::{
     Detection, KUBELET_HINT_CHAINS, decide_backend, detect_backend, detect_backend_with,
 };
 pub use error::{NodeError, classify_failure, restore_error_line};
+pub use host::{
+    DefaultRoute, HostFacts, HostFactsError, HostInputs, HostProbe, Interface, IptablesVersion,
+    NodeIps, RANDOM_FULLY_MIN_VERSION, SystemHost, TCP_BE_LIBERAL_SYSCTL, choose_node_ips,
+    detect_host_facts, is_global_unicast, node_name, parse_ip_link_and_addr,
+    parse_proc_net_ipv6_route, parse_proc_net_route, parse_sysctl_bool,
+};
 pub use ipset::{IpSet, IpSetError, IpSetState};
 pub use lock::{RulesLock, lock_path, lock_rules};
 pub use memory::{MemoryNode, Write, WriteTarget};

@@ -10,6 +10,7 @@ use kpinspect_core::netfilter::{RestoreFlush, Ruleset, SaveParseError};
 
 use crate::conntrack::{Conntrack, ConntrackEntry, ConntrackError, ConntrackFilter};
 use crate::error::NodeError;
+use crate::host::{DefaultRoute, HostFactsError, HostInputs, HostProbe, Interface};
 use crate::ipset::{IpSetError, IpSetState};
 use crate::nfacct::{Ensured, NfAcct, NfAcctCounter, NfAcctError, validate_nfacct_name};
 use crate::{IpSets, Iptables};
@@ -220,6 +221,8 @@ struct KernelState {
     nfacct: Vec<NfAcctCounter>,
     /// Conntrack entries, both families, in insertion order.
     conntrack: Vec<ConntrackEntry>,
+    /// What the host's kernel and tools would tell.
+    host: HostInputs,
 }
 
 impl State {
@@ -255,6 +258,12 @@ impl MemoryNode {
     /// This node with conntrack `entries` (either family).
     pub fn with_conntrack_entries(self, entries: Vec<ConntrackEntry>) -> MemoryNode {
         self.lock().kernel.conntrack = entries;
+        self
+    }
+
+    /// This node with the host inputs [`HostProbe`] answers with.
+    pub fn with_host(self, host: HostInputs) -> MemoryNode {
+        self.lock().kernel.host = host;
         self
     }
 
@@ -309,6 +318,28 @@ impl NfAcct for MemoryNode {
         }
         state.kernel.nfacct.remove(at);
         Ok(())
+    }
+}
+
+impl HostProbe for MemoryNode {
+    fn kernel_hostname(&self) -> Result<String, HostFactsError> {
+        self.lock().kernel.host.kernel_hostname()
+    }
+
+    fn interfaces(&self) -> Result<Vec<Interface>, HostFactsError> {
+        self.lock().kernel.host.interfaces()
+    }
+
+    fn default_routes(&self) -> Result<Vec<DefaultRoute>, HostFactsError> {
+        self.lock().kernel.host.default_routes()
+    }
+
+    fn sysctl(&self, name: &str) -> Result<Option<String>, HostFactsError> {
+        self.lock().kernel.host.sysctl(name)
+    }
+
+    fn iptables_version(&self) -> Result<Option<String>, HostFactsError> {
+        self.lock().kernel.host.iptables_version()
     }
 }
 

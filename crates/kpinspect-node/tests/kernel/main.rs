@@ -10,6 +10,7 @@
 //! library reads.
 
 mod conntrack;
+mod host;
 mod nfacct;
 
 use std::process::{Command, Output};
