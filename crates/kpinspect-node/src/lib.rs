@@ -77,7 +77,7 @@ pub use memory::{MemoryNode, Write, WriteTarget};
 pub use netlink::NetlinkError;
 pub use nfacct::{
     Ensured, KUBE_PROXY_NFACCT_COUNTERS, NFACCT_NAME_MAX_LEN, NfAcct, NfAcctCounter, NfAcctError,
-    SystemNfAcct, validate_nfacct_name,
+    SystemNfAcct, ensure_kube_proxy_counters, validate_nfacct_name,
 };
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, kube_proxy_running, kube_proxy_running_in, process_names,

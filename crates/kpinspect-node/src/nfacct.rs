@@ -146,6 +146,34 @@ pub trait NfAcct {
     fn delete(&self, name: &str) -> Result<(), NfAcctError>;
 }
 
+/// What kube-proxy's iptables mode does before writing its rules: ensure
+/// each of [`KUBE_PROXY_NFACCT_COUNTERS`], in order. Its rules use `-m
+/// nfacct` only for the counters whose result is `Ok`; a failure is
+/// reported, not fatal.
+///
+/// ```
+/// use kpinspect_node::{Ensured, MemoryNode, NfAcct, ensure_kube_proxy_counters};
+///
+/// let node = MemoryNode::new();
+/// node.ensure("localhost_nps_accepted_pkts").unwrap();
+/// let results = ensure_kube_proxy_counters(&node);
+/// assert_eq!(
+///     results,
+///     [
+///         ("ct_state_invalid_dropped_pkts", Ok(Ensured::Created)),
+///         ("localhost_nps_accepted_pkts", Ok(Ensured::Existed)),
+///     ]
+/// );
+/// ```
+pub fn ensure_kube_proxy_counters(
+    acct: &impl NfAcct,
+) -> Vec<(&'static str, Result<Ensured, NfAcctError>)> {
+    KUBE_PROXY_NFACCT_COUNTERS
+        .iter()
+        .map(|name| (*name, acct.ensure(name)))
+        .collect()
+}
+
 /// The kernel's nfacct counters of this process's network namespace, over
 /// nfnetlink (`NFNL_SUBSYS_ACCT`). Needs `CAP_NET_ADMIN` for every call.
 ///

@@ -4,6 +4,7 @@ use std::net::UdpSocket;
 
 use kpinspect_node::{
     Ensured, KUBE_PROXY_NFACCT_COUNTERS, NfAcct, NfAcctCounter, NfAcctError, SystemNfAcct,
+    ensure_kube_proxy_counters,
 };
 
 use crate::{available, has_tool, in_child, rerun_in, run, run_ok};
@@ -66,9 +67,13 @@ fn in_namespace() {
         );
     }
 
-    for name in KUBE_PROXY_NFACCT_COUNTERS {
-        assert_eq!(acct.ensure(name), Ok(Ensured::Created), "{name}");
-    }
+    assert_eq!(
+        ensure_kube_proxy_counters(&acct),
+        [
+            (invalid, Ok(Ensured::Created)),
+            (localhost, Ok(Ensured::Created))
+        ]
+    );
     let listed = acct.list().expect("list");
     assert_eq!(names(&listed), KUBE_PROXY_NFACCT_COUNTERS);
     assert_eq!(listed[0], NfAcctCounter::new(invalid));
