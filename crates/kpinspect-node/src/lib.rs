@@ -55,24 +55,43 @@
 
 use kpinspect_core::net::IpFamily;
 
+mod conntrack;
 mod detect;
 mod error;
+mod host;
 mod ipset;
 mod live;
 mod lock;
 mod memory;
+mod netlink;
+mod nfacct;
 mod procs;
 mod sync;
 mod system;
 
+pub use conntrack::{
+    Conntrack, ConntrackEntry, ConntrackError, ConntrackFilter, ConntrackTuple, ServingEndpoints,
+    SystemConntrack, TupleMatch, protocol_number, stale_entry_filters,
+};
 pub use detect::{
     Detection, KUBELET_HINT_CHAINS, decide_backend, detect_backend, detect_backend_with,
 };
 pub use error::{NodeError, classify_failure, restore_error_line};
+pub use host::{
+    DefaultRoute, HostFacts, HostFactsError, HostInputs, HostProbe, Interface, IptablesVersion,
+    NodeIps, RANDOM_FULLY_MIN_VERSION, SystemHost, TCP_BE_LIBERAL_SYSCTL, choose_node_ips,
+    detect_host_facts, is_global_unicast, node_name, parse_ip_link_and_addr,
+    parse_proc_net_ipv6_route, parse_proc_net_route, parse_sysctl_bool,
+};
 pub use ipset::{IpSet, IpSetError, IpSetState};
 pub use live::LiveNode;
 pub use lock::{RulesLock, lock_path, lock_rules, lock_rules_at};
 pub use memory::{MemoryNode, Write, WriteTarget};
+pub use netlink::NetlinkError;
+pub use nfacct::{
+    Ensured, KUBE_PROXY_NFACCT_COUNTERS, NFACCT_NAME_MAX_LEN, NfAcct, NfAcctCounter, NfAcctError,
+    SystemNfAcct, ensure_kube_proxy_counters, validate_nfacct_name,
+};
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, hostname, hostname_in, kube_proxy_running,
     kube_proxy_running_in, process_names,

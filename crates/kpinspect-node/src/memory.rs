@@ -8,8 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::{RestoreFlush, Ruleset, SaveParseError};
 
+use crate::conntrack::{Conntrack, ConntrackEntry, ConntrackError, ConntrackFilter};
 use crate::error::NodeError;
+use crate::host::{DefaultRoute, HostFactsError, HostInputs, HostProbe, Interface};
 use crate::ipset::{IpSetError, IpSetState};
+use crate::nfacct::{Ensured, NfAcct, NfAcctCounter, NfAcctError, validate_nfacct_name};
 use crate::{IpSets, Iptables};
 
 /// What a restore payload was fed to.
@@ -40,6 +43,7 @@ struct State {
     writes: Vec<Write>,
     fail_next: Option<NodeError>,
     refuse_next: Option<String>,
+    kernel: KernelState,
 }
 
 impl State {
@@ -246,6 +250,163 @@ impl IpSets for MemoryNode {
     }
 }
 
+/// What a [`MemoryNode`] keeps of the kernel besides rules and sets.
+#[derive(Debug, Default)]
+struct KernelState {
+    /// nfacct counters, in creation order (their reference counts are
+    /// derived from the rules).
+    nfacct: Vec<NfAcctCounter>,
+    /// Conntrack entries, both families, in insertion order.
+    conntrack: Vec<ConntrackEntry>,
+    /// What the host's kernel and tools would tell.
+    host: HostInputs,
+}
+
+impl State {
+    /// How many iptables rules of either family count into nfacct counter
+    /// `name` (`-m nfacct --nfacct-name NAME`).
+    fn nfacct_users(&self, name: &str) -> u32 {
+        let users = [&self.v4, &self.v6]
+            .iter()
+            .flat_map(|rs| rs.tables())
+            .flat_map(|t| &t.rules)
+            .flat_map(|r| &r.matches)
+            .filter(|m| m.module == "nfacct" && m.value("--nfacct-name") == Some(name))
+            .count();
+        u32::try_from(users).unwrap_or(u32::MAX)
+    }
+
+    fn nfacct_counter(&self, c: &NfAcctCounter) -> NfAcctCounter {
+        NfAcctCounter {
+            references: Some(1 + self.nfacct_users(&c.name)),
+            ..c.clone()
+        }
+    }
+}
+
+impl MemoryNode {
+    /// This node with nfacct `counters` (their `references` are ignored:
+    /// they follow from the node's rules).
+    pub fn with_nfacct_counters(self, counters: Vec<NfAcctCounter>) -> MemoryNode {
+        self.lock().kernel.nfacct = counters;
+        self
+    }
+
+    /// This node with conntrack `entries` (either family).
+    pub fn with_conntrack_entries(self, entries: Vec<ConntrackEntry>) -> MemoryNode {
+        self.lock().kernel.conntrack = entries;
+        self
+    }
+
+    /// This node with the host inputs [`HostProbe`] answers with.
+    pub fn with_host(self, host: HostInputs) -> MemoryNode {
+        self.lock().kernel.host = host;
+        self
+    }
+
+    /// Adds a conntrack entry, as a new flow through the node would.
+    pub fn add_conntrack_entry(&self, entry: ConntrackEntry) {
+        self.lock().kernel.conntrack.push(entry);
+    }
+}
+
+impl NfAcct for MemoryNode {
+    /// The counters in creation order, with reference counts from the rules.
+    fn list(&self) -> Result<Vec<NfAcctCounter>, NfAcctError> {
+        let state = self.lock();
+        Ok(state
+            .kernel
+            .nfacct
+            .iter()
+            .map(|c| state.nfacct_counter(c))
+            .collect())
+    }
+
+    fn get(&self, name: &str) -> Result<Option<NfAcctCounter>, NfAcctError> {
+        validate_nfacct_name(name)?;
+        let state = self.lock();
+        Ok(state
+            .kernel
+            .nfacct
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| state.nfacct_counter(c)))
+    }
+
+    fn ensure(&self, name: &str) -> Result<Ensured, NfAcctError> {
+        validate_nfacct_name(name)?;
+        let mut state = self.lock();
+        if state.kernel.nfacct.iter().any(|c| c.name == name) {
+            return Ok(Ensured::Existed);
+        }
+        state.kernel.nfacct.push(NfAcctCounter::new(name));
+        Ok(Ensured::Created)
+    }
+
+    /// Deletes the counter unless a rule of this node uses it.
+    fn delete(&self, name: &str) -> Result<(), NfAcctError> {
+        validate_nfacct_name(name)?;
+        let mut state = self.lock();
+        let Some(at) = state.kernel.nfacct.iter().position(|c| c.name == name) else {
+            return Err(NfAcctError::NotFound { name: name.into() });
+        };
+        if state.nfacct_users(name) > 0 {
+            return Err(NfAcctError::InUse { name: name.into() });
+        }
+        state.kernel.nfacct.remove(at);
+        Ok(())
+    }
+}
+
+impl HostProbe for MemoryNode {
+    fn kernel_hostname(&self) -> Result<String, HostFactsError> {
+        self.lock().kernel.host.kernel_hostname()
+    }
+
+    fn interfaces(&self) -> Result<Vec<Interface>, HostFactsError> {
+        self.lock().kernel.host.interfaces()
+    }
+
+    fn default_routes(&self) -> Result<Vec<DefaultRoute>, HostFactsError> {
+        self.lock().kernel.host.default_routes()
+    }
+
+    fn sysctl(&self, name: &str) -> Result<Option<String>, HostFactsError> {
+        self.lock().kernel.host.sysctl(name)
+    }
+
+    fn iptables_version(&self) -> Result<Option<String>, HostFactsError> {
+        self.lock().kernel.host.iptables_version()
+    }
+}
+
+impl Conntrack for MemoryNode {
+    fn list(&self, family: IpFamily) -> Result<Vec<ConntrackEntry>, ConntrackError> {
+        Ok(self
+            .lock()
+            .kernel
+            .conntrack
+            .iter()
+            .filter(|e| e.family() == family)
+            .cloned()
+            .collect())
+    }
+
+    fn delete(
+        &self,
+        family: IpFamily,
+        filters: &[ConntrackFilter],
+    ) -> Result<usize, ConntrackError> {
+        let mut state = self.lock();
+        let before = state.kernel.conntrack.len();
+        state
+            .kernel
+            .conntrack
+            .retain(|e| e.family() != family || !filters.iter().any(|f| f.matches(e)));
+        Ok(before - state.kernel.conntrack.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,5 +559,85 @@ mod tests {
                 .is_err()
         );
         assert!(MemoryNode::new().with_ipsets("add NOPE 1.1.1.1\n").is_err());
+    }
+
+    #[test]
+    fn nfacct_counters_are_in_use_while_a_rule_counts_into_them() {
+        let node = MemoryNode::new();
+        let [invalid, localhost] = crate::KUBE_PROXY_NFACCT_COUNTERS;
+        assert_eq!(node.ensure(invalid), Ok(Ensured::Created));
+        assert_eq!(node.ensure(invalid), Ok(Ensured::Existed));
+        assert_eq!(node.ensure(localhost), Ok(Ensured::Created));
+        assert_eq!(node.ensure(""), Err(NfAcctError::EmptyName));
+        Iptables::restore(
+            &node,
+            IpFamily::V6,
+            "*filter\n:KUBE-FORWARD - [0:0]\n-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP\nCOMMIT\n",
+        )
+        .expect("rules");
+        let listed = NfAcct::list(&node).expect("list");
+        let names: Vec<&str> = listed.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [invalid, localhost]);
+        assert_eq!(listed[0].references, Some(2));
+        assert_eq!(listed[1].in_use(), Some(false));
+        assert_eq!(
+            NfAcct::delete(&node, invalid),
+            Err(NfAcctError::InUse {
+                name: invalid.into()
+            })
+        );
+        NfAcct::delete(&node, localhost).expect("unused");
+        assert_eq!(
+            NfAcct::delete(&node, localhost),
+            Err(NfAcctError::NotFound {
+                name: localhost.into()
+            })
+        );
+        Iptables::restore(&node, IpFamily::V6, "*filter\n-F KUBE-FORWARD\nCOMMIT\n")
+            .expect("flush");
+        NfAcct::delete(&node, invalid).expect("now unused");
+        assert_eq!(NfAcct::get(&node, invalid), Ok(None));
+        let preset = MemoryNode::new().with_nfacct_counters(vec![NfAcctCounter {
+            packets: 3,
+            references: None,
+            ..NfAcctCounter::new("x")
+        }]);
+        let x = NfAcct::get(&preset, "x").expect("get").expect("x");
+        assert_eq!((x.packets, x.references), (3, Some(1)));
+    }
+
+    #[test]
+    fn conntrack_deletes_what_the_filters_match_in_one_family() {
+        use kpinspect_core::model::Protocol;
+
+        use crate::conntrack::ConntrackTuple;
+
+        let sa = |s: &str| s.parse().expect("socket address");
+        let udp = |from: &str, to: &str, ep: &str| {
+            ConntrackEntry::new(
+                Protocol::Udp,
+                ConntrackTuple::new(sa(from), sa(to)),
+                ConntrackTuple::new(sa(ep), sa(from)),
+            )
+        };
+        let node = MemoryNode::new().with_conntrack_entries(vec![
+            udp("10.0.0.1:1", "10.96.0.10:53", "10.244.0.5:53"),
+            udp("10.0.0.1:2", "10.96.0.10:53", "10.244.0.6:53"),
+            udp("[fd00::1]:1", "[fd00:96::10]:53", "[fd00::5]:53"),
+        ]);
+        node.add_conntrack_entry(udp("10.0.0.1:3", "10.96.0.11:53", "10.244.0.5:53"));
+        let svc = "10.96.0.10".parse().expect("ip");
+        let gone = "10.244.0.6".parse().expect("ip");
+        let filter = ConntrackFilter::frontend_endpoint(Protocol::Udp, svc, 53, gone, None);
+        assert_eq!(Conntrack::delete(&node, IpFamily::V6, &[filter]), Ok(0));
+        assert_eq!(Conntrack::delete(&node, IpFamily::V4, &[filter]), Ok(1));
+        assert_eq!(Conntrack::list(&node, IpFamily::V4).expect("list").len(), 2);
+        let all = [ConntrackFilter::frontend(Protocol::Udp, svc, 53)];
+        assert_eq!(Conntrack::delete(&node, IpFamily::V4, &all), Ok(1));
+        assert_eq!(Conntrack::delete(&node, IpFamily::V4, &[]), Ok(0));
+        let left = Conntrack::list(&node, IpFamily::V4).expect("list");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].original.src_port, Some(3));
+        assert_eq!(Conntrack::list(&node, IpFamily::V6).expect("list").len(), 1);
     }
 }
