@@ -90,6 +90,16 @@ pub struct IptablesVersion {
     pub variant: Option<String>,
 }
 
+impl std::fmt::Display for IptablesVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)?;
+        if let Some(v) = &self.variant {
+            write!(f, " ({v})")?;
+        }
+        Ok(())
+    }
+}
+
 impl IptablesVersion {
     /// Reads `iptables --version` output (`iptables v1.8.9 (nf_tables)`,
     /// `ip6tables v1.6.1`), as kube-proxy does: the first `v` followed by

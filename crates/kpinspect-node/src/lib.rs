@@ -94,12 +94,12 @@ pub use nfacct::{
 };
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, hostname, hostname_in, kube_proxy_running,
-    kube_proxy_running_in, process_names,
+    kube_proxy_running_in, process_names, require_net_admin, status_has_net_admin,
 };
 pub use sync::{
-    ApplyReport, CleanupReport, Desired, NodeRules, PlannedApply, PlannedCleanup, RefusedLine,
-    SyncError, apply, apply_failure, cleanup, committed_before, ipset_names, plan_apply,
-    plan_cleanup, read_families, read_rules,
+    ApplyReport, CleanupReport, ConntrackReport, Desired, NodeRules, PlannedApply, PlannedCleanup,
+    RefusedLine, SyncError, apply, apply_failure, cleanup, clear_stale_conntrack, committed_before,
+    ipset_names, plan_apply, plan_cleanup, read_families, read_rules, serving_endpoints,
 };
 pub use system::{
     Backend, SystemIpSets, SystemIptables, find_program, local_addresses, parse_ip_addr_show,

@@ -66,6 +66,41 @@ pub fn hostname_in(proc_root: &Path) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// `CAP_NET_ADMIN`'s bit in the capability sets of `/proc/<pid>/status`.
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether `status` (the text of `/proc/<pid>/status`) shows
+/// `CAP_NET_ADMIN` in the effective set; `None` when it has no `CapEff`.
+///
+/// ```
+/// assert_eq!(kpinspect_node::status_has_net_admin("Name:\tx\nCapEff:\t000001ffffffffff\n"), Some(true));
+/// assert_eq!(kpinspect_node::status_has_net_admin("CapEff:\t0000000000000000\n"), Some(false));
+/// assert_eq!(kpinspect_node::status_has_net_admin("Name:\tx\n"), None);
+/// ```
+pub fn status_has_net_admin(status: &str) -> Option<bool> {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    let caps = u64::from_str_radix(hex, 16).ok()?;
+    Some(caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// Fails with [`NodeError::Permission`] naming `program` (the tool that
+/// would be refused) unless this process has `CAP_NET_ADMIN`: a command
+/// that changes the node says so before it takes locks or reads anything.
+/// When the capabilities cannot be read, the tools will tell.
+pub fn require_net_admin(program: &str) -> Result<(), crate::NodeError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    match status_has_net_admin(&status) {
+        Some(false) => Err(crate::NodeError::Permission {
+            program: program.into(),
+            message: "this process lacks CAP_NET_ADMIN".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

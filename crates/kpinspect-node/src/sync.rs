@@ -36,16 +36,19 @@
 //! assert!(report.to_string().starts_with("applied "));
 //! // The second cycle plans against what the first wrote: nothing to do.
 //! let report = apply(&node, &desired).unwrap();
-//! assert_eq!(report.to_string(), "the live node (iptables-save): in sync, nothing written");
+//! assert_eq!(report.to_string(), "IPv4 (the live node (iptables-save)): in sync, nothing written");
 //! assert_eq!(node.writes().len(), 1);
 //! ```
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::net::SocketAddr;
 
 use thiserror::Error;
 
 use kpinspect_core::config::ProxyConfig;
 use kpinspect_core::mode::{ProxyMode, iptables};
+use kpinspect_core::model::Protocol;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::{Ruleset, SaveParseError};
 use kpinspect_core::plan::{
@@ -53,6 +56,9 @@ use kpinspect_core::plan::{
 };
 use kpinspect_core::proxy::ProxyState;
 
+use crate::conntrack::{
+    Conntrack, ConntrackEntry, ConntrackError, ServingEndpoints, stale_entry_filters,
+};
 use crate::error::NodeError;
 use crate::ipset::{IpSetError, IpSetState};
 use crate::{IpSets, Iptables};
@@ -362,9 +368,9 @@ pub fn apply<N: Iptables + ?Sized>(node: &N, desired: &Desired) -> Result<ApplyR
 }
 
 /// What an apply wrote. Its `Display` is the one-line summary:
-/// `<from>: in sync, nothing written`, or
-/// `applied N bytes: C chains written, A rules added, D rules deleted,
-/// S stale chains deleted`.
+/// `IPv4 (<from>): in sync, nothing written`, or `IPv4: applied N bytes:
+/// C chains written, A rules added, D rules deleted, S stale chains
+/// deleted`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyReport {
     /// The family.
@@ -392,11 +398,17 @@ impl fmt::Display for ApplyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.plan;
         if p.is_empty() {
-            return write!(f, "{}: in sync, nothing written", self.from);
+            return write!(
+                f,
+                "{} ({}): in sync, nothing written",
+                self.family.as_k8s_str(),
+                self.from
+            );
         }
         write!(
             f,
-            "applied {} bytes: {} chains written, {} rules added, {} rules deleted, {} stale chains deleted",
+            "{}: applied {} bytes: {} chains written, {} rules added, {} rules deleted, {} stale chains deleted",
+            self.family.as_k8s_str(),
             p.payload.len(),
             p.chains_written,
             p.rules_added,
@@ -563,4 +575,118 @@ impl fmt::Display for CleanupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         cleanup_lines(&self.plan, "removed", f)
     }
+}
+
+/// What kube-proxy's conntrack reconciler keeps after a sync of `desired`:
+/// for each UDP service port, its frontends (cluster IP, external IPs,
+/// load-balancer IPs, each with the service port) and node port, with the
+/// serving endpoints (`ip:port`). UDP service ports the node programs in
+/// `actual` that are not desired any more are listed with no endpoint:
+/// every entry to them is stale.
+pub fn serving_endpoints(desired: &ProxyState, actual: &Ruleset) -> ServingEndpoints {
+    let mut out = ServingEndpoints::default();
+    for entry in &desired.ports {
+        let info = &entry.info;
+        if info.name.protocol != Protocol::Udp {
+            continue;
+        }
+        let serving: BTreeSet<SocketAddr> = entry
+            .endpoints
+            .iter()
+            .filter(|e| e.serving)
+            .map(|e| SocketAddr::new(e.ip, e.port))
+            .collect();
+        for ip in std::iter::once(&info.cluster_ip)
+            .chain(&info.external_ips)
+            .chain(&info.load_balancer_vips)
+        {
+            out.frontends.insert((*ip, info.port), serving.clone());
+        }
+        if info.node_port != 0 {
+            out.node_ports.insert(info.node_port, serving.clone());
+        }
+    }
+    for gone in iptables::dump(actual, None).services {
+        if gone.protocol != "udp" {
+            continue;
+        }
+        let Some(port) = gone.port else { continue };
+        let ips = gone
+            .cluster_ip
+            .iter()
+            .chain(&gone.external_ips)
+            .chain(&gone.load_balancer_ips)
+            .filter_map(|ip| {
+                kpinspect_core::net::parse_ip_sloppy(ip.split('/').next().unwrap_or(ip))
+            });
+        for ip in ips {
+            out.frontends.entry((ip, port)).or_default();
+        }
+        if let Some(np) = gone.node_port {
+            out.node_ports.entry(np).or_default();
+        }
+    }
+    out
+}
+
+/// The stale UDP conntrack entries of one family, found or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConntrackReport {
+    /// The family.
+    pub family: IpFamily,
+    /// The stale entries (deleted, or that a dry run would delete).
+    pub stale: Vec<ConntrackEntry>,
+    /// Whether they were deleted (else: a dry run).
+    pub deleted: bool,
+}
+
+impl fmt::Display for ConntrackReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.deleted {
+            "deleted"
+        } else {
+            "would delete"
+        };
+        write!(
+            f,
+            "{}: {verb} {} stale UDP conntrack entr{}",
+            self.family,
+            self.stale.len(),
+            if self.stale.len() == 1 { "y" } else { "ies" }
+        )?;
+        for e in &self.stale {
+            write!(
+                f,
+                "\n  {} -> {} (answered by {})",
+                e.original.src, e.original.dst, e.reply.src
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds `family`'s UDP conntrack entries that point at endpoints `serving`
+/// no longer lists (kube-proxy's `CleanStaleEntries`), and deletes them
+/// unless `dry_run`: without it, a client keeps sending datagrams to a
+/// removed endpoint as long as its entry lives.
+pub fn clear_stale_conntrack<C: Conntrack + ?Sized>(
+    conntrack: &C,
+    family: IpFamily,
+    serving: &ServingEndpoints,
+    dry_run: bool,
+) -> Result<ConntrackReport, ConntrackError> {
+    let entries = conntrack.list(family)?;
+    let filters = stale_entry_filters(&entries, serving);
+    let stale: Vec<ConntrackEntry> = entries
+        .into_iter()
+        .filter(|e| filters.iter().any(|f| f.matches(e)))
+        .collect();
+    if !dry_run && !stale.is_empty() {
+        conntrack.delete(family, &filters)?;
+    }
+    Ok(ConntrackReport {
+        family,
+        stale,
+        deleted: !dry_run,
+    })
 }

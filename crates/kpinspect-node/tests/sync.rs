@@ -185,7 +185,7 @@ fn a_second_apply_writes_nothing() {
     assert_eq!(
         first.to_string(),
         format!(
-            "applied {} bytes: {} chains written, {} rules added, 0 rules deleted, 0 stale chains deleted",
+            "IPv4: applied {} bytes: {} chains written, {} rules added, 0 rules deleted, 0 stale chains deleted",
             p.payload.len(),
             p.chains_written,
             p.rules_added
@@ -197,7 +197,7 @@ fn a_second_apply_writes_nothing() {
     assert!(second.in_sync());
     assert_eq!(
         second.to_string(),
-        "the live node (iptables-save): in sync, nothing written"
+        "IPv4 (the live node (iptables-save)): in sync, nothing written"
     );
     let writes = node.writes();
     assert_eq!(writes.len(), 1, "the second apply wrote");

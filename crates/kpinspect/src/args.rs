@@ -59,6 +59,11 @@ pub struct ApplyArgs {
     /// service chains deleted).
     #[arg(long)]
     pub force: bool,
+    /// Leave the UDP conntrack entries that point at removed endpoints
+    /// (kube-proxy deletes them; without that a client keeps sending to a
+    /// removed endpoint while its entry lives).
+    #[arg(long)]
+    pub no_conntrack_cleanup: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -92,6 +97,11 @@ pub struct CleanupArgs {
     /// Only this family's rules (default: both).
     #[arg(long, value_enum)]
     pub family: Option<FamilyArg>,
+    /// Clean this iptables backend instead of the one the node uses (the
+    /// other backend's kube-proxy chains are stale; see `dump`'s
+    /// both-backends warning).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -163,6 +173,33 @@ pub enum ModeArg {
 pub enum FamilyArg {
     Ipv4,
     Ipv6,
+}
+
+impl From<FamilyArg> for IpFamily {
+    fn from(f: FamilyArg) -> IpFamily {
+        match f {
+            FamilyArg::Ipv4 => IpFamily::V4,
+            FamilyArg::Ipv6 => IpFamily::V6,
+        }
+    }
+}
+
+/// An iptables backend.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum BackendArg {
+    /// `iptables-legacy`.
+    Legacy,
+    /// `iptables-nft`.
+    Nft,
+}
+
+impl From<BackendArg> for kpinspect_node::Backend {
+    fn from(b: BackendArg) -> kpinspect_node::Backend {
+        match b {
+            BackendArg::Legacy => kpinspect_node::Backend::Legacy,
+            BackendArg::Nft => kpinspect_node::Backend::Nft,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -307,8 +344,7 @@ impl NodeArgs {
             config.iptables.masquerade_mark = Some(m.clone());
         }
         let family = match self.family {
-            Some(FamilyArg::Ipv4) => IpFamily::V4,
-            Some(FamilyArg::Ipv6) => IpFamily::V6,
+            Some(f) => f.into(),
             None => config.default_family(),
         };
         Ok(Node { config, family })

@@ -3,7 +3,7 @@
 //! fix (bad privileges, missing tools): exit status 2.
 
 use anyhow::Result;
-use kpinspect_node::{LiveNode, NodeError};
+use kpinspect_node::{Backend, LiveNode, NodeError};
 
 use crate::UsageError;
 
@@ -14,11 +14,24 @@ fn usage(e: NodeError) -> anyhow::Error {
 /// The live node, its backend detected once per command; warns when both
 /// backends hold kube-proxy's chains.
 pub fn node() -> Result<LiveNode> {
-    let node = LiveNode::detect().map_err(usage)?;
-    if let Some(w) = node.detection.warning() {
-        eprintln!("kpinspect: warning: {w}");
+    node_with(None)
+}
+
+/// The live node through `backend`, or the detected one.
+pub fn node_with(backend: Option<Backend>) -> Result<LiveNode> {
+    let mut detection = kpinspect_node::detect_backend().map_err(usage)?;
+    match backend {
+        Some(b) if b != detection.backend => {
+            detection.reason = format!("--backend {b}");
+            detection.backend = b;
+        }
+        _ => {
+            if let Some(w) = detection.warning() {
+                eprintln!("kpinspect: warning: {w}");
+            }
+        }
     }
-    Ok(node)
+    Ok(LiveNode::with_detection(detection))
 }
 
 /// The node's own addresses.

@@ -6,6 +6,7 @@
 
 mod args;
 mod dump;
+mod facts;
 mod fmt;
 mod live;
 mod rules;

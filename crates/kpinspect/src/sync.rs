@@ -6,26 +6,27 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kpinspect_core::config::ProxyMode;
+use kpinspect_core::config::{ProxyConfig, ProxyMode};
 use kpinspect_core::diff::{NodeDiff, ServiceState, node_diff};
+use kpinspect_core::model::Cluster;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::plan::{ChainChange, CleanupScope, Refusal, check_input};
 use kpinspect_core::proxy::ProxyState;
-use kpinspect_node::Desired;
+use kpinspect_node::{Backend, Desired, Iptables as _, LiveNode, SystemConntrack, SystemNfAcct};
 
 use crate::UsageError;
 use crate::args::{
-    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, FamilyArg, NodeArgs, TraceFormat,
+    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, Node, NodeArgs, TraceFormat,
 };
 use crate::live;
 
-fn desired(args: &ClusterArgs) -> Result<Desired> {
-    desired_checked(args, None)
+/// The cluster files and the node's configuration of one command.
+struct Inputs {
+    node: Node,
+    cluster: Cluster,
 }
 
-/// The desired state; for an apply (`guard` given), an input that would
-/// wipe the node is refused unless forced.
-fn desired_checked(args: &ClusterArgs, guard: Option<Guard>) -> Result<Desired> {
+fn inputs(args: &ClusterArgs, guard: Option<Guard>) -> Result<Inputs> {
     let node = args.node.resolve()?;
     if node.config.mode != ProxyMode::Iptables {
         anyhow::bail!(UsageError::msg(
@@ -36,29 +37,121 @@ fn desired_checked(args: &ClusterArgs, guard: Option<Guard>) -> Result<Desired> 
     if let (Some(guard), Some(refusal)) = (guard, check_input(&cluster)) {
         guard.check(&refusal)?;
     }
-    let state = ProxyState::build(&cluster, &node.config, node.family);
-    Ok(Desired::compile(state, &node.config).map_err(UsageError::from)?)
+    Ok(Inputs { node, cluster })
+}
+
+/// What kube-proxy should have programmed in `family`'s tables.
+fn desired_for(inputs: &Inputs, config: &ProxyConfig, family: IpFamily) -> Result<Desired> {
+    let state = ProxyState::build(&inputs.cluster, config, family);
+    Ok(Desired::compile(state, config).map_err(UsageError::from)?)
+}
+
+/// The desired state of the family the node arguments choose.
+#[cfg(test)]
+fn desired(args: &ClusterArgs) -> Result<Desired> {
+    let inputs = inputs(args, None)?;
+    desired_for(&inputs, &inputs.node.config, inputs.node.family)
+}
+
+/// The families a live command covers: `--family`, else each whose tools
+/// the node has (kube-proxy runs a proxier per family iptables supports).
+fn live_families(args: &NodeArgs, node: &LiveNode) -> Vec<IpFamily> {
+    match args.family {
+        Some(f) => vec![f.into()],
+        None => [IpFamily::V4, IpFamily::V6]
+            .into_iter()
+            .filter(|f| kpinspect_node::find_program(&node.save_program(*f)).is_some())
+            .collect(),
+    }
+}
+
+/// The live node's facts filled into the configuration, checked, and said
+/// on stderr (`prefix` before each line).
+fn live_config(
+    inputs: &Inputs,
+    args: &NodeArgs,
+    node: &LiveNode,
+) -> Result<(ProxyConfig, Vec<String>)> {
+    let mut config = inputs.node.config.clone();
+    let facts = crate::facts::detect(args, &mut config, node)?;
+    crate::facts::check_node_port_addresses(&config)?;
+    if let Some(w) = crate::facts::node_name_warning(&inputs.cluster, &config.node.name) {
+        eprintln!("kpinspect: warning: {w}");
+    }
+    Ok((config, facts))
 }
 
 pub fn diff(args: DiffArgs) -> Result<ExitCode> {
-    let want = desired(&args.cluster)?;
-    let (source, actual) = crate::rules::ruleset_for(&args.saves, want.family)?;
-    let d = node_diff(&want.rules, &actual, want.state.as_ref());
+    let inputs = inputs(&args.cluster, None)?;
+    // (facts, per family: family, source, diff)
+    let mut facts = Vec::new();
+    let mut results: Vec<(IpFamily, String, NodeDiff)> = Vec::new();
+    if args.saves.is_empty() {
+        let node = live::node()?;
+        let (config, lines) = live_config(&inputs, &args.cluster.node, &node)?;
+        facts = lines;
+        for family in live_families(&args.cluster.node, &node) {
+            let want = desired_for(&inputs, &config, family)?;
+            let actual = kpinspect_node::read_rules(&node, family).map_err(UsageError::from)?;
+            let d = node_diff(&want.rules, &actual.rules, want.state.as_ref());
+            results.push((family, actual.from, d));
+        }
+    } else {
+        let family = inputs.node.family;
+        let want = desired_for(&inputs, &inputs.node.config, family)?;
+        let (source, actual) = crate::rules::ruleset_for(&args.saves, family)?;
+        let d = node_diff(&want.rules, &actual, want.state.as_ref());
+        results.push((family, source, d));
+    }
+    let in_sync = results.iter().all(|(_, _, d)| d.in_sync());
     let out = match args.format {
-        TraceFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
-        TraceFormat::Text => diff_text(&d, &source),
+        TraceFormat::Json => {
+            let families: Vec<serde_json::Value> = results
+                .iter()
+                .map(|(family, source, d)| {
+                    serde_json::json!({
+                        "family": family,
+                        "compared_with": source,
+                        "services": d.services,
+                        "iptables": d.iptables,
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&serde_json::json!({
+                "node": facts,
+                "families": families,
+                "in_sync": in_sync,
+            }))? + "\n"
+        }
+        TraceFormat::Text => {
+            let mut out = String::new();
+            if !facts.is_empty() {
+                let _ = writeln!(out, "node facts:");
+                for f in &facts {
+                    let _ = writeln!(out, "  {f}");
+                }
+                out.push('\n');
+            }
+            for (i, (family, source, d)) in results.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(&diff_text(*family, d, source));
+            }
+            out
+        }
     };
     crate::write_stdout(&out)?;
-    Ok(if d.in_sync() {
+    Ok(if in_sync {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn diff_text(d: &NodeDiff, source: &str) -> String {
+fn diff_text(family: IpFamily, d: &NodeDiff, source: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "compared with {source}");
+    let _ = writeln!(out, "{}: compared with {source}", family.as_k8s_str());
     for s in &d.services {
         let state = match s.state {
             ServiceState::InSync => "in sync".to_string(),
@@ -101,7 +194,8 @@ fn diff_text(d: &NodeDiff, source: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{}",
+        "\n{}: {}",
+        family.as_k8s_str(),
         if d.in_sync() { "in sync" } else { "different" }
     );
     out
@@ -147,28 +241,157 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         force: args.force,
         dry_run: args.dry_run,
     };
-    let want = desired_checked(&args.cluster, Some(guard))?;
+    let inputs = inputs(&args.cluster, Some(guard))?;
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
+    let node = live::node()?;
+    kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
+        .map_err(|e| UsageError::msg(e.to_string()))?;
     // Read, plan and write under one lock: a second apply plans against
     // what this one wrote.
     let _lock = live::lock()?;
-    let node = live::node()?;
-    let planned = kpinspect_node::plan_apply(&node, &want).map_err(UsageError::from)?;
-    for w in planned.warnings() {
-        eprintln!("kpinspect: warning: {w}");
-    }
-    if let Some(refusal) = planned.refusal() {
-        guard.check(&refusal)?;
-    }
+    let (mut config, facts) = live_config(&inputs, &args.cluster.node, &node)?;
     if args.dry_run {
-        crate::write_stdout(planned.payload())?;
+        for f in &facts {
+            eprintln!("kpinspect: {f}");
+        }
+    }
+    let families = live_families(&args.cluster.node, &node);
+    let progress = Progress::new();
+    // The rules may use -m nfacct once kube-proxy's counters exist: they are
+    // created right before writing (not for a refused or dry run); where the
+    // kernel cannot create them, the rules are compiled without.
+    if config.node.nfacct && !args.dry_run {
+        let failed: Vec<String> = kpinspect_node::ensure_kube_proxy_counters(&SystemNfAcct)
+            .into_iter()
+            .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+            .collect();
+        if !failed.is_empty() {
+            eprintln!(
+                "kpinspect: warning: nfacct counters could not be created ({}); rules without -m nfacct",
+                failed.join("; ")
+            );
+            config.node.nfacct = false;
+        }
+    }
+    let mut wants = Vec::new();
+    for family in &families {
+        wants.push(desired_for(&inputs, &config, *family)?);
+    }
+    let mut planned = Vec::new();
+    for want in &wants {
+        progress.say(&format!(
+            "{}: reading and planning",
+            want.family.as_k8s_str()
+        ));
+        let p = kpinspect_node::plan_apply(&node, want).map_err(UsageError::from)?;
+        for w in p.warnings() {
+            eprintln!("kpinspect: warning: {w}");
+        }
+        if let Some(refusal) = p.refusal() {
+            progress.done();
+            guard.check(&refusal)?;
+        }
+        planned.push(p);
+    }
+    // kube-proxy's conntrack reconciler, per family.
+    let serving: Vec<_> = planned
+        .iter()
+        .map(|p| {
+            let state = p
+                .desired
+                .state
+                .as_ref()
+                .expect("compiled from a proxy state");
+            kpinspect_node::serving_endpoints(state, &p.actual)
+        })
+        .collect();
+    if args.dry_run {
+        progress.done();
+        let mut out = String::new();
+        let several = planned.len() > 1;
+        for p in &planned {
+            if several && !p.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "# {} --noflush",
+                    node.restore_program(p.desired.family)
+                );
+            }
+            out.push_str(p.payload());
+        }
+        crate::write_stdout(&out)?;
+        for (p, serving) in planned.iter().zip(&serving) {
+            if args.no_conntrack_cleanup {
+                break;
+            }
+            match kpinspect_node::clear_stale_conntrack(
+                &SystemConntrack,
+                p.desired.family,
+                serving,
+                true,
+            ) {
+                Ok(r) => eprintln!("kpinspect: {r}"),
+                Err(e) => eprintln!("kpinspect: warning: conntrack: {e}"),
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = planned.write(&node).map_err(UsageError::from)?;
-    eprintln!("kpinspect: {report}");
+    for (p, serving) in planned.into_iter().zip(&serving) {
+        let family = p.desired.family;
+        if !p.is_empty() {
+            progress.say(&format!(
+                "{}: writing {} bytes",
+                family.as_k8s_str(),
+                p.payload().len()
+            ));
+        }
+        let report = p.write(&node).map_err(UsageError::from);
+        progress.done();
+        let report = report?;
+        eprintln!("kpinspect: {report}");
+        if args.no_conntrack_cleanup {
+            continue;
+        }
+        match kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, false) {
+            Ok(r) if r.stale.is_empty() => {}
+            Ok(r) => eprintln!("kpinspect: {r}"),
+            Err(e) => eprintln!(
+                "kpinspect: warning: {}: stale UDP conntrack entries not cleared: {e}",
+                family.as_k8s_str()
+            ),
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Progress of a long apply on a terminal: one line, rewritten in place,
+/// cleared before anything else is printed. Silent when stderr is not a
+/// terminal.
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal as _;
+        Progress {
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn say(&self, what: &str) {
+        if self.on {
+            eprint!("\r\x1b[2Kkpinspect: {what}...");
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
 }
 
 pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
@@ -195,12 +418,11 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
+    let node = live::node_with(args.backend.map(Backend::from))?;
+    kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
+        .map_err(|e| UsageError::msg(e.to_string()))?;
     let _lock = live::lock()?;
-    let node = live::node()?;
-    let family = args.family.map(|f| match f {
-        FamilyArg::Ipv4 => IpFamily::V4,
-        FamilyArg::Ipv6 => IpFamily::V6,
-    });
+    let family = args.family.map(IpFamily::from);
     let planned =
         kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
     if args.dry_run {
