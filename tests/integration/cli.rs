@@ -312,3 +312,36 @@ fn diff_exit_statuses() {
         assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
     }
 }
+
+/// A dual-stack cluster compiles for both families, each under a line
+/// naming the tool that loads it; each part is byte-identical to compiling
+/// that family alone.
+#[test]
+fn dual_stack_clusters_compile_for_both_families() {
+    let dir = "fixtures/iptables/edge_node_port_addresses";
+    let compile = |family: Option<&str>| {
+        let mut argv = vec![
+            "compile".to_string(),
+            "--config".into(),
+            format!("{dir}/config.yaml"),
+            "--node-ip".into(),
+            "192.168.0.2".into(),
+        ];
+        if let Some(f) = family {
+            argv.extend(["--family".into(), f.into()]);
+        }
+        argv.push(format!("{dir}/cluster.yaml"));
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = run(&refs);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let both = compile(None);
+    let (v4, v6) = (compile(Some("ipv4")), compile(Some("ipv6")));
+    assert_eq!(
+        both,
+        format!("# iptables-restore\n{v4}# ip6tables-restore\n{v6}")
+    );
+    assert!(v6.contains("fd00:"), "{v6}");
+    assert!(!v4.contains("fd00:"), "{v4}");
+}

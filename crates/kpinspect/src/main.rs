@@ -21,6 +21,7 @@ use anyhow::Result;
 use clap::Parser;
 use kpinspect_core::config::ProxyMode;
 use kpinspect_core::mode::iptables;
+use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
 use args::{Cli, Command, CompileArgs, FormatArg};
@@ -121,17 +122,45 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
             "the configuration's mode is nftables, which kpinspect does not compile; pass --mode iptables"
         )),
     }
-    let state = ProxyState::build(&cluster, &node.config, node.family);
-    for n in &state.notices {
-        eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
-    }
-    let text = iptables::compile(&state, &node.config).render();
-    let out = match args.format {
-        FormatArg::Restore => text,
-        FormatArg::Sorted => iptables::sort_iptables_rules(&text)?,
+    // A dual-stack cluster (Services with cluster IPs of both families)
+    // compiles for both, as kube-proxy's two proxiers do; each text under a
+    // line naming the tool that loads it.
+    let families = match args.cluster.node.family {
+        Some(f) => vec![f.into()],
+        None if dual_stack(&cluster) => vec![IpFamily::V4, IpFamily::V6],
+        None => vec![node.family],
     };
+    let mut out = String::new();
+    for family in &families {
+        let state = ProxyState::build(&cluster, &node.config, *family);
+        for n in &state.notices {
+            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+        }
+        let text = iptables::compile(&state, &node.config).render();
+        if families.len() > 1 {
+            out.push_str(match family {
+                IpFamily::V4 => "# iptables-restore\n",
+                IpFamily::V6 => "# ip6tables-restore\n",
+            });
+        }
+        match args.format {
+            FormatArg::Restore => out.push_str(&text),
+            FormatArg::Sorted => out.push_str(&iptables::sort_iptables_rules(&text)?),
+        }
+    }
     write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the cluster's Services have cluster IPs of both families.
+fn dual_stack(cluster: &kpinspect_core::model::Cluster) -> bool {
+    let has = |f: IpFamily| {
+        cluster
+            .services
+            .iter()
+            .any(|s| s.cluster_ips.iter().any(|ip| IpFamily::of(ip) == f))
+    };
+    has(IpFamily::V4) && has(IpFamily::V6)
 }
 
 /// Writes `out` to stdout; a closed pipe (`| head`) is not an error.
