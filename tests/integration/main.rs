@@ -6,6 +6,7 @@ mod cli;
 mod converge;
 mod deletes;
 mod dump;
+mod facts;
 mod fixtures;
 mod netns;
 mod node;

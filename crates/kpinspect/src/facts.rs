@@ -139,20 +139,25 @@ fn detect_with(
     Ok(lines)
 }
 
-/// Refuses a configuration whose `nodePortAddresses` needs node IPs the
-/// node does not have: every NodePort would be disabled.
-pub fn check_node_port_addresses(config: &ProxyConfig) -> Result<()> {
+/// What is wrong when `nodePortAddresses` selects node IPs and none of the
+/// node's (non-loopback) addresses is selected: every NodePort would be
+/// disabled. `apply` refuses it without `--force`; `diff` warns.
+pub fn node_port_addresses_problem(config: &ProxyConfig) -> Option<String> {
+    let selected = |ip: &IpAddr| {
+        !ip.is_loopback()
+            && match config.node_port_addresses_config() {
+                NodePortAddressesConfig::All | NodePortAddressesConfig::Primary => true,
+                NodePortAddressesConfig::Cidrs(c) => c.iter().any(|c| c.contains(ip)),
+            }
+    };
     let needs = match config.node_port_addresses_config() {
         NodePortAddressesConfig::All => false,
         NodePortAddressesConfig::Primary => true,
-        NodePortAddressesConfig::Cidrs(c) => c.iter().any(|c| c.prefix_len() != 0),
+        NodePortAddressesConfig::Cidrs(c) => c.iter().all(|c| c.prefix_len() != 0),
     };
-    if needs && config.node.ips.is_empty() {
-        anyhow::bail!(UsageError::msg(
-            "nodePortAddresses selects node IPs, but none were given (--node-ip) or found on this node: every NodePort would be disabled"
-        ));
-    }
-    Ok(())
+    (needs && !config.node.ips.iter().any(selected)).then(|| {
+        "nodePortAddresses selects node IPs, but none of the node's addresses is selected (none given with --node-ip or found on this node): every NodePort would be disabled".to_string()
+    })
 }
 
 /// A warning when no endpoint of the input runs on the node while others
@@ -216,22 +221,33 @@ mod tests {
     #[test]
     fn node_port_addresses_need_node_ips() {
         let mut config = ProxyConfig::default();
-        assert!(check_node_port_addresses(&config).is_ok());
+        assert_eq!(node_port_addresses_problem(&config), None);
         config.node_port_addresses = Some(NodePortAddressesConfig::Primary);
-        let e = check_node_port_addresses(&config).unwrap_err().to_string();
+        let e = node_port_addresses_problem(&config).expect("no node IPs");
         assert!(e.contains("every NodePort would be disabled"), "{e}");
+        config.node.ips.push("127.0.0.1".parse().unwrap());
+        assert!(
+            node_port_addresses_problem(&config).is_some(),
+            "loopback is not a node IP"
+        );
         config.node_port_addresses = Some(NodePortAddressesConfig::Cidrs(vec![
             "0.0.0.0/0".parse().unwrap(),
         ]));
-        assert!(
-            check_node_port_addresses(&config).is_ok(),
+        assert_eq!(
+            node_port_addresses_problem(&config),
+            None,
             "/0 is every address"
         );
         config.node_port_addresses = Some(NodePortAddressesConfig::Cidrs(vec![
             "192.168.50.0/24".parse().unwrap(),
         ]));
-        assert!(check_node_port_addresses(&config).is_err());
+        assert!(node_port_addresses_problem(&config).is_some());
+        config.node.ips.push("10.0.0.1".parse().unwrap());
+        assert!(
+            node_port_addresses_problem(&config).is_some(),
+            "not in the CIDR"
+        );
         config.node.ips.push("192.168.50.10".parse().unwrap());
-        assert!(check_node_port_addresses(&config).is_ok());
+        assert_eq!(node_port_addresses_problem(&config), None);
     }
 }

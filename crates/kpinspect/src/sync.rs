@@ -65,16 +65,23 @@ fn live_families(args: &NodeArgs, node: &LiveNode) -> Vec<IpFamily> {
     }
 }
 
-/// The live node's facts filled into the configuration, checked, and said
-/// on stderr (`prefix` before each line).
+/// The live node's facts filled into the configuration, with what was
+/// found; problems are warned about, or for an apply (`guard`) refused
+/// unless forced.
 fn live_config(
     inputs: &Inputs,
     args: &NodeArgs,
     node: &LiveNode,
+    guard: Option<Guard>,
 ) -> Result<(ProxyConfig, Vec<String>)> {
     let mut config = inputs.node.config.clone();
     let facts = crate::facts::detect(args, &mut config, node)?;
-    crate::facts::check_node_port_addresses(&config)?;
+    if let Some(problem) = crate::facts::node_port_addresses_problem(&config) {
+        match guard {
+            Some(guard) => guard.check_problem(&problem)?,
+            None => eprintln!("kpinspect: warning: {problem}"),
+        }
+    }
     if let Some(w) = crate::facts::node_name_warning(&inputs.cluster, &config.node.name) {
         eprintln!("kpinspect: warning: {w}");
     }
@@ -88,7 +95,7 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     let mut results: Vec<(IpFamily, String, NodeDiff)> = Vec::new();
     if args.saves.is_empty() {
         let node = live::node()?;
-        let (config, lines) = live_config(&inputs, &args.cluster.node, &node)?;
+        let (config, lines) = live_config(&inputs, &args.cluster.node, &node, None)?;
         facts = lines;
         for family in live_families(&args.cluster.node, &node) {
             let want = desired_for(&inputs, &config, family)?;
@@ -223,6 +230,11 @@ struct Guard {
 impl Guard {
     /// Refuses, unless forced (then warns) or a dry run (then says so).
     fn check(self, refusal: &Refusal) -> Result<()> {
+        self.check_problem(&refusal.to_string())
+    }
+
+    /// [`Guard::check`] for a problem described in one line.
+    fn check_problem(self, refusal: &str) -> Result<()> {
         if self.force {
             eprintln!("kpinspect: warning: {refusal} (applied: --force)");
         } else if self.dry_run {
@@ -251,7 +263,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     // Read, plan and write under one lock: a second apply plans against
     // what this one wrote.
     let _lock = live::lock()?;
-    let (mut config, facts) = live_config(&inputs, &args.cluster.node, &node)?;
+    let (mut config, facts) = live_config(&inputs, &args.cluster.node, &node, Some(guard))?;
     if args.dry_run {
         for f in &facts {
             eprintln!("kpinspect: {f}");
