@@ -487,9 +487,30 @@ fn dump_live_reports_rules_in_both_backends() {
         .collect();
     assert!(kinds.contains(&"both-backends"), "{kinds:?}");
     assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("kpinspect cleanup --backend legacy --mode all"),
+        "{}",
+        stderr(&out)
+    );
     let table = ok(&kp(&node, &["dump"]), "dump");
     assert!(table.contains("routed/web:http (tcp)"), "{table}");
     assert!(!table.contains('\x1b'), "colour in a pipe");
+    // The stale backend is cleaned on its own; the one in use is untouched.
+    let before = node.save();
+    let removed = ok(
+        &kp(&node, &["cleanup", "--backend", "legacy", "--mode", "all"]),
+        "cleanup --backend legacy",
+    );
+    assert!(
+        removed.contains("removed chain nat KUBE-SERVICES"),
+        "{removed}"
+    );
+    assert_eq!(node.save(), before, "the nft backend changed");
+    let legacy = node.node_exec_ok(&["iptables-legacy-save"]);
+    assert!(!legacy.contains("KUBE-"), "{legacy}");
+    let out = kp(&node, &["dump", "--format", "json"]);
+    assert!(!ok(&out, "dump").contains("both-backends"));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
 
 /// `CLUSTER`'s documents.

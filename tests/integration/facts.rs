@@ -83,6 +83,20 @@ fn the_first_apply_creates_the_nfacct_counters() {
         let again = run_in(&node, "apply", &[]);
         let err = stderr(&again);
         assert_eq!(err.matches("in sync, nothing written").count(), 2, "{err}");
+        // The counters go with iptables mode's rules.
+        let out = kp(&node, &["cleanup", "--mode", "iptables"]);
+        let report = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        for c in [
+            "ct_state_invalid_dropped_pkts",
+            "localhost_nps_accepted_pkts",
+        ] {
+            assert!(
+                report.contains(&format!("removed nfacct counter {c}")),
+                "{report}"
+            );
+            assert!(!counters(&node).contains(c), "{backend:?}: {c} left");
+        }
     }
 }
 
@@ -99,7 +113,11 @@ fn tcp_be_liberal_means_no_invalid_drop_rule() {
         let ip = NODE_IP.to_string();
         // Without the sysctl the rule is there.
         let dry = run_in(&node, "apply", &["--dry-run", "--node-ip", &ip]);
-        assert!(stdout(&dry).contains("--ctstate INVALID"), "{}", stdout(&dry));
+        assert!(
+            stdout(&dry).contains("--ctstate INVALID"),
+            "{}",
+            stdout(&dry)
+        );
         node.node_exec_ok(&[
             "sysctl",
             "-q",

@@ -37,7 +37,8 @@ impl Detection {
             format!(
                 "both iptables-legacy and iptables-nft hold KUBE-* chains; the node uses {}, \
                  so the ones in iptables-{other} are probably stale and can still drop or \
-                 rewrite traffic (\"no route to host\"); inspect them with iptables-{other}-save",
+                 rewrite traffic (\"no route to host\"); inspect them with iptables-{other}-save, \
+                 remove them with kpinspect cleanup --backend {other} --mode all",
                 self.backend
             )
         })

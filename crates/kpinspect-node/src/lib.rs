@@ -89,8 +89,9 @@ pub use lock::{RulesLock, lock_path, lock_rules, lock_rules_at};
 pub use memory::{MemoryNode, Write, WriteTarget};
 pub use netlink::NetlinkError;
 pub use nfacct::{
-    Ensured, KUBE_PROXY_NFACCT_COUNTERS, NFACCT_NAME_MAX_LEN, NfAcct, NfAcctCounter, NfAcctError,
-    SystemNfAcct, ensure_kube_proxy_counters, validate_nfacct_name,
+    CounterCleanup, Ensured, KUBE_PROXY_NFACCT_COUNTERS, NFACCT_NAME_MAX_LEN, NfAcct,
+    NfAcctCounter, NfAcctError, SystemNfAcct, cleanup_kube_proxy_counters,
+    ensure_kube_proxy_counters, validate_nfacct_name,
 };
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, hostname, hostname_in, kube_proxy_running,

@@ -174,6 +174,69 @@ pub fn ensure_kube_proxy_counters(
         .collect()
 }
 
+/// What a cleanup did (or, in a dry run, would do) with one of
+/// kube-proxy's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterCleanup {
+    /// Removed (or would be).
+    Removed(&'static str),
+    /// Kept: a rule still uses it.
+    InUse(&'static str),
+}
+
+impl std::fmt::Display for CounterCleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CounterCleanup::Removed(n) => write!(f, "removed nfacct counter {n}"),
+            CounterCleanup::InUse(n) => {
+                write!(f, "kept nfacct counter {n}: a rule still uses it")
+            }
+        }
+    }
+}
+
+/// Removes kube-proxy's nfacct counters that no rule uses (after a cleanup
+/// removed iptables mode's rules); a counter a rule still uses is kept, a
+/// missing one is not mentioned. With `dry_run`, says what it would do.
+///
+/// ```
+/// use kpinspect_node::{CounterCleanup, MemoryNode, NfAcct, cleanup_kube_proxy_counters};
+///
+/// let node = MemoryNode::new();
+/// node.ensure("ct_state_invalid_dropped_pkts").unwrap();
+/// assert_eq!(
+///     cleanup_kube_proxy_counters(&node, false).unwrap(),
+///     [CounterCleanup::Removed("ct_state_invalid_dropped_pkts")]
+/// );
+/// assert!(node.get("ct_state_invalid_dropped_pkts").unwrap().is_none());
+/// ```
+pub fn cleanup_kube_proxy_counters(
+    acct: &impl NfAcct,
+    dry_run: bool,
+) -> Result<Vec<CounterCleanup>, NfAcctError> {
+    let mut out = Vec::new();
+    for name in KUBE_PROXY_NFACCT_COUNTERS {
+        let Some(counter) = acct.get(name)? else {
+            continue;
+        };
+        if dry_run {
+            out.push(if counter.in_use() == Some(true) {
+                CounterCleanup::InUse(name)
+            } else {
+                CounterCleanup::Removed(name)
+            });
+            continue;
+        }
+        match acct.delete(name) {
+            Ok(()) => out.push(CounterCleanup::Removed(name)),
+            Err(NfAcctError::InUse { .. }) => out.push(CounterCleanup::InUse(name)),
+            Err(NfAcctError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// The kernel's nfacct counters of this process's network namespace, over
 /// nfnetlink (`NFNL_SUBSYS_ACCT`). Needs `CAP_NET_ADMIN` for every call.
 ///

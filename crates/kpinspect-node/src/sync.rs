@@ -33,7 +33,7 @@
 //! };
 //! let node = MemoryNode::new();
 //! let report = apply(&node, &desired).unwrap();
-//! assert!(report.to_string().starts_with("applied "));
+//! assert!(report.to_string().starts_with("IPv4: applied "));
 //! // The second cycle plans against what the first wrote: nothing to do.
 //! let report = apply(&node, &desired).unwrap();
 //! assert_eq!(report.to_string(), "IPv4 (the live node (iptables-save)): in sync, nothing written");

@@ -12,7 +12,10 @@ use kpinspect_core::model::Cluster;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::plan::{ChainChange, CleanupScope, Refusal, check_input};
 use kpinspect_core::proxy::ProxyState;
-use kpinspect_node::{Backend, Desired, Iptables as _, LiveNode, SystemConntrack, SystemNfAcct};
+use kpinspect_node::{
+    Backend, CounterCleanup, Desired, Iptables as _, LiveNode, SystemConntrack, SystemNfAcct,
+    cleanup_kube_proxy_counters,
+};
 
 use crate::UsageError;
 use crate::args::{
@@ -437,13 +440,37 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let family = args.family.map(IpFamily::from);
     let planned =
         kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
+    // iptables mode's nfacct counters go with its rules, when no rule of
+    // any family uses them any more.
+    let counters = matches!(
+        scope,
+        CleanupScope::Mode(ProxyMode::Iptables) | CleanupScope::All
+    );
     if args.dry_run {
         crate::write_stdout(&planned.restore_input())?;
         eprint!("{planned}");
+        if counters {
+            // A counter its rules use now is free once they are gone.
+            for c in cleanup_kube_proxy_counters(&SystemNfAcct, true).unwrap_or_default() {
+                let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
+                eprintln!("would remove nfacct counter {n} (once no rule uses it)");
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let report = planned.write(&node, &node).map_err(UsageError::from)?;
-    crate::write_stdout(&report.to_string())?;
+    let mut out = report.to_string();
+    if counters {
+        match cleanup_kube_proxy_counters(&SystemNfAcct, false) {
+            Ok(done) => {
+                for c in done {
+                    let _ = writeln!(out, "{c}");
+                }
+            }
+            Err(e) => eprintln!("kpinspect: warning: nfacct counters not removed: {e}"),
+        }
+    }
+    crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
