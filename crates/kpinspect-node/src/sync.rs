@@ -650,7 +650,7 @@ impl fmt::Display for ConntrackReport {
         write!(
             f,
             "{}: {verb} {} stale UDP conntrack entr{}",
-            self.family,
+            self.family.as_k8s_str(),
             self.stale.len(),
             if self.stale.len() == 1 { "y" } else { "ies" }
         )?;

@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use kpinspect_core::config::ProxyConfig;
 use kpinspect_core::mode::{ProxyMode, foreign_state, ipvs};
-use kpinspect_core::model::Cluster;
+use kpinspect_core::model::{Cluster, Protocol};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::{Ruleset, render_rule};
 use kpinspect_core::plan::{CleanupScope, cleanup_plan, diff};
 use kpinspect_core::proxy::ProxyState;
 
 use kpinspect_node::{
-    Desired, IpSetState, IpSets, Iptables, MemoryNode, NodeError, RefusedLine, SyncError,
-    WriteTarget, apply, cleanup, committed_before, lock_rules_at, plan_apply, plan_cleanup,
-    read_rules,
+    Conntrack, ConntrackEntry, ConntrackTuple, Desired, IpSetState, IpSets, Iptables, MemoryNode,
+    NodeError, RefusedLine, SyncError, WriteTarget, apply, cleanup, clear_stale_conntrack,
+    committed_before, lock_rules_at, plan_apply, plan_cleanup, read_rules, serving_endpoints,
 };
 
 const V4: IpFamily = IpFamily::V4;
@@ -908,4 +908,91 @@ fn a_write_between_read_and_restore_is_refused_and_the_next_apply_converges() {
     apply(&node, &scaled).expect("the next apply");
     assert!(in_sync(&node, &scaled));
     assert_eq!(canonical(&save(&node)), fresh(&scaled));
+}
+
+/// A UDP cluster in the routed fixture's namespace: `dns` with two
+/// endpoints, and `gone` (deleted by the next cluster).
+fn udp_cluster(dns_endpoints: &[&str], with_gone: bool) -> Cluster {
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: routed}\n\
+         spec: {clusterIP: 172.30.0.53, clusterIPs: [172.30.0.53], type: NodePort,\n\
+         ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353, nodePort: 30053}]}\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\n\
+         metadata: {name: dns-1, namespace: routed, labels: {kubernetes.io/service-name: dns}}\n\
+         ports: [{name: dns, port: 5353, protocol: UDP}]\nendpoints:\n",
+    );
+    for ip in dns_endpoints {
+        text += &format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n");
+    }
+    if with_gone {
+        text += "---\napiVersion: v1\nkind: Service\nmetadata: {name: gone, namespace: routed}\n\
+                 spec: {clusterIP: 172.30.0.54, clusterIPs: [172.30.0.54],\n\
+                 ports: [{name: u, port: 54, protocol: UDP, targetPort: 54}]}\n---\n\
+                 apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\n\
+                 metadata: {name: gone-1, namespace: routed, labels: {kubernetes.io/service-name: gone}}\n\
+                 ports: [{name: u, port: 54, protocol: UDP}]\n\
+                 endpoints:\n- addresses: [\"10.244.0.21\"]\n  conditions: {ready: true}\n";
+    }
+    kpinspect_k8s::load_objects(&text, "udp.yaml")
+        .expect("udp cluster")
+        .finish()
+        .0
+}
+
+fn flow(proto: Protocol, dst: &str, answered_by: &str) -> ConntrackEntry {
+    let client: std::net::SocketAddr = "192.168.0.9:40000".parse().expect("client");
+    ConntrackEntry::new(
+        proto,
+        ConntrackTuple::new(client, dst.parse().expect("dst")),
+        ConntrackTuple::new(answered_by.parse().expect("endpoint"), client),
+    )
+}
+
+/// After an apply, the UDP flows to a removed endpoint (by cluster IP and
+/// by node port) and to a deleted Service are stale; flows answered by an
+/// endpoint that stays, and TCP flows, are not. A dry run only lists them.
+#[test]
+fn stale_udp_conntrack_entries_follow_kube_proxys_reconciler() {
+    let node = node();
+    let before = desired(&udp_cluster(&["10.244.0.11", "10.244.0.12"], true));
+    apply(&node, &before).expect("first apply");
+    let to_removed = flow(Protocol::Udp, "172.30.0.53:53", "10.244.0.11:5353");
+    let via_node_port = flow(Protocol::Udp, "192.168.0.2:30053", "10.244.0.11:5353");
+    let to_kept = flow(Protocol::Udp, "172.30.0.53:53", "10.244.0.12:5353");
+    let to_gone = flow(Protocol::Udp, "172.30.0.54:54", "10.244.0.21:54");
+    let tcp = flow(Protocol::Tcp, "172.30.0.53:53", "10.244.0.11:5353");
+    for e in [&to_removed, &via_node_port, &to_kept, &to_gone, &tcp] {
+        node.add_conntrack_entry(e.clone());
+    }
+
+    let after = desired(&udp_cluster(&["10.244.0.12"], false));
+    let planned = plan_apply(&node, &after).expect("plan");
+    let serving = serving_endpoints(after.state.as_ref().expect("state"), &planned.actual);
+    let dry = clear_stale_conntrack(&node, V4, &serving, true).expect("dry run");
+    assert_eq!(
+        dry.stale,
+        [to_removed.clone(), via_node_port.clone(), to_gone.clone()]
+    );
+    assert!(
+        dry.to_string()
+            .starts_with("IPv4: would delete 3 stale UDP conntrack entries"),
+        "{dry}"
+    );
+    assert_eq!(
+        Conntrack::list(&node, V4).expect("list").len(),
+        5,
+        "a dry run deleted"
+    );
+
+    planned.write(&node).expect("write");
+    let done = clear_stale_conntrack(&node, V4, &serving, false).expect("clear");
+    assert_eq!(done.stale.len(), 3, "{done}");
+    assert_eq!(Conntrack::list(&node, V4).expect("list"), [to_kept, tcp]);
+    // Nothing left to clear.
+    assert!(
+        clear_stale_conntrack(&node, V4, &serving, false)
+            .expect("again")
+            .stale
+            .is_empty()
+    );
 }
