@@ -2,10 +2,11 @@
 //! traffic through kube-proxy's rules.
 //!
 //! **Needs root**: it creates namespaces with `ip netns`, veth pairs, and
-//! runs iptables, nfacct and python3 inside them. Everything (interfaces,
-//! routes, rules, traffic) stays in the namespaces it creates; the machine's
-//! own namespace is never touched. Tests call [`available`] first: without
-//! root they fail, unless `KPINSPECT_SKIP_NETNS=1` says to skip them.
+//! runs iptables, nfacct, conntrack and python3 inside them. Everything
+//! (interfaces, routes, rules, traffic) stays in the namespaces it creates;
+//! the machine's own namespace is never touched. Tests call [`available`]
+//! first: without root they fail, unless `KPINSPECT_SKIP_NETNS=1` says to
+//! skip them.
 //!
 //! ```text
 //!  client ns                 node ns (ip_forward=1,              pod ns i
@@ -54,7 +55,7 @@ pub fn available() -> bool {
         "0",
         "network-namespace tests need root (set KPINSPECT_SKIP_NETNS=1 to skip them)"
     );
-    for tool in ["ip", "python3", "nfacct"]
+    for tool in ["ip", "python3", "nfacct", "conntrack"]
         .into_iter()
         .map(String::from)
         .chain(
@@ -372,6 +373,17 @@ impl TestNode {
     /// connection with `POD_IP:PORT from PEER_IP:PEER_PORT`; returns once
     /// they all listen.
     pub fn start_servers(&mut self, ports: &[u16]) {
+        self.start("serve", ports);
+    }
+
+    /// Starts, in every pod, a UDP server on each of `ports` that answers
+    /// every datagram with the address it was sent to and its source;
+    /// returns once they are all bound.
+    pub fn start_udp_servers(&mut self, ports: &[u16]) {
+        self.start("serve-udp", ports);
+    }
+
+    fn start(&mut self, command: &str, ports: &[u16]) {
         let script = support_script();
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         let first = self.servers.len();
@@ -379,7 +391,7 @@ impl TestNode {
             let child = Command::new("ip")
                 .args(["netns", "exec", &pod.ns, "python3"])
                 .arg(&script)
-                .arg("serve")
+                .arg(command)
                 .args(&ports)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -392,7 +404,7 @@ impl TestNode {
             BufReader::new(server.stdout.as_mut().expect("server stdout"))
                 .read_line(&mut line)
                 .expect("read server");
-            assert_eq!(line.trim(), "ready", "{}: server did not start", pod.ns);
+            assert_eq!(line.trim(), "ready", "{}: {command} did not start", pod.ns);
         }
     }
 
@@ -418,6 +430,30 @@ impl TestNode {
         assert_eq!(replies.len(), count, "client output: {out}");
         replies
     }
+
+    /// `count` UDP datagrams from namespace `from` to `ip:port`, one after
+    /// the other and all from `source_port` (one conntrack flow, also across
+    /// calls): for each, who answered ([`Reply::server`] is the address the
+    /// datagram reached), or why not (2 s timeout each).
+    pub fn udp(
+        &self,
+        from: &str,
+        ip: IpAddr,
+        port: u16,
+        source_port: u16,
+        count: usize,
+    ) -> Vec<Result<Reply, String>> {
+        let script = support_script();
+        let (ip, port, n) = (ip.to_string(), port.to_string(), count.to_string());
+        let sport = source_port.to_string();
+        let out = self.exec_ok(
+            from,
+            &["python3", &script, "udp", &ip, &port, &sport, &n, "2"],
+        );
+        let replies: Vec<Result<Reply, String>> = out.lines().map(parse_reply).collect();
+        assert_eq!(replies.len(), count, "client output: {out}");
+        replies
+    }
 }
 
 impl Drop for TestNode {
@@ -432,10 +468,10 @@ impl Drop for TestNode {
     }
 }
 
-/// `tests/integration/support/tcp.py`.
+/// `tests/integration/support/traffic.py`.
 fn support_script() -> String {
     crate::util::root()
-        .join("tests/integration/support/tcp.py")
+        .join("tests/integration/support/traffic.py")
         .to_string_lossy()
         .into_owned()
 }
