@@ -1,19 +1,22 @@
 //! `kpinspect apply` proved with real traffic through the routed test node
 //! (see `node.rs`), both iptables backends: stale UDP conntrack entries are
 //! deleted after an endpoint goes (and are what pins a flow to it when they
-//! are not).
+//! are not), and one apply programs a dual-stack node's two families.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Output;
 
 use crate::node::{
-    Backend, CLIENT_IP, Layout, NODE_IP, TestNode, add_foreign_state, available, kp, pod_ip,
+    Backend, CLIENT_IP, Layout, NODE_IP, NODE_IP6, TestNode, add_foreign_state, available, kp,
+    pod_ip, pod_ip6,
 };
 use crate::util::{ok, stderr, stdout};
 
 const ROUTED_CONFIG: &str = "fixtures/routed/config.yaml";
 const UDP_CLUSTER: &str = "fixtures/apply/cluster-udp.yaml";
+const DUAL_CONFIG: &str = "fixtures/apply/config-dual.yaml";
+const DUAL_CLUSTER: &str = "fixtures/apply/cluster-dual.yaml";
 /// routed/dns: UDP ClusterIP 172.30.0.53:53 and NodePort 30053, to port
 /// 5353 of pods 0 and 1.
 const DNS: (Ipv4Addr, u16) = (Ipv4Addr::new(172, 30, 0, 53), 53);
@@ -126,7 +129,11 @@ fn says_deleted(stderr: &str, n: usize) -> bool {
 /// are answered by the remaining endpoint B when the stale conntrack
 /// entries are deleted, else still by A; then a plain apply deletes them.
 fn udp_endpoint_removed(backend: Backend, cleanup: bool) {
-    let mut node = TestNode::new(Layout { pods: 2, backend });
+    let mut node = TestNode::new(Layout {
+        pods: 2,
+        backend,
+        ipv6: false,
+    });
     // Other programs' state, kubelet's hint among it: the backend to use.
     add_foreign_state(&node);
     node.start_udp_servers(&[DNS_TARGET]);
@@ -299,5 +306,152 @@ fn udp_stale_conntrack_kept_pins_flows_nft() {
 fn udp_stale_conntrack_kept_pins_flows_legacy() {
     if available() {
         udp_endpoint_removed(Backend::Legacy, false);
+    }
+}
+
+/// Which addresses `n` TCP connections from `from` to `ip:port` reached,
+/// and who the servers saw as the client.
+fn reached(
+    node: &TestNode,
+    from: &str,
+    ip: IpAddr,
+    port: u16,
+    n: usize,
+) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let (mut servers, mut peers): (Vec<IpAddr>, Vec<IpAddr>) = node
+        .connect_many(from, ip, port, n)
+        .into_iter()
+        .map(|r| {
+            let to = std::net::SocketAddr::new(ip, port);
+            let r = r.unwrap_or_else(|e| panic!("connection to {to} failed: {e}"));
+            (r.server.ip(), r.peer.ip())
+        })
+        .unzip();
+    for v in [&mut servers, &mut peers] {
+        v.sort();
+        v.dedup();
+    }
+    (servers, peers)
+}
+
+/// One apply programs both families of a dual-stack node; real IPv6 and
+/// IPv4 connections reach the pods through them.
+fn dual_stack(backend: Backend) {
+    let mut node = TestNode::new(Layout {
+        pods: 2,
+        backend,
+        ipv6: true,
+    });
+    add_foreign_state(&node);
+    node.start_servers(&[8080, 8081]);
+    let client = node.client.clone();
+    let cluster = root(DUAL_CLUSTER);
+    let node_ips = [IpAddr::V4(NODE_IP), IpAddr::V6(NODE_IP6)];
+    let (code, _) = diff(&node, DUAL_CONFIG, &node_ips, &cluster);
+    assert_eq!(code, 1, "an empty node differs");
+
+    // One apply, no --family: both families written.
+    let out = run(&node, "apply", &[], DUAL_CONFIG, &node_ips, &cluster);
+    let err = stderr(&out);
+    ok(&out, "apply");
+    for family in ["IPv4", "IPv6"] {
+        let applied = format!("kpinspect: {family}: applied ");
+        assert!(
+            err.lines().any(|l| l.starts_with(&applied)),
+            "no {family} report:\n{err}"
+        );
+    }
+    let save4 = node.save();
+    let save6 = node.node_exec_ok(&[&format!("ip6tables-{}-save", backend.name())]);
+    for (save, vip, np) in [
+        (&save4, "-d 172.30.0.40/32", "-d 192.168.0.2/32"),
+        (&save6, "-d fd00:30::40/128", "-d fd00:50::2/128"),
+    ] {
+        assert!(
+            save.lines()
+                .any(|l| l.starts_with("-A KUBE-SERVICES") && l.contains(vip)),
+            "{vip}: no service rule:\n{save}"
+        );
+        // nodePortAddresses: [primary]: the node IP of the family.
+        assert!(
+            save.lines().any(|l| l.starts_with("-A KUBE-SERVICES")
+                && l.contains(np)
+                && l.contains("-j KUBE-NODEPORTS")),
+            "{np}: no NodePort jump:\n{save}"
+        );
+    }
+    assert!(
+        !save6.contains("172.30.0.") && !save4.contains("fd00:"),
+        "a family's rules in the other's tables"
+    );
+    let (code, report) = diff(&node, DUAL_CONFIG, &node_ips, &cluster);
+    assert_eq!(code, 0, "not in sync after apply:\n{report}");
+    assert!(
+        report.contains("IPv4: in sync") && report.contains("IPv6: in sync"),
+        "{report}"
+    );
+
+    // The node IPs detected (kubelet's rule: the default route's
+    // interface, per family) are the ones given: in sync, nothing to write.
+    let (code, report) = diff(&node, DUAL_CONFIG, &[], &cluster);
+    assert_eq!(code, 0, "not in sync with detected node IPs:\n{report}");
+    assert!(
+        report.contains(&format!("node IPs: {NODE_IP}, {NODE_IP6} (detected")),
+        "{report}"
+    );
+    let out = run(&node, "apply", &[], DUAL_CONFIG, &[], &cluster);
+    let err = stderr(&out);
+    ok(&out, "apply with detected node IPs");
+    assert_eq!(err.matches("in sync, nothing written").count(), 2, "{err}");
+
+    // Real connections from the client: IPv6 and IPv4, ClusterIP and
+    // NodePort, masqueraded to the node's address of the family (the
+    // client is outside the cluster CIDRs). 20 connections over 2
+    // endpoints miss one with probability 2·2^-20.
+    let pods6: Vec<IpAddr> = (0..2).map(|i| IpAddr::V6(pod_ip6(i))).collect();
+    let pods4: Vec<IpAddr> = (0..2).map(|i| IpAddr::V4(pod_ip(i))).collect();
+    let vip6: IpAddr = "fd00:30::40".parse().expect("ip");
+    let vip4: IpAddr = "172.30.0.40".parse().expect("ip");
+    assert_eq!(
+        reached(&node, &client, vip6, 80, 20),
+        (pods6.clone(), vec![IpAddr::V6(NODE_IP6)]),
+        "{backend:?}: IPv6 ClusterIP"
+    );
+    assert_eq!(
+        reached(&node, &client, vip4, 80, 20),
+        (pods4.clone(), vec![IpAddr::V4(NODE_IP)]),
+        "{backend:?}: IPv4 ClusterIP"
+    );
+    assert_eq!(
+        reached(&node, &client, IpAddr::V6(NODE_IP6), 30081, 3),
+        (vec![pods6[1]], vec![IpAddr::V6(NODE_IP6)]),
+        "{backend:?}: IPv6 NodePort"
+    );
+    assert_eq!(
+        reached(&node, &client, IpAddr::V4(NODE_IP), 30081, 3),
+        (vec![pods4[1]], vec![IpAddr::V4(NODE_IP)]),
+        "{backend:?}: IPv4 NodePort"
+    );
+    // From a pod too, hairpin included (pod 0 reaching itself through the
+    // IPv6 ClusterIP is masqueraded, to the node's address).
+    let pod0 = node.pods[0].ns.clone();
+    assert_eq!(
+        reached(&node, &pod0, vip6, 80, 20).0,
+        pods6,
+        "{backend:?}: IPv6 ClusterIP from a pod"
+    );
+}
+
+#[test]
+fn dual_stack_apply_nft() {
+    if available() {
+        dual_stack(Backend::Nft);
+    }
+}
+
+#[test]
+fn dual_stack_apply_legacy() {
+    if available() {
+        dual_stack(Backend::Legacy);
     }
 }

@@ -17,13 +17,20 @@
 //! ```
 //!
 //! The pod-facing veths carry only a link-scope gateway address (as with
-//! Calico), so traffic the node masquerades leaves with [`NODE_IP`]. The
+//! Calico), so traffic the node masquerades leaves with [`NODE_IP`].
+//!
+//! With [`Layout::ipv6`] the same links carry IPv6 as well (dual-stack):
+//! the uplink `fd00:50::/64` (node [`NODE_IP6`], client [`CLIENT_IP6`], each
+//! the other's default route), every pod `fd00:244::(11+i)/128`
+//! ([`pod_ip6`]) with its default route via the link-local [`GATEWAY6`] on
+//! its veth, and IPv6 forwarding on the node. Duplicate address detection
+//! is off in these namespaces, so the addresses work at once. The
 //! namespaces are named `kpi-<pid>-<n>-…`, so parallel tests do not collide;
 //! [`Drop`] kills the servers and deletes the namespaces, also on panic.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -38,9 +45,23 @@ pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 9);
 /// The pods' default gateway: a link-scope address on every pod veth.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
+/// The node's IPv6 address toward the client ([`Layout::ipv6`]).
+pub const NODE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x50, 0, 0, 0, 0, 0, 2);
+/// The client's IPv6 address ([`Layout::ipv6`]).
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x50, 0, 0, 0, 0, 0, 9);
+/// The pods' IPv6 default gateway: a link-local address on every pod veth.
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
 /// The address of pod `i`: 10.244.0.11, 10.244.0.12, ...
 pub fn pod_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, 0, 11 + u8::try_from(i).expect("pod index"))
+}
+
+/// The IPv6 address of pod `i` ([`Layout::ipv6`]): fd00:244::11,
+/// fd00:244::12, ... (the last group is 0x11 + i, in hex).
+pub fn pod_ip6(i: usize) -> Ipv6Addr {
+    let n = 0x11 + u16::try_from(i).expect("pod index");
+    Ipv6Addr::new(0xfd00, 0x244, 0, 0, 0, 0, 0, n)
 }
 
 /// Whether the namespace tests can run here; panics when they should but cannot.
@@ -118,6 +139,8 @@ pub struct Layout {
     pub pods: usize,
     /// The iptables backend of the node.
     pub backend: Backend,
+    /// Whether the node, the client and the pods have IPv6 addresses too.
+    pub ipv6: bool,
 }
 
 /// One pod: a namespace with one address.
@@ -127,6 +150,8 @@ pub struct Pod {
     pub ns: String,
     /// The pod's address ([`pod_ip`]).
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address ([`pod_ip6`]), with [`Layout::ipv6`].
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// What a pod server answered.
@@ -173,6 +198,7 @@ impl TestNode {
                 .map(|i| Pod {
                     ns: format!("{prefix}-pod{i}"),
                     ip: pod_ip(i),
+                    ip6: layout.ipv6.then(|| pod_ip6(i)),
                 })
                 .collect(),
             backend: layout.backend,
@@ -186,6 +212,15 @@ impl TestNode {
         for ns in names {
             run_ok(Command::new("ip").args(["netns", "add", &ns]));
             tn.created.push(ns.clone());
+            if layout.ipv6 {
+                // Before any link exists, so that every one inherits it.
+                for sysctl in [
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ] {
+                    tn.exec_ok(&ns, &["sysctl", "-q", "-w", sysctl]);
+                }
+            }
             tn.exec_ok(&ns, &["ip", "link", "set", "lo", "up"]);
         }
 
@@ -196,6 +231,12 @@ impl TestNode {
             "net.ipv4.conf.default.send_redirects=0",
         ] {
             tn.exec_ok(&node, &["sysctl", "-q", "-w", sysctl]);
+        }
+        if layout.ipv6 {
+            tn.exec_ok(
+                &node,
+                &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"],
+            );
         }
         // Uplink to the client.
         let (node_ip, client_ip) = (format!("{NODE_IP}/24"), format!("{CLIENT_IP}/24"));
@@ -218,6 +259,32 @@ impl TestNode {
         // before nat OUTPUT rewrites them.
         let up = CLIENT_IP.to_string();
         tn.exec_ok(&node, &["ip", "route", "add", "default", "via", &up]);
+        if layout.ipv6 {
+            let (node_ip6, client_ip6) = (format!("{NODE_IP6}/64"), format!("{CLIENT_IP6}/64"));
+            tn.exec_ok(
+                &node,
+                &["ip", "-6", "addr", "add", &node_ip6, "dev", "eth0", "nodad"],
+            );
+            tn.exec_ok(
+                &client,
+                &[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &client_ip6,
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            );
+            let (gw, up) = (NODE_IP6.to_string(), CLIENT_IP6.to_string());
+            tn.exec_ok(
+                &client,
+                &["ip", "-6", "route", "add", "default", "via", &gw],
+            );
+            tn.exec_ok(&node, &["ip", "-6", "route", "add", "default", "via", &up]);
+        }
         // One veth per pod.
         let gw = GATEWAY.to_string();
         let gw32 = format!("{GATEWAY}/32");
@@ -247,6 +314,25 @@ impl TestNode {
                 &ns,
                 &["ip", "route", "add", "default", "via", &gw, "dev", "eth0"],
             );
+            if let Some(ip6) = tn.pods[i].ip6 {
+                let (gw6, ip128) = (format!("{GATEWAY6}/64"), format!("{ip6}/128"));
+                tn.exec_ok(
+                    &node,
+                    &["ip", "-6", "addr", "add", &gw6, "dev", &veth, "nodad"],
+                );
+                tn.exec_ok(&node, &["ip", "-6", "route", "add", &ip128, "dev", &veth]);
+                tn.exec_ok(
+                    &ns,
+                    &["ip", "-6", "addr", "add", &ip128, "dev", "eth0", "nodad"],
+                );
+                let gw6 = GATEWAY6.to_string();
+                tn.exec_ok(
+                    &ns,
+                    &[
+                        "ip", "-6", "route", "add", "default", "via", &gw6, "dev", "eth0",
+                    ],
+                );
+            }
         }
         for counter in [
             "ct_state_invalid_dropped_pkts",
@@ -370,15 +456,16 @@ impl TestNode {
     }
 
     /// Starts, in every pod, a server on each of `ports` that answers every
-    /// connection with `POD_IP:PORT from PEER_IP:PEER_PORT`; returns once
-    /// they all listen.
+    /// connection with `POD_IP:PORT from PEER_IP:PEER_PORT` (on IPv4, and on
+    /// IPv6 with [`Layout::ipv6`]); returns once they all listen.
     pub fn start_servers(&mut self, ports: &[u16]) {
         self.start("serve", ports);
     }
 
     /// Starts, in every pod, a UDP server on each of `ports` that answers
-    /// every datagram with the address it was sent to and its source;
-    /// returns once they are all bound.
+    /// every datagram with the address it was sent to and its source (on
+    /// IPv4, and on IPv6 with [`Layout::ipv6`]); returns once they are all
+    /// bound.
     pub fn start_udp_servers(&mut self, ports: &[u16]) {
         self.start("serve-udp", ports);
     }
