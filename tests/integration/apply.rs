@@ -75,7 +75,11 @@ fn pods(ids: &[usize]) -> Vec<IpAddr> {
 
 /// Apply, idempotence, an endpoint change, stale chains, foreign rules.
 fn apply_converges(backend: Backend) {
-    let mut node = TestNode::new(Layout { pods: 3, backend });
+    let mut node = TestNode::new(Layout {
+        pods: 3,
+        backend,
+        ipv6: false,
+    });
     add_foreign_state(&node);
     let before = foreign(&node.save());
     node.start_servers(&[8080, 8081]);
@@ -181,7 +185,11 @@ fn a_failed_apply_changes_nothing_and_the_next_converges() {
     let shims = std::env::temp_dir().join(format!("kpinspect-shim-{}", std::process::id()));
     std::fs::create_dir_all(&shims).expect("shim dir");
     for backend in Backend::ALL {
-        let node = TestNode::new(Layout { pods: 0, backend });
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
         add_foreign_state(&node);
         let before = node.save();
         // Another program removes an nfacct counter after apply ensured it
@@ -296,6 +304,7 @@ fn racing_applies_end_right() {
     let node = TestNode::new(Layout {
         pods: 0,
         backend: Backend::Nft,
+        ipv6: false,
     });
     let spawn = || {
         let args = node_args(CLUSTER);
@@ -361,7 +370,11 @@ fn program_ipvs_mode(node: &TestNode) {
 
 /// A node with other programs' state on it.
 fn fresh(backend: Backend) -> TestNode {
-    let node = TestNode::new(Layout { pods: 0, backend });
+    let node = TestNode::new(Layout {
+        pods: 0,
+        backend,
+        ipv6: false,
+    });
     add_foreign_state(&node);
     node
 }
@@ -557,7 +570,11 @@ fn guards_refuse_what_would_wipe_the_node() {
     let services_only = file("services.yaml", &services);
     let other = file("other.yaml", &other);
     for backend in Backend::ALL {
-        let node = TestNode::new(Layout { pods: 0, backend });
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
         add_foreign_state(&node);
         ok(&apply(&node, CLUSTER, &[]), "apply");
         let before = strip_counters(&node.save());

@@ -369,8 +369,16 @@ struct Nodes {
 
 impl Nodes {
     fn new(backend: Backend) -> Nodes {
-        let main = TestNode::new(Layout { pods: 0, backend });
-        let fresh = TestNode::new(Layout { pods: 0, backend });
+        let main = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
+        let fresh = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
         add_foreign_state(&main);
         add_foreign_state(&fresh);
         let mut baseline = fresh.save();

@@ -110,7 +110,11 @@ fn cases() -> Vec<(&'static str, &'static str, Removal)> {
 /// kube-proxy's jump rules already in place (so that plans touch only the
 /// test chain).
 fn prepared(backend: Backend) -> TestNode {
-    let node = TestNode::new(Layout { pods: 0, backend });
+    let node = TestNode::new(Layout {
+        pods: 0,
+        backend,
+        ipv6: false,
+    });
     node.node_exec_ok(&["ipset", "create", "KUBE-CLUSTER-IP", "hash:ip,port"]);
     node.node_exec_ok(&["ipset", "create", "KUBE-IPVS-IPS", "hash:ip"]);
     let tables = Ruleset::parse("*nat\nCOMMIT\n*filter\nCOMMIT\n").expect("parses");
@@ -217,7 +221,11 @@ fn cleanup_removes_references_whatever_their_matches() {
     for backend in Backend::ALL {
         for reference in references {
             let what = format!("{backend:?} `{reference}`");
-            let node = TestNode::new(Layout { pods: 0, backend });
+            let node = TestNode::new(Layout {
+                pods: 0,
+                backend,
+                ipv6: false,
+            });
             let text = format!(
                 "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-KPITEST - [0:0]\n\
                  -A KUBE-SERVICES {}\n-A KUBE-SERVICES {reference}\n-A KUBE-SERVICES {}\n\

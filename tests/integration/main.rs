@@ -2,6 +2,7 @@
 //! shared helpers in `util`.
 
 mod apply;
+mod apply_traffic;
 mod cli;
 mod converge;
 mod deletes;

@@ -2,10 +2,11 @@
 //! traffic through kube-proxy's rules.
 //!
 //! **Needs root**: it creates namespaces with `ip netns`, veth pairs, and
-//! runs iptables, nfacct and python3 inside them. Everything (interfaces,
-//! routes, rules, traffic) stays in the namespaces it creates; the machine's
-//! own namespace is never touched. Tests call [`available`] first: without
-//! root they fail, unless `KPINSPECT_SKIP_NETNS=1` says to skip them.
+//! runs iptables, nfacct, conntrack and python3 inside them. Everything
+//! (interfaces, routes, rules, traffic) stays in the namespaces it creates;
+//! the machine's own namespace is never touched. Tests call [`available`]
+//! first: without root they fail, unless `KPINSPECT_SKIP_NETNS=1` says to
+//! skip them.
 //!
 //! ```text
 //!  client ns                 node ns (ip_forward=1,              pod ns i
@@ -16,13 +17,20 @@
 //! ```
 //!
 //! The pod-facing veths carry only a link-scope gateway address (as with
-//! Calico), so traffic the node masquerades leaves with [`NODE_IP`]. The
+//! Calico), so traffic the node masquerades leaves with [`NODE_IP`].
+//!
+//! With [`Layout::ipv6`] the same links carry IPv6 as well (dual-stack):
+//! the uplink `fd00:50::/64` (node [`NODE_IP6`], client [`CLIENT_IP6`], each
+//! the other's default route), every pod `fd00:244::(11+i)/128`
+//! ([`pod_ip6`]) with its default route via the link-local [`GATEWAY6`] on
+//! its veth, and IPv6 forwarding on the node. Duplicate address detection
+//! is off in these namespaces, so the addresses work at once. The
 //! namespaces are named `kpi-<pid>-<n>-…`, so parallel tests do not collide;
 //! [`Drop`] kills the servers and deletes the namespaces, also on panic.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -37,9 +45,23 @@ pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 9);
 /// The pods' default gateway: a link-scope address on every pod veth.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
+/// The node's IPv6 address toward the client ([`Layout::ipv6`]).
+pub const NODE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x50, 0, 0, 0, 0, 0, 2);
+/// The client's IPv6 address ([`Layout::ipv6`]).
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x50, 0, 0, 0, 0, 0, 9);
+/// The pods' IPv6 default gateway: a link-local address on every pod veth.
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
 /// The address of pod `i`: 10.244.0.11, 10.244.0.12, ...
 pub fn pod_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, 0, 11 + u8::try_from(i).expect("pod index"))
+}
+
+/// The IPv6 address of pod `i` ([`Layout::ipv6`]): fd00:244::11,
+/// fd00:244::12, ... (the last group is 0x11 + i, in hex).
+pub fn pod_ip6(i: usize) -> Ipv6Addr {
+    let n = 0x11 + u16::try_from(i).expect("pod index");
+    Ipv6Addr::new(0xfd00, 0x244, 0, 0, 0, 0, 0, n)
 }
 
 /// Whether the namespace tests can run here; panics when they should but cannot.
@@ -54,7 +76,7 @@ pub fn available() -> bool {
         "0",
         "network-namespace tests need root (set KPINSPECT_SKIP_NETNS=1 to skip them)"
     );
-    for tool in ["ip", "python3", "nfacct"]
+    for tool in ["ip", "python3", "nfacct", "conntrack"]
         .into_iter()
         .map(String::from)
         .chain(
@@ -117,6 +139,8 @@ pub struct Layout {
     pub pods: usize,
     /// The iptables backend of the node.
     pub backend: Backend,
+    /// Whether the node, the client and the pods have IPv6 addresses too.
+    pub ipv6: bool,
 }
 
 /// One pod: a namespace with one address.
@@ -126,6 +150,8 @@ pub struct Pod {
     pub ns: String,
     /// The pod's address ([`pod_ip`]).
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address ([`pod_ip6`]), with [`Layout::ipv6`].
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// What a pod server answered.
@@ -172,6 +198,7 @@ impl TestNode {
                 .map(|i| Pod {
                     ns: format!("{prefix}-pod{i}"),
                     ip: pod_ip(i),
+                    ip6: layout.ipv6.then(|| pod_ip6(i)),
                 })
                 .collect(),
             backend: layout.backend,
@@ -185,6 +212,15 @@ impl TestNode {
         for ns in names {
             run_ok(Command::new("ip").args(["netns", "add", &ns]));
             tn.created.push(ns.clone());
+            if layout.ipv6 {
+                // Before any link exists, so that every one inherits it.
+                for sysctl in [
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ] {
+                    tn.exec_ok(&ns, &["sysctl", "-q", "-w", sysctl]);
+                }
+            }
             tn.exec_ok(&ns, &["ip", "link", "set", "lo", "up"]);
         }
 
@@ -195,6 +231,12 @@ impl TestNode {
             "net.ipv4.conf.default.send_redirects=0",
         ] {
             tn.exec_ok(&node, &["sysctl", "-q", "-w", sysctl]);
+        }
+        if layout.ipv6 {
+            tn.exec_ok(
+                &node,
+                &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"],
+            );
         }
         // Uplink to the client.
         let (node_ip, client_ip) = (format!("{NODE_IP}/24"), format!("{CLIENT_IP}/24"));
@@ -217,6 +259,32 @@ impl TestNode {
         // before nat OUTPUT rewrites them.
         let up = CLIENT_IP.to_string();
         tn.exec_ok(&node, &["ip", "route", "add", "default", "via", &up]);
+        if layout.ipv6 {
+            let (node_ip6, client_ip6) = (format!("{NODE_IP6}/64"), format!("{CLIENT_IP6}/64"));
+            tn.exec_ok(
+                &node,
+                &["ip", "-6", "addr", "add", &node_ip6, "dev", "eth0", "nodad"],
+            );
+            tn.exec_ok(
+                &client,
+                &[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &client_ip6,
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            );
+            let (gw, up) = (NODE_IP6.to_string(), CLIENT_IP6.to_string());
+            tn.exec_ok(
+                &client,
+                &["ip", "-6", "route", "add", "default", "via", &gw],
+            );
+            tn.exec_ok(&node, &["ip", "-6", "route", "add", "default", "via", &up]);
+        }
         // One veth per pod.
         let gw = GATEWAY.to_string();
         let gw32 = format!("{GATEWAY}/32");
@@ -246,6 +314,25 @@ impl TestNode {
                 &ns,
                 &["ip", "route", "add", "default", "via", &gw, "dev", "eth0"],
             );
+            if let Some(ip6) = tn.pods[i].ip6 {
+                let (gw6, ip128) = (format!("{GATEWAY6}/64"), format!("{ip6}/128"));
+                tn.exec_ok(
+                    &node,
+                    &["ip", "-6", "addr", "add", &gw6, "dev", &veth, "nodad"],
+                );
+                tn.exec_ok(&node, &["ip", "-6", "route", "add", &ip128, "dev", &veth]);
+                tn.exec_ok(
+                    &ns,
+                    &["ip", "-6", "addr", "add", &ip128, "dev", "eth0", "nodad"],
+                );
+                let gw6 = GATEWAY6.to_string();
+                tn.exec_ok(
+                    &ns,
+                    &[
+                        "ip", "-6", "route", "add", "default", "via", &gw6, "dev", "eth0",
+                    ],
+                );
+            }
         }
         for counter in [
             "ct_state_invalid_dropped_pkts",
@@ -369,9 +456,21 @@ impl TestNode {
     }
 
     /// Starts, in every pod, a server on each of `ports` that answers every
-    /// connection with `POD_IP:PORT from PEER_IP:PEER_PORT`; returns once
-    /// they all listen.
+    /// connection with `POD_IP:PORT from PEER_IP:PEER_PORT` (on IPv4, and on
+    /// IPv6 with [`Layout::ipv6`]); returns once they all listen.
     pub fn start_servers(&mut self, ports: &[u16]) {
+        self.start("serve", ports);
+    }
+
+    /// Starts, in every pod, a UDP server on each of `ports` that answers
+    /// every datagram with the address it was sent to and its source (on
+    /// IPv4, and on IPv6 with [`Layout::ipv6`]); returns once they are all
+    /// bound.
+    pub fn start_udp_servers(&mut self, ports: &[u16]) {
+        self.start("serve-udp", ports);
+    }
+
+    fn start(&mut self, command: &str, ports: &[u16]) {
         let script = support_script();
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         let first = self.servers.len();
@@ -379,7 +478,7 @@ impl TestNode {
             let child = Command::new("ip")
                 .args(["netns", "exec", &pod.ns, "python3"])
                 .arg(&script)
-                .arg("serve")
+                .arg(command)
                 .args(&ports)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -392,7 +491,7 @@ impl TestNode {
             BufReader::new(server.stdout.as_mut().expect("server stdout"))
                 .read_line(&mut line)
                 .expect("read server");
-            assert_eq!(line.trim(), "ready", "{}: server did not start", pod.ns);
+            assert_eq!(line.trim(), "ready", "{}: {command} did not start", pod.ns);
         }
     }
 
@@ -418,6 +517,30 @@ impl TestNode {
         assert_eq!(replies.len(), count, "client output: {out}");
         replies
     }
+
+    /// `count` UDP datagrams from namespace `from` to `ip:port`, one after
+    /// the other and all from `source_port` (one conntrack flow, also across
+    /// calls): for each, who answered ([`Reply::server`] is the address the
+    /// datagram reached), or why not (2 s timeout each).
+    pub fn udp(
+        &self,
+        from: &str,
+        ip: IpAddr,
+        port: u16,
+        source_port: u16,
+        count: usize,
+    ) -> Vec<Result<Reply, String>> {
+        let script = support_script();
+        let (ip, port, n) = (ip.to_string(), port.to_string(), count.to_string());
+        let sport = source_port.to_string();
+        let out = self.exec_ok(
+            from,
+            &["python3", &script, "udp", &ip, &port, &sport, &n, "2"],
+        );
+        let replies: Vec<Result<Reply, String>> = out.lines().map(parse_reply).collect();
+        assert_eq!(replies.len(), count, "client output: {out}");
+        replies
+    }
 }
 
 impl Drop for TestNode {
@@ -432,10 +555,10 @@ impl Drop for TestNode {
     }
 }
 
-/// `tests/integration/support/tcp.py`.
+/// `tests/integration/support/traffic.py`.
 fn support_script() -> String {
     crate::util::root()
-        .join("tests/integration/support/tcp.py")
+        .join("tests/integration/support/traffic.py")
         .to_string_lossy()
         .into_owned()
 }

@@ -113,7 +113,11 @@ fn check_backend(backend: Backend) {
     assert_eq!(fx.node_ips(), [NODE_IP.to_string()], "fixture's --node-ip");
     let restore = fx.compile();
 
-    let mut node = TestNode::new(Layout { pods: 3, backend });
+    let mut node = TestNode::new(Layout {
+        pods: 3,
+        backend,
+        ipv6: false,
+    });
     node.restore(&restore)
         .unwrap_or_else(|e| panic!("{}: restore refused: {e}", backend.name()));
     node.install_jump_rules();
