@@ -39,7 +39,11 @@ fn the_first_apply_creates_the_nfacct_counters() {
         return;
     }
     for backend in Backend::ALL {
-        let node = TestNode::new(Layout { pods: 0, backend });
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
         // kubelet's hint tells which backend the node uses.
         add_foreign_state(&node);
         for c in [
@@ -108,7 +112,11 @@ fn tcp_be_liberal_means_no_invalid_drop_rule() {
         return;
     }
     for backend in Backend::ALL {
-        let node = TestNode::new(Layout { pods: 0, backend });
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
         add_foreign_state(&node);
         let ip = NODE_IP.to_string();
         // Without the sysctl the rule is there.
@@ -148,6 +156,7 @@ fn a_wrong_node_name_is_warned_about() {
     let node = TestNode::new(Layout {
         pods: 0,
         backend: Backend::Nft,
+        ipv6: false,
     });
     let out = run_in(&node, "apply", &["--dry-run", "--hostname", "node-b"]);
     let err = stderr(&out);

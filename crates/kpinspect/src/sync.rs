@@ -341,15 +341,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
             if args.no_conntrack_cleanup {
                 break;
             }
-            match kpinspect_node::clear_stale_conntrack(
-                &SystemConntrack,
-                p.desired.family,
-                serving,
-                true,
-            ) {
-                Ok(r) => eprintln!("kpinspect: {r}"),
-                Err(e) => eprintln!("kpinspect: warning: conntrack: {e}"),
-            }
+            clear_conntrack(p.desired.family, serving, true);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -369,16 +361,22 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         if args.no_conntrack_cleanup {
             continue;
         }
-        match kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, false) {
-            Ok(r) if r.stale.is_empty() => {}
-            Ok(r) => eprintln!("kpinspect: {r}"),
-            Err(e) => eprintln!(
-                "kpinspect: warning: {}: stale UDP conntrack entries not cleared: {e}",
-                family.as_k8s_str()
-            ),
-        }
+        clear_conntrack(family, serving, false);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes (or with `dry_run` lists) `family`'s stale UDP conntrack
+/// entries and says so; a failure is a warning (the rules are written).
+fn clear_conntrack(family: IpFamily, serving: &kpinspect_node::ServingEndpoints, dry_run: bool) {
+    match kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run) {
+        Ok(r) if r.stale.is_empty() => {}
+        Ok(r) => eprintln!("kpinspect: {r}"),
+        Err(e) => eprintln!(
+            "kpinspect: warning: {}: stale UDP conntrack entries not cleared: {e}",
+            family.as_k8s_str()
+        ),
+    }
 }
 
 /// Progress of a long apply on a terminal: one line, rewritten in place,
