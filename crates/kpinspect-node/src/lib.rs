@@ -91,7 +91,7 @@ pub use netlink::NetlinkError;
 pub use nfacct::{
     CounterCleanup, Ensured, KUBE_PROXY_NFACCT_COUNTERS, NFACCT_NAME_MAX_LEN, NfAcct,
     NfAcctCounter, NfAcctError, SystemNfAcct, cleanup_kube_proxy_counters,
-    ensure_kube_proxy_counters, validate_nfacct_name,
+    ensure_counters_for_rules, ensure_kube_proxy_counters, validate_nfacct_name,
 };
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, hostname, hostname_in, kube_proxy_running,

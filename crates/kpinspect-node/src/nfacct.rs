@@ -174,6 +174,31 @@ pub fn ensure_kube_proxy_counters(
         .collect()
 }
 
+/// Ensures kube-proxy's counters before rules that use them are written;
+/// `Err` says, in one line, which could not be created (the rules must
+/// then do without `-m nfacct`, as kube-proxy's do).
+///
+/// ```
+/// use kpinspect_node::{MemoryNode, NfAcct, ensure_counters_for_rules};
+/// let node = MemoryNode::new();
+/// assert_eq!(ensure_counters_for_rules(&node), Ok(()));
+/// assert!(node.get("localhost_nps_accepted_pkts").unwrap().is_some());
+/// ```
+pub fn ensure_counters_for_rules(acct: &impl NfAcct) -> Result<(), String> {
+    let failed: Vec<String> = ensure_kube_proxy_counters(acct)
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nfacct counters could not be created ({})",
+            failed.join("; ")
+        ))
+    }
+}
+
 /// What a cleanup did (or, in a dry run, would do) with one of
 /// kube-proxy's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,6 +409,40 @@ fn decode_counter(message: &NfnlMessage) -> Result<NfAcctCounter, String> {
 
 #[cfg(test)]
 mod tests {
+    /// A kernel that cannot create counters (no `nfnetlink_acct`).
+    struct NoAccounting;
+
+    impl super::NfAcct for NoAccounting {
+        fn list(&self) -> Result<Vec<super::NfAcctCounter>, super::NfAcctError> {
+            Ok(vec![])
+        }
+        fn get(&self, _: &str) -> Result<Option<super::NfAcctCounter>, super::NfAcctError> {
+            Ok(None)
+        }
+        fn ensure(&self, name: &str) -> Result<super::Ensured, super::NfAcctError> {
+            Err(super::NfAcctError::InvalidName { name: name.into() })
+        }
+        fn delete(&self, name: &str) -> Result<(), super::NfAcctError> {
+            Err(super::NfAcctError::NotFound { name: name.into() })
+        }
+    }
+
+    #[test]
+    fn counters_that_cannot_be_created_are_named_in_one_line() {
+        let why = super::ensure_counters_for_rules(&NoAccounting).unwrap_err();
+        assert!(
+            why.starts_with("nfacct counters could not be created ("),
+            "{why}"
+        );
+        assert!(why.contains("ct_state_invalid_dropped_pkts: "), "{why}");
+        assert!(why.contains("localhost_nps_accepted_pkts: "), "{why}");
+        assert_eq!(why.lines().count(), 1);
+        assert_eq!(
+            super::cleanup_kube_proxy_counters(&NoAccounting, false),
+            Ok(vec![])
+        );
+    }
+
     use super::*;
     use crate::netlink::{Answer, AnswerError, encode_request, split_datagram};
 

@@ -274,33 +274,45 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     }
     let families = live_families(&args.cluster.node, &node);
     let progress = Progress::new();
+    let compile = |config: &ProxyConfig| -> Result<Vec<Desired>> {
+        families
+            .iter()
+            .map(|f| desired_for(&inputs, config, *f))
+            .collect()
+    };
+    let wants = compile(&config)?;
+    let planned = plan_families(&node, &wants, guard, &progress)?;
     // The rules may use -m nfacct once kube-proxy's counters exist: they are
-    // created right before writing (not for a refused or dry run); where the
-    // kernel cannot create them, the rules are compiled without.
+    // created after the plan passed the guards, right before writing (not
+    // in a dry run); where the kernel cannot create them, the rules are
+    // compiled and planned again without.
     if config.node.nfacct && !args.dry_run {
-        let failed: Vec<String> = kpinspect_node::ensure_kube_proxy_counters(&SystemNfAcct)
-            .into_iter()
-            .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
-            .collect();
-        if !failed.is_empty() {
-            eprintln!(
-                "kpinspect: warning: nfacct counters could not be created ({}); rules without -m nfacct",
-                failed.join("; ")
-            );
+        if let Err(why) = kpinspect_node::ensure_counters_for_rules(&SystemNfAcct) {
+            eprintln!("kpinspect: warning: {why}; rules without -m nfacct");
             config.node.nfacct = false;
+            let wants = compile(&config)?;
+            let planned = plan_families(&node, &wants, guard, &progress)?;
+            return write_planned(&args, &node, planned, &progress);
         }
     }
-    let mut wants = Vec::new();
-    for family in &families {
-        wants.push(desired_for(&inputs, &config, *family)?);
-    }
+    write_planned(&args, &node, planned, &progress)
+}
+
+/// Reads and plans each family, printing the plans' warnings; a plan that
+/// would wipe the node is refused unless forced.
+fn plan_families<'a>(
+    node: &LiveNode,
+    wants: &'a [Desired],
+    guard: Guard,
+    progress: &Progress,
+) -> Result<Vec<kpinspect_node::PlannedApply<'a>>> {
     let mut planned = Vec::new();
-    for want in &wants {
+    for want in wants {
         progress.say(&format!(
             "{}: reading and planning",
             want.family.as_k8s_str()
         ));
-        let p = kpinspect_node::plan_apply(&node, want).map_err(UsageError::from)?;
+        let p = kpinspect_node::plan_apply(node, want).map_err(UsageError::from)?;
         for w in p.warnings() {
             eprintln!("kpinspect: warning: {w}");
         }
@@ -310,6 +322,17 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         }
         planned.push(p);
     }
+    Ok(planned)
+}
+
+/// Prints (dry run) or writes the planned families, then clears stale UDP
+/// conntrack entries.
+fn write_planned(
+    args: &ApplyArgs,
+    node: &LiveNode,
+    planned: Vec<kpinspect_node::PlannedApply<'_>>,
+    progress: &Progress,
+) -> Result<ExitCode> {
     // kube-proxy's conntrack reconciler, per family.
     let serving: Vec<_> = planned
         .iter()
@@ -354,7 +377,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
                 p.payload().len()
             ));
         }
-        let report = p.write(&node).map_err(UsageError::from);
+        let report = p.write(node).map_err(UsageError::from);
         progress.done();
         let report = report?;
         eprintln!("kpinspect: {report}");
