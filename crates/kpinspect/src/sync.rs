@@ -286,14 +286,15 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     // created after the plan passed the guards, right before writing (not
     // in a dry run); where the kernel cannot create them, the rules are
     // compiled and planned again without.
-    if config.node.nfacct && !args.dry_run {
-        if let Err(why) = kpinspect_node::ensure_counters_for_rules(&SystemNfAcct) {
-            eprintln!("kpinspect: warning: {why}; rules without -m nfacct");
-            config.node.nfacct = false;
-            let wants = compile(&config)?;
-            let planned = plan_families(&node, &wants, guard, &progress)?;
-            return write_planned(&args, &node, planned, &progress);
-        }
+    if config.node.nfacct
+        && !args.dry_run
+        && let Err(why) = kpinspect_node::ensure_counters_for_rules(&SystemNfAcct)
+    {
+        eprintln!("kpinspect: warning: {why}; rules without -m nfacct");
+        config.node.nfacct = false;
+        let wants = compile(&config)?;
+        let planned = plan_families(&node, &wants, guard, &progress)?;
+        return write_planned(&args, &node, planned, &progress);
     }
     write_planned(&args, &node, planned, &progress)
 }
