@@ -17,14 +17,8 @@ fn host_facts_of_a_namespace_with_a_default_route() {
     if !available() {
         return;
     }
-    let pair = Pair::create();
-    let (a, b) = (pair.a.clone(), pair.b.clone());
-    pair.ip(&a, &["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
-    pair.ip(&a, &["addr", "add", "fd00::1/64", "dev", "eth0", "nodad"]);
-    pair.ip(&a, &["route", "add", "default", "via", "10.0.0.2"]);
-    pair.ip(&a, &["-6", "route", "add", "default", "via", "fd00::2"]);
-    pair.ip(&b, &["addr", "add", "10.0.0.2/24", "dev", "eth0"]);
-    pair.ip(&b, &["addr", "add", "fd00::2/64", "dev", "eth0", "nodad"]);
+    let pair = Pair::routed();
+    let a = pair.a.clone();
     rerun_in(&["ip", "netns", "exec", &a, "unshare", "--uts", "--"], TEST);
 }
 

@@ -138,6 +138,20 @@ impl Pair {
         pair
     }
 
+    /// A routed pair: `a` is 10.0.0.1 and fd00::1, `b` 10.0.0.2 and
+    /// fd00::2, and `a`'s default routes (both families) go via `b`.
+    pub fn routed() -> Pair {
+        let pair = Pair::create();
+        let (a, b) = (pair.a.clone(), pair.b.clone());
+        pair.ip(&a, &["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
+        pair.ip(&a, &["addr", "add", "fd00::1/64", "dev", "eth0", "nodad"]);
+        pair.ip(&a, &["route", "add", "default", "via", "10.0.0.2"]);
+        pair.ip(&a, &["-6", "route", "add", "default", "via", "fd00::2"]);
+        pair.ip(&b, &["addr", "add", "10.0.0.2/24", "dev", "eth0"]);
+        pair.ip(&b, &["addr", "add", "fd00::2/64", "dev", "eth0", "nodad"]);
+        pair
+    }
+
     /// Runs `ip -n NS args...` in namespace `ns`.
     pub fn ip(&self, ns: &str, args: &[&str]) {
         let mut argv = vec!["ip", "-n", ns];
