@@ -86,7 +86,7 @@ pub fn status_has_net_admin(status: &str) -> Option<bool> {
     Some(caps & (1 << CAP_NET_ADMIN) != 0)
 }
 
-/// Fails with [`NodeError::Permission`] naming `program` (the tool that
+/// Fails with [`NodeError::Permission`](crate::NodeError::Permission) naming `program` (the tool that
 /// would be refused) unless this process has `CAP_NET_ADMIN`: a command
 /// that changes the node says so before it takes locks or reads anything.
 /// When the capabilities cannot be read, the tools will tell.
