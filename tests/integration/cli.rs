@@ -74,8 +74,8 @@ fn bad_input_is_one_line_exit_2() {
     );
     assert_bad_input(
         "kind.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: other}\n",
-        &["ConfigMap other/x", "kind", "unsupported kind"],
+        "apiVersion: v1\nmetadata: {name: x, namespace: other}\n",
+        &["kind", "missing"],
     );
     assert_bad_input(
         "cip.yaml",
@@ -193,6 +193,44 @@ fn skipped_input_is_reported() {
         "{text}"
     );
     assert!(!text.contains("1.2.3"), "{text}");
+}
+
+/// `kubectl get all -A -o yaml` mixes Pods, Deployments and ReplicaSets
+/// with Services: they are skipped, with one warning counting them per
+/// kind; the Services compile as if given alone.
+#[test]
+fn objects_kube_proxy_does_not_read_are_skipped_and_counted() {
+    let alone = run(&["compile", "--hostname", "minikube", "examples/cluster.yaml"]);
+    let mut text = std::fs::read_to_string(crate::util::root().join("examples/cluster.yaml"))
+        .expect("example");
+    for (kind, n) in [("Pod", 3), ("Deployment", 1), ("ReplicaSet", 2)] {
+        for i in 0..n {
+            text += &format!(
+                "\n---\napiVersion: v1\nkind: {kind}\nmetadata: {{name: x{i}, namespace: default}}\nspec: {{}}\n"
+            );
+        }
+    }
+    let path = temp_input("all.yaml", &text);
+    let out = run(&[
+        "compile",
+        "--hostname",
+        "minikube",
+        path.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), stdout(&alone));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("kube-proxy does not read").count(),
+        1,
+        "one warning: {err}"
+    );
+    assert!(
+        err.contains(
+            "skipped 6 objects kube-proxy does not read: 1 Deployment, 3 Pod, 2 ReplicaSet"
+        ),
+        "{err}"
+    );
 }
 
 /// `kubectl get -o json` output reads the same as YAML.

@@ -30,6 +30,9 @@ pub struct Loaded {
     pub legacy_endpoints: Vec<EndpointSlice>,
     /// What kube-proxy would skip, and kpinspect skipped.
     pub warnings: Vec<Warning>,
+    /// Objects of kinds kube-proxy does not read (`kubectl get all` has
+    /// Pods, Deployments, ...), counted per kind, for one warning per file.
+    skipped_kinds: std::collections::BTreeMap<String, usize>,
 }
 
 impl Loaded {
@@ -95,6 +98,21 @@ pub fn load_objects(text: &str, file: &str) -> Result<Loaded, LoadError> {
             continue;
         }
         load_value(doc, file, &format!("document {}", i + 1), &mut loaded)?;
+    }
+    let skipped = std::mem::take(&mut loaded.skipped_kinds);
+    if !skipped.is_empty() {
+        let total: usize = skipped.values().sum();
+        let kinds: Vec<String> = skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        loaded.warnings.push(Warning {
+            file: file.to_string(),
+            object: None,
+            field: None,
+            message: format!(
+                "skipped {total} object{} kube-proxy does not read: {}",
+                if total == 1 { "" } else { "s" },
+                kinds.join(", ")
+            ),
+        });
     }
     Ok(loaded)
 }
@@ -222,10 +240,11 @@ fn load_value(v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<()
             }
             Ok(())
         }
-        other => Err(ctx.error(
-            "kind",
-            format!("unsupported kind {other:?} (expected Service, EndpointSlice, Endpoints or a List of them)"),
-        )),
+        other => {
+            // kube-proxy watches only Services and EndpointSlices.
+            *out.skipped_kinds.entry(other.to_string()).or_default() += 1;
+            Ok(())
+        }
     }
 }
 
