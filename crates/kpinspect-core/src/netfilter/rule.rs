@@ -281,6 +281,22 @@ impl Rule {
         super::ruleset::render_rule(&kernel)
     }
 
+    /// The rule as the kernel stores it and `iptables-save` prints it
+    /// (addresses with their prefix length, defaults filled in, aliases
+    /// folded; see the `ext` module).
+    ///
+    /// ```
+    /// use kpinspect_core::netfilter::{Rule, render_rule};
+    /// let r = Rule::parse("-A X -m tcp -p tcp -d 10.0.0.1 --dport 80 -j REJECT").unwrap();
+    /// assert_eq!(
+    ///     render_rule(&r.kernel_form()),
+    ///     "-A X -d 10.0.0.1/32 -p tcp -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable"
+    /// );
+    /// ```
+    pub fn kernel_form(&self) -> Rule {
+        super::ext::kernel_form(self.clone())
+    }
+
     /// Whether two rules are the same to the kernel.
     pub fn same_as(&self, other: &Rule) -> bool {
         self.canonical() == other.canonical()

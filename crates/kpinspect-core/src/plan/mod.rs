@@ -296,8 +296,15 @@ pub fn diff(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> RulesDiff
                 table: t.name.clone(),
                 chain: chain.to_string(),
                 change,
-                missing: missing.iter().map(|r| render_rule(r)).collect(),
-                extra: extra.iter().map(|r| render_rule(r)).collect(),
+                // Both sides as iptables-save prints them.
+                missing: missing
+                    .iter()
+                    .map(|r| render_rule(&r.kernel_form()))
+                    .collect(),
+                extra: extra
+                    .iter()
+                    .map(|r| render_rule(&r.kernel_form()))
+                    .collect(),
             });
         }
         for s in &p.stale {
@@ -316,7 +323,7 @@ pub fn diff(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> RulesDiff
         out.missing_jumps.extend(
             p.jumps
                 .iter()
-                .map(|j| format!("{} {}", t.name, render_rule(j))),
+                .map(|j| format!("{} {}", t.name, render_rule(&j.kernel_form()))),
         );
     }
     out
@@ -461,6 +468,28 @@ mod tests {
     use crate::mode::ProxyMode;
 
     const IPTABLES: &Profile = ProxyMode::Iptables.profile();
+
+    /// `+` and `-` lines of a diff are both in iptables-save's form.
+    #[test]
+    fn diff_lines_are_in_one_form() {
+        let desired = Ruleset::parse(
+            "*nat\n:KUBE-SEP-X - [0:0]\n-A KUBE-SEP-X -m comment --comment ns/s:p -s 10.244.2.13 -j KUBE-MARK-MASQ\nCOMMIT\n",
+        )
+        .unwrap();
+        let actual = Ruleset::parse(
+            "*nat\n:KUBE-SEP-X - [0:0]\n-A KUBE-SEP-X -s 10.244.2.14/32 -m comment --comment \"ns/s:p\" -j KUBE-MARK-MASQ\nCOMMIT\n",
+        )
+        .unwrap();
+        let d = diff(&desired, &actual, IPTABLES);
+        assert_eq!(
+            d.chains[0].missing,
+            ["-A KUBE-SEP-X -s 10.244.2.13/32 -m comment --comment \"ns/s:p\" -j KUBE-MARK-MASQ"]
+        );
+        assert_eq!(
+            d.chains[0].extra,
+            ["-A KUBE-SEP-X -s 10.244.2.14/32 -m comment --comment \"ns/s:p\" -j KUBE-MARK-MASQ"]
+        );
+    }
 
     fn rules(texts: &[&str]) -> Vec<Rule> {
         texts
