@@ -14,3 +14,4 @@ mod node;
 mod routed;
 mod trace;
 mod util;
+mod vm;
