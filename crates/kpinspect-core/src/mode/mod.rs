@@ -2,8 +2,8 @@
 //!
 //! | | [`iptables`] | [`ipvs`] | [`nftables`] |
 //! |---|---|---|---|
-//! | compile | [`iptables::compile`] | (issue 11) | (issue 12) |
-//! | view | [`iptables::dump()`] | | |
+//! | compile | [`iptables::compile`] | [`ipvs::compile`] | (issue 12) |
+//! | view | [`iptables::dump()`] | [`ipvs::ipvsadm_save`], [`ipvs::ipset_save`] (of a compile) | |
 //! | what it owns | [`iptables::PROFILE`] | [`ipvs::PROFILE`] | [`nftables::PROFILE`] |
 //! | jump rules | [`iptables::JUMP_RULES`] | [`ipvs::JUMP_RULES`] | none |
 //!
