@@ -3,7 +3,8 @@
 //! | | [`iptables`] | [`ipvs`] | [`nftables`] |
 //! |---|---|---|---|
 //! | compile | [`iptables::compile`] | [`ipvs::compile`] | (issue 12) |
-//! | view | [`iptables::dump()`] | [`ipvs::ipvsadm_save`], [`ipvs::ipset_save`] (of a compile) | |
+//! | view | [`iptables::dump()`] | (issue 11) | |
+//! | the tools' text | `iptables-restore` | [`ipvs::ipvsadm_save`], [`ipvs::ipset_save`], [`ipvs::address_lines`], `iptables-restore` | |
 //! | what it owns | [`iptables::PROFILE`] | [`ipvs::PROFILE`] | [`nftables::PROFILE`] |
 //! | jump rules | [`iptables::JUMP_RULES`] | [`ipvs::JUMP_RULES`] | none |
 //!

@@ -712,4 +712,101 @@ mod tests {
             ":KUBE-FORWARD - [0:0]\n:KUBE-NODE-PORT - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\n:KUBE-SOURCE-RANGES-FIREWALL - [0:0]\n:KUBE-IPVS-FILTER - [0:0]\n:KUBE-IPVS-OUT-FILTER - [0:0]\n"
         );
     }
+
+    fn node_port_service(external_ips: &[&str]) -> crate::model::Cluster {
+        use crate::model::*;
+        let ips = |v: &[&str]| v.iter().map(|s| s.parse().expect("ip")).collect();
+        Cluster {
+            services: vec![Service {
+                namespace: "ns".into(),
+                name: "svc".into(),
+                service_type: ServiceType::LoadBalancer,
+                cluster_ips: ips(&["10.96.0.1"]),
+                ports: vec![ServicePort {
+                    name: "p".into(),
+                    protocol: Protocol::Tcp,
+                    port: 80,
+                    node_port: 30080,
+                }],
+                external_ips: ips(external_ips),
+                has_external_ips: !external_ips.is_empty(),
+                load_balancer_ingress: vec![],
+                load_balancer_source_ranges: vec![],
+                external_traffic_policy: TrafficPolicy::Local,
+                internal_traffic_policy: TrafficPolicy::Cluster,
+                health_check_node_port: 32000,
+                session_affinity_timeout: None,
+            }],
+            endpoint_slices: vec![],
+        }
+    }
+
+    fn compile_with(cluster: &crate::model::Cluster, config: &ProxyConfig) -> Compiled {
+        compile(&ProxyState::build(cluster, config, IpFamily::V4), config)
+    }
+
+    #[test]
+    fn node_port_addresses_select_kube_ipvs0_addresses_too() {
+        use crate::config::NodePortAddressesConfig;
+        let mut config = ProxyConfig::default();
+        config.node.ips = vec![
+            "10.0.0.5".parse().expect("ip"),
+            "192.168.1.1".parse().expect("ip"),
+        ];
+        config.node_port_addresses = Some(NodePortAddressesConfig::Cidrs(vec![
+            "10.0.0.0/8".parse().expect("cidr"),
+        ]));
+        let out = compile_with(&node_port_service(&[]), &config);
+        let ips: Vec<String> = out.node_ips.iter().map(|ip| ip.to_string()).collect();
+        assert_eq!(
+            ips,
+            ["10.0.0.5", "10.96.0.1"],
+            "the cluster IP is on kube-ipvs0"
+        );
+        assert!(out.virtual_server("10.96.0.1:30080/TCP").is_some());
+        assert!(out.notices.iter().any(|n| n.object == "nodePortAddresses"));
+    }
+
+    #[test]
+    fn external_ips_already_local_are_not_bound() {
+        let mut config = ProxyConfig::default();
+        config.node.ips = vec!["192.168.1.1".parse().expect("ip")];
+        let out = compile_with(&node_port_service(&["192.168.1.1", "203.0.113.9"]), &config);
+        let addrs: Vec<String> = out.addresses.iter().map(|a| a.to_string()).collect();
+        assert_eq!(addrs, ["10.96.0.1/32", "203.0.113.9/32"]);
+        let vs = out
+            .virtual_server("192.168.1.1:80/TCP")
+            .expect("external IP VS");
+        assert!(!vs.bind);
+        assert_eq!(
+            out.ipset("KUBE-NODE-PORT-LOCAL-TCP").expect("set").entries,
+            [IpSetEntry::Port(30080)]
+        );
+        assert_eq!(
+            out.ipset("KUBE-HEALTH-CHECK-NODE-PORT")
+                .expect("set")
+                .entries,
+            [IpSetEntry::Port(32000)]
+        );
+    }
+
+    #[test]
+    fn without_node_ips_node_ports_and_health_checks_are_skipped() {
+        let out = compile_with(&node_port_service(&[]), &ProxyConfig::default());
+        assert_eq!(out.virtual_servers.len(), 1);
+        assert!(
+            out.ipset("KUBE-NODE-PORT-TCP")
+                .expect("set")
+                .entries
+                .is_empty()
+        );
+        assert!(
+            out.ipset("KUBE-HEALTH-CHECK-NODE-PORT")
+                .expect("set")
+                .entries
+                .is_empty(),
+            "kube-proxy skips the rest of the service port"
+        );
+        assert!(out.notices.iter().any(|n| n.object == "node"));
+    }
 }
