@@ -9,6 +9,7 @@ mod deletes;
 mod dump;
 mod facts;
 mod fixtures;
+mod ipvs;
 mod netns;
 mod node;
 mod routed;

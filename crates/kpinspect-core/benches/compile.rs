@@ -1,9 +1,12 @@
 //! Compile speed on a large cluster: 10,000 services × 10 endpoints (every
-//! fourth a NodePort, every tenth a LoadBalancer), about 400k rules.
+//! fourth a NodePort, every tenth a LoadBalancer), about 400k rules in
+//! iptables mode; in IPVS mode a virtual server per cluster IP, ingress IP
+//! and node port, each with its real servers, and the ipset members
+//! (about 250 ms on the 2-core development machine).
 //!
 //! Run with `cargo bench -p kpinspect-core`.
 
-use kpinspect_core::mode::{ProxyMode, iptables};
+use kpinspect_core::mode::{ProxyMode, iptables, ipvs};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::plan::plan;
@@ -36,6 +39,25 @@ fn compile_only_10k_services_x_10_endpoints(bencher: divan::Bencher) {
     let config = config();
     let state = ProxyState::build(&cluster, &config, IpFamily::V4);
     bencher.bench(|| divan::black_box(iptables::compile(&state, &config)));
+}
+
+/// IPVS mode, the whole pipeline: objects → proxier view → virtual
+/// servers, ipsets and restore input, rendered as `ipvsadm -Sn`,
+/// `ipset save` and restore text.
+#[divan::bench(sample_count = 10)]
+fn compile_ipvs_10k_services_x_10_endpoints(bencher: divan::Bencher) {
+    let cluster = cluster(10_000, 10);
+    let mut config = config();
+    config.mode = ProxyMode::Ipvs;
+    bencher.bench(|| {
+        let state = ProxyState::build(&cluster, &config, IpFamily::V4);
+        let c = ipvs::compile(&state, &config);
+        divan::black_box((
+            ipvs::ipvsadm_save(&c.virtual_servers),
+            ipvs::ipset_save(&c.ipsets),
+            c.restore.render(),
+        ))
+    });
 }
 
 /// Planning an apply after one endpoint changed on a 10k-service node:

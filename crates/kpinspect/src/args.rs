@@ -204,10 +204,21 @@ impl From<BackendArg> for kpinspect_node::Backend {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum FormatArg {
-    /// The raw restore input, service ports sorted by name.
+    /// The raw iptables-restore input, service ports sorted by name.
     Restore,
-    /// The same, after kube-proxy's test normaliser (sortIPTablesRules).
+    /// The same, after kube-proxy's test normaliser (sortIPTablesRules;
+    /// iptables mode).
     Sorted,
+    /// IPVS mode: the virtual and real servers as `ipvsadm -Sn` prints them
+    /// (loadable with `ipvsadm -R`).
+    Ipvsadm,
+    /// IPVS mode: the ipsets as `ipset save` prints them (loadable with
+    /// `ipset restore`).
+    Ipset,
+    /// IPVS mode: the addresses bound on kube-ipvs0, one CIDR per line.
+    Addresses,
+    /// IPVS mode: all of it as JSON, one object per IP family.
+    Json,
 }
 
 /// The node and its kube-proxy: configuration file and flags.

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 use kpinspect_core::config::ProxyMode;
-use kpinspect_core::mode::iptables;
+use kpinspect_core::mode::{iptables, ipvs};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
@@ -113,43 +113,119 @@ pub fn load_cluster(files: &[std::path::PathBuf]) -> Result<kpinspect_core::mode
 fn compile(args: CompileArgs) -> Result<ExitCode> {
     let node = args.cluster.node.resolve()?;
     let cluster = load_cluster(&args.cluster.files)?;
-    match node.config.mode {
-        ProxyMode::Iptables => {}
-        ProxyMode::Ipvs => anyhow::bail!(UsageError::msg(
-            "compile --mode ipvs is not implemented yet"
-        )),
-        ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
-            "the configuration's mode is nftables, which kpinspect does not compile; pass --mode iptables"
-        )),
-    }
     // A dual-stack cluster (Services with cluster IPs of both families)
-    // compiles for both, as kube-proxy's two proxiers do; each text under a
-    // line naming the tool that loads it.
+    // compiles for both, as kube-proxy's two proxiers do.
     let families = match args.cluster.node.family {
         Some(f) => vec![f.into()],
         None if dual_stack(&cluster) => vec![IpFamily::V4, IpFamily::V6],
         None => vec![node.family],
     };
+    let out = match node.config.mode {
+        ProxyMode::Iptables => compile_iptables(&cluster, &node.config, &families, args.format)?,
+        ProxyMode::Ipvs => compile_ipvs(&cluster, &node.config, &families, args.format)?,
+        ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
+            "the configuration's mode is nftables, which kpinspect does not compile; pass --mode iptables or --mode ipvs"
+        )),
+    };
+    write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The line naming the restore tool of `family`, above each family's text
+/// when a compile writes both.
+fn restore_tool_line(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "# iptables-restore\n",
+        IpFamily::V6 => "# ip6tables-restore\n",
+    }
+}
+
+fn compile_iptables(
+    cluster: &kpinspect_core::model::Cluster,
+    config: &kpinspect_core::config::ProxyConfig,
+    families: &[IpFamily],
+    format: FormatArg,
+) -> Result<String> {
+    if !matches!(format, FormatArg::Restore | FormatArg::Sorted) {
+        anyhow::bail!(UsageError::msg(format!(
+            "--format {}: only for --mode ipvs (iptables mode has restore and sorted)",
+            format_name(format)
+        )));
+    }
     let mut out = String::new();
-    for family in &families {
-        let state = ProxyState::build(&cluster, &node.config, *family);
+    for family in families {
+        let state = ProxyState::build(cluster, config, *family);
         for n in &state.notices {
             eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
         }
-        let text = iptables::compile(&state, &node.config).render();
+        let text = iptables::compile(&state, config).render();
         if families.len() > 1 {
-            out.push_str(match family {
-                IpFamily::V4 => "# iptables-restore\n",
-                IpFamily::V6 => "# ip6tables-restore\n",
-            });
+            out.push_str(restore_tool_line(*family));
         }
-        match args.format {
-            FormatArg::Restore => out.push_str(&text),
+        match format {
             FormatArg::Sorted => out.push_str(&iptables::sort_iptables_rules(&text)?),
+            _ => out.push_str(&text),
         }
     }
-    write_stdout(&out)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
+}
+
+/// IPVS mode: one compile per family. The IPVS table is one for both
+/// families (one `ipvsadm` listing); the ipsets and addresses of both are
+/// listed one family after the other; each family has its own restore.
+fn compile_ipvs(
+    cluster: &kpinspect_core::model::Cluster,
+    config: &kpinspect_core::config::ProxyConfig,
+    families: &[IpFamily],
+    format: FormatArg,
+) -> Result<String> {
+    if format == FormatArg::Sorted {
+        anyhow::bail!(UsageError::msg(
+            "--format sorted: kube-proxy's normaliser is for iptables mode; IPVS mode has restore, ipvsadm, ipset, addresses and json"
+        ));
+    }
+    let compiled: Vec<ipvs::Compiled> = families
+        .iter()
+        .map(|family| {
+            let state = ProxyState::build(cluster, config, *family);
+            let c = ipvs::compile(&state, config);
+            for n in &c.notices {
+                eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+            }
+            c
+        })
+        .collect();
+    Ok(match format {
+        FormatArg::Restore | FormatArg::Sorted => {
+            let mut out = String::new();
+            for c in &compiled {
+                if compiled.len() > 1 {
+                    out.push_str(restore_tool_line(c.family));
+                }
+                out.push_str(&c.restore.render());
+            }
+            out
+        }
+        FormatArg::Ipvsadm => ipvs::ipvsadm_save(compiled.iter().flat_map(|c| &c.virtual_servers)),
+        FormatArg::Ipset => ipvs::ipset_save(compiled.iter().flat_map(|c| &c.ipsets)),
+        FormatArg::Addresses => compiled
+            .iter()
+            .map(|c| ipvs::address_lines(&c.addresses))
+            .collect(),
+        FormatArg::Json => {
+            let mut text = serde_json::to_string_pretty(&compiled)?;
+            text.push('\n');
+            text
+        }
+    })
+}
+
+/// `--format`'s spelling of `f`.
+fn format_name(f: FormatArg) -> String {
+    use clap::ValueEnum;
+    f.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
 /// Whether the cluster's Services have cluster IPs of both families.

@@ -2,8 +2,9 @@
 //!
 //! | | [`iptables`] | [`ipvs`] | [`nftables`] |
 //! |---|---|---|---|
-//! | compile | [`iptables::compile`] | (issue 11) | (issue 12) |
-//! | view | [`iptables::dump()`] | | |
+//! | compile | [`iptables::compile`] | [`ipvs::compile`] | (issue 12) |
+//! | view | [`iptables::dump()`] | (issue 11) | |
+//! | the tools' text | `iptables-restore` | [`ipvs::ipvsadm_save`], [`ipvs::ipset_save`], [`ipvs::address_lines`], `iptables-restore` | |
 //! | what it owns | [`iptables::PROFILE`] | [`ipvs::PROFILE`] | [`nftables::PROFILE`] |
 //! | jump rules | [`iptables::JUMP_RULES`] | [`ipvs::JUMP_RULES`] | none |
 //!

@@ -9,7 +9,7 @@
 //!   tables, chains and rules, rendered back byte for byte, and changed by
 //!   [`Ruleset::restore`] exactly as `iptables-restore` changes the kernel;
 //! * [`Restore`]: restore input built line by line in the layout a full
-//!   sync writes (filter, then nat).
+//!   sync writes (filter then nat, or nat then filter: [`TableOrder`]).
 //!
 //! kube-proxy's modes ([`crate::mode`]) build on it.
 
@@ -22,7 +22,7 @@ mod ruleset;
 pub use commit::{BUILTIN_CHAINS, RestoreError, RestoreFlush, TARGETS, builtin_chains, is_target};
 pub use ext::deletable_by_spec;
 pub(crate) use restore::wln;
-pub use restore::{LineBuffer, Restore, RestoreTable};
+pub use restore::{LineBuffer, Restore, RestoreTable, TableOrder};
 pub use rule::{
     Match, Opt, Rule, RuleError, Target, addr_matches, mark_pair, parse_counters,
     quantize_probability, split_args,

@@ -57,12 +57,24 @@ pub struct RestoreTable {
     pub rules: LineBuffer,
 }
 
+/// Which table a [`Restore`] writes first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TableOrder {
+    /// `*filter`, then `*nat` (kube-proxy's iptables mode).
+    #[default]
+    FilterFirst,
+    /// `*nat`, then `*filter` (kube-proxy's IPVS mode).
+    NatFirst,
+}
+
 /// A complete `iptables-restore` / `ip6tables-restore` input: the filter
-/// table, then the nat table, as kube-proxy writes a full sync.
+/// and nat tables, in the order the program writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restore {
     /// The family (`iptables-restore` or `ip6tables-restore`).
     pub family: IpFamily,
+    /// Which table comes first in the text.
+    pub order: TableOrder,
     /// `*filter`.
     pub filter: RestoreTable,
     /// `*nat`.
@@ -94,7 +106,11 @@ impl Restore {
                 + self.nat.rules.as_str().len()
                 + 32,
         );
-        for (name, table) in [("filter", &self.filter), ("nat", &self.nat)] {
+        let tables = match self.order {
+            TableOrder::FilterFirst => [("filter", &self.filter), ("nat", &self.nat)],
+            TableOrder::NatFirst => [("nat", &self.nat), ("filter", &self.filter)],
+        };
+        for (name, table) in tables {
             out.push('*');
             out.push_str(name);
             out.push('\n');

@@ -275,6 +275,16 @@ impl Rule {
                 .sort_by(|a, b| (&a.name, &a.values).cmp(&(&b.name, &b.values)));
         }
         if let Some(t) = &mut kernel.target {
+            // A rule names no family: a REJECT without addresses gets the
+            // IPv4 default, which ip6tables-save prints as its own. Each
+            // spelling is valid in one family only, so they are one value.
+            if t.name == "REJECT" {
+                for o in &mut t.options {
+                    if o.name == "--reject-with" && o.values == ["icmp6-port-unreachable"] {
+                        o.values = vec!["icmp-port-unreachable".into()];
+                    }
+                }
+            }
             t.options
                 .sort_by(|a, b| (&a.name, &a.values).cmp(&(&b.name, &b.values)));
         }
@@ -510,5 +520,19 @@ mod tests {
         assert!(Rule::parse("-A X -m statistic --mode random --probability 1.5 -j Y").is_err());
         assert!(Rule::parse("-A X -m comment --comment \"unterminated").is_err());
         assert!(Rule::parse("-I X 1 -j ACCEPT").is_err());
+    }
+
+    #[test]
+    fn reject_defaults_of_both_families_compare_equal() {
+        // An address-less REJECT (IPVS mode's KUBE-IPVS-FILTER) as written
+        // and as ip6tables-save prints it.
+        let written = Rule::parse("-A F -m conntrack --ctstate NEW -j REJECT").expect("rule");
+        let saved = Rule::parse(
+            "-A F -m conntrack --ctstate NEW -j REJECT --reject-with icmp6-port-unreachable",
+        )
+        .expect("rule");
+        assert_eq!(written.canonical(), saved.canonical());
+        let other = Rule::parse("-A F -j REJECT --reject-with icmp6-adm-prohibited").expect("rule");
+        assert_ne!(written.canonical(), other.canonical());
     }
 }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use super::names::{endpoint_chain, is_service_chain, service_port_suffix};
 use crate::config::{LocalDetector, NodePortAddresses, ProxyConfig};
 use crate::net::IpFamily;
-use crate::netfilter::{LineBuffer, Restore, RestoreTable, wln};
+use crate::netfilter::{LineBuffer, Restore, RestoreTable, TableOrder, wln};
 use crate::proxy::{EndpointInfo, ProxyState, ServicePortEntry, categorize};
 
 const NODEPORTS_COMMENT: &str =
@@ -157,6 +157,7 @@ pub fn compile_sync(
 
     Restore {
         family,
+        order: TableOrder::FilterFirst,
         filter,
         nat,
     }
@@ -186,7 +187,7 @@ pub fn masquerade_mark(config: &ProxyConfig) -> String {
 
 /// The local-traffic detector as iptables matches: (if local, if not local),
 /// e.g. (`-s 10.0.0.0/8`, `! -s 10.0.0.0/8`) or (`-i veth+`, `! -i veth+`).
-fn detector_matches(detector: &LocalDetector) -> (String, String) {
+pub(crate) fn detector_matches(detector: &LocalDetector) -> (String, String) {
     let (flag, value) = match detector {
         LocalDetector::Cidr(cidr) => ("-s", cidr.to_string()),
         LocalDetector::Interface(name) => ("-i", name.clone()),

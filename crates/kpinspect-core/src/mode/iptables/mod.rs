@@ -12,6 +12,7 @@ pub mod names;
 mod normalize;
 
 pub use check::{JumpError, check_rule_jumps};
+pub(crate) use compile::detector_matches;
 pub use compile::{compile, compile_sync, masquerade_mark, probability};
 pub use dump::{Anomaly, AnomalyKind, EndpointDump, NodeDump, ServiceDump, dump};
 pub use jumps::JUMP_RULES;

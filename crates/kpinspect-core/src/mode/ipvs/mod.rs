@@ -1,7 +1,22 @@
-//! kube-proxy's IPVS mode (`pkg/proxy/ipvs`): what it creates besides IPVS
-//! virtual servers — its iptables chains, jump rules and ipsets. Its
-//! compiler arrives with the IPVS issue; cleanup and ownership know it
-//! already.
+//! kube-proxy's IPVS mode (`pkg/proxy/ipvs`): the compiler of a full sync
+//! ([`compile`] → [`Compiled`]: [`VirtualServer`]s with their
+//! [`RealServer`]s, the 17 [`IpSet`]s, the iptables restore input and the
+//! addresses of `kube-ipvs0`), the tools' text forms of that state
+//! ([`ipvsadm_save`], [`ipset_save`], [`address_lines`]), and what the mode
+//! owns in iptables: its chains, jump rules and ipsets.
+
+mod compile;
+mod ipset;
+mod render;
+mod server;
+
+pub use compile::{Compiled, compile};
+pub use ipset::{IpSet, IpSetEntry, IpSetType};
+pub use render::{address_lines, ipset_save, ipvsadm_save};
+pub use server::{
+    ForwardMethod, RealServer, Scheduler, ServiceFlags, VirtualServer, VirtualServerKind,
+    protocol_name,
+};
 
 use super::{
     FILTER_FORWARD, JumpRule, NAT_OUTPUT_SERVICES, NAT_POSTROUTING, NAT_PREROUTING_SERVICES,
