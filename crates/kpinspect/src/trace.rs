@@ -67,6 +67,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         mark: 0,
         // Saves without built-in chains hold iptables mode's restore input.
         mode: ProxyMode::Iptables,
+        source: Some(source.clone()),
     };
     let t = trace(&rules, &packet, &opts);
     let out = match args.format {
