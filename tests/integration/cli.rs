@@ -298,6 +298,116 @@ fn trace_json_over_restore_text() {
     );
 }
 
+/// `trace` text leads with one line per outcome (verdict, probability,
+/// masquerade, conditions), then the paths, each way of a joined outcome
+/// lettered.
+#[test]
+fn trace_text_leads_with_one_line_per_outcome() {
+    let out = run(&[
+        "trace",
+        "--iptables-save",
+        "fixtures/iptables-save/weave-1.11.txt",
+        "--local-ip",
+        "192.168.56.11",
+        "--src",
+        "10.32.0.5",
+        "--dst",
+        "10.96.0.10:53/udp",
+        "--in-interface",
+        "weave",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| *l == "outcomes:").expect(&text);
+    let summary: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .copied()
+        .collect();
+    assert_eq!(summary.len(), 4, "{text}");
+    assert!(
+        summary[0].starts_with(
+            "  1. DNAT to 10.32.0.2:53  (probability 1/2, not masqueraded)  if either "
+        ),
+        "{text}"
+    );
+    assert!(
+        summary[1].starts_with(
+            "  2. DROP  (probability 1/2)  if the packet leaves on interface weave, and "
+        ),
+        "{text}"
+    );
+    // Then the paths: outcome 1 was reached seven ways.
+    let paths = &lines[start + 1 + summary.len()..];
+    assert_eq!(paths[1], "1. DNAT to 10.32.0.2:53", "{text}");
+    assert!(
+        paths[2].starts_with("   a) probability 1/2, if the packet leaves on interface weave"),
+        "{text}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|l| l.starts_with("   g) probability 1/2, if the packet does not leave on weave")),
+        "{text}"
+    );
+}
+
+/// A family whose rules hold no kube-proxy chain: said plainly, in text and
+/// JSON, and no jump rule is invented for the missing built-in chains.
+#[test]
+fn trace_says_when_a_family_has_no_kube_proxy_rules() {
+    let base = [
+        "trace",
+        "--iptables-save",
+        "fixtures/iptables-save/weave-1.11.txt",
+        "--iptables-save",
+        "fixtures/iptables-save/weave-1.11.ip6.txt",
+        "--src",
+        "fd00::5",
+        "--dst",
+        "[fd00::10]:80/tcp",
+    ];
+    let out = run(&base);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().nth(1),
+        Some(
+            "note: no kube-proxy rules for IPv6 in fixtures/iptables-save/weave-1.11.ip6.txt: \
+             no kube-proxy chain to jump to, so none is assumed"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("KUBE-"), "{text}");
+    assert!(!text.contains("assumptions:"), "{text}");
+    let mut json = base.to_vec();
+    json.extend(["--format", "json"]);
+    let out = run(&json);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert!(
+        v["notes"][0].as_str().expect("a note").starts_with(
+            "no kube-proxy rules for IPv6 in fixtures/iptables-save/weave-1.11.ip6.txt"
+        ),
+        "{v:#}"
+    );
+    assert_eq!(v["assumptions"], serde_json::json!([]), "{v:#}");
+    assert_eq!(v["outcomes"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert_eq!(v["outcomes"][0]["action"], "ACCEPT");
+    // Only the IPv4 capture: its rules are never met by an IPv6 packet.
+    let out = run(&base[..3]
+        .iter()
+        .chain(&base[5..])
+        .copied()
+        .collect::<Vec<_>>());
+    let text = stdout(&out);
+    assert!(
+        text.contains("note: no kube-proxy rules for IPv6 in fixtures/iptables-save/weave-1.11.txt: it holds IPv4 rules"),
+        "{text}"
+    );
+    assert!(!text.contains("KUBE-"), "{text}");
+}
+
 /// `diff` against a capture: the same services, so only kube-proxy's jump
 /// rules are missing (the capture was taken without them): exit status 1;
 /// bad arguments: exit status 2 and one line.

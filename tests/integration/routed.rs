@@ -157,6 +157,7 @@ fn check_flow(node: &TestNode, rules: &Ruleset, opts: &TraceOptions, flow: &Flow
         &Packet::new(src, flow.dst, flow.port, Protocol::Tcp),
         opts,
     );
+    crate::trace::assert_consistent(&t, &ctx);
     let mut targets: BTreeMap<SocketAddr, (f64, bool)> = BTreeMap::new();
     for o in t.outcomes.iter().filter(|o| o.conditions.is_empty()) {
         assert_eq!(o.action, Action::Dnat, "{ctx}: trace: {o:?}");

@@ -106,7 +106,7 @@ pub struct CleanupArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum TraceFormat {
-    /// For people: one block per outcome with its rule path.
+    /// For people: one line per outcome, then each outcome's rule path.
     Text,
     /// Stable JSON (see the README).
     Json,

@@ -8,7 +8,7 @@ use anyhow::Result;
 use kpinspect_core::mode::ProxyMode;
 use kpinspect_core::model::Protocol;
 use kpinspect_core::net::{IpFamily, parse_ip_sloppy, split_host_port};
-use kpinspect_core::trace::{Action, Hook, Packet, Trace, TraceOptions, trace};
+use kpinspect_core::trace::{Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace};
 
 use crate::UsageError;
 use crate::args::{TraceArgs, TraceFormat};
@@ -67,6 +67,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         mark: 0,
         // Saves without built-in chains hold iptables mode's restore input.
         mode: ProxyMode::Iptables,
+        source: Some(source.clone()),
     };
     let t = trace(&rules, &packet, &opts);
     let out = match args.format {
@@ -94,6 +95,9 @@ fn parse_destination(s: &str) -> Result<(SocketAddr, Protocol)> {
     Ok((SocketAddr::new(ip, port), protocol))
 }
 
+/// One line per outcome first (verdict, probability, masquerade,
+/// conditions), then each outcome's path (each of its ways, lettered, when
+/// several branches joined into it), then the assumptions.
 fn text(t: &Trace, p: &Packet, source: &str) -> String {
     let mut out = String::new();
     let hook = match t.hook {
@@ -102,45 +106,48 @@ fn text(t: &Trace, p: &Packet, source: &str) -> String {
     };
     let dst = SocketAddr::new(p.dst, p.dport);
     let _ = writeln!(out, "{} -> {dst}/{} in {source}", p.src, p.protocol);
-    let _ = writeln!(out, "enters at {hook}");
-    let mut conditions: Option<&[String]> = None;
-    for (i, o) in t.outcomes.iter().enumerate() {
-        if conditions != Some(o.conditions.as_slice()) {
-            conditions = Some(&o.conditions);
-            if !o.conditions.is_empty() {
-                let _ = writeln!(out, "\nif {}:", o.conditions.join(", and "));
-            }
-        }
-        let what = match (o.action, o.to) {
-            (Action::Dnat, Some(to)) => format!("DNAT to {to}"),
-            (Action::Accept, _) if o.local => "ACCEPT (delivered to the node)".into(),
-            (Action::Accept, _) => "ACCEPT (forwarded unchanged)".into(),
-            (Action::Drop, _) => "DROP".into(),
-            (Action::Reject, _) => "REJECT".into(),
-            (Action::Dnat, None) => "DNAT".into(),
-        };
-        let mut facts = vec![format!("probability {}", fraction(o.probability))];
-        if matches!(o.action, Action::Dnat | Action::Accept) {
-            facts.push(
-                if o.masquerade {
-                    "masqueraded"
-                } else {
-                    "not masqueraded"
-                }
-                .into(),
-            );
-        }
-        let _ = writeln!(out, "\n{}. {what}  ({})", i + 1, facts.join(", "));
-        for s in &o.path {
-            let place = match s.rule {
-                Some(n) => format!("{} {} #{n}", s.table, s.chain),
-                None => format!("{} {}", s.table, s.chain),
-            };
-            let _ = writeln!(out, "     {place:<34} {}", s.text);
-        }
+    for n in &t.notes {
+        let _ = writeln!(out, "note: {n}");
     }
+    let _ = writeln!(out, "enters at {hook}");
     if t.outcomes.is_empty() {
         let _ = writeln!(out, "\nno outcome");
+    } else {
+        let _ = writeln!(out, "\noutcomes:");
+    }
+    for (i, o) in t.outcomes.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{:>3}. {}  ({})",
+            i + 1,
+            verdict(o),
+            facts(o).join(", ")
+        );
+        if !o.conditions.is_empty() {
+            let _ = write!(out, "  if {}", o.conditions.join(", and "));
+        }
+        out.push('\n');
+    }
+    for (i, o) in t.outcomes.iter().enumerate() {
+        let _ = writeln!(out, "\n{}. {}", i + 1, verdict(o));
+        if o.ways.is_empty() {
+            path(&mut out, &o.path);
+            continue;
+        }
+        for (k, w) in o.ways.iter().enumerate() {
+            let mut about = vec![format!("probability {}", fraction(w.probability))];
+            if !w.conditions.is_empty() {
+                about.push(format!("if {}", w.conditions.join(", and ")));
+            }
+            if w.unlisted > 0 {
+                about.push(format!(
+                    "with {} more paths under the same conditions, not shown",
+                    w.unlisted
+                ));
+            }
+            let _ = writeln!(out, "   {}) {}", way_label(k), about.join(", "));
+            path(&mut out, &w.path);
+        }
     }
     if !t.assumptions.is_empty() {
         let _ = writeln!(out, "\nassumptions:");
@@ -149,6 +156,58 @@ fn text(t: &Trace, p: &Packet, source: &str) -> String {
         }
     }
     out
+}
+
+/// The rules of one path, one a line.
+fn path(out: &mut String, steps: &[Step]) {
+    if steps.is_empty() {
+        let _ = writeln!(out, "     no rule matched (the chains' policies accept)");
+    }
+    for s in steps {
+        let place = match s.rule {
+            Some(n) => format!("{} {} #{n}", s.table, s.chain),
+            None => format!("{} {}", s.table, s.chain),
+        };
+        let _ = writeln!(out, "     {place:<34} {}", s.text);
+    }
+}
+
+/// `a`, `b`, ..., `z`, `aa`, `ab`, ...
+fn way_label(k: usize) -> String {
+    let letter = |i: usize| char::from(b'a' + (i % 26) as u8);
+    if k < 26 {
+        letter(k).to_string()
+    } else {
+        format!("{}{}", letter(k / 26 - 1), letter(k))
+    }
+}
+
+/// `DNAT to 10.0.0.1:80`, `ACCEPT (delivered to the node)`, `DROP`, ...
+fn verdict(o: &Outcome) -> String {
+    match (o.action, o.to) {
+        (Action::Dnat, Some(to)) => format!("DNAT to {to}"),
+        (Action::Accept, _) if o.local => "ACCEPT (delivered to the node)".into(),
+        (Action::Accept, _) => "ACCEPT (forwarded unchanged)".into(),
+        (Action::Drop, _) => "DROP".into(),
+        (Action::Reject, _) => "REJECT".into(),
+        (Action::Dnat, None) => "DNAT".into(),
+    }
+}
+
+/// Probability, and for a packet that passes whether it is masqueraded.
+fn facts(o: &Outcome) -> Vec<String> {
+    let mut facts = vec![format!("probability {}", fraction(o.probability))];
+    if matches!(o.action, Action::Dnat | Action::Accept) {
+        facts.push(
+            if o.masquerade {
+                "masqueraded"
+            } else {
+                "not masqueraded"
+            }
+            .into(),
+        );
+    }
+    facts
 }
 
 #[cfg(test)]
