@@ -23,6 +23,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     let mut result = NodeDump {
         services: vec![],
         anomalies: vec![],
+        sources: vec![],
     };
     let sources = if args.saves.is_empty() {
         let node = crate::live::node()?;
@@ -41,9 +42,13 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         crate::rules::read_saves(&args.saves)?
     };
     for source in &sources {
-        let d = kpinspect_core::mode::iptables::dump(&source.rules, cluster.as_ref());
+        let mut d = kpinspect_core::mode::iptables::dump(&source.rules, cluster.as_ref());
+        for s in &mut d.sources {
+            s.name.clone_from(&source.name);
+        }
         result.services.extend(d.services);
         result.anomalies.extend(d.anomalies);
+        result.sources.extend(d.sources);
     }
     if let Some(filter) = &args.service {
         let (ns, name) = filter.split_once('/').ok_or_else(|| {

@@ -484,10 +484,7 @@ fn guess_suffix(svc: &ServiceDump, nat_chains: &HashMap<&str, Vec<&Rule>>) -> Op
     if !svc.port_name.is_empty() {
         return Some(current);
     }
-    let old = hash_suffix(&format!(
-        "{}/{}:{}",
-        svc.namespace, svc.name, svc.protocol
-    ));
+    let old = hash_suffix(&format!("{}/{}:{}", svc.namespace, svc.name, svc.protocol));
     let exists = |s: &str| {
         ["KUBE-SVC-", "KUBE-XLB-", "KUBE-FW-"]
             .iter()
@@ -796,9 +793,7 @@ fn endpoint_address(
     }
     let rules = rules?;
     let hairpin = rules.iter().find_map(|r| match r.base("-s") {
-        Some((false, s)) if r.target_name() == Some("KUBE-MARK-MASQ") => {
-            Some(strip_host_prefix(s))
-        }
+        Some((false, s)) if r.target_name() == Some("KUBE-MARK-MASQ") => Some(strip_host_prefix(s)),
         _ => None,
     });
     Some((hairpin.unwrap_or_default(), 0))
