@@ -500,6 +500,12 @@ fn dump_of_a_kube_proxy_1_11_node() {
             "{clue}: {generation:#?}"
         );
     }
+    let table = stdout(&run(&[
+        "dump",
+        "--iptables-save",
+        "fixtures/iptables-save/kube-proxy-1.11.txt",
+    ]));
+    insta::assert_snapshot!("dump_kube_proxy_1_11_table", table);
 }
 
 /// The same node with the FORWARD → KUBE-SERVICES jump judged against a
@@ -559,6 +565,19 @@ fn dump_flags_an_ipvs_node_with_empty_fixed_chains() {
             ("missing-rules", "KUBE-SERVICES"),
         ]
     );
+    let out = run(&[
+        "dump",
+        "--iptables-save",
+        "fixtures/iptables-save/ipvs-empty-chains.txt",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("generation  IPVS mode"), "{text}");
+    assert!(
+        text.contains("in IPVS mode Services are IPVS virtual servers"),
+        "{text}"
+    );
+    assert!(text.contains("KUBE-POSTROUTING is empty"), "{text}");
 }
 
 /// A save edited by hand (`grep -v '^:KUBE-SEP-'`, one endpoint chain's
@@ -673,11 +692,21 @@ fn dump_flags_garbled_dnat_targets() {
         generation.summary,
         "iptables mode, kube-proxy >= 1.17, < 1.21 (KUBE-PROXY-CANARY chain; masquerade rules in nat KUBE-SERVICES)"
     );
+    let table = stdout(&run(&[
+        "dump",
+        "--iptables-save",
+        "fixtures/iptables-save/garbled-dnat.txt",
+    ]));
+    assert!(
+        table.contains("  endpoints              10.42.1.15:?"),
+        "{table}"
+    );
 }
 
 /// externalTrafficPolicy Local: external traffic has its own view (100% to
 /// the local endpoint through KUBE-SVL; none, DROP, without a local one),
-/// and internalTrafficPolicy Local the other way round.
+/// and internalTrafficPolicy Local the other way round; in the table and
+/// in JSON, with `--cluster` saying which endpoints are local.
 #[test]
 fn dump_shows_the_external_view() {
     let d = dump_file("etp-local-lb.txt");
@@ -708,4 +737,89 @@ fn dump_shows_the_external_view() {
         service(&d, "default/kubernetes:https").external_endpoints,
         None
     );
+
+    let args = [
+        "dump",
+        "--iptables-save",
+        "fixtures/iptables-save/etp-local-lb.txt",
+        "--cluster",
+        "fixtures/iptables-save/etp-local-lb.cluster.yaml",
+        "--hostname",
+        "worker-1",
+    ];
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    insta::assert_snapshot!("dump_etp_local_table", stdout(&out));
+    let mut json_args = args.to_vec();
+    json_args.extend(["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&run(&json_args))).expect("json");
+    let store = v["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "storefront")
+        .expect("storefront");
+    assert_eq!(store["external_endpoints"][0]["ip"], "10.244.1.7");
+    assert_eq!(store["external_endpoints"][0]["probability"], 1.0);
+    assert_eq!(store["external_endpoints"][0]["local"], true);
+    assert_eq!(store["endpoints"][1]["local"], false);
+    assert_eq!(v["sources"][0]["generation"]["mode"], "iptables");
+    assert_eq!(v["sources"][0]["generation"]["since"], "1.25");
+}
+
+/// Nothing to show is said: a node without kube-proxy rules names what was
+/// read; `--service` for a Service no rule names says so on stderr (one
+/// line, exit status 1) and keeps only anomalies of that Service's chains
+/// (and those concerning every Service).
+#[test]
+fn dump_says_when_there_is_nothing_to_show() {
+    let save = std::env::temp_dir().join(format!("kpinspect-empty-{}.txt", std::process::id()));
+    std::fs::write(
+        &save,
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\nCOMMIT\n",
+    )
+    .expect("write");
+    let save_arg = save.display().to_string();
+    let out = run(&["dump", "--iptables-save", &save_arg]);
+    let _ = std::fs::remove_file(&save);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "no kube-proxy rules in {save_arg} (IPv4; tables filter, nat)"
+        )),
+        "{text}"
+    );
+
+    let out = run(&[
+        "dump",
+        "--iptables-save",
+        "fixtures/iptables-save/old-style.txt",
+        "--service",
+        "default/nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("service default/nope not found"), "{err}");
+    assert!(!stdout(&out).contains("anomalies:"), "{}", stdout(&out));
+
+    let out = run(&[
+        "dump",
+        "--iptables-save",
+        "fixtures/iptables-save/old-style.txt",
+        "--service",
+        "default/web",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let chains: Vec<&str> = v["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .map(|a| a["chain"].as_str().expect("chain"))
+        .collect();
+    assert_eq!(chains, ["KUBE-SVC-WEBWEBWEBWEBWEB1"]);
 }
