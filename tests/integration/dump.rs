@@ -256,6 +256,63 @@ fn dump_with_the_cluster_marks_local_endpoints() {
     assert!(local > 10 && remote > 10, "local {local}, remote {remote}");
 }
 
+/// With the cluster known, every address lands in the list the cluster
+/// says, also for Services without endpoints, whose external and
+/// load-balancer IPs kube-proxy rejects with the same rule.
+#[test]
+fn dump_with_the_cluster_classifies_addresses() {
+    let mut without_endpoints = 0;
+    for fx in compile_fixtures() {
+        let rs = Ruleset::parse(&fx.compile()).expect("compiled text parses");
+        let (cluster, config) = (fx.cluster(), fx.proxy_config());
+        let state = ProxyState::build(&cluster, &config, fx.family());
+        let d = dump(&rs, Some(&state));
+        for p in &state.ports {
+            let name = &p.info.name;
+            let svc = d
+                .services
+                .iter()
+                .find(|s| {
+                    s.namespace == name.namespace
+                        && s.name == name.name
+                        && s.port_name == name.port
+                        && s.protocol == name.protocol.as_str()
+                })
+                .unwrap_or_else(|| panic!("{}: {}", fx.name, name.to_kube_string()));
+            let ctx = format!("{}: {}", fx.name, name.to_kube_string());
+            let strings = |v: &[std::net::IpAddr]| -> Vec<String> {
+                v.iter().map(|i| i.to_string()).collect()
+            };
+            assert_eq!(svc.cluster_ip, Some(p.info.cluster_ip.to_string()), "{ctx}");
+            assert_eq!(svc.external_ips, strings(&p.info.external_ips), "{ctx}");
+            assert_eq!(
+                svc.load_balancer_ips,
+                strings(&p.info.load_balancer_vips),
+                "{ctx}"
+            );
+            // Without the cluster, a load-balancer IP of a Service without
+            // endpoints reads as an external IP (kube-proxy >= 1.20 rejects
+            // both with the same rule).
+            let alone = dump(&rs, None);
+            let guessed = alone
+                .services
+                .iter()
+                .find(|s| {
+                    s.chains == svc.chains && s.name == svc.name && s.port_name == svc.port_name
+                })
+                .expect("same service without the cluster");
+            if guessed.load_balancer_ips != svc.load_balancer_ips {
+                assert!(!categorize(&p.info, &p.endpoints, &config).has_any, "{ctx}");
+                without_endpoints += 1;
+            }
+        }
+    }
+    assert!(
+        without_endpoints > 0,
+        "no Service without endpoints checked"
+    );
+}
+
 /// IPv6 service ports: `[addr]:port`, aligned, the family in the heading
 /// and in JSON.
 #[test]
