@@ -153,7 +153,8 @@ pub struct DumpArgs {
     /// kubectl output of the cluster, to name chains that carry no comment.
     #[arg(long = "cluster", value_name = "FILE")]
     pub clusters: Vec<PathBuf>,
-    /// Only this Service (`NAMESPACE/NAME`).
+    /// Only this Service (`NAMESPACE/NAME`) and the anomalies of its chains
+    /// (exit status 1 when no rule names it).
     #[arg(long, value_name = "NS/NAME")]
     pub service: Option<String>,
     /// Output format.

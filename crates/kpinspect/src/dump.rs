@@ -1,10 +1,13 @@
 //! `kpinspect dump`: formats [`kpinspect_core::mode::iptables::dump()`].
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kpinspect_core::mode::iptables::{Anomaly, AnomalyKind, NodeDump, ServiceDump};
+use kpinspect_core::mode::iptables::{
+    Anomaly, AnomalyKind, EndpointDump, NodeDump, RulesMode, ServiceDump, SourceDump,
+};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
@@ -12,6 +15,8 @@ use crate::UsageError;
 use crate::args::{DumpArgs, DumpFormat};
 use crate::fmt::fraction;
 
+/// Dumps the saves (or the live node); exit status 1 when `--service`
+/// names a Service no rule names (after saying so on stderr, one line).
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
     let cluster = if args.clusters.is_empty() {
         None
@@ -20,9 +25,18 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         let cluster = crate::load_cluster(&args.clusters)?;
         Some(ProxyState::build(&cluster, &node.config, node.family))
     };
+    let service = match &args.service {
+        Some(filter) => Some(filter.split_once('/').ok_or_else(|| {
+            UsageError::msg(format!(
+                "--service: expected NAMESPACE/NAME, got {filter:?}"
+            ))
+        })?),
+        None => None,
+    };
     let mut result = NodeDump {
         services: vec![],
         anomalies: vec![],
+        sources: vec![],
     };
     let sources = if args.saves.is_empty() {
         let node = crate::live::node()?;
@@ -40,27 +54,102 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     } else {
         crate::rules::read_saves(&args.saves)?
     };
+    // Per source without Service rules: why (table format only).
+    let mut notes = Vec::new();
     for source in &sources {
-        let d = kpinspect_core::mode::iptables::dump(&source.rules, cluster.as_ref());
+        let mut d = kpinspect_core::mode::iptables::dump(&source.rules, cluster.as_ref());
+        for s in &mut d.sources {
+            s.name.clone_from(&source.name);
+            if d.services.is_empty() && service.is_none() {
+                notes.push(empty_note(s));
+            }
+        }
         result.services.extend(d.services);
         result.anomalies.extend(d.anomalies);
+        result.sources.extend(d.sources);
     }
-    if let Some(filter) = &args.service {
-        let (ns, name) = filter.split_once('/').ok_or_else(|| {
-            UsageError::msg(format!(
-                "--service: expected NAMESPACE/NAME, got {filter:?}"
-            ))
-        })?;
+    let mut found = true;
+    if let Some((ns, name)) = service {
         result
             .services
             .retain(|s| s.namespace == ns && s.name == name);
+        found = !result.services.is_empty();
+        let chains: BTreeSet<&str> = result
+            .services
+            .iter()
+            .flat_map(|s| s.chains.iter().map(String::as_str))
+            .collect();
+        let service = format!("{ns}/{name}");
+        result.anomalies.retain(|a| {
+            a.kind.is_node_wide()
+                || chains.contains(a.chain.as_str())
+                || names_service(&a.message, &service)
+        });
     }
     let out = match args.format {
         DumpFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
-        DumpFormat::Table => table(&result, colour()),
+        DumpFormat::Table => table(&result, &notes, colour()),
     };
     crate::write_stdout(&out)?;
+    if !found {
+        let read: Vec<&str> = result.sources.iter().map(|s| s.name.as_str()).collect();
+        let ipvs = result
+            .sources
+            .iter()
+            .any(|s| s.generation.mode == RulesMode::Ipvs);
+        eprintln!(
+            "kpinspect: dump: service {} not found: no kube-proxy rule of {} names it{}",
+            args.service.unwrap_or_default(),
+            read.join(", "),
+            if ipvs {
+                " (in IPVS mode, Services are IPVS virtual servers, not iptables rules)"
+            } else {
+                ""
+            }
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `message` names Service `ns/name` (not `ns/name2`).
+fn names_service(message: &str, service: &str) -> bool {
+    message.match_indices(service).any(|(i, _)| {
+        let before = message[..i].chars().next_back();
+        let after = message[i + service.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '/')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.')
+    })
+}
+
+/// Why a save gave no Service.
+fn empty_note(s: &SourceDump) -> String {
+    match s.generation.mode {
+        RulesMode::None => format!("no kube-proxy rules in {}", source_text(s)),
+        RulesMode::Ipvs => format!(
+            "no Service in {}: in IPVS mode Services are IPVS virtual servers and ipsets \
+             (ipvsadm -Ln, ipset list), not iptables rules; only kube-proxy's iptables chains were checked",
+            s.name
+        ),
+        RulesMode::Iptables | RulesMode::Unknown => {
+            format!("no Service rules in {}", source_text(s))
+        }
+    }
+}
+
+/// `NAME (IPv4; tables nat, filter)`.
+fn source_text(s: &SourceDump) -> String {
+    let family = match s.family {
+        Some(IpFamily::V4) => "IPv4; ",
+        Some(IpFamily::V6) => "IPv6; ",
+        None => "",
+    };
+    let tables = match s.tables.as_slice() {
+        [] => "no tables".to_string(),
+        [t] => format!("table {t}"),
+        ts => format!("tables {}", ts.join(", ")),
+    };
+    format!("{} ({family}{tables})", s.name)
 }
 
 fn service_block(s: &ServiceDump, out: &mut String) {
@@ -129,15 +218,30 @@ fn service_block(s: &ServiceDump, out: &mut String) {
         },
     );
     // `ip:port` padded as `ip:` + a 6-wide port, IPv6 in brackets; every
-    // endpoint of the service in one column.
+    // endpoint of the service, both views, in one column.
     let width = s
         .endpoints
         .iter()
-        .map(|e| host_port(&e.ip, 0).len() - 1 + 6)
+        .chain(s.external_endpoints.iter().flatten())
+        .map(|e| endpoint_text(&e.ip, 0).len() - 1 + 6)
         .max()
         .unwrap_or(0);
-    for (i, e) in s.endpoints.iter().enumerate() {
-        let label = if i == 0 { "endpoints" } else { "" };
+    endpoint_rows(out, "endpoints", &s.endpoints, width);
+    match &s.external_endpoints {
+        Some(ext) if ext.is_empty() => {
+            let verdict = s.external_no_endpoints.as_deref().unwrap_or("DROP");
+            let _ = writeln!(out, "  {:<22} (none: {verdict})", "external endpoints");
+        }
+        Some(ext) => endpoint_rows(out, "external endpoints", ext, width),
+        None => {}
+    }
+    out.push('\n');
+}
+
+/// One row per endpoint, `label` on the first.
+fn endpoint_rows(out: &mut String, label: &str, endpoints: &[EndpointDump], width: usize) {
+    for (i, e) in endpoints.iter().enumerate() {
+        let label = if i == 0 { label } else { "" };
         let place = match e.local {
             Some(true) => "  local",
             Some(false) => "  remote",
@@ -146,12 +250,21 @@ fn service_block(s: &ServiceDump, out: &mut String) {
         let _ = writeln!(
             out,
             "  {label:<22} {:<width$} {:>8}  {}{place}",
-            host_port(&e.ip, e.port),
+            endpoint_text(&e.ip, e.port),
             fraction(e.probability),
             e.chain
         );
     }
-    out.push('\n');
+}
+
+/// An endpoint's `ip:port`; `?` for what no readable rule names.
+fn endpoint_text(ip: &str, port: u16) -> String {
+    match (ip.is_empty(), port) {
+        (true, _) => "?:?".to_string(),
+        (false, 0) if ip.contains(':') => format!("[{ip}]:?"),
+        (false, 0) => format!("{ip}:?"),
+        (false, p) => host_port(ip, p),
+    }
 }
 
 /// `ip:port`, `[ip]:port` for IPv6.
@@ -178,8 +291,19 @@ fn paint(text: &str, code: &str, on: bool) -> String {
     }
 }
 
-fn table(d: &NodeDump, colour: bool) -> String {
+fn table(d: &NodeDump, notes: &[String], colour: bool) -> String {
     let mut out = String::new();
+    // What was read and what generation the anomalies were judged against.
+    for s in &d.sources {
+        let _ = writeln!(out, "{:<11} {}", "source", source_text(s));
+        let _ = writeln!(out, "{:<11} {}", "generation", s.generation.summary);
+    }
+    for n in notes {
+        let _ = writeln!(out, "{n}");
+    }
+    if !d.sources.is_empty() {
+        out.push('\n');
+    }
     for s in &d.services {
         let mut block = String::new();
         service_block(s, &mut block);
@@ -191,8 +315,15 @@ fn table(d: &NodeDump, colour: bool) -> String {
     }
     if !d.anomalies.is_empty() {
         let _ = writeln!(out, "{}", paint("anomalies:", "1", colour));
+        let width = d
+            .anomalies
+            .iter()
+            .map(|a| a.kind.as_str().len())
+            .max()
+            .unwrap_or(0)
+            .max(15);
         for a in &d.anomalies {
-            let kind = paint(&format!("{:<15}", a.kind), "33", colour);
+            let kind = paint(&format!("{:<width$}", a.kind), "33", colour);
             let _ = writeln!(out, "  {kind} {:<30} {}", a.chain, a.message);
         }
     }

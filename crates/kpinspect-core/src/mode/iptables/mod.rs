@@ -14,7 +14,10 @@ mod normalize;
 pub use check::{JumpError, check_rule_jumps};
 pub(crate) use compile::detector_matches;
 pub use compile::{compile, compile_sync, masquerade_mark, probability};
-pub use dump::{Anomaly, AnomalyKind, EndpointDump, NodeDump, ServiceDump, dump};
+pub use dump::{
+    Anomaly, AnomalyKind, EndpointDump, Generation, NodeDump, RulesMode, ServiceDump, SourceDump,
+    Version, dump,
+};
 pub use jumps::JUMP_RULES;
 pub use normalize::{NormalizeError, sort_iptables_rules, sort_iptables_rules_by_service};
 

@@ -1,0 +1,636 @@
+//! What is wrong or stale in a save's kube-proxy rules, judged against the
+//! mode and generation they show ([`Generation`]): one anomaly per chain
+//! concerned, whatever the number of rules that show it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::super::names::{is_old_service_chain, is_service_chain, service_chain_suffix};
+use super::generation::{Generation, RulesMode, Version};
+use super::{Anomaly, AnomalyKind, chain_rules};
+use crate::mode::ipvs;
+use crate::net::parse_ip_sloppy;
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, Target, is_target, render_rule};
+
+/// (table, built-in chain, kube-proxy chain, first kube-proxy version that
+/// installs it) of the iptables-mode jumps whose absence the dump reports:
+/// those kube-proxy installs together with their target chain, plus filter
+/// FORWARD → KUBE-SERVICES, which only 1.15 and newer install (the chain
+/// is older). Newer jumps whose target is as new as they are (to
+/// `KUBE-PROXY-FIREWALL`, ...) are not listed. A subset of
+/// [`JUMP_RULES`](super::super::JUMP_RULES).
+pub(super) const ENTRY_CHAINS: [(&str, &str, &str, Option<Version>); 7] = [
+    ("nat", "PREROUTING", "KUBE-SERVICES", None),
+    ("nat", "OUTPUT", "KUBE-SERVICES", None),
+    ("nat", "POSTROUTING", "KUBE-POSTROUTING", None),
+    ("filter", "FORWARD", "KUBE-FORWARD", None),
+    ("filter", "INPUT", "KUBE-NODEPORTS", None),
+    ("filter", "INPUT", "KUBE-EXTERNAL-SERVICES", None),
+    ("filter", "FORWARD", "KUBE-SERVICES", Some(Version::v1(15))),
+];
+
+/// The jumps every mode installs: all an unknown mode is held to.
+const SHARED_JUMPS: [(&str, &str, &str, Option<Version>); 4] = [
+    ("nat", "PREROUTING", "KUBE-SERVICES", None),
+    ("nat", "OUTPUT", "KUBE-SERVICES", None),
+    ("nat", "POSTROUTING", "KUBE-POSTROUTING", None),
+    ("filter", "FORWARD", "KUBE-FORWARD", None),
+];
+
+/// The jumps expected of `mode`'s rules (each only where its target chain
+/// exists, and `since` the generation shown).
+fn expected_jumps(
+    mode: RulesMode,
+) -> Vec<(&'static str, &'static str, &'static str, Option<Version>)> {
+    match mode {
+        RulesMode::None => vec![],
+        RulesMode::Iptables => ENTRY_CHAINS.to_vec(),
+        RulesMode::Unknown => SHARED_JUMPS.to_vec(),
+        RulesMode::Ipvs => {
+            let mut out: Vec<(&str, &str, &str, Option<Version>)> = Vec::new();
+            for j in &ipvs::JUMP_RULES {
+                let k = (j.table, j.chain, j.target, None);
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// What a fixed chain must hold.
+#[derive(Clone, Copy)]
+enum Need {
+    /// Any rule.
+    Rules,
+    /// A rule with this target.
+    Target(&'static str),
+}
+
+/// A fixed chain kube-proxy rewrites on every sync, and what is lost when
+/// its rules are.
+struct Fixed {
+    table: &'static str,
+    chain: &'static str,
+    need: Need,
+    /// Checked only when the chain is declared (not every generation of
+    /// the mode creates it).
+    if_declared: bool,
+    lost: &'static str,
+}
+
+const SERVICES: Fixed = Fixed {
+    table: "nat",
+    chain: "KUBE-SERVICES",
+    need: Need::Rules,
+    if_declared: false,
+    lost: "no Service traffic is handled there",
+};
+const POSTROUTING: Fixed = Fixed {
+    table: "nat",
+    chain: "KUBE-POSTROUTING",
+    need: Need::Target("MASQUERADE"),
+    if_declared: false,
+    lost: "Service traffic marked for masquerade is not masqueraded",
+};
+const MARK_MASQ: Fixed = Fixed {
+    table: "nat",
+    chain: "KUBE-MARK-MASQ",
+    need: Need::Target("MARK"),
+    if_declared: false,
+    lost: "nothing marks Service traffic for masquerade",
+};
+const FORWARD: Fixed = Fixed {
+    table: "filter",
+    chain: "KUBE-FORWARD",
+    need: Need::Rules,
+    if_declared: false,
+    lost: "forwarded Service traffic is not accepted where FORWARD's policy drops it",
+};
+
+/// The fixed chains of `mode` that must hold rules.
+fn fixed_chains(mode: RulesMode) -> Vec<Fixed> {
+    match mode {
+        RulesMode::None => vec![],
+        RulesMode::Iptables => vec![SERVICES, POSTROUTING, MARK_MASQ, FORWARD],
+        RulesMode::Ipvs => vec![
+            SERVICES,
+            POSTROUTING,
+            MARK_MASQ,
+            Fixed {
+                table: "nat",
+                chain: "KUBE-LOAD-BALANCER",
+                need: Need::Rules,
+                if_declared: false,
+                lost: "load-balancer traffic is not marked for masquerade",
+            },
+            Fixed {
+                if_declared: true,
+                ..FORWARD
+            },
+        ],
+        RulesMode::Unknown => vec![SERVICES, POSTROUTING, MARK_MASQ],
+    }
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// `a, b and c`, at most `max` named.
+fn list(items: &[&str], max: usize) -> String {
+    let mut v: Vec<&str> = Vec::new();
+    for i in items {
+        if !v.contains(i) {
+            v.push(i);
+        }
+    }
+    let more = v.len().saturating_sub(max);
+    v.truncate(max);
+    let mut s = v.join(", ");
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
+}
+
+/// The anomalies of `rs` (filter, then nat), each table's sorted by kind
+/// and chain.
+pub(super) fn anomalies(
+    rs: &Ruleset,
+    names: &HashMap<String, String>,
+    generation: &Generation,
+) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    for name in ["filter", "nat"] {
+        if let Some(table) = rs.table(name) {
+            out.extend(table_anomalies(table, names, generation));
+        }
+    }
+    out
+}
+
+fn table_anomalies(
+    table: &Table,
+    names: &HashMap<String, String>,
+    generation: &Generation,
+) -> Vec<Anomaly> {
+    let tn = table.name.as_str();
+    let mut out = Vec::new();
+    let mut push = |kind, chain: &str, message: String| {
+        out.push(Anomaly {
+            kind,
+            chain: chain.to_string(),
+            message,
+        })
+    };
+    let declared: BTreeSet<&str> = table.chains.iter().map(|c| c.name.as_str()).collect();
+    let rules = chain_rules(table);
+    // Chains that exist as far as the text goes: declared, or with rules.
+    let known: BTreeSet<&str> = rules.keys().copied().collect();
+    let jumpers = |chain: &str| -> Vec<&Rule> {
+        table
+            .rules
+            .iter()
+            .filter(|r| r.target_name() == Some(chain))
+            .collect()
+    };
+
+    // Rules of a chain that is never declared: the text was edited.
+    let mut undeclared = false;
+    for (chain, list) in &rules {
+        if declared.contains(chain)
+            || list.is_empty()
+            || BUILTIN_CHAINS.contains(chain)
+            || !chain.starts_with("KUBE-")
+        {
+            continue;
+        }
+        undeclared = true;
+        let from = jumpers(chain);
+        let jumped = match from.len() {
+            0 => String::new(),
+            1 => " (1 rule jumps to it)".to_string(),
+            n => format!(" ({n} rules jump to it)"),
+        };
+        push(
+            AnomalyKind::UndeclaredChain,
+            chain,
+            format!(
+                "{tn} table: {chain} has {}{jumped} but no declaration (no `:{chain}` line): the text was edited or filtered (e.g. with grep); iptables-save declares every chain it prints",
+                plural(list.len(), "rule")
+            ),
+        );
+    }
+
+    // Jumps to chains that do not exist, once per chain. Other unknown
+    // names may be extension targets (CT, NFLOG, ...); kube-proxy's own
+    // chains all start with KUBE-.
+    let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in &table.rules {
+        if let Some(t) = r.target_name()
+            && !is_target(t)
+            && !known.contains(t)
+            && t.starts_with("KUBE-")
+        {
+            missing.entry(t).or_default().push(r.chain.as_str());
+        }
+    }
+    for (t, from) in &missing {
+        let hint = if undeclared {
+            " (or its declaration was filtered out of the text)"
+        } else {
+            ""
+        };
+        let message = if from.len() == 1 {
+            format!(
+                "{tn} table: rule in {} jumps to {t}, which does not exist{hint}",
+                from[0]
+            )
+        } else {
+            format!(
+                "{tn} table: {} (in {}) jump to {t}, which does not exist{hint}",
+                plural(from.len(), "rule"),
+                list(from, 3)
+            )
+        };
+        push(AnomalyKind::MissingChain, t, message);
+    }
+
+    // Reachability from the built-in chains. kube-proxy's top-level chains
+    // count as reached even when the jumps into them are missing (reported
+    // as `missing-jump` instead).
+    let entries = ENTRY_CHAINS
+        .iter()
+        .map(|(_, _, c, _)| *c)
+        .chain(ipvs::JUMP_RULES.iter().map(|j| j.target));
+    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    let mut todo: Vec<&str> = BUILTIN_CHAINS
+        .iter()
+        .copied()
+        .chain(entries)
+        .filter(|c| known.contains(c))
+        .collect();
+    while let Some(c) = todo.pop() {
+        if !reached.insert(c) {
+            continue;
+        }
+        for r in rules.get(c).into_iter().flatten() {
+            if let Some(t) = r.target_name()
+                && known.contains(t)
+            {
+                todo.push(t);
+            }
+        }
+    }
+
+    // Jumps from the built-in chains, as the mode and generation install them.
+    for (tname, from, to, since) in expected_jumps(generation.mode) {
+        if tn != tname || !known.contains(to) || !declared.contains(from) {
+            continue;
+        }
+        if since.is_some_and(|v| !generation.at_least(v)) {
+            continue;
+        }
+        let jumps = rules
+            .get(from)
+            .into_iter()
+            .flatten()
+            .any(|r| r.target_name() == Some(to));
+        if !jumps {
+            push(
+                AnomalyKind::MissingJump,
+                to,
+                format!(
+                    "{tn} table: {from} does not jump to {to}, so kube-proxy's rules there are never used"
+                ),
+            );
+        }
+    }
+
+    // kube-proxy's fixed rules, rewritten on every sync: missing means lost.
+    for f in fixed_chains(generation.mode) {
+        if f.table != tn || (f.if_declared && !known.contains(f.chain)) {
+            continue;
+        }
+        let list = rules.get(f.chain).map(Vec::as_slice).unwrap_or_default();
+        let what = match f.need {
+            Need::Rules => "its rules".to_string(),
+            Need::Target(t) => format!("a {t} rule"),
+        };
+        let state = if !known.contains(f.chain) {
+            if !jumpers(f.chain).is_empty() {
+                continue; // reported as missing-chain
+            }
+            "does not exist".to_string()
+        } else if list.is_empty() {
+            "is empty".to_string()
+        } else {
+            match f.need {
+                Need::Rules => continue,
+                Need::Target(t) if list.iter().any(|r| r.target_name() == Some(t)) => continue,
+                Need::Target(t) => format!("has no {t} rule"),
+            }
+        };
+        push(
+            AnomalyKind::MissingRules,
+            f.chain,
+            format!(
+                "{tn} table: {} {state}, though kube-proxy ({} mode) writes {what} there on every sync: {} (flushed since, or kube-proxy's iptables-restore fails: see its log)",
+                f.chain,
+                generation.mode.as_str(),
+                f.lost
+            ),
+        );
+    }
+
+    // Chains of an older generation than the rules show: leftovers (on a
+    // node whose rules are that old, they are its own).
+    for name in &known {
+        let name = *name;
+        let old = (is_old_service_chain(name) && generation.at_least(Version::v1(24)))
+            || (name == "KUBE-MARK-DROP" && generation.at_least(Version::v1(25)));
+        if old {
+            push(
+                AnomalyKind::OldGeneration,
+                name,
+                format!(
+                    "{tn} table: {name} is only created by kube-proxy/kubelet older than 1.24/1.28"
+                ),
+            );
+        }
+    }
+    let has_builtins = BUILTIN_CHAINS.iter().any(|c| declared.contains(c));
+    for name in &known {
+        let name = *name;
+        let service_chain = service_chain_suffix(name).is_some();
+        if has_builtins && service_chain && !reached.contains(name) {
+            let who = service_chain_suffix(name)
+                .and_then(|s| names.get(s))
+                .map(|s| format!(" (was {s})"))
+                .unwrap_or_default();
+            push(
+                AnomalyKind::StaleChain,
+                name,
+                format!("{tn} table: nothing reaches {name}{who}; kube-proxy left it behind"),
+            );
+        }
+    }
+
+    // Chains of the other proxy mode.
+    match generation.mode {
+        RulesMode::Iptables => {
+            let other: Vec<&str> = ipvs::CHAINS
+                .iter()
+                .filter(|(t, c)| *t == tn && !super::super::PROFILE.owns_chain(t, c))
+                .map(|(_, c)| *c)
+                .filter(|c| known.contains(c))
+                .collect();
+            for c in &other {
+                push(
+                    AnomalyKind::OtherMode,
+                    c,
+                    format!(
+                        "{tn} table holds IPVS-mode chains ({}) next to iptables-mode rules: leftovers of a mode switch",
+                        other.join(", ")
+                    ),
+                );
+            }
+        }
+        RulesMode::Ipvs => {
+            // Not the canary: whether IPVS mode creates it varies.
+            let other: Vec<&str> = super::super::CHAINS
+                .iter()
+                .filter(|(t, c)| {
+                    *t == tn && *c != "KUBE-PROXY-CANARY" && !ipvs::PROFILE.owns_chain(t, c)
+                })
+                .map(|(_, c)| *c)
+                .filter(|c| known.contains(c))
+                .collect();
+            let service_chains = known.iter().filter(|c| is_service_chain(c)).count();
+            let mut all: Vec<String> = other.iter().map(|c| c.to_string()).collect();
+            if service_chains > 0 {
+                all.push(plural(service_chains, "per-Service chain"));
+            }
+            for c in &other {
+                let n = rules.get(c).map_or(0, Vec::len);
+                let live = if n > 0 && reached.contains(c) {
+                    let verb = if n == 1 { "applies" } else { "apply" };
+                    format!("; {} in {c} still {verb}", plural(n, "rule"))
+                } else {
+                    String::new()
+                };
+                push(
+                    AnomalyKind::OtherMode,
+                    c,
+                    format!(
+                        "{tn} table holds iptables-mode chains ({}) next to IPVS-mode rules: leftovers of a mode switch{live}",
+                        all.join(", ")
+                    ),
+                );
+            }
+        }
+        RulesMode::None | RulesMode::Unknown => {}
+    }
+
+    // Duplicate rules within a chain, once per chain.
+    for (chain, list) in &rules {
+        let mut seen = BTreeSet::new();
+        let dups: Vec<&&Rule> = list
+            .iter()
+            .filter(|r| !seen.insert(r.canonical()))
+            .collect();
+        let Some(first) = dups.first() else { continue };
+        let message = if dups.len() == 1 {
+            format!(
+                "{tn} table: {chain} holds the same rule twice: {}",
+                render_rule(first)
+            )
+        } else {
+            format!(
+                "{tn} table: {chain} holds {} more than once, e.g.: {}",
+                plural(dups.len(), "rule"),
+                render_rule(first)
+            )
+        };
+        push(AnomalyKind::DuplicateRule, chain, message);
+    }
+
+    // Targets an iptables of another version printed wrongly, once per chain.
+    let mut garbled: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in &table.rules {
+        if let Some(text) = garbled_target(r) {
+            garbled.entry(r.chain.as_str()).or_default().push(text);
+        }
+    }
+    for (chain, texts) in &garbled {
+        let what = if texts.len() == 1 {
+            format!("its {} target", target_kind(&texts[0]))
+        } else {
+            format!("{} of its targets", texts.len())
+        };
+        push(
+            AnomalyKind::GarbledRule,
+            chain,
+            format!(
+                "{tn} table: {chain}: {what} cannot be read (`{}`): printed by another iptables than the one that wrote it (a version or legacy/nft mismatch, e.g. the host's older iptables-save); read the rules with kube-proxy's own iptables-save (in its container)",
+                texts[0]
+            ),
+        );
+    }
+
+    out.sort_by(|a, b| (&a.kind, &a.chain).cmp(&(&b.kind, &b.chain)));
+    out
+}
+
+fn target_kind(text: &str) -> &str {
+    text.split_whitespace().nth(1).unwrap_or("")
+}
+
+/// The target of `rule` as text, when it is a DNAT/SNAT whose address
+/// cannot be what any program wrote: the address option repeated, without
+/// a value, or unspecified (`0.0.0.0`, port 0). That is what an
+/// iptables-save prints for rules a different iptables version wrote.
+pub(super) fn garbled_target(rule: &Rule) -> Option<String> {
+    let t = rule.target.as_ref()?;
+    let opt = match t.name.as_str() {
+        "DNAT" => "--to-destination",
+        "SNAT" => "--to-source",
+        _ => return None,
+    };
+    let values: Vec<_> = t.options.iter().filter(|o| o.name == opt).collect();
+    let bad = values.len() != 1
+        || values
+            .iter()
+            .any(|o| o.values.len() != 1 || !sane_address(&o.values[0]));
+    bad.then(|| target_text(t))
+}
+
+/// Whether `v` is an address a NAT target can hold: `ip`, `ip:port`,
+/// `[ip6]:port`, ranges of either, never unspecified or port 0.
+fn sane_address(v: &str) -> bool {
+    let (host, port) = if v.starts_with('[') || v.matches(':').count() == 1 {
+        match v.rsplit_once(':') {
+            Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']'), Some(p)),
+            None => (v, None),
+        }
+    } else {
+        (v, None)
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .split('-')
+            .all(|h| parse_ip_sloppy(h).is_some_and(|ip| !ip.is_unspecified()));
+    let port_ok = port.is_none_or(|p| p.split('-').all(|p| p.parse::<u16>().is_ok_and(|p| p != 0)));
+    host_ok && port_ok
+}
+
+fn target_text(t: &Target) -> String {
+    let mut s = format!("-j {}", t.name);
+    for o in &t.options {
+        s.push(' ');
+        if o.negated {
+            s.push_str("! ");
+        }
+        s.push_str(&o.name);
+        for v in &o.values {
+            s.push(' ');
+            s.push_str(v);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_chains_are_jump_rules() {
+        for (table, chain, target, _) in ENTRY_CHAINS {
+            assert!(
+                super::super::super::JUMP_RULES
+                    .iter()
+                    .any(|j| (j.table, j.chain, j.target) == (table, chain, target)),
+                "{table} {chain} -> {target}"
+            );
+        }
+    }
+
+    fn anomalies_of(text: &str) -> Vec<Anomaly> {
+        let rs = Ruleset::parse(text).expect("parses");
+        let generation = super::super::generation::detect(&rs);
+        anomalies(&rs, &HashMap::new(), &generation)
+    }
+
+    /// An IPVS-mode node with an iptables-mode kube-proxy's filter rules
+    /// left behind: they still reject, and say so.
+    #[test]
+    fn iptables_mode_leftovers_on_an_ipvs_node() {
+        let got = anomalies_of(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-SERVICES - [0:0]\n\
+             -A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+             -A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n\
+             -A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT\n\
+             -A KUBE-SERVICES -d 10.96.7.7/32 -p tcp -m comment --comment \"default/gone has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n\
+             *nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:KUBE-LOAD-BALANCER - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:KUBE-NODE-PORT - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-SERVICES - [0:0]\n\
+             -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+             -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+             -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+             -A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ\n-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+             -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE\n\
+             -A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT\nCOMMIT\n",
+        );
+        let kinds: Vec<(AnomalyKind, &str)> =
+            got.iter().map(|a| (a.kind, a.chain.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [(AnomalyKind::OtherMode, "KUBE-SERVICES")],
+            "{got:#?}"
+        );
+        assert!(
+            got[0]
+                .message
+                .ends_with("leftovers of a mode switch; 1 rule in KUBE-SERVICES still applies"),
+            "{}",
+            got[0].message
+        );
+    }
+
+    #[test]
+    fn garbled_nat_targets() {
+        let rule = |target: &str| {
+            Rule::parse(&format!(
+                "-A KUBE-SEP-X -p tcp -m comment --comment \"a/b\" -m tcp -j {target}"
+            ))
+            .expect("parses")
+        };
+        for bad in [
+            "DNAT --to-destination  --random --to-destination  --random --to-destination 0.0.0.0:0",
+            "DNAT --to-destination :0 --persistent --to-destination :0 --persistent --to-destination 0.0.0.0 --persistent",
+            "DNAT --to-destination  --random --to-destination  --random --to-destination",
+            "DNAT --to-destination 10.0.0.1:0",
+        ] {
+            assert!(garbled_target(&rule(bad)).is_some(), "{bad}");
+        }
+        for good in [
+            "DNAT --to-destination 10.244.0.5:8000",
+            "DNAT --to-destination [fd00::5]:80",
+            "DNAT --to-destination fd00::5",
+            "DNAT --to-destination 10.0.0.1-10.0.0.3:80-81 --random",
+            "MARK --set-xmark 0x4000/0x4000",
+        ] {
+            assert_eq!(garbled_target(&rule(good)), None, "{good}");
+        }
+        assert_eq!(
+            garbled_target(&rule(
+                "DNAT --to-destination  --random --to-destination 0.0.0.0:0"
+            )),
+            Some("-j DNAT --to-destination --random --to-destination 0.0.0.0:0".into())
+        );
+    }
+}
