@@ -25,7 +25,24 @@ pub use owner::{
     KUBELET_CHAINS, Modes, Owner, chain_owner, foreign_state, ipset_owner, jump_owner, rule_owner,
 };
 
-use crate::netfilter::Rule;
+use crate::netfilter::{LineBuffer, Rule, wln};
+
+/// The masquerade rules iptables and IPVS mode both write, word for word:
+/// nat KUBE-POSTROUTING returns unless the packet is marked, unmarks it and
+/// masquerades it; KUBE-MARK-MASQ marks.
+pub(crate) fn write_masquerade_rules(nr: &mut LineBuffer, mark: &str, random_fully: bool) {
+    wln!(
+        nr,
+        "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN"
+    );
+    wln!(nr, "-A KUBE-POSTROUTING -j MARK --xor-mark {mark}");
+    wln!(
+        nr,
+        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
+        if random_fully { " --random-fully" } else { "" }
+    );
+    wln!(nr, "-A KUBE-MARK-MASQ -j MARK --or-mark {mark}");
+}
 
 /// What one proxy mode creates outside the service-specific rules it
 /// compiles: see the [module documentation](self).

@@ -77,21 +77,7 @@ pub fn compile_sync(
         wln!(nat.chains, ":{c} - [0:0]");
     }
     let nr = &mut nat.rules;
-    wln!(
-        nr,
-        "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN"
-    );
-    wln!(nr, "-A KUBE-POSTROUTING -j MARK --xor-mark {mark}");
-    wln!(
-        nr,
-        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
-        if config.node.random_fully {
-            " --random-fully"
-        } else {
-            ""
-        }
-    );
-    wln!(nr, "-A KUBE-MARK-MASQ -j MARK --or-mark {mark}");
+    crate::mode::write_masquerade_rules(nr, &mark, config.node.random_fully);
 
     let mut active: HashSet<String> = HashSet::new();
     let ctx = Ctx {

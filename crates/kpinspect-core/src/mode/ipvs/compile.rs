@@ -637,21 +637,7 @@ impl Ctx<'_> {
             "-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set {} dst -j REJECT",
             name(IPVS_IPS)
         );
-        wln!(
-            nr,
-            "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN"
-        );
-        wln!(nr, "-A KUBE-POSTROUTING -j MARK --xor-mark {mark}");
-        wln!(
-            nr,
-            "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
-            if config.node.random_fully {
-                " --random-fully"
-            } else {
-                ""
-            }
-        );
-        wln!(nr, "-A KUBE-MARK-MASQ -j MARK --or-mark {mark}");
+        crate::mode::write_masquerade_rules(nr, &mark, config.node.random_fully);
         Restore {
             family: self.family,
             order: TableOrder::NatFirst,
