@@ -28,7 +28,7 @@ const IPVS_DEST_ATTR_TUN_FLAGS: u16 = 15;
 
 /// How packets reach a destination (`IP_VS_CONN_F_FWD_MASK` of the
 /// connection flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ForwardingMethod {
     /// `IP_VS_CONN_F_MASQ` (0): NAT, ipvsadm's `-m`; what kube-proxy uses.
     Masquerade,
