@@ -163,3 +163,9 @@ impl From<CtrlMessage> for NetlinkPayload<CtrlMessage> {
         NetlinkPayload::InnerMessage(message)
     }
 }
+
+impl netlink_packet_core::Parseable<[u8]> for CtrlMessage {
+    fn parse(buf: &[u8]) -> Result<Self, netlink_packet_core::DecodeError> {
+        CtrlMessage::parse(buf).map_err(|e| e.to_string().into())
+    }
+}

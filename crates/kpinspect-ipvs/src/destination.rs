@@ -288,3 +288,19 @@ impl Destination {
         crate::attr::emit_all(&self.attrs(false))
     }
 }
+
+impl netlink_packet_core::Emitable for Destination {
+    fn buffer_len(&self) -> usize {
+        self.attrs(false).as_slice().buffer_len()
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        self.attrs(false).as_slice().emit(buffer)
+    }
+}
+
+impl netlink_packet_core::Parseable<[u8]> for Destination {
+    fn parse(buf: &[u8]) -> Result<Self, netlink_packet_core::DecodeError> {
+        Destination::parse(buf).map_err(|e| e.to_string().into())
+    }
+}

@@ -14,7 +14,11 @@
 //! One module per kernel object: [`service`] (`IPVS_SVC_ATTR_*`),
 //! [`destination`] (`IPVS_DEST_ATTR_*`), [`stats`] (`IPVS_STATS_ATTR_*`),
 //! [`config`] (timeouts, info), [`message`] (`IPVS_CMD_*`,
-//! `IPVS_CMD_ATTR_*`). Byte orders are the kernel's: ports and IPv4
+//! `IPVS_CMD_ATTR_*`); each value is [`Emitable`] and
+//! [`Parseable`](netlink_packet_core::Parseable) (`Service`, `Destination`
+//! and `Stats` as the attributes inside their nested attribute;
+//! `IpvsMessage` as a generic netlink payload, also a
+//! `NetlinkSerializable`/`NetlinkDeserializable`). Byte orders are the kernel's: ports and IPv4
 //! netmasks big-endian, everything else in host order; addresses are 16
 //! bytes (IPv4 zero-padded). Attributes this crate does not know are kept
 //! ([`DefaultNla`], flags included) and encoded again after the known ones.

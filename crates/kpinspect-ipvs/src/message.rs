@@ -291,3 +291,13 @@ impl From<IpvsMessage> for NetlinkPayload<IpvsMessage> {
         NetlinkPayload::InnerMessage(message)
     }
 }
+
+impl netlink_packet_core::ParseableParametrized<[u8], u16> for IpvsMessage {
+    /// [`IpvsMessage::parse`] with the family id as parameter.
+    fn parse_with_param(
+        buf: &[u8],
+        family_id: u16,
+    ) -> Result<Self, netlink_packet_core::DecodeError> {
+        IpvsMessage::parse(family_id, buf).map_err(|e| e.to_string().into())
+    }
+}

@@ -302,3 +302,19 @@ pub(crate) fn family_of(ip: IpAddr) -> u16 {
 fn full_netmask(family: u16) -> u32 {
     if family == AF_INET6 { 128 } else { !0 }
 }
+
+impl netlink_packet_core::Emitable for Service {
+    fn buffer_len(&self) -> usize {
+        self.attrs(false).as_slice().buffer_len()
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        self.attrs(false).as_slice().emit(buffer)
+    }
+}
+
+impl netlink_packet_core::Parseable<[u8]> for Service {
+    fn parse(buf: &[u8]) -> Result<Self, netlink_packet_core::DecodeError> {
+        Service::parse(buf).map_err(|e| e.to_string().into())
+    }
+}

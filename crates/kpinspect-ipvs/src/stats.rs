@@ -101,3 +101,20 @@ impl Stats {
         out
     }
 }
+
+/// Encodes the `STATS64` form (every value 64-bit).
+impl netlink_packet_core::Emitable for Stats {
+    fn buffer_len(&self) -> usize {
+        self.attrs(true).as_slice().buffer_len()
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        self.attrs(true).as_slice().emit(buffer)
+    }
+}
+
+impl netlink_packet_core::Parseable<[u8]> for Stats {
+    fn parse(buf: &[u8]) -> Result<Self, netlink_packet_core::DecodeError> {
+        Stats::parse(buf).map_err(|e| e.to_string().into())
+    }
+}

@@ -495,3 +495,38 @@ fn commands_map_to_their_numbers() {
     assert_eq!(u8::from(IpvsCommand::Flush), 17);
     assert_eq!(IpvsCommand::from(5), IpvsCommand::NewDest);
 }
+
+#[test]
+fn the_netlink_packet_core_traits_agree_with_the_methods() {
+    use netlink_packet_core::{Parseable, ParseableParametrized};
+    let (c, m) = &ipvs("add-dest-masq", true)[0];
+    let svc = m.service.as_ref().unwrap();
+    assert_eq!(emit(svc), svc.to_bytes());
+    assert_eq!(
+        <Service as Parseable<[u8]>>::parse(&emit(svc)).unwrap(),
+        *svc
+    );
+    let dest = m.destination.as_ref().unwrap();
+    assert_eq!(
+        <Destination as Parseable<[u8]>>::parse(&emit(dest)).unwrap(),
+        *dest
+    );
+    let stats = Stats {
+        conns: 1 << 40,
+        ..Stats::default()
+    };
+    assert_eq!(
+        <Stats as Parseable<[u8]>>::parse(&emit(&stats)).unwrap(),
+        stats
+    );
+    assert_eq!(
+        IpvsMessage::parse_with_param(c.payload(), FAMILY).unwrap(),
+        *m
+    );
+    assert!(<Service as Parseable<[u8]>>::parse(&[1]).is_err());
+    let ctrl = CtrlMessage::get_family("IPVS");
+    assert_eq!(
+        <CtrlMessage as Parseable<[u8]>>::parse(&emit(&ctrl)).unwrap(),
+        ctrl
+    );
+}
