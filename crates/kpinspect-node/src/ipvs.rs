@@ -32,8 +32,9 @@ const NLMSG_DONE: u16 = 3;
 /// A failure to read or change IPVS. Every message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum IpvsError {
-    /// The kernel has no `IPVS` generic netlink family (the module is not
-    /// loaded, or IPVS is not built).
+    /// The kernel has no `IPVS` generic netlink family: IPVS is not built,
+    /// or its module could not be loaded (the family lookup loads it on
+    /// demand).
     #[error("IPVS is not available in this kernel (modprobe ip_vs)")]
     NotAvailable,
     /// No such service (`ESRCH`).
@@ -387,17 +388,14 @@ impl GenlSocket {
         Ok(GenlSocket { socket, seq: 0 })
     }
 
-    /// The `IPVS` family's id: [`IpvsError::NotAvailable`] without it.
+    /// The `IPVS` family's id: [`IpvsError::NotAvailable`] without it. The
+    /// kernel loads `ip_vs` for the lookup if it can (the module declares
+    /// the family's alias), so this fails only where IPVS is not built.
     fn resolve_family(&mut self, operation: &str) -> Result<u16, IpvsError> {
-        let answer = match self.request(
-            CtrlMessage::get_family(IPVS_GENL_NAME),
-            NLM_F_ACK,
-            operation,
-        ) {
-            Ok(answer) => answer,
-            Err(e) if e.errno() == Some(ENOENT) => return Err(IpvsError::NotAvailable),
-            Err(e) => return Err(e.into()),
-        };
+        let request = CtrlMessage::get_family(IPVS_GENL_NAME);
+        let answer = self
+            .request(request, NLM_F_ACK, operation)
+            .map_err(family_lookup_error)?;
         family_id(&answer).ok_or(IpvsError::NotAvailable)
     }
 
@@ -435,6 +433,15 @@ impl GenlSocket {
                 }
             }
         }
+    }
+}
+
+/// The controller's `ENOENT`: no family of that name.
+fn family_lookup_error(e: NetlinkError) -> IpvsError {
+    if e.errno() == Some(ENOENT) {
+        IpvsError::NotAvailable
+    } else {
+        e.into()
     }
 }
 
@@ -743,8 +750,10 @@ mod tests {
             e,
             IpvsError::Netlink(NetlinkError::Permission { .. })
         ));
+        let missing = family_lookup_error(NetlinkError::from_errno("x", ENOENT));
+        assert_eq!(missing, IpvsError::NotAvailable);
         assert_eq!(
-            IpvsError::NotAvailable.to_string(),
+            missing.to_string(),
             "IPVS is not available in this kernel (modprobe ip_vs)"
         );
     }
