@@ -13,6 +13,9 @@
 //! * [`detect_backend`]: which of iptables-legacy and iptables-nft the node
 //!   uses, decided as Kubernetes' iptables-wrapper decides it, with a
 //!   [`Detection::warning`] when both hold `KUBE-*` chains;
+//! * the [`Ipvs`] trait: IPVS services and destinations, read and changed
+//!   over generic netlink by [`SystemIpvs`] (the codec is
+//!   [`kpinspect_ipvs`]);
 //! * [`LiveNode`]: this node, through the detected backend's tools;
 //! * [`kube_proxy_running`]: whether a kube-proxy process runs;
 //!   [`hostname`]: the node name kube-proxy would take;
@@ -60,6 +63,7 @@ mod detect;
 mod error;
 mod host;
 mod ipset;
+mod ipvs;
 mod live;
 mod lock;
 mod memory;
@@ -84,6 +88,9 @@ pub use host::{
     parse_proc_net_ipv6_route, parse_proc_net_route, parse_sysctl_bool,
 };
 pub use ipset::{IpSet, IpSetError, IpSetState};
+pub use ipvs::{Ipvs, IpvsError, SystemIpvs, destination_name, service_name};
+/// The IPVS codec ([`Ipvs`]'s values: `Service`, `Destination`, `Timeouts`).
+pub use kpinspect_ipvs;
 pub use live::LiveNode;
 pub use lock::{RulesLock, lock_path, lock_rules, lock_rules_at};
 pub use memory::{MemoryNode, Write, WriteTarget};

@@ -12,8 +12,10 @@ use crate::conntrack::{Conntrack, ConntrackEntry, ConntrackError, ConntrackFilte
 use crate::error::NodeError;
 use crate::host::{DefaultRoute, HostFactsError, HostInputs, HostProbe, Interface};
 use crate::ipset::{IpSetError, IpSetState};
+use crate::ipvs::{Ipvs, IpvsError, MemoryIpvs};
 use crate::nfacct::{Ensured, NfAcct, NfAcctCounter, NfAcctError, validate_nfacct_name};
 use crate::{IpSets, Iptables};
+use kpinspect_ipvs::{Destination, Service, Timeouts};
 
 /// What a restore payload was fed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -260,6 +262,8 @@ struct KernelState {
     conntrack: Vec<ConntrackEntry>,
     /// What the host's kernel and tools would tell.
     host: HostInputs,
+    /// IPVS services, destinations and timeouts.
+    ipvs: MemoryIpvs,
 }
 
 impl State {
@@ -354,6 +358,71 @@ impl NfAcct for MemoryNode {
             return Err(NfAcctError::InUse { name: name.into() });
         }
         state.kernel.nfacct.remove(at);
+        Ok(())
+    }
+}
+
+/// IPVS as the kernel keeps it: a new service or destination must not
+/// exist (`EEXIST`), a changed or deleted one must (`ESRCH`, `ENOENT`);
+/// flags are stored under their mask with `HASHED` added, counters are
+/// zero, timeouts start at the kernel's 900/120/300 s.
+///
+/// ```
+/// use kpinspect_node::kpinspect_ipvs::{Destination, ForwardingMethod, Service};
+/// use kpinspect_node::{Ipvs, IpvsError, MemoryNode};
+///
+/// let node = MemoryNode::new();
+/// let svc = Service::tcp("10.96.0.10:80".parse().unwrap()).scheduler("rr");
+/// node.new_service(&svc).unwrap();
+/// assert!(matches!(node.new_service(&svc), Err(IpvsError::Exists { .. })));
+/// let dest = Destination::new("10.244.0.11:8080".parse().unwrap(), ForwardingMethod::Masquerade, 1);
+/// node.new_destination(&svc, &dest).unwrap();
+/// assert_eq!(node.destinations(&svc).unwrap()[0].port, Some(8080));
+/// node.del_service(&svc).unwrap();
+/// assert_eq!(
+///     node.del_service(&svc).unwrap_err().to_string(),
+///     "IPVS service TCP 10.96.0.10:80 does not exist"
+/// );
+/// ```
+impl Ipvs for MemoryNode {
+    fn services(&self) -> Result<Vec<Service>, IpvsError> {
+        Ok(self.lock().kernel.ipvs.services())
+    }
+
+    fn destinations(&self, service: &Service) -> Result<Vec<Destination>, IpvsError> {
+        Ok(self.lock().kernel.ipvs.destinations(service))
+    }
+
+    fn new_service(&self, service: &Service) -> Result<(), IpvsError> {
+        self.lock().kernel.ipvs.new_service(service)
+    }
+
+    fn set_service(&self, service: &Service) -> Result<(), IpvsError> {
+        self.lock().kernel.ipvs.set_service(service)
+    }
+
+    fn del_service(&self, service: &Service) -> Result<(), IpvsError> {
+        self.lock().kernel.ipvs.del_service(service)
+    }
+
+    fn new_destination(&self, service: &Service, dest: &Destination) -> Result<(), IpvsError> {
+        self.lock().kernel.ipvs.new_destination(service, dest)
+    }
+
+    fn set_destination(&self, service: &Service, dest: &Destination) -> Result<(), IpvsError> {
+        self.lock().kernel.ipvs.set_destination(service, dest)
+    }
+
+    fn del_destination(&self, service: &Service, dest: &Destination) -> Result<(), IpvsError> {
+        self.lock().kernel.ipvs.del_destination(service, dest)
+    }
+
+    fn timeouts(&self) -> Result<Timeouts, IpvsError> {
+        Ok(self.lock().kernel.ipvs.timeouts())
+    }
+
+    fn set_timeouts(&self, timeouts: Timeouts) -> Result<(), IpvsError> {
+        self.lock().kernel.ipvs.set_timeouts(timeouts);
         Ok(())
     }
 }
