@@ -106,17 +106,25 @@ fn answered_by(replies: Vec<Result<crate::node::Reply, String>>, what: &str) -> 
 }
 
 /// The UDP entries of the node's conntrack table to `dst`, as
-/// `conntrack -L` lists them.
+/// `conntrack -L` lists them, without the seconds each has left (the third
+/// column counts down while the test runs).
 fn conntrack_udp_to(node: &TestNode, dst: IpAddr) -> Vec<String> {
     let dst = dst.to_string();
     node.node_exec_ok(&["conntrack", "-L", "-p", "udp", "--orig-dst", &dst])
         .lines()
-        .map(String::from)
+        .map(|l| {
+            l.split_whitespace()
+                .enumerate()
+                .filter(|(i, _)| *i != 2)
+                .map(|(_, w)| w)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect()
 }
 
 /// Whether apply's stderr says it deleted `n` stale IPv4 UDP conntrack
-/// entries (the family is spelt `ipv4` there for now).
+/// entries.
 fn says_deleted(stderr: &str, n: usize) -> bool {
     stderr
         .to_ascii_lowercase()
