@@ -7,12 +7,14 @@
 //! owns in iptables: its chains, jump rules and ipsets.
 
 mod compile;
+mod dump;
 mod ipset;
 mod parse;
 mod render;
 mod server;
 
 pub use compile::{Compiled, compile};
+pub use dump::{IpvsState, dump, shares};
 pub use ipset::{IpSet, IpSetEntry, IpSetType};
 pub use parse::{IpvsadmError, parse_ipvsadm};
 pub use render::{address_lines, ipset_save, ipvsadm_save};
