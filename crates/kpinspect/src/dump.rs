@@ -20,13 +20,16 @@ use crate::fmt::fraction;
 /// Dumps the saves (or the live node); exit status 1 when `--service`
 /// names a Service no rule names (after saying so on stderr, one line).
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
-    let cluster = if args.clusters.is_empty() {
+    let cluster_objects = if args.clusters.is_empty() {
         None
     } else {
         let node = args.node.resolve()?;
         let cluster = crate::load_cluster(&args.clusters)?;
-        Some(ProxyState::build(&cluster, &node.config, node.family))
+        Some((cluster, node))
     };
+    let cluster = cluster_objects
+        .as_ref()
+        .map(|(objects, node)| ProxyState::build(objects, &node.config, node.family));
     let service = match &args.service {
         Some(filter) => Some(filter.split_once('/').ok_or_else(|| {
             UsageError::msg(format!(
@@ -78,7 +81,25 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     }
     if let Some((state, ipvs_sources)) = &ipvs {
         let iptables = (!sources.is_empty()).then_some(&result);
-        let d = kpinspect_core::mode::ipvs::dump(state, cluster.as_ref(), iptables);
+        // Each virtual server against the cluster as its family's proxier
+        // sees it.
+        let clusters = match &cluster_objects {
+            Some((objects, node)) => {
+                let mut families: Vec<IpFamily> =
+                    state.servers.iter().map(VirtualServer::family).collect();
+                families.sort();
+                families.dedup();
+                if families.is_empty() {
+                    families.push(node.family);
+                }
+                families
+                    .into_iter()
+                    .map(|f| ProxyState::build(objects, &node.config, f))
+                    .collect()
+            }
+            None => vec![],
+        };
+        let d = kpinspect_core::mode::ipvs::dump(state, &clusters, iptables);
         result.services.extend(d.services);
         result.anomalies.extend(d.anomalies);
         result.sources.extend(ipvs_sources.iter().cloned());

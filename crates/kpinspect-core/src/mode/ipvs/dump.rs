@@ -158,7 +158,7 @@ impl<'a> SetFacts<'a> {
 /// The kind of virtual server `vs` is for service port `entry`, if its.
 fn kind_for(entry: &ServicePortEntry, vs: &VirtualServer) -> Option<VirtualServerKind> {
     let info = &entry.info;
-    if vs.protocol != info.name.protocol {
+    if vs.protocol != info.name.protocol || vs.family() != IpFamily::of(&info.cluster_ip) {
         return None;
     }
     if vs.port == info.port {
@@ -175,7 +175,8 @@ fn kind_for(entry: &ServicePortEntry, vs: &VirtualServer) -> Option<VirtualServe
     (info.node_port != 0 && vs.port == info.node_port).then_some(VirtualServerKind::NodePort)
 }
 
-/// Dumps an IPVS node: one service port per Service (with the cluster) or
+/// Dumps an IPVS node: one service port per Service (with the cluster:
+/// `clusters`, one [`ProxyState`] per family, empty when unknown) or
 /// per cluster IP, external or load-balancer address and node port
 /// (without), its endpoints the real servers with their weights,
 /// connections and shares of new connections; and the anomalies of the
@@ -188,21 +189,20 @@ fn kind_for(entry: &ServicePortEntry, vs: &VirtualServer) -> Option<VirtualServe
 /// use kpinspect_core::mode::ipvs::{dump, parse_ipvsadm, IpvsState};
 /// let text = "TCP  10.96.0.1:443 wrr\n  -> 192.168.0.2:6443 Masq 1 0 0\n  -> 192.168.0.3:6443 Masq 3 0 0\n";
 /// let state = IpvsState { servers: parse_ipvsadm(text).unwrap(), sets: None };
-/// let d = dump(&state, None, None);
-/// assert_eq!(d.services[0].cluster_ip.as_deref(), Some("10.96.0.1"));
+/// let d = dump(&state, &[], None);
+/// assert_eq!(d.services[0].chains, ["10.96.0.1:443/TCP"]);
 /// assert_eq!(d.services[0].endpoints[1].probability, Some(0.75));
 /// ```
-pub fn dump(
-    state: &IpvsState,
-    cluster: Option<&ProxyState>,
-    iptables: Option<&NodeDump>,
-) -> NodeDump {
+pub fn dump(state: &IpvsState, clusters: &[ProxyState], iptables: Option<&NodeDump>) -> NodeDump {
     let facts = state.sets.as_deref().map(SetFacts::read);
     let mut services = Vec::new();
     let mut anomalies = Vec::new();
     let mut used = vec![false; state.servers.len()];
-    if let Some(cluster) = cluster {
-        for entry in &cluster.ports {
+    if !clusters.is_empty() {
+        for (cluster, entry) in clusters
+            .iter()
+            .flat_map(|c| c.ports.iter().map(move |e| (c, e)))
+        {
             let mine: Vec<(VirtualServerKind, &VirtualServer)> = state
                 .servers
                 .iter()
@@ -270,7 +270,7 @@ pub fn dump(
         services = by_address(&state.servers, facts.as_ref());
     }
     if let Some(facts) = &facts {
-        set_anomalies(state, facts, cluster, &mut anomalies);
+        set_anomalies(state, facts, clusters, &mut anomalies);
     }
     for vs in &state.servers {
         for r in vs.real_servers.iter().filter(|r| r.weight == 0) {
@@ -397,7 +397,9 @@ fn endpoints(vs: &VirtualServer, entry: Option<&ServicePortEntry>) -> Vec<Endpoi
 
 /// Fills endpoints, scheduler, affinity and virtual servers of `s` from
 /// its virtual servers: the endpoints are the cluster IP's (else the first
-/// one's); external ones apart when they differ.
+/// one's); external ones apart when they differ. Connection counts add up
+/// over the virtual servers that balance over the same real servers (a
+/// node port's on every node address).
 fn fill(
     s: &mut ServiceDump,
     mine: &[(VirtualServerKind, &VirtualServer)],
@@ -408,22 +410,43 @@ fn fill(
         .find(|(k, _)| *k == VirtualServerKind::ClusterIp)
         .or(mine.first());
     let Some((_, first)) = internal else { return };
+    let with_connections = |vs: &VirtualServer| {
+        let mut eps = endpoints(vs, entry);
+        for (_, other) in mine {
+            if std::ptr::eq(*other, vs) || balance(other) != balance(vs) {
+                continue;
+            }
+            for (e, r) in eps.iter_mut().zip(&other.real_servers) {
+                e.active_connections = add(e.active_connections, r.active_connections);
+                e.inactive_connections = add(e.inactive_connections, r.inactive_connections);
+            }
+        }
+        eps
+    };
     s.family = first.family();
-    s.endpoints = endpoints(first, entry);
+    s.endpoints = with_connections(first);
     s.scheduler = Some(first.scheduler.name().to_string());
     s.affinity_timeout = first.flags.persistent().then_some(first.timeout);
     if let Some((_, ext)) = mine
         .iter()
         .find(|(k, vs)| *k != VirtualServerKind::ClusterIp && balance(vs) != balance(first))
     {
-        s.external_endpoints = Some(endpoints(ext, entry));
+        s.external_endpoints = Some(with_connections(ext));
     }
     s.chains = mine.iter().map(|(_, vs)| vs.key()).collect();
 }
 
+fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Without the cluster: one service port per cluster/external/LB address
 /// and port, node-port virtual servers (the ipsets say which) grouped by
-/// port; a virtual server the ipsets do not place counts as a cluster IP.
+/// port; a virtual server the ipsets do not place (or without them) has
+/// no address but its virtual server (`chains`).
 fn by_address(servers: &[VirtualServer], facts: Option<&SetFacts>) -> Vec<ServiceDump> {
     let mut node_ports: BTreeMap<(u8, u16), Vec<&VirtualServer>> = BTreeMap::new();
     let mut out = Vec::new();
@@ -462,11 +485,14 @@ fn by_address(servers: &[VirtualServer], facts: Option<&SetFacts>) -> Vec<Servic
                 }
                 VirtualServerKind::LoadBalancer
             }
-            _ => {
+            Some(_) => {
                 s.cluster_ip = Some(vs.address.to_string());
                 s.port = Some(vs.port);
                 VirtualServerKind::ClusterIp
             }
+            // Not in kube-proxy's sets (or none read): only its virtual
+            // server (`chains`) says where it listens.
+            None => VirtualServerKind::ClusterIp,
         };
         fill(&mut s, &[(kind, vs)], None);
         out.push(s);
@@ -493,7 +519,7 @@ fn by_address(servers: &[VirtualServer], facts: Option<&SetFacts>) -> Vec<Servic
 fn set_anomalies(
     state: &IpvsState,
     facts: &SetFacts,
-    cluster: Option<&ProxyState>,
+    clusters: &[ProxyState],
     anomalies: &mut Vec<Anomaly>,
 ) {
     for &(set, ip, protocol, port) in &facts.members {
@@ -501,7 +527,7 @@ fn set_anomalies(
             continue;
         }
         let key = format!("{}/{}", join_host_port(&ip, port), protocol_name(protocol));
-        let service = cluster.and_then(|c| {
+        let service = clusters.iter().find_map(|c| {
             c.ports.iter().find(|e| {
                 let i = &e.info;
                 i.name.protocol == protocol
@@ -517,7 +543,7 @@ fn set_anomalies(
             .flatten()
             .find(|s| s.name == set || s.name == family_name(set, IpFamily::of(&ip)))
             .map_or(set.to_string(), |s| s.name.clone());
-        if cluster.is_some() && service.is_none() {
+        if !clusters.is_empty() && service.is_none() {
             anomalies.push(Anomaly {
                 kind: AnomalyKind::OrphanSetMember,
                 chain: set_name,
@@ -531,12 +557,15 @@ fn set_anomalies(
             .servers
             .iter()
             .any(|vs| (vs.address, vs.protocol, vs.port) == (ip, protocol, port));
-        if !has_server {
+        let reported = anomalies
+            .iter()
+            .any(|a| a.kind == AnomalyKind::MissingVirtualServer && a.chain == key);
+        if !has_server && !reported {
             anomalies.push(Anomaly {
                 kind: AnomalyKind::MissingVirtualServer,
                 chain: key.clone(),
                 message: format!(
-                    "{key} is in {set_name}{} but has no virtual server: its traffic is masqueraded, not balanced",
+                    "{key} is in {set_name}{} but has no virtual server: connections to it reach no endpoint",
                     service
                         .map(|e| format!(" (Service port {})", e.info.name.to_kube_string()))
                         .unwrap_or_default()
@@ -570,7 +599,7 @@ mod tests {
                 servers,
                 sets: Some(sets),
             },
-            None,
+            &[],
             None,
         );
         assert_eq!(d.services.len(), 2);

@@ -59,10 +59,13 @@ pub struct EndpointDump {
     /// IPVS mode: the real server's weight (absent in iptables mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
-    /// IPVS mode, from `ipvsadm -Ln`: active connections.
+    /// IPVS mode, from `ipvsadm -Ln`: active connections, added up over
+    /// the service port's virtual servers with the same real servers and
+    /// weights (a node port's on every node address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_connections: Option<u64>,
-    /// IPVS mode, from `ipvsadm -Ln`: inactive connections.
+    /// IPVS mode, from `ipvsadm -Ln`: inactive connections, added up the
+    /// same way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inactive_connections: Option<u64>,
 }
