@@ -386,3 +386,50 @@ fn errors_name_the_file_and_line() {
         .expect("run");
     assert!(!out.status.success(), "--ipset needs --ipvsadm");
 }
+
+/// `--service` keeps a Service's virtual servers (with the cluster, which
+/// names them); without it, the miss says why.
+#[test]
+fn service_filter_needs_the_cluster_to_name_virtual_servers() {
+    let node = capture("node.ipvsadm-ln.txt");
+    let out = kpinspect()
+        .args(["dump", "--ipvsadm", &node, "--service", "default/web"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("give --cluster"), "{}", stderr(&out));
+
+    let fx = crate::ipvs::ipvs_fixtures()
+        .into_iter()
+        .find(|f| f.name == "edge_mode_switch_node")
+        .expect("fixture");
+    let mut scratch = Scratch(vec![]);
+    let a = scratch.file("filter.ipvsadm", &compile(&fx, "ipvsadm"));
+    let out = kpinspect()
+        .arg("dump")
+        .arg("--ipvsadm")
+        .arg(&a)
+        .arg("--cluster")
+        .arg(fx.path("cluster.yaml"))
+        .arg("--config")
+        .arg(fx.path("config.yaml"))
+        .args(fx.args())
+        .args(["--service", "default/web", "--format", "json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let d: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let names: Vec<&str> = d["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["web"]);
+    let web = &d["services"][0];
+    assert_eq!(web["node_port"], 30080);
+    assert_eq!(web["external_traffic_policy"], "Local");
+    // External traffic goes to the local endpoint only.
+    assert_eq!(web["external_endpoints"][0]["ip"], "10.244.1.5");
+    assert_eq!(web["external_endpoints"][0]["local"], true);
+}

@@ -137,10 +137,16 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
             "kpinspect: dump: service {} not found: no kube-proxy rule of {} names it{}",
             args.service.unwrap_or_default(),
             read.join(", "),
-            if ipvs {
-                " (in IPVS mode, Services are IPVS virtual servers, not iptables rules)"
-            } else {
-                ""
+            match (ipvs, args.ipvsadm.is_some(), args.clusters.is_empty()) {
+                (_, true, true) => {
+                    " (virtual servers carry no Service names: give --cluster to name them)"
+                }
+                (_, true, false) => "",
+                (true, false, _) => {
+                    " (in IPVS mode, Services are IPVS virtual servers, not iptables rules: \
+                     give --ipvsadm)"
+                }
+                (false, false, _) => "",
             }
         );
         return Ok(ExitCode::from(1));
@@ -233,7 +239,7 @@ fn empty_note(s: &SourceDump) -> String {
         RulesMode::None => format!("no kube-proxy rules in {}", source_text(s)),
         RulesMode::Ipvs => format!(
             "no Service in {}: in IPVS mode Services are IPVS virtual servers and ipsets \
-             (ipvsadm -Ln, ipset list), not iptables rules; only kube-proxy's iptables chains were checked",
+             (ipvsadm -Ln, ipset list), not iptables rules; only kube-proxy's iptables chains were checked (give --ipvsadm and --ipset for them)",
             s.name
         ),
         RulesMode::Iptables | RulesMode::Unknown => {
