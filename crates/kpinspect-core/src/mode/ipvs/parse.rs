@@ -24,8 +24,10 @@ pub struct IpvsadmError {
 /// lines are the rules form, everything else the listing). Virtual servers
 /// come back in the text's order, with `kind` and `service` unknown; from
 /// the listing, real servers carry their active and inactive connection
-/// counts. Fwmark services (`FWM`, `-f`) are not kube-proxy's and are
-/// refused, as are `--stats`/`--rate` listings, which carry no weights.
+/// counts (also from `ipvsadm -Ln --persistent-conn`). Fwmark services
+/// (`FWM`, `-f`; not kube-proxy's, e.g. keepalived's) are skipped with
+/// their real servers. `--stats`/`--rate` listings, which carry no
+/// scheduler or weights, are refused.
 ///
 /// ```
 /// use kpinspect_core::mode::ipvs::parse_ipvsadm;
@@ -43,6 +45,10 @@ pub struct IpvsadmError {
 /// ```
 pub fn parse_ipvsadm(text: &str) -> Result<Vec<VirtualServer>, IpvsadmError> {
     let mut servers: Vec<VirtualServer> = Vec::new();
+    // Inside a fwmark service's block (its real servers are skipped).
+    let mut fwmark = false;
+    // `--persistent-conn` columns: Weight PersistConn ActiveConn InActConn.
+    let mut persist_conn = false;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let err = |message: &str| IpvsadmError {
@@ -57,22 +63,31 @@ pub fn parse_ipvsadm(text: &str) -> Result<Vec<VirtualServer>, IpvsadmError> {
         match words[0] {
             "IP" if line.starts_with("IP Virtual Server") => {}
             "Prot" => {
+                persist_conn = words.contains(&"PersistConn");
                 if words.iter().any(|w| *w == "Conns" || *w == "CPS") {
                     return Err(err(
                         "a --stats or --rate listing carries no scheduler or weights; give `ipvsadm -Ln` or `ipvsadm -Sn`",
                     ));
                 }
             }
-            "->" if words.get(1) == Some(&"RemoteAddress:Port") => {}
+            "->" if words.get(1) == Some(&"RemoteAddress:Port") => {
+                persist_conn |= words.contains(&"PersistConn");
+            }
+            "->" if fwmark => {}
             "->" => {
                 let vs = servers
                     .last_mut()
                     .ok_or_else(|| err("a real server before any virtual server"))?;
                 vs.real_servers
-                    .push(list_real_server(&words).map_err(|m| err(&m))?);
+                    .push(list_real_server(&words, persist_conn).map_err(|m| err(&m))?);
             }
-            "TCP" | "UDP" | "SCTP" => servers.push(list_service(&words).map_err(|m| err(&m))?),
-            "FWM" => return Err(err("fwmark services are not kube-proxy's")),
+            "TCP" | "UDP" | "SCTP" => {
+                fwmark = false;
+                servers.push(list_service(&words).map_err(|m| err(&m))?);
+            }
+            "FWM" => fwmark = true,
+            "-A" | "--add-service" | "-a" | "--add-server"
+                if matches!(words.get(1), Some(&("-f" | "--fwmark-service"))) => {}
             "-A" | "--add-service" => servers.push(save_service(&words).map_err(|m| err(&m))?),
             "-a" | "--add-server" => {
                 let (vs, rs) = save_real_server(&words).map_err(|m| err(&m))?;
@@ -161,9 +176,18 @@ fn list_service(words: &[&str]) -> Result<VirtualServer, String> {
     Ok(vs)
 }
 
-/// `-> 10.244.1.5:8080  Masq  1  0  0`.
-fn list_real_server(words: &[&str]) -> Result<RealServer, String> {
+/// `-> 10.244.1.5:8080  Masq  1  0  0`; with `--persistent-conn`,
+/// `-> 10.244.1.5:8080  1  0  0  0` (weight, persistent, active, inactive).
+fn list_real_server(words: &[&str], persist_conn: bool) -> Result<RealServer, String> {
     let (ip, port) = address(words.get(1).ok_or("address missing")?)?;
+    if persist_conn {
+        let mut rs = RealServer::new(ip, port);
+        rs.weight = number(words.get(2), "weight")?;
+        number::<u64>(words.get(3), "PersistConn")?;
+        rs.active_connections = Some(number(words.get(4), "ActiveConn")?);
+        rs.inactive_connections = Some(number(words.get(5), "InActConn")?);
+        return Ok(rs);
+    }
     let forward = match words.get(2).copied() {
         Some("Masq") => ForwardMethod::Masquerade,
         Some("Route") => ForwardMethod::Route,
@@ -291,6 +315,22 @@ SCTP  [fd00::1]:7777 wrr
     }
 
     #[test]
+    fn fwmark_services_are_skipped_and_persistent_conn_read() {
+        let text = "FWM  7 wlc\n  -> 10.0.0.9:0 Route 1 0 0\nTCP  10.96.0.1:443 rr\n  -> 10.0.0.2:6443 Masq 1 0 0\n\
+                    -A -f 7 -s wlc\n-a -f 7 -r 10.0.0.9:0 -g -w 1\n";
+        let s = parse_ipvsadm(text).expect("parse");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].real_servers.len(), 1);
+        let persist = "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn\n\
+                         -> RemoteAddress:Port\n\
+                       TCP  10.11.12.13:6379 wlc persistent 60\n\
+                         -> 10.192.0.1:32768             1         1           1          0\n";
+        let s = parse_ipvsadm(persist).expect("persistent-conn");
+        assert_eq!(s[0].real_servers[0].active_connections, Some(1));
+        assert_eq!(s[0].timeout, 60);
+    }
+
+    #[test]
     fn errors_name_the_line() {
         for (text, line) in [
             ("TCP 10.0.0.1:80 rr\n  -> 10.0.0.2:80 Masq x 0 0\n", 2),
@@ -301,7 +341,6 @@ SCTP  [fd00::1]:7777 wrr
                 "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
                 1,
             ),
-            ("FWM  1 rr\n", 1),
             ("TCP 10.0.0.1 rr\n", 1),
         ] {
             let e = parse_ipvsadm(text).unwrap_err();
