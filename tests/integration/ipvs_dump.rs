@@ -53,14 +53,23 @@ fn dump(args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// The compile's rules form reads back to itself: `ipvsadm_save(parse(x))
-/// == x` for every fixture.
+/// The compile's texts read back to themselves: `ipvsadm_save(parse(x))
+/// == x` and the same for `ipset save`, for every fixture.
 #[test]
-fn compiled_ipvsadm_text_reads_back_to_itself() {
+fn compiled_texts_read_back_to_themselves() {
     for fx in ipvs_fixtures() {
         let text = compile(&fx, "ipvsadm");
         let servers = parse_ipvsadm(&text).unwrap_or_else(|e| panic!("{}: {e}", fx.name));
         assert_eq!(ipvsadm_save(&servers), text, "{}", fx.name);
+        let sets_text = compile(&fx, "ipset");
+        let sets =
+            kpinspect_core::ipset::parse(&sets_text).unwrap_or_else(|e| panic!("{}: {e}", fx.name));
+        assert_eq!(
+            kpinspect_core::ipset::render_save(&sets),
+            sets_text,
+            "{}",
+            fx.name
+        );
     }
 }
 

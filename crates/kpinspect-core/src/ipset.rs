@@ -166,6 +166,8 @@ pub fn parse_save(text: &str) -> Result<Vec<SetText>, IpSetError> {
 /// ```
 pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
     let mut sets: Vec<SetText> = Vec::new();
+    // The line of each set's `Name:`.
+    let mut name_lines: Vec<usize> = Vec::new();
     let mut in_members = false;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -179,6 +181,7 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
         }
         if let Some(name) = line.strip_prefix("Name:") {
             in_members = false;
+            name_lines.push(i + 1);
             sets.push(SetText {
                 name: name.trim().to_string(),
                 set_type: String::new(),
@@ -206,9 +209,13 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             return Err(err("not a line of ipset list"));
         }
     }
-    if let Some(set) = sets.iter().find(|s| s.set_type.is_empty()) {
+    if let Some((set, line)) = sets
+        .iter()
+        .zip(name_lines)
+        .find(|(s, _)| s.set_type.is_empty())
+    {
         return Err(IpSetError {
-            line: 0,
+            line,
             message: format!("set {} has no Type:", set.name),
         });
     }
@@ -293,6 +300,7 @@ Members:
             ("\nflush S\n", 2),
             ("create S\n", 1),
             ("Name: S\nType: hash:ip\nBogus: 1\n", 3),
+            ("Name: S\nType: hash:ip\n\nName: T\nMembers:\n", 4),
         ] {
             let e = parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
