@@ -67,7 +67,7 @@ fn dump_reads_back_what_was_compiled() {
             assert_eq!(got, want, "{ctx}");
             for e in &svc.endpoints {
                 assert!(
-                    (e.probability - 1.0 / want.len() as f64).abs() < 1e-6,
+                    (e.probability.expect("probability") - 1.0 / want.len() as f64).abs() < 1e-6,
                     "{ctx}: {e:?}"
                 );
             }
@@ -111,7 +111,7 @@ fn dump_reads_back_what_was_compiled() {
             for e in svc.external_endpoints.iter().flatten() {
                 let n = want_external.as_ref().map_or(0, Vec::len);
                 assert!(
-                    (e.probability - 1.0 / n as f64).abs() < 1e-6,
+                    (e.probability.expect("probability") - 1.0 / n as f64).abs() < 1e-6,
                     "{ctx}: {e:?}"
                 );
             }
@@ -175,7 +175,10 @@ fn dump_understands_old_styles_and_reports_anomalies() {
     assert_eq!(web.port, Some(80));
     assert_eq!(web.endpoints.len(), 3);
     for e in &web.endpoints {
-        assert!((e.probability - 1.0 / 3.0).abs() < 1e-4, "{e:?}");
+        assert!(
+            (e.probability.expect("probability") - 1.0 / 3.0).abs() < 1e-4,
+            "{e:?}"
+        );
     }
     let kinds: Vec<(&str, &str)> = d
         .anomalies
@@ -399,7 +402,7 @@ fn service<'a>(d: &'a NodeDump, ns_name: &str) -> &'a kpinspect_core::mode::ipta
 
 fn endpoints(eps: &[kpinspect_core::mode::iptables::EndpointDump]) -> Vec<(String, u16, f64)> {
     eps.iter()
-        .map(|e| (e.ip.clone(), e.port, e.probability))
+        .map(|e| (e.ip.clone(), e.port, e.probability.expect("probability")))
         .collect()
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::util::{Fixture, kpinspect, ok, root, run, stderr, yaml};
 
 /// Every fixture directory of `fixtures/ipvs`.
-fn ipvs_fixtures() -> Vec<Fixture> {
+pub(crate) fn ipvs_fixtures() -> Vec<Fixture> {
     let base = root().join("fixtures/ipvs");
     let mut out: Vec<Fixture> = std::fs::read_dir(&base)
         .expect("fixtures/ipvs")
@@ -40,7 +40,7 @@ fn ipvs_fixtures() -> Vec<Fixture> {
 }
 
 /// `kpinspect compile` of fixture `fx` with `--format format`.
-fn compile(fx: &Fixture, format: &str) -> String {
+pub(crate) fn compile(fx: &Fixture, format: &str) -> String {
     let out = kpinspect()
         .arg("compile")
         .arg("--config")

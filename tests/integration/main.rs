@@ -10,6 +10,7 @@ mod dump;
 mod facts;
 mod fixtures;
 mod ipvs;
+mod ipvs_dump;
 mod netns;
 mod node;
 mod routed;

@@ -66,6 +66,7 @@
 
 pub mod config;
 pub mod diff;
+pub mod ipset;
 pub mod mode;
 pub mod model;
 pub mod net;

@@ -1,56 +1,16 @@
 //! A small model of the kernel's ipsets, as `ipset save` prints them and
-//! `ipset restore` changes them — enough for an in-memory node.
-//!
-//! Members are kept as written (`10.96.0.1,tcp:443`, with any options such
-//! as `comment "x"` or `timeout 10`); two members are the same when their
-//! first word is. Set types and options are not validated.
+//! `ipset restore` changes them — enough for an in-memory node. The text
+//! (sets, lines, `ipset save`) is the core's [`kpinspect_core::ipset`];
+//! this applies its commands.
 
-use thiserror::Error;
-
-/// An `ipset restore` line the kernel would refuse, with its 1-based line.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("Error in line {line}: {message}")]
-pub struct IpSetError {
-    /// The 1-based line.
-    pub line: usize,
-    /// What is wrong, in ipset's words where it has some.
-    pub message: String,
-}
-
-/// One set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpSet {
-    /// Its name.
-    pub name: String,
-    /// Its type, e.g. `hash:ip,port`.
-    pub set_type: String,
-    /// The rest of its `create` line (`family inet hashsize 1024 ...`).
-    pub options: String,
-    /// Its members in the order they were added, each as written after the
-    /// set name on its `add` line.
-    pub members: Vec<String>,
-}
-
-impl IpSet {
-    /// Whether `entry` (the first word of a member) is in the set.
-    pub fn contains(&self, entry: &str) -> bool {
-        self.members.iter().any(|m| first_word(m).0 == entry)
-    }
-}
+pub use kpinspect_core::ipset::{IpSetError, SetText as IpSet};
+use kpinspect_core::ipset::{first_word, restore_line};
 
 /// All sets of a node, in creation order (the order `ipset save` prints).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IpSetState {
     /// The sets.
     pub sets: Vec<IpSet>,
-}
-
-fn first_word(s: &str) -> (&str, &str) {
-    let s = s.trim_start();
-    match s.find(char::is_whitespace) {
-        Some(i) => (&s[..i], s[i..].trim_start()),
-        None => (s, ""),
-    }
 }
 
 const NO_SET: &str = "The set with the given name does not exist";
@@ -67,9 +27,9 @@ impl IpSetState {
     /// assert_eq!(sets.render(), text);
     /// ```
     pub fn parse(save: &str) -> Result<IpSetState, IpSetError> {
-        let mut state = IpSetState::default();
-        state.restore(save, |_| false)?;
-        Ok(state)
+        Ok(IpSetState {
+            sets: kpinspect_core::ipset::parse_save(save)?,
+        })
     }
 
     /// The set called `name`.
@@ -99,27 +59,11 @@ impl IpSetState {
     ) -> Result<(), IpSetError> {
         let mut exist = false;
         for (i, raw) in payload.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            let Some(line) = restore_line(raw) else {
                 continue;
-            }
-            let is_exist = |w: &&str| matches!(*w, "-exist" | "--exist" | "-!");
-            let words: Vec<&str> = line.split_whitespace().filter(|w| !is_exist(w)).collect();
-            // The text after the command and the set name: a member with
-            // its options, or a type with its options. It keeps its
-            // spacing (quoted comments) unless `-exist` must be cut out.
-            let (_, rest) = first_word(line);
-            let (_, rest) = first_word(rest);
-            let text = if line.split_whitespace().any(|w| is_exist(&w)) {
-                exist = true;
-                rest.split_whitespace()
-                    .filter(|w| !is_exist(w))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            } else {
-                rest.to_string()
             };
-            self.apply(&words, &text, exist, &in_use)
+            exist |= line.exist;
+            self.apply(&line.words, &line.rest, exist, &in_use)
                 .map_err(|message| IpSetError {
                     line: i + 1,
                     message,
@@ -252,26 +196,7 @@ impl IpSetState {
 
     /// The sets as `ipset save` prints them.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        for s in &self.sets {
-            out.push_str("create ");
-            out.push_str(&s.name);
-            out.push(' ');
-            out.push_str(&s.set_type);
-            if !s.options.is_empty() {
-                out.push(' ');
-                out.push_str(&s.options);
-            }
-            out.push('\n');
-            for m in &s.members {
-                out.push_str("add ");
-                out.push_str(&s.name);
-                out.push(' ');
-                out.push_str(m);
-                out.push('\n');
-            }
-        }
-        out
+        kpinspect_core::ipset::render_save(&self.sets)
     }
 }
 

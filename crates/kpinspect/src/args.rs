@@ -150,7 +150,18 @@ pub struct DumpArgs {
     /// the live node (both families).
     #[arg(long = "iptables-save", value_name = "FILE")]
     pub saves: Vec<PathBuf>,
-    /// kubectl output of the cluster, to name chains that carry no comment.
+    /// IPVS mode: `ipvsadm -Ln` or `ipvsadm -Sn` output to read (`-` for
+    /// stdin): its virtual servers are the Services. Then only the
+    /// `--iptables-save` files given are read, not the live node.
+    #[arg(long, value_name = "FILE")]
+    pub ipvsadm: Option<PathBuf>,
+    /// IPVS mode: `ipset list` or `ipset save` output to read with
+    /// `--ipvsadm` (tells cluster IPs from node ports without `--cluster`;
+    /// set members without a virtual server are anomalies).
+    #[arg(long, value_name = "FILE", requires = "ipvsadm")]
+    pub ipset: Option<PathBuf>,
+    /// kubectl output of the cluster, to name chains that carry no comment
+    /// (IPVS mode: to name the Services of the virtual servers).
     #[arg(long = "cluster", value_name = "FILE")]
     pub clusters: Vec<PathBuf>,
     /// Only this Service (`NAMESPACE/NAME`) and the anomalies of its chains

@@ -1,4 +1,5 @@
-//! `kpinspect dump`: formats [`kpinspect_core::mode::iptables::dump()`].
+//! `kpinspect dump`: formats [`kpinspect_core::mode::iptables::dump()`]
+//! and, for an IPVS node, [`kpinspect_core::mode::ipvs::dump()`].
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -6,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kpinspect_core::mode::iptables::{
-    Anomaly, AnomalyKind, EndpointDump, NodeDump, RulesMode, ServiceDump, SourceDump,
+    Anomaly, AnomalyKind, EndpointDump, Generation, NodeDump, RulesMode, ServiceDump, SourceDump,
 };
+use kpinspect_core::mode::ipvs::{IpvsState, VirtualServer};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
@@ -18,13 +20,16 @@ use crate::fmt::fraction;
 /// Dumps the saves (or the live node); exit status 1 when `--service`
 /// names a Service no rule names (after saying so on stderr, one line).
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
-    let cluster = if args.clusters.is_empty() {
+    let cluster_objects = if args.clusters.is_empty() {
         None
     } else {
         let node = args.node.resolve()?;
         let cluster = crate::load_cluster(&args.clusters)?;
-        Some(ProxyState::build(&cluster, &node.config, node.family))
+        Some((cluster, node))
     };
+    let cluster = cluster_objects
+        .as_ref()
+        .map(|(objects, node)| ProxyState::build(objects, &node.config, node.family));
     let service = match &args.service {
         Some(filter) => Some(filter.split_once('/').ok_or_else(|| {
             UsageError::msg(format!(
@@ -38,7 +43,10 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         anomalies: vec![],
         sources: vec![],
     };
-    let sources = if args.saves.is_empty() {
+    let ipvs = read_ipvs(&args)?;
+    let sources = if args.saves.is_empty() && ipvs.is_some() {
+        vec![]
+    } else if args.saves.is_empty() {
         let node = crate::live::node()?;
         if node.both_backends() {
             result.anomalies.push(Anomaly {
@@ -60,13 +68,41 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         let mut d = kpinspect_core::mode::iptables::dump(&source.rules, cluster.as_ref());
         for s in &mut d.sources {
             s.name.clone_from(&source.name);
-            if d.services.is_empty() && service.is_none() {
+            if d.services.is_empty()
+                && service.is_none()
+                && !(ipvs.is_some() && s.generation.mode == RulesMode::Ipvs)
+            {
                 notes.push(empty_note(s));
             }
         }
         result.services.extend(d.services);
         result.anomalies.extend(d.anomalies);
         result.sources.extend(d.sources);
+    }
+    if let Some((state, ipvs_sources)) = &ipvs {
+        let iptables = (!sources.is_empty()).then_some(&result);
+        // Each virtual server against the cluster as its family's proxier
+        // sees it.
+        let clusters = match &cluster_objects {
+            Some((objects, node)) => {
+                let mut families: Vec<IpFamily> =
+                    state.servers.iter().map(VirtualServer::family).collect();
+                families.sort();
+                families.dedup();
+                if families.is_empty() {
+                    families.push(node.family);
+                }
+                families
+                    .into_iter()
+                    .map(|f| ProxyState::build(objects, &node.config, f))
+                    .collect()
+            }
+            None => vec![],
+        };
+        let d = kpinspect_core::mode::ipvs::dump(state, &clusters, iptables);
+        result.services.extend(d.services);
+        result.anomalies.extend(d.anomalies);
+        result.sources.extend(ipvs_sources.iter().cloned());
     }
     let mut found = true;
     if let Some((ns, name)) = service {
@@ -101,15 +137,90 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
             "kpinspect: dump: service {} not found: no kube-proxy rule of {} names it{}",
             args.service.unwrap_or_default(),
             read.join(", "),
-            if ipvs {
-                " (in IPVS mode, Services are IPVS virtual servers, not iptables rules)"
-            } else {
-                ""
+            match (ipvs, args.ipvsadm.is_some(), args.clusters.is_empty()) {
+                (_, true, true) => {
+                    " (virtual servers carry no Service names: give --cluster to name them)"
+                }
+                (_, true, false) => "",
+                (true, false, _) => {
+                    " (in IPVS mode, Services are IPVS virtual servers, not iptables rules: \
+                     give --ipvsadm)"
+                }
+                (false, false, _) => "",
             }
         );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The IPVS state of `--ipvsadm` and `--ipset`, with a source entry for
+/// each file.
+fn read_ipvs(args: &DumpArgs) -> Result<Option<(IpvsState, Vec<SourceDump>)>> {
+    let Some(path) = &args.ipvsadm else {
+        return Ok(None);
+    };
+    let text = crate::read_input(path)?;
+    let servers = kpinspect_core::mode::ipvs::parse_ipvsadm(&text)
+        .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
+    let reals: usize = servers.iter().map(|v| v.real_servers.len()).sum();
+    let mut sources = vec![ipvs_source(
+        path.display().to_string(),
+        &servers,
+        "ipvs",
+        format!(
+            "IPVS mode ({}, {})",
+            count(servers.len(), "virtual server"),
+            count(reals, "real server")
+        ),
+    )];
+    let sets = match &args.ipset {
+        Some(path) => {
+            let text = crate::read_input(path)?;
+            let sets = kpinspect_core::ipset::parse(&text)
+                .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
+            let members: usize = sets.iter().map(|s| s.members.len()).sum();
+            sources.push(ipvs_source(
+                path.display().to_string(),
+                &[],
+                "ipsets",
+                format!(
+                    "IPVS mode ({}, {})",
+                    count(sets.len(), "ipset"),
+                    count(members, "member")
+                ),
+            ));
+            Some(sets)
+        }
+        None => None,
+    };
+    Ok(Some((IpvsState { servers, sets }, sources)))
+}
+
+/// `1 thing`, `2 things`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// A source entry for an IPVS-mode text.
+fn ipvs_source(name: String, servers: &[VirtualServer], what: &str, summary: String) -> SourceDump {
+    SourceDump {
+        name,
+        family: servers.first().map(VirtualServer::family),
+        tables: vec![what.to_string()],
+        generation: Generation {
+            mode: RulesMode::Ipvs,
+            since: None,
+            before: None,
+            evidence: vec![],
+            leftovers: vec![],
+            summary,
+        },
+    }
 }
 
 /// Whether `message` names Service `ns/name` (not `ns/name2`).
@@ -128,7 +239,7 @@ fn empty_note(s: &SourceDump) -> String {
         RulesMode::None => format!("no kube-proxy rules in {}", source_text(s)),
         RulesMode::Ipvs => format!(
             "no Service in {}: in IPVS mode Services are IPVS virtual servers and ipsets \
-             (ipvsadm -Ln, ipset list), not iptables rules; only kube-proxy's iptables chains were checked",
+             (ipvsadm -Ln, ipset list), not iptables rules; only kube-proxy's iptables chains were checked (give --ipvsadm and --ipset for them)",
             s.name
         ),
         RulesMode::Iptables | RulesMode::Unknown => {
@@ -162,11 +273,17 @@ fn service_block(s: &ServiceDump, out: &mut String) {
         IpFamily::V4 => "",
         IpFamily::V6 => ", IPv6",
     };
-    let _ = writeln!(
-        out,
-        "{}/{}{} ({}{family})",
-        s.namespace, s.name, port, s.protocol
-    );
+    if s.name.is_empty() {
+        // IPVS mode without the cluster: a Service known by its virtual
+        // servers only.
+        let _ = writeln!(out, "(unknown Service) ({}{family})", s.protocol);
+    } else {
+        let _ = writeln!(
+            out,
+            "{}/{}{} ({}{family})",
+            s.namespace, s.name, port, s.protocol
+        );
+    }
     let mut row = |k: &str, v: String| {
         if !v.is_empty() {
             let _ = writeln!(out, "  {k:<22} {v}");
@@ -178,6 +295,10 @@ fn service_block(s: &ServiceDump, out: &mut String) {
         _ => String::new(),
     };
     row("cluster IP", cip);
+    if let Some(scheduler) = &s.scheduler {
+        row("virtual servers", s.chains.join(", "));
+        row("scheduler", scheduler.clone());
+    }
     row(
         "node port",
         s.node_port.map(|p| p.to_string()).unwrap_or_default(),
@@ -247,12 +368,27 @@ fn endpoint_rows(out: &mut String, label: &str, endpoints: &[EndpointDump], widt
             Some(false) => "  remote",
             None => "",
         };
+        // IPVS mode: the real server's weight and connections where the
+        // chain would be; no share for schedulers without a static one.
+        let about = match e.weight {
+            Some(w) => {
+                let mut t = format!("weight {w}");
+                if let (Some(a), Some(i)) = (e.active_connections, e.inactive_connections) {
+                    let _ = write!(t, ", {a} active, {i} inactive");
+                }
+                t
+            }
+            None => e.chain.clone(),
+        };
         let _ = writeln!(
             out,
-            "  {label:<22} {:<width$} {:>8}  {}{place}",
+            "  {label:<22} {:<width$} {:>8}  {about}{place}",
             endpoint_text(&e.ip, e.port),
-            fraction(e.probability),
-            e.chain
+            match e.probability {
+                None => "-".to_string(),
+                Some(0.0) => "0".to_string(),
+                Some(p) => fraction(p),
+            },
         );
     }
 }

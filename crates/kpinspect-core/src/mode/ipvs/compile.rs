@@ -464,8 +464,8 @@ impl Ctx<'_> {
             scheduler: self.scheduler.clone(),
             flags: ServiceFlags(flags),
             timeout: info.session_affinity_timeout.unwrap_or(0),
-            kind,
-            service: info.name.clone(),
+            kind: Some(kind),
+            service: Some(info.name.clone()),
             bind,
             real_servers,
         };
@@ -483,11 +483,11 @@ impl Ctx<'_> {
                     || first.timeout != vs.timeout
                 {
                     self.notices.push(Notice {
-                        object: vs.service.to_kube_string(),
+                        object: service_string(&vs),
                         message: format!(
                             "virtual server {} is also that of {}: kube-proxy keeps whichever it syncs last (Go map order); kpinspect shows the first",
                             vs.key(),
-                            first.service.to_kube_string()
+                            service_string(first)
                         ),
                     });
                 }
@@ -657,6 +657,14 @@ fn real_servers(eps: &[EndpointInfo], indices: &[usize]) -> Vec<RealServer> {
     rs.sort_by_key(|r| (r.address, r.port));
     rs.dedup();
     rs
+}
+
+/// The service port of a compiled virtual server, as kube-proxy names it.
+fn service_string(vs: &VirtualServer) -> String {
+    vs.service
+        .as_ref()
+        .map(|s| s.to_kube_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -89,6 +89,46 @@ pub enum IpSetEntry {
 }
 
 impl IpSetEntry {
+    /// Reads a member as `ipset` prints it (the inverse of
+    /// [`Display`](std::fmt::Display)); its shape says its type (`80`,
+    /// `ip`, `ip,proto:port`, `ip,proto:port,ip`, `ip,proto:port,cidr`).
+    ///
+    /// ```
+    /// use kpinspect_core::mode::ipvs::IpSetEntry;
+    /// let e = IpSetEntry::parse("fd00::a,udp:53").unwrap();
+    /// assert_eq!(e.to_string(), "fd00::a,udp:53");
+    /// assert_eq!(IpSetEntry::parse("30080"), Some(IpSetEntry::Port(30080)));
+    /// ```
+    pub fn parse(member: &str) -> Option<IpSetEntry> {
+        if let Ok(port) = member.parse() {
+            return Some(IpSetEntry::Port(port));
+        }
+        let mut parts = member.split(',');
+        let ip: IpAddr = parts.next()?.parse().ok()?;
+        let Some(pp) = parts.next() else {
+            return Some(IpSetEntry::Ip(ip));
+        };
+        let (proto, port) = pp.split_once(':')?;
+        let protocol = Protocol::from_k8s(&proto.to_ascii_uppercase())?;
+        let port = port.parse().ok()?;
+        let entry = match parts.next() {
+            None => IpSetEntry::IpPort { ip, protocol, port },
+            Some(last) if last.contains('/') => IpSetEntry::IpPortNet {
+                ip,
+                protocol,
+                port,
+                net: last.parse().ok()?,
+            },
+            Some(last) => IpSetEntry::IpPortIp {
+                ip,
+                protocol,
+                port,
+                ip2: last.parse().ok()?,
+            },
+        };
+        parts.next().is_none().then_some(entry)
+    }
+
     /// kube-proxy's `Entry.String()`, which it adds and compares with what
     /// `ipset list` prints. It differs from the [`Display`](std::fmt::Display)
     /// form (what the kernel lists) only for a host network, which

@@ -22,10 +22,10 @@ use crate::net::{IpNet, join_host_port};
 ///     scheduler: Scheduler::default(),
 ///     flags: ServiceFlags(ServiceFlags::PERSISTENT),
 ///     timeout: 10800,
-///     kind: VirtualServerKind::ClusterIp,
-///     service: ServicePortName {
+///     kind: Some(VirtualServerKind::ClusterIp),
+///     service: Some(ServicePortName {
 ///         namespace: "default".into(), name: "kubernetes".into(), port: "https".into(), protocol: Protocol::Tcp,
-///     },
+///     }),
 ///     bind: true,
 ///     real_servers: vec![RealServer::new("192.168.0.2".parse().unwrap(), 6443)],
 /// };
@@ -59,8 +59,9 @@ pub fn ipvsadm_save<'a>(servers: impl IntoIterator<Item = &'a VirtualServer>) ->
         for r in rs {
             let _ = writeln!(
                 out,
-                "-a {svc} -r {} -m -w {}",
+                "-a {svc} -r {} {} -w {}",
                 join_host_port(&r.address, r.port),
+                r.forward.save_switch(),
                 r.weight
             );
         }

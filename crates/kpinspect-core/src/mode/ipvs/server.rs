@@ -99,13 +99,41 @@ pub enum VirtualServerKind {
 }
 
 /// How IPVS forwards to a real server. kube-proxy always uses masquerading
-/// (NAT; `ipvsadm -m`, connection flags 0).
+/// (NAT; `ipvsadm -m`, connection flags 0); the others appear only in what
+/// another program added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForwardMethod {
-    /// Masquerading (NAT).
+    /// Masquerading (NAT; `ipvsadm -m`, listed `Masq`).
     #[default]
     Masquerade,
+    /// Direct routing (`-g`, listed `Route`).
+    Route,
+    /// IP-in-IP tunnelling (`-i`, listed `Tunnel`).
+    Tunnel,
+    /// Local delivery (listed `Local`).
+    Local,
+}
+
+impl ForwardMethod {
+    /// `ipvsadm -Ln`'s name of the method (`Masq`, `Route`, ...).
+    pub fn list_name(self) -> &'static str {
+        match self {
+            ForwardMethod::Masquerade => "Masq",
+            ForwardMethod::Route => "Route",
+            ForwardMethod::Tunnel => "Tunnel",
+            ForwardMethod::Local => "Local",
+        }
+    }
+
+    /// `ipvsadm -Sn`'s switch of the method (`-m`, `-g`, `-i`).
+    pub fn save_switch(self) -> &'static str {
+        match self {
+            ForwardMethod::Masquerade => "-m",
+            ForwardMethod::Route | ForwardMethod::Local => "-g",
+            ForwardMethod::Tunnel => "-i",
+        }
+    }
 }
 
 /// A real server (IPVS destination): one endpoint of the service port.
@@ -120,6 +148,14 @@ pub struct RealServer {
     pub weight: u32,
     /// The forwarding method.
     pub forward: ForwardMethod,
+    /// Active connections (`ActiveConn` of `ipvsadm -Ln`; TCP connections
+    /// established), when read from a node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_connections: Option<u64>,
+    /// Inactive connections (`InActConn`: closing, or UDP flows), when read
+    /// from a node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inactive_connections: Option<u64>,
 }
 
 impl RealServer {
@@ -130,6 +166,8 @@ impl RealServer {
             port,
             weight: 1,
             forward: ForwardMethod::Masquerade,
+            active_connections: None,
+            inactive_connections: None,
         }
     }
 
@@ -155,11 +193,14 @@ pub struct VirtualServer {
     pub flags: ServiceFlags,
     /// The persistence timeout in seconds (ClientIP affinity), else 0.
     pub timeout: u32,
-    /// What it stands for.
-    pub kind: VirtualServerKind,
-    /// The service port it belongs to.
-    pub service: ServicePortName,
-    /// Whether kube-proxy binds the address on `kube-ipvs0` for it.
+    /// What it stands for (`None`: read from a node, not yet matched to a
+    /// Service).
+    pub kind: Option<VirtualServerKind>,
+    /// The service port it belongs to (`None`: read from a node, which does
+    /// not say).
+    pub service: Option<ServicePortName>,
+    /// Whether kube-proxy binds the address on `kube-ipvs0` for it (false
+    /// when read from a node, which does not say).
     pub bind: bool,
     /// Its real servers, ordered by address then port.
     pub real_servers: Vec<RealServer>,
@@ -202,10 +243,10 @@ impl VirtualServer {
     ///     scheduler: Scheduler::default(),
     ///     flags: ServiceFlags::default(),
     ///     timeout: 0,
-    ///     kind: VirtualServerKind::ClusterIp,
-    ///     service: ServicePortName {
+    ///     kind: Some(VirtualServerKind::ClusterIp),
+    ///     service: Some(ServicePortName {
     ///         namespace: "ns".into(), name: "svc".into(), port: "http".into(), protocol: Protocol::Tcp,
-    ///     },
+    ///     }),
     ///     bind: true,
     ///     real_servers: vec![],
     /// };

@@ -47,12 +47,27 @@ pub struct EndpointDump {
     /// Endpoint port; 0 when no rule that can be read names it.
     pub port: u16,
     /// Chance that a new connection this way picks it (through the chain
-    /// the view goes through), rounded to 6 decimals.
-    pub probability: f64,
-    /// Its `KUBE-SEP-` chain.
+    /// the view goes through), rounded to 6 decimals. IPVS mode: the share
+    /// of new connections the scheduler gives it (weight over the sum of
+    /// weights for `rr`, `wrr`), `null` for schedulers without a static
+    /// share (`sh`, `mh`, `lc`, ...).
+    pub probability: Option<f64>,
+    /// Its `KUBE-SEP-` chain (IPVS mode: empty).
     pub chain: String,
     /// Whether it runs on this node, when the cluster is known (`--cluster`).
     pub local: Option<bool>,
+    /// IPVS mode: the real server's weight (absent in iptables mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// IPVS mode, from `ipvsadm -Ln`: active connections, added up over
+    /// the service port's virtual servers with the same real servers and
+    /// weights (a node port's on every node address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_connections: Option<u64>,
+    /// IPVS mode, from `ipvsadm -Ln`: inactive connections, added up the
+    /// same way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inactive_connections: Option<u64>,
 }
 
 /// One service port as programmed.
@@ -105,8 +120,12 @@ pub struct ServiceDump {
     /// What happens to external traffic without endpoints: `REJECT` (none
     /// at all) or `DROP` (no local ones, externalTrafficPolicy Local).
     pub external_no_endpoints: Option<String>,
-    /// The service port's chains.
+    /// The service port's chains (IPVS mode: its virtual servers,
+    /// `ip:port/PROTO`).
     pub chains: Vec<String>,
+    /// IPVS mode: the virtual servers' scheduler (absent in iptables mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
 }
 
 /// What kind of thing is wrong or stale (ordered by its name).
@@ -129,14 +148,30 @@ pub enum AnomalyKind {
     /// A fixed chain kube-proxy writes on every sync (for the mode the
     /// rules show) is missing, empty, or lacks its rule.
     MissingRules,
+    /// IPVS mode: an address and port in kube-proxy's ipsets (or a Service
+    /// port of the cluster) without its virtual server.
+    MissingVirtualServer,
+    /// IPVS mode: IPVS virtual servers next to iptables-mode Service
+    /// rules: a proxy-mode switch that left the old mode's state.
+    ModeSwitch,
     /// A chain only older kube-proxy or kubelet versions create.
     OldGeneration,
+    /// IPVS mode: an ipset member no Service of the cluster (`--cluster`)
+    /// has.
+    OrphanSetMember,
     /// Chains of another proxy mode next to this mode's.
     OtherMode,
     /// A kube-proxy chain nothing reaches.
     StaleChain,
+    /// IPVS mode: a virtual server no Service of the cluster (`--cluster`)
+    /// has.
+    StaleVirtualServer,
     /// A chain with rules but no declaration: edited or filtered text.
     UndeclaredChain,
+    /// IPVS mode: a real server at weight 0: kube-proxy leaves a removed
+    /// TCP endpoint so until its connections end (graceful termination);
+    /// one without connections, or of UDP or SCTP, is stuck.
+    ZeroWeight,
 }
 
 impl AnomalyKind {
@@ -149,10 +184,15 @@ impl AnomalyKind {
             AnomalyKind::MissingChain => "missing-chain",
             AnomalyKind::MissingJump => "missing-jump",
             AnomalyKind::MissingRules => "missing-rules",
+            AnomalyKind::MissingVirtualServer => "missing-virtual-server",
+            AnomalyKind::ModeSwitch => "mode-switch",
             AnomalyKind::OldGeneration => "old-generation",
+            AnomalyKind::OrphanSetMember => "orphan-set-member",
             AnomalyKind::OtherMode => "other-mode",
             AnomalyKind::StaleChain => "stale-chain",
+            AnomalyKind::StaleVirtualServer => "stale-virtual-server",
             AnomalyKind::UndeclaredChain => "undeclared-chain",
+            AnomalyKind::ZeroWeight => "zero-weight",
         }
     }
 
@@ -162,7 +202,10 @@ impl AnomalyKind {
     pub fn is_node_wide(self) -> bool {
         matches!(
             self,
-            AnomalyKind::BothBackends | AnomalyKind::MissingJump | AnomalyKind::MissingRules
+            AnomalyKind::BothBackends
+                | AnomalyKind::MissingJump
+                | AnomalyKind::MissingRules
+                | AnomalyKind::ModeSwitch
         )
     }
 }
@@ -222,7 +265,7 @@ pub struct NodeDump {
 /// let svc = &dump.services[0];
 /// assert_eq!((svc.namespace.as_str(), svc.name.as_str(), svc.port_name.as_str()), ("ns1", "svc1", "p80"));
 /// assert_eq!(svc.affinity_timeout, Some(300));
-/// assert!(svc.endpoints.iter().all(|e| (e.probability - 1.0 / 3.0).abs() < 1e-6));
+/// assert!(svc.endpoints.iter().all(|e| (e.probability.unwrap() - 1.0 / 3.0).abs() < 1e-6));
 /// assert_eq!(dump.sources[0].generation.summary,
 ///            "iptables mode, kube-proxy >= 1.25 (KUBE-PROXY-FIREWALL chain)");
 /// ```
@@ -642,7 +685,7 @@ fn chain_rules(table: &Table) -> HashMap<&str, Vec<&Rule>> {
     out
 }
 
-fn new_service(s: &str, proto: &str) -> ServiceDump {
+pub(crate) fn new_service(s: &str, proto: &str) -> ServiceDump {
     let (ns_name, port_name) = match s.split_once(':') {
         Some((a, b)) => (a, b),
         None => (s, ""),
@@ -669,6 +712,7 @@ fn new_service(s: &str, proto: &str) -> ServiceDump {
         external_endpoints: None,
         external_no_endpoints: None,
         chains: vec![],
+        scheduler: None,
     }
 }
 
@@ -757,9 +801,12 @@ fn endpoints(chains: &HashMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
         out.push(EndpointDump {
             ip,
             port,
-            probability: (effective * 1e6).round() / 1e6,
+            probability: Some((effective * 1e6).round() / 1e6),
             chain: target.to_string(),
             local: None,
+            weight: None,
+            active_connections: None,
+            inactive_connections: None,
         });
     }
     (out, affinity)

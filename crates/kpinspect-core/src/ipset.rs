@@ -1,0 +1,309 @@
+//! The `ipset` tool's texts, for any program's sets: `ipset save` (and the
+//! `ipset restore` lines it is made of) and `ipset list`. Members are kept
+//! as written (`10.96.0.1,tcp:443`, with any options such as `comment "x"`
+//! or `timeout 10`); two members are the same when their first word is.
+//! Set types and options are not validated. kube-proxy's sets with typed
+//! members are [`crate::mode::ipvs::IpSet`].
+
+/// A line the text cannot hold, with its 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Error in line {line}: {message}")]
+pub struct IpSetError {
+    /// The 1-based line.
+    pub line: usize,
+    /// What is wrong, in ipset's words where it has some.
+    pub message: String,
+}
+
+/// One set as the tool prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetText {
+    /// Its name.
+    pub name: String,
+    /// Its type, e.g. `hash:ip,port`.
+    pub set_type: String,
+    /// The rest of its `create` line (`family inet hashsize 1024 ...`; the
+    /// `Header:` of `ipset list`).
+    pub options: String,
+    /// Its members in the order they were added (listed), each as written
+    /// after the set name on its `add` line.
+    pub members: Vec<String>,
+}
+
+impl SetText {
+    /// Whether `entry` (the first word of a member) is in the set.
+    pub fn contains(&self, entry: &str) -> bool {
+        self.members.iter().any(|m| first_word(m).0 == entry)
+    }
+}
+
+/// The first word of `s` and the rest, trimmed.
+pub fn first_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim_start()),
+        None => (s, ""),
+    }
+}
+
+/// One `ipset restore` line split up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreLine<'a> {
+    /// Its words without `-exist`: the command, the set name, ...
+    pub words: Vec<&'a str>,
+    /// The text after the command and the set name (a member with its
+    /// options, or a type with its options), with its spacing (quoted
+    /// comments) unless `-exist` had to be cut out.
+    pub rest: String,
+    /// Whether the line carries `-exist` (`--exist`, `-!`).
+    pub exist: bool,
+}
+
+/// Splits an `ipset restore` line; `None` for blank lines and comments.
+///
+/// ```
+/// let l = kpinspect_core::ipset::restore_line("add S 1.2.3.4 -exist").unwrap();
+/// assert_eq!((l.words, l.rest.as_str(), l.exist), (vec!["add", "S", "1.2.3.4"], "1.2.3.4", true));
+/// ```
+pub fn restore_line(raw: &str) -> Option<RestoreLine<'_>> {
+    let line = raw.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let is_exist = |w: &&str| matches!(*w, "-exist" | "--exist" | "-!");
+    let words: Vec<&str> = line.split_whitespace().filter(|w| !is_exist(w)).collect();
+    let (_, rest) = first_word(line);
+    let (_, rest) = first_word(rest);
+    let exist = line.split_whitespace().any(|w| is_exist(&w));
+    let rest = if exist {
+        rest.split_whitespace()
+            .filter(|w| !is_exist(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        rest.to_string()
+    };
+    Some(RestoreLine { words, rest, exist })
+}
+
+/// Reads `ipset save` output: `create` and `add` lines (`-exist` allowed).
+///
+/// ```
+/// let text = "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536\n\
+///             add KUBE-CLUSTER-IP 10.96.0.1,tcp:443\n";
+/// let sets = kpinspect_core::ipset::parse_save(text).unwrap();
+/// assert!(sets[0].contains("10.96.0.1,tcp:443"));
+/// assert_eq!(kpinspect_core::ipset::render_save(&sets), text);
+/// ```
+pub fn parse_save(text: &str) -> Result<Vec<SetText>, IpSetError> {
+    let mut sets: Vec<SetText> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let Some(l) = restore_line(raw) else {
+            continue;
+        };
+        let err = |message: &str| IpSetError {
+            line: i + 1,
+            message: message.to_string(),
+        };
+        match l.words.as_slice() {
+            ["create" | "n" | "-N" | "--create", name, set_type, ..] => {
+                if sets.iter().any(|s| s.name == *name) {
+                    if l.exist {
+                        continue;
+                    }
+                    return Err(err(
+                        "Set cannot be created: set with the same name already exists",
+                    ));
+                }
+                sets.push(SetText {
+                    name: name.to_string(),
+                    set_type: set_type.to_string(),
+                    options: first_word(&l.rest).1.to_string(),
+                    members: Vec::new(),
+                });
+            }
+            ["add" | "a" | "-A" | "--add", name, member, ..] => {
+                let set = sets
+                    .iter_mut()
+                    .find(|s| s.name == *name)
+                    .ok_or_else(|| err("The set with the given name does not exist"))?;
+                match set.members.iter().position(|m| first_word(m).0 == *member) {
+                    Some(_) if !l.exist => {
+                        return Err(err(
+                            "Element cannot be added to the set: it's already added",
+                        ));
+                    }
+                    Some(at) => set.members[at] = l.rest,
+                    None => set.members.push(l.rest),
+                }
+            }
+            [
+                cmd @ ("create" | "n" | "-N" | "--create" | "add" | "a" | "-A" | "--add"),
+                ..,
+            ] => {
+                return Err(err(&format!("missing argument to {cmd}")));
+            }
+            [other, ..] => {
+                return Err(err(&format!(
+                    "{other:?} is not a line of ipset save (create, add)"
+                )));
+            }
+            [] => {}
+        }
+    }
+    Ok(sets)
+}
+
+/// Reads `ipset list` output (`Name:`, `Type:`, `Header:`, ...,
+/// `Members:` then one member a line; blank lines between sets).
+///
+/// ```
+/// let text = "Name: KUBE-NODE-PORT-TCP\nType: bitmap:port\nRevision: 3\n\
+///             Header: range 0-65535\nSize in memory: 8264\nReferences: 1\n\
+///             Number of entries: 1\nMembers:\n30080\n";
+/// let sets = kpinspect_core::ipset::parse_list(text).unwrap();
+/// assert_eq!((sets[0].set_type.as_str(), sets[0].members[0].as_str()), ("bitmap:port", "30080"));
+/// ```
+pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
+    let mut sets: Vec<SetText> = Vec::new();
+    // The line of each set's `Name:`.
+    let mut name_lines: Vec<usize> = Vec::new();
+    let mut in_members = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let err = |message: &str| IpSetError {
+            line: i + 1,
+            message: message.to_string(),
+        };
+        if line.is_empty() {
+            in_members = false;
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("Name:") {
+            in_members = false;
+            name_lines.push(i + 1);
+            sets.push(SetText {
+                name: name.trim().to_string(),
+                set_type: String::new(),
+                options: String::new(),
+                members: Vec::new(),
+            });
+            continue;
+        }
+        let set = sets
+            .last_mut()
+            .ok_or_else(|| err("a line before the first set's Name:"))?;
+        if in_members {
+            set.members.push(line.to_string());
+        } else if let Some((key, value)) = line.split_once(':') {
+            let value = value.trim();
+            match key {
+                "Type" => set.set_type = value.to_string(),
+                "Header" => set.options = value.to_string(),
+                "Members" => in_members = true,
+                "Revision" | "Size in memory" | "References" | "Number of entries"
+                | "Referenced by" => {}
+                _ => return Err(err(&format!("unknown field {key:?} of ipset list"))),
+            }
+        } else {
+            return Err(err("not a line of ipset list"));
+        }
+    }
+    if let Some((set, line)) = sets
+        .iter()
+        .zip(name_lines)
+        .find(|(s, _)| s.set_type.is_empty())
+    {
+        return Err(IpSetError {
+            line,
+            message: format!("set {} has no Type:", set.name),
+        });
+    }
+    Ok(sets)
+}
+
+/// Reads `ipset list` or `ipset save` output, whichever `text` is (the
+/// listing starts with `Name:`).
+pub fn parse(text: &str) -> Result<Vec<SetText>, IpSetError> {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+    if first.is_some_and(|l| l.starts_with("Name:")) {
+        parse_list(text)
+    } else {
+        parse_save(text)
+    }
+}
+
+/// The sets as `ipset save` prints them.
+pub fn render_save(sets: &[SetText]) -> String {
+    let mut out = String::new();
+    for s in sets {
+        out.push_str("create ");
+        out.push_str(&s.name);
+        out.push(' ');
+        out.push_str(&s.set_type);
+        if !s.options.is_empty() {
+            out.push(' ');
+            out.push_str(&s.options);
+        }
+        out.push('\n');
+        for m in &s.members {
+            out.push_str("add ");
+            out.push_str(&s.name);
+            out.push(' ');
+            out.push_str(m);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = "Name: KUBE-CLUSTER-IP
+Type: hash:ip,port
+Revision: 6
+Header: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x2c1d2f6b
+Size in memory: 440
+References: 2
+Number of entries: 2
+Members:
+10.96.0.10,udp:53
+10.96.0.1,tcp:443
+
+Name: KUBE-NODE-PORT-TCP
+Type: bitmap:port
+Revision: 3
+Header: range 0-65535
+Size in memory: 8264
+References: 0
+Number of entries: 0
+Members:
+";
+
+    #[test]
+    fn the_listing_is_the_save() {
+        let sets = parse(LIST).expect("list");
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[0].members, ["10.96.0.10,udp:53", "10.96.0.1,tcp:443"]);
+        assert!(sets[1].members.is_empty());
+        let save = render_save(&sets);
+        assert_eq!(parse(&save).expect("save"), sets);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        for (text, line) in [
+            ("create S hash:ip\nadd T 1.2.3.4\n", 2),
+            ("create S hash:ip\ncreate S hash:ip\n", 2),
+            ("\nflush S\n", 2),
+            ("create S\n", 1),
+            ("Name: S\nType: hash:ip\nBogus: 1\n", 3),
+            ("Name: S\nType: hash:ip\n\nName: T\nMembers:\n", 4),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+        }
+    }
+}
