@@ -151,3 +151,9 @@ pub trait IpSets {
     /// failing one stay applied.
     fn restore(&self, payload: &str) -> Result<(), NodeError>;
 }
+
+mod link;
+pub use link::{
+    AddressAdded, AddressPlan, DummyLink, KUBE_IPVS0, LINK_NAME_MAX_LEN, Link, LinkEnsured,
+    LinkError, SystemLinks, plan_addresses, sync_addresses, validate_link_name,
+};
