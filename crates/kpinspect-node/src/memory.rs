@@ -515,6 +515,29 @@ impl MemoryNode {
     }
 }
 
+/// Sysctls live in the host inputs' sysctls (so [`HostProbe::sysctl`]
+/// sees them too); writing one creates it.
+impl crate::sysctl::Sysctls for MemoryNode {
+    fn read_sysctl(&self, name: &str) -> Result<Option<String>, crate::sysctl::SysctlError> {
+        Ok(self
+            .lock()
+            .kernel
+            .host
+            .sysctls
+            .get(name)
+            .map(|v| v.trim().to_string()))
+    }
+
+    fn write_sysctl(&self, name: &str, value: &str) -> Result<(), crate::sysctl::SysctlError> {
+        self.lock()
+            .kernel
+            .host
+            .sysctls
+            .insert(name.into(), value.trim().into());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
