@@ -678,6 +678,13 @@ mod tests {
     }
     use golden::*;
 
+    /// What kpinspect itself sent and the kernel answered (the VM check
+    /// `kube-ipvs0 over rtnetlink` under strace); see the README there.
+    #[allow(dead_code)]
+    mod kp {
+        include!("../testdata/netlink/kpinspect_link_golden.rs");
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
     }
@@ -807,6 +814,79 @@ mod tests {
             Answer::new(1).feed(&ADDR_SHOW_RECV3[..10]),
             Err(AnswerError::Decode(_))
         ));
+    }
+
+    #[test]
+    fn kpinspects_own_exchanges_with_the_kernel() {
+        use kp::*;
+        // Each operation opens a socket; its requests count from 1.
+        assert_eq!(encode(get_link_request(KUBE_IPVS0), NLM_F_ACK, 1), KP0_SEND);
+        assert_eq!(
+            Answer::new(1).feed(&KP0_RECV0),
+            Err(AnswerError::Errno(ENODEV))
+        );
+        assert_eq!(
+            encode(new_dummy_request(KUBE_IPVS0), NEW_FLAGS, 2),
+            KP3_SEND
+        );
+        assert_eq!(Answer::new(2).feed(&KP3_RECV0), Ok(true));
+
+        // A GET with NLM_F_ACK: the link, then the ACK in another datagram.
+        assert_eq!(encode(get_link_request(KUBE_IPVS0), NLM_F_ACK, 1), KP4_SEND);
+        let mut get = Answer::new(1);
+        assert_eq!(get.feed(&KP4_RECV0), Ok(false));
+        assert_eq!(get.feed(&KP4_RECV1), Ok(true));
+        let link = get.into_messages().iter().find_map(decode_link);
+        assert_eq!(
+            link.map(|l| (l.index, l.kind, l.up)),
+            Some((2, Some("dummy".into()), false))
+        );
+
+        assert_eq!(
+            encode(new_address_request(2, ip("10.96.0.10")), NEW_FLAGS, 2),
+            KP13_SEND
+        );
+        assert_eq!(
+            Answer::new(2).feed(&KP13_RECV0),
+            Err(AnswerError::Errno(EEXIST))
+        );
+
+        assert_eq!(encode(dump_addresses_request(2), NLM_F_DUMP, 2), KP15_SEND);
+        let mut dump = Answer::new(2);
+        assert_eq!(dump.feed(&KP15_RECV0), Ok(false));
+        assert_eq!(dump.feed(&KP15_RECV1), Ok(false));
+        assert_eq!(dump.feed(&KP15_RECV2), Ok(true));
+        // The socket has no NETLINK_GET_STRICT_CHK: the kernel ignores the
+        // index and dumps the loopback's addresses too.
+        let addresses: Vec<_> = dump
+            .into_messages()
+            .iter()
+            .filter_map(decode_address)
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                (1, ip("127.0.0.1")),
+                (2, ip("10.96.0.10")),
+                (2, ip("10.96.0.11")),
+                (1, ip("::1")),
+                (2, ip("fd00:96::10")),
+            ]
+        );
+
+        assert_eq!(
+            encode(del_address_request(2, ip("10.96.0.10")), NLM_F_ACK, 2),
+            KP19_SEND
+        );
+        assert_eq!(
+            Answer::new(2).feed(&KP19_RECV0),
+            Err(AnswerError::Errno(EADDRNOTAVAIL))
+        );
+        assert_eq!(
+            encode(del_link_request(KUBE_IPVS0), NLM_F_ACK, 1),
+            KP27_SEND
+        );
+        assert_eq!(Answer::new(1).feed(&KP27_RECV0), Ok(true));
     }
 
     #[test]
