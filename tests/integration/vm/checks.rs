@@ -20,7 +20,7 @@ use kpinspect_node::{
 };
 
 use super::Check;
-use crate::util::{kpinspect, stderr};
+use crate::util::{Fixture, kpinspect, root, stderr};
 
 /// Every check, in the order they run.
 pub static CHECKS: &[Check] = &[
@@ -36,6 +36,10 @@ pub static CHECKS: &[Check] = &[
     Check::rust(
         "kube-ipvs0 addresses: the planner converges",
         kube_ipvs0_planner_converges,
+    ),
+    Check::rust(
+        "kube-ipvs0 takes exactly the addresses kpinspect compile binds (dual stack)",
+        kube_ipvs0_takes_compiled_addresses,
     ),
     Check::rust(
         "ipvs sysctls: set in the namespace and read back",
@@ -342,5 +346,56 @@ fn ipvs_sysctls_set_and_read_back(_: &Path) {
         left.iter()
             .all(|d| d.policy == SysctlPolicy::CheckIfPresent),
         "{left:?}"
+    );
+}
+
+fn kube_ipvs0_takes_compiled_addresses(_: &Path) {
+    let fx = Fixture {
+        name: "edge_dual_stack".into(),
+        dir: root().join("fixtures/ipvs/edge_dual_stack"),
+    };
+    let out = kpinspect()
+        .arg("compile")
+        .arg("--config")
+        .arg(fx.path("config.yaml"))
+        .args(fx.args())
+        .args(["--format", "addresses"])
+        .arg(fx.path("cluster.yaml"))
+        .output()
+        .expect("run kpinspect");
+    assert!(out.status.success(), "compile: {}", stderr(&out));
+    let compiled: Vec<IpAddr> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (addr, prefix) = l.split_once('/').expect("ADDRESS/PREFIX");
+            assert!(prefix == "32" || prefix == "128", "{l}");
+            ip(addr)
+        })
+        .collect();
+    assert_eq!(compiled.len(), 2, "one address per family: {compiled:?}");
+
+    let links = SystemLinks;
+    let both = [IpFamily::V4, IpFamily::V6];
+    let done = sync_addresses(&links, LINK, &compiled, &both).expect("sync");
+    assert_eq!(done.add, compiled);
+    let mut bound = links.addresses(LINK).expect("addresses");
+    bound.sort();
+    let mut want = compiled.clone();
+    want.sort();
+    assert_eq!(bound, want);
+    let shown = ip_addr_show();
+    println!("{shown}");
+    assert_eq!(shown.lines().count(), compiled.len(), "{shown}");
+    for a in &compiled {
+        let prefix = if a.is_ipv4() { 32 } else { 128 };
+        assert!(
+            shown.contains(&format!(" {a}/{prefix} ")),
+            "{a} not in {shown}"
+        );
+    }
+    assert!(
+        sync_addresses(&links, LINK, &compiled, &both)
+            .expect("sync")
+            .is_empty()
     );
 }
