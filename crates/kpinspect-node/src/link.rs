@@ -201,9 +201,10 @@ fn ignored_by_kube_proxy(ip: &IpAddr) -> bool {
 }
 
 /// kube-proxy's address step for the proxiers of `families`: bind each
-/// `desired` address the link lacks, unbind each bound address of those
-/// families (loopback and IPv6 link-local aside) that is not desired.
-/// Addresses of other families are left alone (another proxier owns them).
+/// `desired` address of those families the link lacks, unbind each bound
+/// address of those families (loopback and IPv6 link-local aside) that is
+/// not desired. Addresses of other families, desired or bound, are left
+/// alone (another proxier owns them).
 ///
 /// ```
 /// use kpinspect_core::net::IpFamily;
@@ -225,7 +226,7 @@ pub fn plan_addresses(
 ) -> AddressPlan {
     let mut plan = AddressPlan::default();
     for ip in desired {
-        if !current.contains(ip) && !plan.add.contains(ip) {
+        if families.contains(&IpFamily::of(ip)) && !current.contains(ip) && !plan.add.contains(ip) {
             plan.add.push(*ip);
         }
     }
@@ -928,9 +929,10 @@ mod tests {
             ip("fd00::1"),
         ];
         let v4 = plan_addresses(&desired, &current, &[IpFamily::V4]);
-        assert_eq!(v4.add, [ip("10.96.0.1"), ip("fd00::1")]);
+        assert_eq!(v4.add, [ip("10.96.0.1")]);
         assert_eq!(v4.delete, [ip("10.96.0.99")]);
         let both = plan_addresses(&desired, &current, &[IpFamily::V4, IpFamily::V6]);
+        assert_eq!(both.add, [ip("10.96.0.1"), ip("fd00::1")]);
         assert_eq!(both.delete, [ip("10.96.0.99"), ip("fd00::99")]);
         // Applied, a second plan is empty.
         let after: Vec<IpAddr> = current
