@@ -158,3 +158,15 @@ pub trait IpSets {
     /// failing one stay applied.
     fn restore(&self, payload: &str) -> Result<(), NodeError>;
 }
+
+mod link;
+pub use link::{
+    AddressAdded, AddressPlan, DummyLink, KUBE_IPVS0, LINK_NAME_MAX_LEN, Link, LinkEnsured,
+    LinkError, SystemLinks, plan_addresses, sync_addresses, validate_link_name,
+};
+
+mod sysctl;
+pub use sysctl::{
+    CONN_REUSE_FIXED_KERNEL, CONN_REUSE_MIN_KERNEL, DesiredSysctl, KernelVersion, SysctlDiff,
+    SysctlError, SysctlPolicy, Sysctls, SystemSysctls, diff_sysctls, ensure_sysctls, ipvs_sysctls,
+};

@@ -476,6 +476,137 @@ impl Conntrack for MemoryNode {
     }
 }
 
+/// kube-ipvs0 and the other links live in the host inputs' interfaces
+/// (so [`HostProbe::interfaces`] sees them too); a link's index is its
+/// position plus one. Interfaces carry no kind: every one but loopback
+/// counts as a dummy link.
+impl crate::link::DummyLink for MemoryNode {
+    fn link(&self, name: &str) -> Result<Option<crate::link::Link>, crate::link::LinkError> {
+        crate::link::validate_link_name(name)?;
+        let state = self.lock();
+        let interfaces = &state.kernel.host.interfaces;
+        Ok(interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .map(|at| crate::link::Link {
+                name: name.into(),
+                index: u32::try_from(at + 1).unwrap_or(u32::MAX),
+                kind: (!interfaces[at].loopback).then(|| "dummy".to_string()),
+                up: interfaces[at].up,
+            }))
+    }
+
+    fn ensure_dummy(&self, name: &str) -> Result<crate::link::LinkEnsured, crate::link::LinkError> {
+        if let Some(link) = self.link(name)? {
+            return match link.kind.as_deref() {
+                Some("dummy") => Ok(crate::link::LinkEnsured::Existed),
+                _ => Err(crate::link::LinkError::NotDummy {
+                    name: name.into(),
+                    kind: link.kind,
+                }),
+            };
+        }
+        self.lock().kernel.host.interfaces.push(Interface {
+            name: name.into(),
+            up: false,
+            loopback: false,
+            addresses: Vec::new(),
+        });
+        Ok(crate::link::LinkEnsured::Created)
+    }
+
+    fn delete_link(&self, name: &str) -> Result<(), crate::link::LinkError> {
+        crate::link::validate_link_name(name)?;
+        let mut state = self.lock();
+        let interfaces = &mut state.kernel.host.interfaces;
+        let before = interfaces.len();
+        interfaces.retain(|i| i.name != name);
+        if interfaces.len() == before {
+            return Err(crate::link::LinkError::NoSuchLink { name: name.into() });
+        }
+        Ok(())
+    }
+
+    fn addresses(&self, name: &str) -> Result<Vec<std::net::IpAddr>, crate::link::LinkError> {
+        let mut addresses = self.with_interface(name, |i| i.addresses.clone())?;
+        // The kernel lists IPv4 addresses before IPv6 ones.
+        addresses.sort_by_key(|ip| ip.is_ipv6());
+        Ok(addresses)
+    }
+
+    fn add_address(
+        &self,
+        name: &str,
+        address: std::net::IpAddr,
+    ) -> Result<crate::link::AddressAdded, crate::link::LinkError> {
+        self.with_interface(name, |i| {
+            if i.addresses.contains(&address) {
+                crate::link::AddressAdded::AlreadyBound
+            } else {
+                i.addresses.push(address);
+                crate::link::AddressAdded::Added
+            }
+        })
+    }
+
+    fn del_address(
+        &self,
+        name: &str,
+        address: std::net::IpAddr,
+    ) -> Result<bool, crate::link::LinkError> {
+        self.with_interface(name, |i| {
+            let before = i.addresses.len();
+            i.addresses.retain(|a| *a != address);
+            i.addresses.len() != before
+        })
+    }
+}
+
+impl MemoryNode {
+    /// Runs `f` on interface `name`, or fails as the kernel would.
+    fn with_interface<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Interface) -> T,
+    ) -> Result<T, crate::link::LinkError> {
+        crate::link::validate_link_name(name)?;
+        let mut state = self.lock();
+        match state
+            .kernel
+            .host
+            .interfaces
+            .iter_mut()
+            .find(|i| i.name == name)
+        {
+            Some(i) => Ok(f(i)),
+            None => Err(crate::link::LinkError::NoSuchLink { name: name.into() }),
+        }
+    }
+}
+
+/// Sysctls live in the host inputs' sysctls (so [`HostProbe::sysctl`]
+/// sees them too); writing one creates it.
+impl crate::sysctl::Sysctls for MemoryNode {
+    fn read_sysctl(&self, name: &str) -> Result<Option<String>, crate::sysctl::SysctlError> {
+        Ok(self
+            .lock()
+            .kernel
+            .host
+            .sysctls
+            .get(name)
+            .map(|v| v.trim().to_string()))
+    }
+
+    fn write_sysctl(&self, name: &str, value: &str) -> Result<(), crate::sysctl::SysctlError> {
+        self.lock()
+            .kernel
+            .host
+            .sysctls
+            .insert(name.into(), value.trim().into());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 
 mod conntrack;
 mod host;
+mod link;
 mod nfacct;
 
 use std::process::{Command, Output};
