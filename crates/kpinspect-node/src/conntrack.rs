@@ -645,7 +645,7 @@ mod tests {
     include!("../testdata/netlink/conntrack_golden.rs");
 
     fn entries(seq: u32, datagrams: &[&[u8]]) -> Vec<ConntrackEntry> {
-        let mut answer = Answer::new(seq);
+        let mut answer = Answer::<NfnlMessage>::new(seq);
         for (i, d) in datagrams.iter().enumerate() {
             assert_eq!(answer.feed(d), Ok(i + 1 == datagrams.len()), "datagram {i}");
         }
@@ -737,7 +737,7 @@ mod tests {
             encode_request(delete_request(e), NLM_F_ACK, 1),
             DELETE_REQUEST
         );
-        assert_eq!(Answer::new(1).feed(&DELETE_ACK), Ok(true));
+        assert_eq!(Answer::<NfnlMessage>::new(1).feed(&DELETE_ACK), Ok(true));
         // The original tuple is byte for byte the one `conntrack -D` sends.
         let tool_entry = ConntrackEntry::new(
             Protocol::Udp,

@@ -22,15 +22,15 @@ use std::net::IpAddr;
 
 use kpinspect_core::net::IpFamily;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use thiserror::Error;
 
-use crate::netlink::{EEXIST, EPERM, NetlinkError};
+use crate::netlink::{Answer, AnswerError, EEXIST, EPERM, NetlinkError};
 
 /// The link IPVS mode binds its addresses to.
 pub const KUBE_IPVS0: &str = "kube-ipvs0";
@@ -399,84 +399,6 @@ pub(crate) fn decode_address(message: &RouteNetlinkMessage) -> Option<(u32, IpAd
     local.or(address).map(|ip| (m.header.index, ip))
 }
 
-/// The messages of one received datagram, in order.
-pub(crate) fn split_datagram(
-    datagram: &[u8],
-) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>, String> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while offset < datagram.len() {
-        let rest = &datagram[offset..];
-        let len = NetlinkBuffer::new_checked(rest)
-            .map_err(|e| e.to_string())?
-            .length() as usize;
-        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
-            .map_err(|e| e.to_string())?;
-        out.push(message);
-        offset += len.next_multiple_of(4);
-    }
-    Ok(out)
-}
-
-/// How a request failed, as seen in the answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AnswerError {
-    /// The kernel answered `-errno`.
-    Errno(i32),
-    /// The answer was malformed.
-    Decode(String),
-}
-
-/// The kernel's answer to one request, fed datagram by datagram: the
-/// messages until `NLMSG_DONE` (a dump) or the acknowledgement (requests
-/// sent with `NLM_F_ACK`, which follows a `GET`'s one message). Pure.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    seq: u32,
-    messages: Vec<RouteNetlinkMessage>,
-    finished: bool,
-}
-
-impl Answer {
-    /// Waits for the answer to request `seq`.
-    pub fn new(seq: u32) -> Answer {
-        Answer {
-            seq,
-            messages: Vec::new(),
-            finished: false,
-        }
-    }
-
-    /// Takes one datagram; `Ok(true)` once the answer is complete.
-    pub fn feed(&mut self, datagram: &[u8]) -> Result<bool, AnswerError> {
-        for message in split_datagram(datagram).map_err(AnswerError::Decode)? {
-            if message.header.sequence_number != self.seq || self.finished {
-                continue;
-            }
-            match message.payload {
-                NetlinkPayload::Error(e) => match e.code {
-                    None => self.finished = true,
-                    Some(code) => return Err(AnswerError::Errno(-code.get())),
-                },
-                NetlinkPayload::Done(done) => {
-                    if done.code < 0 {
-                        return Err(AnswerError::Errno(-done.code));
-                    }
-                    self.finished = true;
-                }
-                NetlinkPayload::InnerMessage(m) => self.messages.push(m),
-                _ => {}
-            }
-        }
-        Ok(self.finished)
-    }
-
-    /// The messages received before the end of the answer.
-    pub fn into_messages(self) -> Vec<RouteNetlinkMessage> {
-        self.messages
-    }
-}
-
 // ------------------------------------------------------------------ system
 
 /// A blocking `NETLINK_ROUTE` socket, one request at a time.
@@ -487,17 +409,10 @@ struct RtnlSocket {
 
 impl RtnlSocket {
     fn open(operation: &str) -> Result<RtnlSocket, NetlinkError> {
-        let io = |e: std::io::Error| NetlinkError::Socket {
-            operation: operation.into(),
-            message: e.to_string(),
-        };
-        let mut socket =
-            netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map_err(io)?;
-        socket.bind_auto().map_err(io)?;
-        socket
-            .connect(&netlink_sys::SocketAddr::new(0, 0))
-            .map_err(io)?;
-        Ok(RtnlSocket { socket, seq: 0 })
+        Ok(RtnlSocket {
+            socket: crate::netlink::open_socket(netlink_sys::protocols::NETLINK_ROUTE, operation)?,
+            seq: 0,
+        })
     }
 
     /// Sends `message` with `flags` (`NLM_F_ACK` or `NLM_F_DUMP` needed)
@@ -516,7 +431,7 @@ impl RtnlSocket {
         self.socket
             .send(&encode(message, flags, self.seq), 0)
             .map_err(io)?;
-        let mut answer = Answer::new(self.seq);
+        let mut answer = Answer::<RouteNetlinkMessage>::new(self.seq);
         loop {
             let (datagram, _) = self.socket.recv_from_full().map_err(io)?;
             match answer.feed(&datagram) {
@@ -711,16 +626,16 @@ mod tests {
 
     #[test]
     fn link_answers_decode() {
-        let mut ack = Answer::new(seq_of(&LINK_ADD_SEND0));
+        let mut ack = Answer::<RouteNetlinkMessage>::new(seq_of(&LINK_ADD_SEND0));
         assert_eq!(ack.feed(&LINK_ADD_RECV1), Ok(true));
-        let mut exists = Answer::new(seq_of(&LINK_ADD_AGAIN_SEND0));
+        let mut exists = Answer::<RouteNetlinkMessage>::new(seq_of(&LINK_ADD_AGAIN_SEND0));
         assert_eq!(
             exists.feed(&LINK_ADD_AGAIN_RECV1),
             Err(AnswerError::Errno(EEXIST))
         );
 
         // `ip -d link show kube-ipvs0`: a GET answered with one message.
-        let mut show = Answer::new(seq_of(&LINK_SHOW_SEND0));
+        let mut show = Answer::<RouteNetlinkMessage>::new(seq_of(&LINK_SHOW_SEND0));
         assert_eq!(show.feed(&LINK_SHOW_RECV1), Ok(false), "no ACK asked");
         let messages = show.into_messages();
         assert_eq!(
@@ -733,7 +648,7 @@ mod tests {
             })
         );
         // Our GET asks for an ACK; the kernel then ends the answer with one.
-        let mut get = Answer::new(seq_of(&LINK_SHOW_SEND0));
+        let mut get = Answer::<RouteNetlinkMessage>::new(seq_of(&LINK_SHOW_SEND0));
         let ack = ack_for(&LINK_SHOW_SEND0);
         assert_eq!(get.feed(&LINK_SHOW_RECV1), Ok(false));
         assert_eq!(get.feed(&ack), Ok(true));
@@ -788,20 +703,20 @@ mod tests {
 
     #[test]
     fn address_answers_decode() {
-        let mut add = Answer::new(seq_of(&ADDR_ADD4_SEND0));
+        let mut add = Answer::<RouteNetlinkMessage>::new(seq_of(&ADDR_ADD4_SEND0));
         assert_eq!(add.feed(&ADDR_ADD4_RECV0), Ok(true));
-        let mut again = Answer::new(seq_of(&ADDR_ADD4_AGAIN_SEND0));
+        let mut again = Answer::<RouteNetlinkMessage>::new(seq_of(&ADDR_ADD4_AGAIN_SEND0));
         assert_eq!(
             again.feed(&ADDR_ADD4_AGAIN_RECV0),
             Err(AnswerError::Errno(EEXIST))
         );
-        let mut gone = Answer::new(seq_of(&ADDR_DEL4_AGAIN_SEND0));
+        let mut gone = Answer::<RouteNetlinkMessage>::new(seq_of(&ADDR_DEL4_AGAIN_SEND0));
         assert_eq!(
             gone.feed(&ADDR_DEL4_AGAIN_RECV0),
             Err(AnswerError::Errno(EADDRNOTAVAIL))
         );
 
-        let mut dump = Answer::new(seq_of(&ADDR_SHOW_SEND1));
+        let mut dump = Answer::<RouteNetlinkMessage>::new(seq_of(&ADDR_SHOW_SEND1));
         assert_eq!(dump.feed(&ADDR_SHOW_RECV1), Ok(false));
         assert_eq!(dump.feed(&ADDR_SHOW_RECV2), Ok(false));
         assert_eq!(dump.feed(&ADDR_SHOW_RECV3), Ok(true));
@@ -812,7 +727,7 @@ mod tests {
             .collect();
         assert_eq!(addresses, [(2, ip("10.96.0.10")), (2, ip("fd00:96::10"))]);
         assert!(matches!(
-            Answer::new(1).feed(&ADDR_SHOW_RECV3[..10]),
+            Answer::<RouteNetlinkMessage>::new(1).feed(&ADDR_SHOW_RECV3[..10]),
             Err(AnswerError::Decode(_))
         ));
     }
@@ -823,18 +738,21 @@ mod tests {
         // Each operation opens a socket; its requests count from 1.
         assert_eq!(encode(get_link_request(KUBE_IPVS0), NLM_F_ACK, 1), KP0_SEND);
         assert_eq!(
-            Answer::new(1).feed(&KP0_RECV0),
+            Answer::<RouteNetlinkMessage>::new(1).feed(&KP0_RECV0),
             Err(AnswerError::Errno(ENODEV))
         );
         assert_eq!(
             encode(new_dummy_request(KUBE_IPVS0), NEW_FLAGS, 2),
             KP3_SEND
         );
-        assert_eq!(Answer::new(2).feed(&KP3_RECV0), Ok(true));
+        assert_eq!(
+            Answer::<RouteNetlinkMessage>::new(2).feed(&KP3_RECV0),
+            Ok(true)
+        );
 
         // A GET with NLM_F_ACK: the link, then the ACK in another datagram.
         assert_eq!(encode(get_link_request(KUBE_IPVS0), NLM_F_ACK, 1), KP4_SEND);
-        let mut get = Answer::new(1);
+        let mut get = Answer::<RouteNetlinkMessage>::new(1);
         assert_eq!(get.feed(&KP4_RECV0), Ok(false));
         assert_eq!(get.feed(&KP4_RECV1), Ok(true));
         let link = get.into_messages().iter().find_map(decode_link);
@@ -848,12 +766,12 @@ mod tests {
             KP13_SEND
         );
         assert_eq!(
-            Answer::new(2).feed(&KP13_RECV0),
+            Answer::<RouteNetlinkMessage>::new(2).feed(&KP13_RECV0),
             Err(AnswerError::Errno(EEXIST))
         );
 
         assert_eq!(encode(dump_addresses_request(2), NLM_F_DUMP, 2), KP15_SEND);
-        let mut dump = Answer::new(2);
+        let mut dump = Answer::<RouteNetlinkMessage>::new(2);
         assert_eq!(dump.feed(&KP15_RECV0), Ok(false));
         assert_eq!(dump.feed(&KP15_RECV1), Ok(false));
         assert_eq!(dump.feed(&KP15_RECV2), Ok(true));
@@ -880,14 +798,17 @@ mod tests {
             KP19_SEND
         );
         assert_eq!(
-            Answer::new(2).feed(&KP19_RECV0),
+            Answer::<RouteNetlinkMessage>::new(2).feed(&KP19_RECV0),
             Err(AnswerError::Errno(EADDRNOTAVAIL))
         );
         assert_eq!(
             encode(del_link_request(KUBE_IPVS0), NLM_F_ACK, 1),
             KP27_SEND
         );
-        assert_eq!(Answer::new(1).feed(&KP27_RECV0), Ok(true));
+        assert_eq!(
+            Answer::<RouteNetlinkMessage>::new(1).feed(&KP27_RECV0),
+            Ok(true)
+        );
     }
 
     #[test]

@@ -268,8 +268,11 @@ pub(crate) fn encode_request(message: NfnlMessage, flags: u16, seq: u32) -> Vec<
     buf
 }
 
-/// The netlink messages of one received datagram, in order.
-pub(crate) fn split_datagram(datagram: &[u8]) -> Result<Vec<NetlinkMessage<NfnlMessage>>, String> {
+/// The netlink messages of one received datagram, in order (any netlink
+/// protocol's messages: nfnetlink's, rtnetlink's).
+pub(crate) fn split_datagram<M: NetlinkDeserializable>(
+    datagram: &[u8],
+) -> Result<Vec<NetlinkMessage<M>>, String> {
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < datagram.len() {
@@ -277,8 +280,7 @@ pub(crate) fn split_datagram(datagram: &[u8]) -> Result<Vec<NetlinkMessage<NfnlM
         let len = NetlinkBuffer::new_checked(rest)
             .map_err(|e| e.to_string())?
             .length() as usize;
-        let message =
-            NetlinkMessage::<NfnlMessage>::deserialize(&rest[..len]).map_err(|e| e.to_string())?;
+        let message = NetlinkMessage::<M>::deserialize(&rest[..len]).map_err(|e| e.to_string())?;
         out.push(message);
         offset += len.next_multiple_of(4);
     }
@@ -298,15 +300,15 @@ pub(crate) enum AnswerError {
 /// the messages until `NLMSG_DONE` (a dump) or the acknowledgement
 /// (a request sent with `NLM_F_ACK`). Pure: fed with received bytes.
 #[derive(Debug)]
-pub(crate) struct Answer {
+pub(crate) struct Answer<M = NfnlMessage> {
     seq: u32,
-    messages: Vec<NfnlMessage>,
+    messages: Vec<M>,
     finished: bool,
 }
 
-impl Answer {
+impl<M: NetlinkDeserializable> Answer<M> {
     /// Waits for the answer to the request numbered `seq`.
-    pub fn new(seq: u32) -> Answer {
+    pub fn new(seq: u32) -> Answer<M> {
         Answer {
             seq,
             messages: Vec::new(),
@@ -340,9 +342,28 @@ impl Answer {
     }
 
     /// The messages received before the end of the answer.
-    pub fn into_messages(self) -> Vec<NfnlMessage> {
+    pub fn into_messages(self) -> Vec<M> {
         self.messages
     }
+}
+
+/// A netlink socket of `protocol` (`NETLINK_NETFILTER`, `NETLINK_ROUTE`,
+/// `NETLINK_GENERIC`), bound and connected to the kernel in this process's
+/// network namespace; failures name `operation`.
+pub(crate) fn open_socket(
+    protocol: isize,
+    operation: &str,
+) -> Result<netlink_sys::Socket, NetlinkError> {
+    let io = |e: std::io::Error| NetlinkError::Socket {
+        operation: operation.into(),
+        message: e.to_string(),
+    };
+    let mut socket = netlink_sys::Socket::new(protocol).map_err(io)?;
+    socket.bind_auto().map_err(io)?;
+    socket
+        .connect(&netlink_sys::SocketAddr::new(0, 0))
+        .map_err(io)?;
+    Ok(socket)
 }
 
 /// A blocking `NETLINK_NETFILTER` socket that sends one request at a time
@@ -355,17 +376,10 @@ pub(crate) struct NfnlSocket {
 impl NfnlSocket {
     /// Opens and binds a socket in this process's network namespace.
     pub fn open(operation: &str) -> Result<NfnlSocket, NetlinkError> {
-        let io = |e: std::io::Error| NetlinkError::Socket {
-            operation: operation.into(),
-            message: e.to_string(),
-        };
-        let mut socket =
-            netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER).map_err(io)?;
-        socket.bind_auto().map_err(io)?;
-        socket
-            .connect(&netlink_sys::SocketAddr::new(0, 0))
-            .map_err(io)?;
-        Ok(NfnlSocket { socket, seq: 0 })
+        Ok(NfnlSocket {
+            socket: open_socket(netlink_sys::protocols::NETLINK_NETFILTER, operation)?,
+            seq: 0,
+        })
     }
 
     /// Sends `message` with `flags` and returns the messages of the answer.
@@ -384,7 +398,7 @@ impl NfnlSocket {
         };
         let bytes = encode_request(message, flags, self.seq);
         self.socket.send(&bytes, 0).map_err(io)?;
-        let mut answer = Answer::new(self.seq);
+        let mut answer = Answer::<NfnlMessage>::new(self.seq);
         loop {
             let (datagram, _) = self.socket.recv_from_full().map_err(io)?;
             match answer.feed(&datagram) {
@@ -445,25 +459,26 @@ mod tests {
         // An ACK (NLM_F_CAPPED) to request 0x6b0edc42 from the kernel.
         let ack = hex("24 00 00 00 02 00 00 01 42 dc 0e 6b 18 07 00 00
                        00 00 00 00 50 00 00 00 00 07 05 04 42 dc 0e 6b 00 00 00 00");
-        let mut answer = Answer::new(0x6b0e_dc42);
+        let mut answer = Answer::<NfnlMessage>::new(0x6b0e_dc42);
         assert_eq!(answer.feed(&ack), Ok(true));
         assert!(answer.into_messages().is_empty());
         // Another request's answer is ignored.
-        let mut other = Answer::new(7);
+        let mut other = Answer::<NfnlMessage>::new(7);
         assert_eq!(other.feed(&ack), Ok(false));
         // -EBUSY (0xfffffff0) with the request echoed.
         let busy = hex("24 00 00 00 02 00 00 00 42 dc 0e 6b 20 07 00 00
                         f0 ff ff ff 50 00 00 00 00 07 05 04 42 dc 0e 6b 00 00 00 00");
         assert_eq!(
-            Answer::new(0x6b0e_dc42).feed(&busy),
+            Answer::<NfnlMessage>::new(0x6b0e_dc42).feed(&busy),
             Err(AnswerError::Errno(EBUSY))
         );
         assert!(matches!(
-            Answer::new(1).feed(&[0x30, 0, 0, 0, 1]),
+            Answer::<NfnlMessage>::new(1).feed(&[0x30, 0, 0, 0, 1]),
             Err(AnswerError::Decode(_))
         ));
         assert!(matches!(
-            Answer::new(1).feed(&hex("14 00 00 00 00 07 02 00 01 00 00 00 00 00 00 00 00")),
+            Answer::<NfnlMessage>::new(1)
+                .feed(&hex("14 00 00 00 00 07 02 00 01 00 00 00 00 00 00 00 00")),
             Err(AnswerError::Decode(_))
         ));
     }
@@ -480,7 +495,7 @@ mod tests {
             bytes,
             hex("14 00 00 00 01 07 01 03 3c dc 0e 6b 00 00 00 00 00 00 00 00")
         );
-        let back = split_datagram(&bytes).expect("split");
+        let back = split_datagram::<NfnlMessage>(&bytes).expect("split");
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].header.flags, NLM_F_DUMP | NLM_F_REQUEST);
     }

@@ -455,7 +455,7 @@ mod tests {
     const SEQ: u32 = 0x6b0e_dc44;
 
     fn answer(seq: u32, datagrams: &[&[u8]]) -> Result<Vec<NfnlMessage>, AnswerError> {
-        let mut answer = Answer::new(seq);
+        let mut answer = Answer::<NfnlMessage>::new(seq);
         for (i, d) in datagrams.iter().enumerate() {
             let done = answer.feed(d)?;
             assert_eq!(done, i + 1 == datagrams.len(), "datagram {i}");
@@ -484,7 +484,7 @@ mod tests {
             DEL_REQUEST
         );
         // And back: the tool's request decodes to the message we build.
-        let back = split_datagram(&DEL_REQUEST).expect("split");
+        let back = split_datagram::<NfnlMessage>(&DEL_REQUEST).expect("split");
         assert_eq!(
             back[0].payload,
             netlink_packet_core::NetlinkPayload::InnerMessage(del_request(name))
@@ -531,7 +531,10 @@ mod tests {
             (SEQ, &DEL_BUSY[..], EBUSY),
             (SEQ, &DEL_MISSING[..], ENOENT),
         ] {
-            assert_eq!(Answer::new(seq).feed(bytes), Err(AnswerError::Errno(errno)));
+            assert_eq!(
+                Answer::<NfnlMessage>::new(seq).feed(bytes),
+                Err(AnswerError::Errno(errno))
+            );
         }
     }
 
