@@ -66,7 +66,10 @@ pub static CHECKS: &[Check] = &[
     Check::rust(
         "kpinspect dump reads a live IPVS node: the compiled fixture loaded with ipvsadm -R and ipset restore dumps as its saved text does",
         dump_reads_live_ipvs,
-    ),
+    )
+    // Three fixtures, each compiled three times and dumped four times
+    // (15-30 s under TCG).
+    .timeout(240),
     Check::rust(
         "kpinspect compile: same bytes in the VM as on the host",
         compile_in_vm,
@@ -790,6 +793,25 @@ fn dump_reads_live_ipvs(dir: &Path) {
                     }
                 }
             }
+        }
+        // The table names what it read and shows the virtual servers.
+        let out = kpinspect()
+            .arg("dump")
+            .arg("--cluster")
+            .arg(fx.path("cluster.yaml"))
+            .arg("--config")
+            .arg(fx.path("config.yaml"))
+            .args(fx.args())
+            .output()
+            .expect("run kpinspect");
+        assert!(out.status.success(), "{name}: dump: {}", stderr(&out));
+        let table = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "source      IPVS (netlink)",
+            "source      ipset save",
+            "virtual servers",
+        ] {
+            assert!(table.contains(want), "{name}: no {want:?} in\n{table}");
         }
         println!("{name}: {} service ports", services.len());
     }
