@@ -11,10 +11,14 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use kpinspect_core::mode::ipvs::{
+    ForwardMethod, RealServer, Scheduler, ServiceFlags, VirtualServer,
+};
+use kpinspect_core::model::Protocol;
 use kpinspect_ipvs::ctrl::CtrlMessage;
 use kpinspect_ipvs::{
-    AF_INET6, Destination, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPVS_GENL_NAME, IpvsCommand,
-    IpvsMessage, Service, Timeouts,
+    AF_INET6, Destination, ForwardingMethod, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
+    IPVS_GENL_NAME, IpvsCommand, IpvsMessage, Service, Timeouts,
 };
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
@@ -284,6 +288,102 @@ impl Ipvs for SystemIpvs {
         let request = msg(IpvsCommand::SetConfig).with_timeouts(timeouts);
         self.call(request, NLM_F_ACK, Subject::None).map(drop)
     }
+}
+
+/// The node's IPVS table as kpinspect's core reads `ipvsadm` text: every
+/// service with its scheduler, persistence (flags and timeout) and real
+/// servers (weight, forwarding method, active and inactive connections),
+/// in `ipvsadm`'s order (services by family, protocol, address and port;
+/// real servers by address and port). As [`kpinspect_core::mode::ipvs::parse_ipvsadm`]
+/// does, fwmark services (not kube-proxy's) are skipped, as are services
+/// of a protocol other than TCP, UDP and SCTP; the kernel's own `HASHED`
+/// and one-packet flags are dropped, and the timeout is kept only for a
+/// persistent service.
+///
+/// ```
+/// use kpinspect_node::kpinspect_ipvs::{Destination, ForwardingMethod, Service};
+/// use kpinspect_node::{Ipvs, MemoryNode, read_virtual_servers};
+/// let node = MemoryNode::default();
+/// let svc = Service::tcp("10.96.0.10:80".parse().unwrap()).scheduler("rr");
+/// node.new_service(&svc).unwrap();
+/// let dest = Destination::new("10.244.0.11:8080".parse().unwrap(), ForwardingMethod::Masquerade, 1);
+/// node.new_destination(&svc, &dest).unwrap();
+/// let servers = read_virtual_servers(&node).unwrap();
+/// assert_eq!(servers[0].key(), "10.96.0.10:80/TCP");
+/// assert_eq!(servers[0].real_servers[0].endpoint(), "10.244.0.11:8080");
+/// ```
+pub fn read_virtual_servers(ipvs: &impl Ipvs) -> Result<Vec<VirtualServer>, IpvsError> {
+    let mut servers = Vec::new();
+    for service in ipvs.services()? {
+        let Some(mut vs) = virtual_server(&service) else {
+            continue;
+        };
+        vs.real_servers = ipvs
+            .destinations(&service)?
+            .iter()
+            .filter_map(real_server)
+            .collect();
+        vs.real_servers.sort_by_key(|a| (a.address, a.port));
+        servers.push(vs);
+    }
+    servers.sort_by(VirtualServer::ipvsadm_cmp);
+    Ok(servers)
+}
+
+/// A service as the core's virtual server, without its real servers;
+/// `None` for a fwmark service or another protocol.
+fn virtual_server(service: &Service) -> Option<VirtualServer> {
+    if service.fwmark.is_some() {
+        return None;
+    }
+    let protocol = match service.protocol? {
+        IPPROTO_TCP => Protocol::Tcp,
+        IPPROTO_UDP => Protocol::Udp,
+        IPPROTO_SCTP => Protocol::Sctp,
+        _ => return None,
+    };
+    use kpinspect_ipvs::ServiceFlags as Kernel;
+    let kept = Kernel::PERSISTENT | Kernel::SCHED1 | Kernel::SCHED2 | Kernel::SCHED3;
+    let flags = ServiceFlags(service.flags.map_or(0, |f| f.flags) & kept);
+    let timeout = if flags.persistent() {
+        service.timeout.unwrap_or(0)
+    } else {
+        0
+    };
+    Some(VirtualServer {
+        address: service.address?,
+        protocol,
+        port: service.port.unwrap_or(0),
+        scheduler: Scheduler::from_config(service.scheduler.as_deref().unwrap_or("")),
+        flags,
+        timeout,
+        kind: None,
+        service: None,
+        bind: false,
+        real_servers: Vec::new(),
+    })
+}
+
+/// A destination as the core's real server (`None` without an address).
+/// The kernel's bypass and unknown forwarding methods, which `ipvsadm -Sn`
+/// saves as `-g`, read as direct routing.
+fn real_server(dest: &Destination) -> Option<RealServer> {
+    let forward = match dest.forwarding {
+        Some(ForwardingMethod::Masquerade) | None => ForwardMethod::Masquerade,
+        Some(ForwardingMethod::Local) => ForwardMethod::Local,
+        Some(ForwardingMethod::Tunnel) => ForwardMethod::Tunnel,
+        Some(ForwardingMethod::Route | ForwardingMethod::Bypass | ForwardingMethod::Other(_)) => {
+            ForwardMethod::Route
+        }
+    };
+    Some(RealServer {
+        address: dest.address?,
+        port: dest.port.unwrap_or(0),
+        weight: dest.weight.unwrap_or(0),
+        forward,
+        active_connections: dest.active_conns.map(u64::from),
+        inactive_connections: dest.inactive_conns.map(u64::from),
+    })
 }
 
 /// The bytes of a request: `message` with `flags` (`NLM_F_REQUEST` always
@@ -868,5 +968,132 @@ mod tests {
             m.set_service(&svc),
             Err(IpvsError::NoService { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+    use crate::MemoryNode;
+    use kpinspect_core::mode::ipvs::parse_ipvsadm;
+
+    /// What `ipvsadm -Ln` lists for the services [`node`] creates.
+    const LISTED: &str = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.96.0.1:443 rr persistent 10800
+  -> 192.168.0.2:6443             Masq    1      0          0
+TCP  10.96.0.10:53 rr
+  -> 10.244.0.2:53                Masq    1      0          0
+  -> 10.244.0.3:53                Masq    0      0          0
+UDP  10.96.0.10:53 mh (mh-port)
+  -> 10.244.0.2:53                Masq    1      0          0
+FWM  7 wlc
+  -> 10.0.0.9:0                   Route   1      0          0
+TCP  [fd00::1]:80 wrr
+  -> [fd00:10:244::5]:8080        Route   2      0          0
+  -> [fd00:10:244::6]:8080        Tunnel  1      0          0
+";
+
+    /// The same as `ipvsadm -Sn` saves it.
+    const SAVED: &str = "-A -t 10.96.0.1:443 -s rr -p 10800
+-a -t 10.96.0.1:443 -r 192.168.0.2:6443 -m -w 1
+-A -t 10.96.0.10:53 -s rr
+-a -t 10.96.0.10:53 -r 10.244.0.2:53 -m -w 1
+-a -t 10.96.0.10:53 -r 10.244.0.3:53 -m -w 0
+-A -u 10.96.0.10:53 -s mh -b mh-port
+-a -u 10.96.0.10:53 -r 10.244.0.2:53 -m -w 1
+-A -f 7 -s wlc
+-a -f 7 -r 10.0.0.9:0 -g -w 1
+-A -t [fd00::1]:80 -s wrr
+-a -t [fd00::1]:80 -r [fd00:10:244::5]:8080 -g -w 2
+-a -t [fd00::1]:80 -r [fd00:10:244::6]:8080 -i -w 1
+";
+
+    fn sa(s: &str) -> std::net::SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    /// The services of [`LISTED`], added out of order (the kernel dumps in
+    /// hash order), destinations too.
+    fn node() -> MemoryNode {
+        use kpinspect_ipvs::ServiceFlags as Flags;
+        let node = MemoryNode::default();
+        let v6 = Service::tcp(sa("[fd00::1]:80")).scheduler("wrr");
+        node.new_service(&v6).expect("v6");
+        for (d, fwd, w) in [
+            ("[fd00:10:244::6]:8080", ForwardingMethod::Tunnel, 1),
+            ("[fd00:10:244::5]:8080", ForwardingMethod::Route, 2),
+        ] {
+            node.new_destination(&v6, &Destination::new(sa(d), fwd, w))
+                .expect("v6 dest");
+        }
+        let mark = Service::fwmark(kpinspect_ipvs::AF_INET, 7).scheduler("wlc");
+        node.new_service(&mark).expect("fwmark");
+        node.new_destination(
+            &mark,
+            &Destination::new(sa("10.0.0.9:0"), ForwardingMethod::Route, 1),
+        )
+        .expect("fwmark dest");
+        let mut udp = Service::udp(sa("10.96.0.10:53")).scheduler("mh");
+        udp.flags = Some(Flags {
+            flags: Flags::SCHED2,
+            mask: !0,
+        });
+        node.new_service(&udp).expect("udp");
+        let dns = Service::tcp(sa("10.96.0.10:53")).scheduler("rr");
+        node.new_service(&dns).expect("dns");
+        let mut api = Service::tcp(sa("10.96.0.1:443")).scheduler("rr");
+        api.flags = Some(Flags {
+            flags: Flags::PERSISTENT,
+            mask: !0,
+        });
+        api.timeout = Some(10800);
+        node.new_service(&api).expect("api");
+        let masq = |s: &str, w| Destination::new(sa(s), ForwardingMethod::Masquerade, w);
+        node.new_destination(&dns, &masq("10.244.0.3:53", 0))
+            .expect("dns .3");
+        node.new_destination(&dns, &masq("10.244.0.2:53", 1))
+            .expect("dns .2");
+        node.new_destination(&udp, &masq("10.244.0.2:53", 1))
+            .expect("udp .2");
+        node.new_destination(&api, &masq("192.168.0.2:6443", 1))
+            .expect("api");
+        node
+    }
+
+    #[test]
+    fn reads_back_what_ipvsadm_lists_and_saves() {
+        let node = node();
+        let read = read_virtual_servers(&node).expect("read");
+        assert_eq!(read, parse_ipvsadm(LISTED).expect("listed"));
+        // The rules form carries no connection counts.
+        let mut uncounted = read.clone();
+        for rs in uncounted.iter_mut().flat_map(|v| v.real_servers.iter_mut()) {
+            rs.active_connections = None;
+            rs.inactive_connections = None;
+        }
+        assert_eq!(uncounted, parse_ipvsadm(SAVED).expect("saved"));
+        assert_eq!(
+            kpinspect_core::mode::ipvs::ipvsadm_save(&read),
+            SAVED
+                .lines()
+                .filter(|l| !l.contains(" -f "))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
+    }
+
+    #[test]
+    fn an_empty_table_reads_empty_and_only_persistence_keeps_its_timeout() {
+        let node = MemoryNode::default();
+        assert_eq!(read_virtual_servers(&node).expect("read"), []);
+        let mut svc = Service::udp(sa("10.96.0.10:53")).scheduler("rr");
+        svc.timeout = Some(60);
+        node.new_service(&svc).expect("add");
+        let read = read_virtual_servers(&node).expect("read");
+        assert_eq!(read[0].timeout, 0);
+        assert_eq!(read[0].flags, ServiceFlags(0), "HASHED is the kernel's");
+        assert!(read[0].real_servers.is_empty());
     }
 }

@@ -13,6 +13,8 @@ use kpinspect_core::mode::ipvs::{IpvsState, VirtualServer};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
+use kpinspect_node::{IpSets as _, IpvsError, LiveNode, SystemIpvs};
+
 use crate::UsageError;
 use crate::args::{DumpArgs, DumpFormat};
 use crate::fmt::fraction;
@@ -43,11 +45,12 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         anomalies: vec![],
         sources: vec![],
     };
-    let ipvs = read_ipvs(&args)?;
+    let mut ipvs = read_ipvs(&args)?;
     let sources = if args.saves.is_empty() && ipvs.is_some() {
         vec![]
     } else if args.saves.is_empty() {
         let node = crate::live::node()?;
+        ipvs = read_live_ipvs(&node);
         if node.both_backends() {
             result.anomalies.push(Anomaly {
                 kind: AnomalyKind::BothBackends,
@@ -104,6 +107,8 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         result.anomalies.extend(d.anomalies);
         result.sources.extend(ipvs_sources.iter().cloned());
     }
+    // Virtual servers were read (from `--ipvsadm` or the live node).
+    let ipvs_read = ipvs.is_some();
     let mut found = true;
     if let Some((ns, name)) = service {
         result
@@ -137,7 +142,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
             "kpinspect: dump: service {} not found: no kube-proxy rule of {} names it{}",
             args.service.unwrap_or_default(),
             read.join(", "),
-            match (ipvs, args.ipvsadm.is_some(), args.clusters.is_empty()) {
+            match (ipvs, ipvs_read, args.clusters.is_empty()) {
                 (_, true, true) => {
                     " (virtual servers carry no Service names: give --cluster to name them)"
                 }
@@ -196,6 +201,70 @@ fn read_ipvs(args: &DumpArgs) -> Result<Option<(IpvsState, Vec<SourceDump>)>> {
     };
     Ok(Some((IpvsState { servers, sets }, sources)))
 }
+
+/// The live node's IPVS state: its virtual servers over generic netlink
+/// and its ipsets (`ipset save`), with a source entry for each; `None`
+/// where IPVS holds no service of kube-proxy's kind, or is not there at
+/// all. Without `/proc/net/ip_vs` (IPVS neither built in nor loaded) the
+/// kernel is not asked, so that reading does not load `ip_vs`; a failure
+/// to read is a warning, and the dump goes on without IPVS (or without
+/// the ipsets).
+fn read_live_ipvs(node: &LiveNode) -> Option<(IpvsState, Vec<SourceDump>)> {
+    if !std::path::Path::new("/proc/net/ip_vs").exists() {
+        return None;
+    }
+    let servers = match kpinspect_node::read_virtual_servers(&SystemIpvs) {
+        Ok(servers) => servers,
+        Err(IpvsError::NotAvailable) => return None,
+        Err(e) => {
+            eprintln!("kpinspect: warning: {e}; IPVS virtual servers not read");
+            return None;
+        }
+    };
+    if servers.is_empty() {
+        return None;
+    }
+    let reals: usize = servers.iter().map(|v| v.real_servers.len()).sum();
+    let mut sources = vec![ipvs_source(
+        LIVE_IPVS.to_string(),
+        &servers,
+        "ipvs",
+        format!(
+            "IPVS mode ({}, {})",
+            count(servers.len(), "virtual server"),
+            count(reals, "real server")
+        ),
+    )];
+    let sets = match node
+        .save()
+        .map_err(|e| e.to_string())
+        .and_then(|text| kpinspect_core::ipset::parse(&text).map_err(|e| e.to_string()))
+    {
+        Ok(sets) => {
+            let members: usize = sets.iter().map(|s| s.members.len()).sum();
+            sources.push(ipvs_source(
+                LIVE_IPSETS.to_string(),
+                &[],
+                "ipsets",
+                format!(
+                    "IPVS mode ({}, {})",
+                    count(sets.len(), "ipset"),
+                    count(members, "member")
+                ),
+            ));
+            Some(sets)
+        }
+        Err(e) => {
+            eprintln!("kpinspect: warning: ipset save: {e}; ipsets not read");
+            None
+        }
+    };
+    Some((IpvsState { servers, sets }, sources))
+}
+
+/// The source names of the live node's IPVS table and ipsets.
+const LIVE_IPVS: &str = "IPVS (netlink)";
+const LIVE_IPSETS: &str = "ipset save";
 
 /// `1 thing`, `2 things`.
 fn count(n: usize, what: &str) -> String {

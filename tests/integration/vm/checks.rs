@@ -64,6 +64,13 @@ pub static CHECKS: &[Check] = &[
         ipvs_client,
     ),
     Check::rust(
+        "kpinspect dump reads a live IPVS node: the compiled fixture loaded with ipvsadm -R and ipset restore dumps as its saved text does",
+        dump_reads_live_ipvs,
+    )
+    // Three fixtures, each compiled three times and dumped four times
+    // (15-30 s under TCG).
+    .timeout(240),
+    Check::rust(
         "kpinspect compile: same bytes in the VM as on the host",
         compile_in_vm,
     )
@@ -583,4 +590,231 @@ fn ipvs_not_loaded(_: &Path) {
     // IpvsError::NotAvailable only where IPVS is not built.
     assert_eq!(SystemIpvs.services().expect("services"), []);
     assert!(module.exists(), "the lookup did not load ip_vs");
+}
+
+/// `kpinspect compile --mode ipvs --format FORMAT` of fixture `fx`.
+fn compile_fixture(fx: &Fixture, format: &str) -> String {
+    let out = kpinspect()
+        .arg("compile")
+        .arg("--config")
+        .arg(fx.path("config.yaml"))
+        .args(fx.args())
+        .args(["--mode", "ipvs", "--format", format])
+        .arg(fx.path("cluster.yaml"))
+        .output()
+        .expect("run kpinspect");
+    assert!(
+        out.status.success(),
+        "{}: compile: {}",
+        fx.name,
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `program args` with `input` on its stdin, which must succeed.
+fn run_with_input(program: &str, args: &[&str], input: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        stderr(&out)
+    );
+}
+
+/// `kpinspect dump --format json --cluster --config` of `fx` (with `extra`
+/// arguments), its `services`.
+fn dump_services(fx: &Fixture, extra: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = kpinspect()
+        .arg("dump")
+        .args(extra)
+        .arg("--cluster")
+        .arg(fx.path("cluster.yaml"))
+        .arg("--config")
+        .arg(fx.path("config.yaml"))
+        .args(fx.args())
+        .args(["--format", "json"])
+        .output()
+        .expect("run kpinspect");
+    assert!(out.status.success(), "{}: dump: {}", fx.name, stderr(&out));
+    let d: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: json: {e}", fx.name));
+    println!(
+        "{}: sources {}, anomalies {}",
+        fx.name, d["sources"], d["anomalies"]
+    );
+    d["services"].clone()
+}
+
+/// The services in a canonical order, their virtual servers (`chains`)
+/// and endpoints too: the live read sorts services and real servers
+/// numerically, `ipvsadm` by libipvs's signed address differences (which
+/// wrap for addresses more than 2^31 apart: 192.168.0.2 before 10.96.0.10),
+/// and the dump keeps the order it reads.
+fn canonical(mut services: serde_json::Value) -> serde_json::Value {
+    fn sort(v: Option<&mut serde_json::Value>) {
+        if let Some(a) = v.and_then(|v| v.as_array_mut()) {
+            a.sort_by_key(|x| x.to_string());
+        }
+    }
+    for s in services.as_array_mut().expect("services") {
+        for list in ["chains", "endpoints", "external_endpoints"] {
+            sort(s.get_mut(list));
+        }
+    }
+    sort(Some(&mut services));
+    services
+}
+
+/// The services without the real servers' connection counts (which the
+/// rules form does not carry).
+fn without_connections(mut services: serde_json::Value) -> serde_json::Value {
+    for s in services.as_array_mut().expect("services") {
+        for list in ["endpoints", "external_endpoints"] {
+            if let Some(es) = s.get_mut(list).and_then(|v| v.as_array_mut()) {
+                for e in es {
+                    if let Some(e) = e.as_object_mut() {
+                        e.remove("active_connections");
+                        e.remove("inactive_connections");
+                    }
+                }
+            }
+        }
+    }
+    services
+}
+
+fn dump_reads_live_ipvs(dir: &Path) {
+    let _ = Command::new("modprobe").arg("ip_vs").status();
+    for name in [
+        "session_affinity",
+        "edge_dual_stack",
+        "ipv4_proxier_two_services",
+    ] {
+        let fx = Fixture {
+            name: name.into(),
+            dir: root().join("fixtures/ipvs").join(name),
+        };
+        run("ipvsadm", &["-C"]);
+        run("ipset", &["destroy"]);
+        let ipvsadm = compile_fixture(&fx, "ipvsadm");
+        let ipset = compile_fixture(&fx, "ipset");
+        let compiled: serde_json::Value =
+            serde_json::from_str(&compile_fixture(&fx, "json")).expect("compile json");
+        run_with_input("ipvsadm", &["-R"], &ipvsadm);
+        run_with_input("ipset", &["restore"], &ipset);
+
+        let live = dump_services(&fx, &[]);
+        let files: Vec<(std::path::PathBuf, String)> = [
+            ("ipvsadm-Ln", run("ipvsadm", &["-Ln"])),
+            ("ipvsadm-Sn", run("ipvsadm", &["-Sn"])),
+            ("ipset-save", run("ipset", &["save"])),
+        ]
+        .into_iter()
+        .map(|(f, text)| (dir.join(format!("{name}.{f}")), text))
+        .collect();
+        for (path, text) in &files {
+            fs::write(path, text).expect("write");
+        }
+        let from = |ipvsadm: usize| {
+            dump_services(
+                &fx,
+                &[
+                    "--ipvsadm".as_ref(),
+                    files[ipvsadm].0.as_os_str(),
+                    "--ipset".as_ref(),
+                    files[2].0.as_os_str(),
+                ],
+            )
+        };
+        // The listing carries the connection counts too (all 0 here).
+        assert_eq!(
+            canonical(live.clone()),
+            canonical(from(0)),
+            "{name}: live vs ipvsadm -Ln"
+        );
+        assert_eq!(
+            canonical(without_connections(live.clone())),
+            canonical(from(1)),
+            "{name}: live vs ipvsadm -Sn"
+        );
+
+        // Every compiled virtual server is in its service port's entry; the
+        // cluster IP's real servers are its endpoints, with shares.
+        let services = live.as_array().expect("services");
+        assert!(!services.is_empty(), "{name}: no service read live");
+        for family in compiled.as_array().expect("families") {
+            for vs in family["virtual_servers"].as_array().expect("servers") {
+                let svc = &vs["service"];
+                let protocol = vs["protocol"].as_str().expect("protocol").to_lowercase();
+                let ctx = format!("{name}: {vs}");
+                let found = services
+                    .iter()
+                    .find(|s| {
+                        s["namespace"] == svc["namespace"]
+                            && s["name"] == svc["name"]
+                            && s["port_name"] == svc["port"]
+                            && s["protocol"] == protocol.as_str()
+                            && s["family"] == family["family"]
+                    })
+                    .unwrap_or_else(|| panic!("{ctx}: no service port in {services:#?}"));
+                assert_eq!(found["scheduler"], vs["scheduler"], "{ctx}");
+                if vs["kind"] != "cluster_ip" {
+                    continue;
+                }
+                let reals = vs["real_servers"].as_array().expect("real servers");
+                let endpoints = found["endpoints"].as_array().expect("endpoints");
+                let got: Vec<(&serde_json::Value, &serde_json::Value)> =
+                    endpoints.iter().map(|e| (&e["ip"], &e["port"])).collect();
+                let want: Vec<(&serde_json::Value, &serde_json::Value)> =
+                    reals.iter().map(|r| (&r["address"], &r["port"])).collect();
+                assert_eq!(got, want, "{ctx}");
+                for e in endpoints {
+                    assert_eq!(e["weight"], 1, "{ctx}");
+                    assert_eq!(e["active_connections"], 0, "{ctx}");
+                    if vs["scheduler"] == "rr" {
+                        let p = e["probability"].as_f64().expect("rr has shares");
+                        assert!((p - 1.0 / reals.len() as f64).abs() < 1e-6, "{ctx}: {e}");
+                    }
+                }
+            }
+        }
+        // The table names what it read and shows the virtual servers.
+        let out = kpinspect()
+            .arg("dump")
+            .arg("--cluster")
+            .arg(fx.path("cluster.yaml"))
+            .arg("--config")
+            .arg(fx.path("config.yaml"))
+            .args(fx.args())
+            .output()
+            .expect("run kpinspect");
+        assert!(out.status.success(), "{name}: dump: {}", stderr(&out));
+        let table = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "source      IPVS (netlink)",
+            "source      ipset save",
+            "virtual servers",
+        ] {
+            assert!(table.contains(want), "{name}: no {want:?} in\n{table}");
+        }
+        println!("{name}: {} service ports", services.len());
+    }
+    run("ipvsadm", &["-C"]);
+    run("ipset", &["destroy"]);
 }
