@@ -24,7 +24,7 @@
 //! ```
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use kpinspect_core::mode::ProxyMode;
 use kpinspect_core::mode::ipvs::{
@@ -32,16 +32,20 @@ use kpinspect_core::mode::ipvs::{
     ServiceFlags, ServiceKey, VirtualServer, plan,
 };
 use kpinspect_core::model::Protocol;
+use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::plan::{Plan, Refusal, check_plan};
 use kpinspect_ipvs::{
-    Destination, ForwardingMethod, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Service,
+    Destination, ForwardingMethod, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Service, Timeouts,
 };
 use thiserror::Error;
 
 use crate::error::NodeError;
 use crate::sync::{SyncError, read_rules};
-use crate::{DummyLink, IpSets, Iptables, Ipvs, IpvsError, KUBE_IPVS0, LinkError};
+use crate::{
+    AddressAdded, DummyLink, IpSets, Iptables, Ipvs, IpvsError, KUBE_IPVS0, Link, LinkEnsured,
+    LinkError,
+};
 
 /// Why an IPVS-mode cycle failed. Every message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -429,6 +433,98 @@ impl fmt::Display for IpvsApplyReport {
             n(|o| matches!(o, IpvsOp::AddMember { .. } | IpvsOp::DelMember { .. })),
             self.rules.payload.len(),
         )
+    }
+}
+
+/// A node assembled from parts: iptables and ipsets from `rules` (e.g.
+/// [`LiveNode`](crate::LiveNode)), IPVS from `ipvs` ([`SystemIpvs`](crate::SystemIpvs)),
+/// links from `links` ([`SystemLinks`](crate::SystemLinks)) — what an
+/// IPVS-mode cycle needs of a live node.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeParts<'a, R: ?Sized, V: ?Sized, L: ?Sized> {
+    /// Iptables and ipsets.
+    pub rules: &'a R,
+    /// IPVS.
+    pub ipvs: &'a V,
+    /// Links and their addresses.
+    pub links: &'a L,
+}
+
+impl<R: Iptables + ?Sized, V: ?Sized, L: ?Sized> Iptables for NodeParts<'_, R, V, L> {
+    fn save(&self, family: IpFamily) -> Result<String, NodeError> {
+        self.rules.save(family)
+    }
+    fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError> {
+        self.rules.restore(family, payload)
+    }
+    fn save_program(&self, family: IpFamily) -> String {
+        self.rules.save_program(family)
+    }
+    fn restore_program(&self, family: IpFamily) -> String {
+        self.rules.restore_program(family)
+    }
+}
+
+impl<R: IpSets + ?Sized, V: ?Sized, L: ?Sized> IpSets for NodeParts<'_, R, V, L> {
+    fn save(&self) -> Result<String, NodeError> {
+        self.rules.save()
+    }
+    fn restore(&self, payload: &str) -> Result<(), NodeError> {
+        self.rules.restore(payload)
+    }
+}
+
+impl<R: ?Sized, V: Ipvs + ?Sized, L: ?Sized> Ipvs for NodeParts<'_, R, V, L> {
+    fn services(&self) -> Result<Vec<Service>, IpvsError> {
+        self.ipvs.services()
+    }
+    fn destinations(&self, service: &Service) -> Result<Vec<Destination>, IpvsError> {
+        self.ipvs.destinations(service)
+    }
+    fn new_service(&self, service: &Service) -> Result<(), IpvsError> {
+        self.ipvs.new_service(service)
+    }
+    fn set_service(&self, service: &Service) -> Result<(), IpvsError> {
+        self.ipvs.set_service(service)
+    }
+    fn del_service(&self, service: &Service) -> Result<(), IpvsError> {
+        self.ipvs.del_service(service)
+    }
+    fn new_destination(&self, service: &Service, dest: &Destination) -> Result<(), IpvsError> {
+        self.ipvs.new_destination(service, dest)
+    }
+    fn set_destination(&self, service: &Service, dest: &Destination) -> Result<(), IpvsError> {
+        self.ipvs.set_destination(service, dest)
+    }
+    fn del_destination(&self, service: &Service, dest: &Destination) -> Result<(), IpvsError> {
+        self.ipvs.del_destination(service, dest)
+    }
+    fn timeouts(&self) -> Result<Timeouts, IpvsError> {
+        self.ipvs.timeouts()
+    }
+    fn set_timeouts(&self, timeouts: Timeouts) -> Result<(), IpvsError> {
+        self.ipvs.set_timeouts(timeouts)
+    }
+}
+
+impl<R: ?Sized, V: ?Sized, L: DummyLink + ?Sized> DummyLink for NodeParts<'_, R, V, L> {
+    fn link(&self, name: &str) -> Result<Option<Link>, LinkError> {
+        self.links.link(name)
+    }
+    fn ensure_dummy(&self, name: &str) -> Result<LinkEnsured, LinkError> {
+        self.links.ensure_dummy(name)
+    }
+    fn delete_link(&self, name: &str) -> Result<(), LinkError> {
+        self.links.delete_link(name)
+    }
+    fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, LinkError> {
+        self.links.addresses(name)
+    }
+    fn add_address(&self, name: &str, address: IpAddr) -> Result<AddressAdded, LinkError> {
+        self.links.add_address(name, address)
+    }
+    fn del_address(&self, name: &str, address: IpAddr) -> Result<bool, LinkError> {
+        self.links.del_address(name, address)
     }
 }
 

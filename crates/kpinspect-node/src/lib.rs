@@ -167,7 +167,7 @@ pub use link::{
 
 mod ipvs_sync;
 pub use ipvs_sync::{
-    IpvsApplyReport, IpvsSyncError, PlannedIpvsApply, apply_ipvs, kernel_destination,
+    IpvsApplyReport, IpvsSyncError, NodeParts, PlannedIpvsApply, apply_ipvs, kernel_destination,
     kernel_service, plan_ipvs_apply, read_ipvs_node, virtual_server,
 };
 

@@ -230,3 +230,24 @@ fn kernel_values_round_trip() {
     let fw = kpinspect_ipvs::Service::fwmark(kpinspect_ipvs::AF_INET, 1);
     assert_eq!(virtual_server(&fw, &[]), None);
 }
+
+#[test]
+fn node_parts_delegate() {
+    let node = MemoryNode::new();
+    let parts = NodeParts {
+        rules: &node,
+        ipvs: &node,
+        links: &node,
+    };
+    let c = desired(vec![web(&[("10.244.1.2", 8080)])]);
+    assert!(
+        !apply_ipvs(&parts, &c, &Ownership::default())
+            .expect("apply")
+            .in_sync()
+    );
+    assert!(
+        apply_ipvs(&node, &c, &Ownership::default())
+            .expect("apply")
+            .in_sync()
+    );
+}
