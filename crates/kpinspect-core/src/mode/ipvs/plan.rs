@@ -195,6 +195,81 @@ impl IpvsOp {
     }
 }
 
+/// `ipvsadm`'s service switch and address of `key`: `-t 10.96.0.1:443`.
+fn service_switch(key: &ServiceKey) -> String {
+    let switch = match key.protocol {
+        Protocol::Tcp => "-t",
+        Protocol::Udp => "-u",
+        Protocol::Sctp => "--sctp-service",
+    };
+    format!(
+        "{switch} {}",
+        crate::net::join_host_port(&key.address, key.port)
+    )
+}
+
+/// The op as the command line a person would type: `ipset add ...`,
+/// `ip addr add ... dev kube-ipvs0`, `ipvsadm -A ...`.
+///
+/// ```
+/// use kpinspect_core::mode::ipvs::IpvsOp;
+/// let op = IpvsOp::Bind("10.96.0.1".parse().unwrap());
+/// assert_eq!(op.to_string(), "ip addr add 10.96.0.1/32 dev kube-ipvs0");
+/// ```
+impl std::fmt::Display for IpvsOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefix = |ip: &IpAddr| if ip.is_ipv4() { 32 } else { 128 };
+        let real = |service: &ServiceKey, server: &RealServer| {
+            format!(
+                "{} -r {}",
+                service_switch(service),
+                crate::net::join_host_port(&server.address, server.port)
+            )
+        };
+        match self {
+            IpvsOp::CreateSet {
+                name,
+                set_type,
+                options,
+            } => write!(f, "ipset create {name} {set_type} {options} -exist"),
+            IpvsOp::AddMember { set, member } => write!(f, "ipset add {set} {member}"),
+            IpvsOp::DelMember { set, member } => write!(f, "ipset del {set} {member}"),
+            IpvsOp::Bind(ip) => write!(f, "ip addr add {ip}/{} dev kube-ipvs0", prefix(ip)),
+            IpvsOp::Unbind(ip) => write!(f, "ip addr del {ip}/{} dev kube-ipvs0", prefix(ip)),
+            IpvsOp::AddService(vs) | IpvsOp::UpdateService(vs) => {
+                let line = super::ipvsadm_save([vs]);
+                let line = line.lines().next().unwrap_or_default();
+                let edit = if matches!(self, IpvsOp::AddService(_)) {
+                    line.to_string()
+                } else {
+                    line.replacen("-A", "-E", 1)
+                };
+                write!(f, "ipvsadm {edit}")
+            }
+            IpvsOp::DelService(vs) => {
+                write!(f, "ipvsadm -D {}", service_switch(&ServiceKey::of(vs)))
+            }
+            IpvsOp::AddRealServer { service, server } => write!(
+                f,
+                "ipvsadm -a {} {} -w {}",
+                real(service, server),
+                server.forward.save_switch(),
+                server.weight
+            ),
+            IpvsOp::SetWeight { service, server } => write!(
+                f,
+                "ipvsadm -e {} {} -w {}",
+                real(service, server),
+                server.forward.save_switch(),
+                server.weight
+            ),
+            IpvsOp::DelRealServer { service, server } => {
+                write!(f, "ipvsadm -d {}", real(service, server))
+            }
+        }
+    }
+}
+
 /// Why the planner left a virtual server that the desired state lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

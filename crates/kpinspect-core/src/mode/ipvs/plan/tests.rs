@@ -497,3 +497,47 @@ fn set_members_and_addresses_converge() {
     }
     assert!(plan(&c, &node, &Ownership::default()).is_empty());
 }
+
+#[test]
+fn ops_print_as_commands() {
+    let c = desired(vec![web()]);
+    let mut node = node_of(&c);
+    node.servers[0].real_servers[1].active_connections = Some(1);
+    node.servers[0].scheduler = Scheduler::from_config("wrr");
+    node.servers
+        .push(read(&vs("10.96.0.20", Protocol::Udp, 53, vec![])));
+    let mut fewer = web();
+    fewer.real_servers.truncate(1);
+    let p = plan(&desired(vec![fewer]), &node, &Ownership::default());
+    let lines: Vec<String> = p.ops.iter().map(|o| o.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "ipvsadm -E -t 10.96.0.10:80 -s rr",
+            "ipvsadm -e -t 10.96.0.10:80 -r 10.244.2.2:8080 -m -w 0",
+        ],
+        "10.96.0.20 is foreign here: {:?}",
+        p.kept
+    );
+    let more = [
+        IpvsOp::DelService(vs("10.96.0.20", Protocol::Udp, 53, vec![])),
+        IpvsOp::DelRealServer {
+            service: ServiceKey::of(&web()),
+            server: RealServer::new(ip("fd00::2"), 80),
+        },
+        IpvsOp::Unbind(ip("fd00::10")),
+        IpvsOp::AddMember {
+            set: "KUBE-CLUSTER-IP".into(),
+            member: "10.96.0.10,tcp:80".into(),
+        },
+    ];
+    assert_eq!(
+        more.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+        [
+            "ipvsadm -D -u 10.96.0.20:53",
+            "ipvsadm -d -t 10.96.0.10:80 -r [fd00::2]:80",
+            "ip addr del fd00::10/128 dev kube-ipvs0",
+            "ipset add KUBE-CLUSTER-IP 10.96.0.10,tcp:80",
+        ]
+    );
+}
