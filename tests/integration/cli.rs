@@ -493,3 +493,21 @@ fn dual_stack_clusters_compile_for_both_families() {
     assert!(v6.contains("fd00:"), "{v6}");
     assert!(!v4.contains("fd00:"), "{v4}");
 }
+
+#[test]
+fn diff_in_ipvs_mode_reads_only_the_live_node() {
+    let out = run(&[
+        "diff",
+        "--mode",
+        "ipvs",
+        "--iptables-save",
+        "/dev/null",
+        "examples/cluster.yaml",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err,
+        "kpinspect: error: diff --mode ipvs compares with the live node only (drop --iptables-save)\n"
+    );
+}

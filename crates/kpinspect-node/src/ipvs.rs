@@ -703,6 +703,20 @@ impl MemoryIpvs {
         Ok(())
     }
 
+    pub fn set_connections(
+        &mut self,
+        service: &Service,
+        dest: &Destination,
+        active: u32,
+        inactive: u32,
+    ) -> Result<(), IpvsError> {
+        let (i, j) = self.find_dest(service, dest)?;
+        let d = &mut self.services[i].1[j];
+        d.active_conns = Some(active);
+        d.inactive_conns = Some(inactive);
+        Ok(())
+    }
+
     pub fn del_destination(
         &mut self,
         service: &Service,

@@ -165,6 +165,12 @@ pub use link::{
     LinkError, SystemLinks, plan_addresses, sync_addresses, validate_link_name,
 };
 
+mod ipvs_sync;
+pub use ipvs_sync::{
+    IpvsApplyReport, IpvsSyncError, NodeParts, PlannedIpvsApply, apply_ipvs, kernel_destination,
+    kernel_service, plan_ipvs_apply, read_ipvs_node, virtual_server,
+};
+
 mod sysctl;
 pub use sysctl::{
     CONN_REUSE_FIXED_KERNEL, CONN_REUSE_MIN_KERNEL, DesiredSysctl, KernelVersion, SysctlDiff,

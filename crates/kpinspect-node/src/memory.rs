@@ -312,6 +312,23 @@ impl MemoryNode {
     pub fn add_conntrack_entry(&self, entry: ConntrackEntry) {
         self.lock().kernel.conntrack.push(entry);
     }
+
+    /// Sets the active and inactive connection counts of destination
+    /// `dest` (address and port) of IPVS service `service`, as traffic
+    /// through the node would: [`IpvsError::NoDestination`] (or
+    /// `NoService`) if there is no such destination.
+    pub fn set_ipvs_connections(
+        &self,
+        service: &Service,
+        dest: &Destination,
+        active: u32,
+        inactive: u32,
+    ) -> Result<(), IpvsError> {
+        self.lock()
+            .kernel
+            .ipvs
+            .set_connections(service, dest, active, inactive)
+    }
 }
 
 impl NfAcct for MemoryNode {

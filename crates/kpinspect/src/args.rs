@@ -51,12 +51,13 @@ pub struct DiffArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Print the iptables-restore payload instead of applying it.
+    /// Print the iptables-restore payload instead of applying it (IPVS
+    /// mode: the ipset, address and ipvsadm commands around it).
     #[arg(long)]
     pub dry_run: bool,
     /// Apply even though a kube-proxy process is running on this node, or
     /// the input or plan would wipe it (no Services, no EndpointSlices, most
-    /// service chains deleted).
+    /// service chains or kube-proxy virtual servers deleted).
     #[arg(long)]
     pub force: bool,
     /// Leave the UDP conntrack entries that point at removed endpoints

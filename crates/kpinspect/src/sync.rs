@@ -8,13 +8,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kpinspect_core::config::{ProxyConfig, ProxyMode};
 use kpinspect_core::diff::{NodeDiff, ServiceState, node_diff};
+use kpinspect_core::mode::ipvs::Ownership;
 use kpinspect_core::model::Cluster;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::plan::{ChainChange, CleanupScope, Refusal, check_input};
 use kpinspect_core::proxy::ProxyState;
 use kpinspect_node::{
-    Backend, CounterCleanup, Desired, Iptables as _, LiveNode, SystemConntrack, SystemNfAcct,
-    cleanup_kube_proxy_counters,
+    Backend, CounterCleanup, Desired, Iptables as _, LiveNode, SystemConntrack, SystemIpvs,
+    SystemLinks, SystemNfAcct, cleanup_kube_proxy_counters,
 };
 
 use crate::UsageError;
@@ -31,9 +32,9 @@ struct Inputs {
 
 fn inputs(args: &ClusterArgs, guard: Option<Guard>) -> Result<Inputs> {
     let node = args.node.resolve()?;
-    if node.config.mode != ProxyMode::Iptables {
+    if !matches!(node.config.mode, ProxyMode::Iptables | ProxyMode::Ipvs) {
         anyhow::bail!(UsageError::msg(
-            "only iptables mode can be compiled yet; pass --mode iptables"
+            "only iptables and ipvs modes can be compiled yet; pass --mode iptables or --mode ipvs"
         ));
     }
     let cluster = crate::load_cluster(&args.files)?;
@@ -93,6 +94,9 @@ fn live_config(
 
 pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     let inputs = inputs(&args.cluster, None)?;
+    if inputs.node.config.mode == ProxyMode::Ipvs {
+        return diff_ipvs(&args, &inputs);
+    }
     // (facts, per family: family, source, diff)
     let mut facts = Vec::new();
     let mut results: Vec<(IpFamily, String, NodeDiff)> = Vec::new();
@@ -260,6 +264,9 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
+    if inputs.node.config.mode == ProxyMode::Ipvs {
+        return apply_ipvs(&args, &inputs, guard);
+    }
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
         .map_err(|e| UsageError::msg(e.to_string()))?;
@@ -386,6 +393,143 @@ fn write_planned(
             continue;
         }
         clear_conntrack(family, serving, false);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The live node as an IPVS-mode cycle sees it.
+fn ipvs_parts(node: &LiveNode) -> kpinspect_node::NodeParts<'_, LiveNode, SystemIpvs, SystemLinks> {
+    kpinspect_node::NodeParts {
+        rules: node,
+        ipvs: &SystemIpvs,
+        links: &SystemLinks,
+    }
+}
+
+/// Reads the live node and plans IPVS mode for each family: (family,
+/// plan), with the plans' warnings printed.
+fn plan_ipvs_families(
+    inputs: &Inputs,
+    args: &NodeArgs,
+    node: &LiveNode,
+    guard: Option<Guard>,
+) -> Result<(Vec<String>, Vec<kpinspect_node::PlannedIpvsApply>)> {
+    let (config, facts) = live_config(inputs, args, node, guard)?;
+    let owner = Ownership::new(&config, &inputs.cluster);
+    let parts = ipvs_parts(node);
+    let mut planned = Vec::new();
+    for family in live_families(args, node) {
+        let state = ProxyState::build(&inputs.cluster, &config, family);
+        let want = kpinspect_core::mode::ipvs::compile(&state, &config);
+        let p = kpinspect_node::plan_ipvs_apply(&parts, &want, &owner)
+            .map_err(|e| UsageError::msg(e.to_string()))?;
+        for w in p.warnings() {
+            eprintln!("kpinspect: warning: {w}");
+        }
+        if let (Some(guard), Some(refusal)) = (guard, p.refusal()) {
+            guard.check(&refusal)?;
+        }
+        planned.push(p);
+    }
+    Ok((facts, planned))
+}
+
+/// What a plan would write, one command a line, then the iptables payload.
+fn ipvs_plan_text(p: &kpinspect_node::PlannedIpvsApply, several: bool) -> String {
+    let mut out = String::new();
+    if several && !p.is_empty() {
+        let _ = writeln!(out, "# {}", p.ipvs.family.as_k8s_str());
+    }
+    let (before, after): (Vec<_>, Vec<_>) = p.ipvs.ops.iter().partition(|o| !o.after_restore());
+    for op in before {
+        let _ = writeln!(out, "{op}");
+    }
+    if !p.rules.is_empty() {
+        let _ = writeln!(out, "# iptables-restore --noflush");
+        out.push_str(&p.rules.payload);
+    }
+    for op in after {
+        let _ = writeln!(out, "{op}");
+    }
+    out
+}
+
+/// `kpinspect diff --mode ipvs`: the live node against the cluster files.
+fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
+    if !args.saves.is_empty() {
+        anyhow::bail!(UsageError::msg(
+            "diff --mode ipvs compares with the live node only (drop --iptables-save)"
+        ));
+    }
+    let node = live::node()?;
+    let (facts, planned) = plan_ipvs_families(inputs, &args.cluster.node, &node, None)?;
+    let in_sync = planned.iter().all(|p| p.is_empty());
+    let out = match args.format {
+        TraceFormat::Json => {
+            let families: Vec<serde_json::Value> = planned
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "family": p.ipvs.family,
+                        "compared_with": p.from,
+                        "ipvs": p.ipvs,
+                        "iptables_payload": p.rules.payload,
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&serde_json::json!({
+                "node": facts,
+                "families": families,
+                "in_sync": in_sync,
+            }))? + "\n"
+        }
+        TraceFormat::Text => {
+            let mut out = String::new();
+            for f in &facts {
+                let _ = writeln!(out, "node fact: {f}");
+            }
+            for p in &planned {
+                out.push_str(&ipvs_plan_text(p, true));
+                let _ = writeln!(
+                    out,
+                    "{}: IPVS mode {}",
+                    p.ipvs.family.as_k8s_str(),
+                    if p.is_empty() { "in sync" } else { "different" }
+                );
+            }
+            out
+        }
+    };
+    crate::write_stdout(&out)?;
+    Ok(if in_sync {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `kpinspect apply --mode ipvs`: read, plan (guarded), write or print.
+fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCode> {
+    let node = live::node()?;
+    kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
+        .map_err(|e| UsageError::msg(e.to_string()))?;
+    let _lock = live::lock()?;
+    let (facts, planned) = plan_ipvs_families(inputs, &args.cluster.node, &node, Some(guard))?;
+    if args.dry_run {
+        for f in &facts {
+            eprintln!("kpinspect: {f}");
+        }
+        let several = planned.len() > 1;
+        let out: String = planned.iter().map(|p| ipvs_plan_text(p, several)).collect();
+        crate::write_stdout(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let parts = ipvs_parts(&node);
+    for p in planned {
+        let report = p
+            .write(&parts)
+            .map_err(|e| UsageError::msg(e.to_string()))?;
+        eprintln!("kpinspect: {report}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -75,7 +75,31 @@ pub static CHECKS: &[Check] = &[
         compile_in_vm,
     )
     .prepare(compile_on_host),
+    Check::shell(
+        "kpinspect apply --mode ipvs: ipvsadm -Sn equals compile --format ipvsadm, then in sync; foreign virtual servers stay",
+        APPLY_IPVS,
+    ),
 ];
+
+const APPLY_IPVS: &str = r#"
+modprobe ip_vs
+fx=fixtures/ipvs/node_port_ipv4_two_endpoints
+mapfile -t args < "$fx/args"
+kp() { "$KPINSPECT" "$1" --config "$fx/config.yaml" "${args[@]}" "${@:2}" "$fx/cluster.yaml"; }
+ipvsadm -A -t 192.0.2.1:443 -s wrr
+kp compile --format ipvsadm > /tmp/compiled
+kp apply --force
+ipvsadm -Sn | grep -v ' 192\.0\.2\.1:443 ' | sort > /tmp/got
+sort /tmp/compiled > /tmp/want
+diff -u /tmp/want /tmp/got
+ipvsadm -Sn | grep -q -- '^-A -t 192\.0\.2\.1:443 -s wrr'
+ip -o addr show dev kube-ipvs0
+ipset list KUBE-NODE-PORT-TCP
+again=$(kp apply --force 2>&1)
+echo "$again"
+grep -q 'IPVS mode in sync, nothing written' <<<"$again"
+kp diff
+"#;
 
 const IPVS: &str = r#"
 modprobe ip_vs

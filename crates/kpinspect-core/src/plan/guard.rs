@@ -47,6 +47,19 @@ pub enum Refusal {
         /// Service-port chains on the node.
         total: usize,
     },
+    /// The plan deletes more than half of the node's kube-proxy virtual
+    /// servers (IPVS mode).
+    #[error(
+        "the plan deletes {deleted} of the node's {total} {} kube-proxy virtual servers (more than half); --dry-run shows them", family.as_k8s_str()
+    )]
+    WipesVirtualServers {
+        /// The family of the virtual servers.
+        family: IpFamily,
+        /// Virtual servers the plan deletes.
+        deleted: usize,
+        /// kube-proxy's virtual servers on the node.
+        total: usize,
+    },
 }
 
 /// A refusal for `cluster` as an input, if any.

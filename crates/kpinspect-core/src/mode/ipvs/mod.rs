@@ -3,13 +3,15 @@
 //! [`RealServer`]s, the 17 [`IpSet`]s, the iptables restore input and the
 //! addresses of `kube-ipvs0`), the tools' text forms of that state
 //! ([`ipvsadm_save`], [`ipset_save`], [`address_lines`]) and the reader of
-//! `ipvsadm`'s ([`parse_ipvsadm`]), and what the mode
+//! `ipvsadm`'s ([`parse_ipvsadm`]), the planner of a node's state
+//! ([`plan`] → [`IpvsPlan`]), and what the mode
 //! owns in iptables: its chains, jump rules and ipsets.
 
 mod compile;
 mod dump;
 mod ipset;
 mod parse;
+mod plan;
 mod render;
 mod server;
 
@@ -17,6 +19,10 @@ pub use compile::{Compiled, compile};
 pub use dump::{IpvsState, dump, shares};
 pub use ipset::{IpSet, IpSetEntry, IpSetType};
 pub use parse::{IpvsadmError, parse_ipvsadm};
+pub use plan::{
+    DEFAULT_NODE_PORT_RANGE, Draining, IpvsNode, IpvsOp, IpvsPlan, Kept, KeptReason, Ownership,
+    ServiceKey, plan,
+};
 pub use render::{address_lines, ipset_save, ipvsadm_save};
 pub use server::{
     ForwardMethod, RealServer, Scheduler, ServiceFlags, VirtualServer, VirtualServerKind,
