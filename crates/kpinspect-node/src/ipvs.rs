@@ -475,17 +475,13 @@ struct GenlSocket {
 
 impl GenlSocket {
     fn open(operation: &str) -> Result<GenlSocket, NetlinkError> {
-        let io = |e: std::io::Error| NetlinkError::Socket {
-            operation: operation.into(),
-            message: e.to_string(),
-        };
-        let mut socket =
-            netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_GENERIC).map_err(io)?;
-        socket.bind_auto().map_err(io)?;
-        socket
-            .connect(&netlink_sys::SocketAddr::new(0, 0))
-            .map_err(io)?;
-        Ok(GenlSocket { socket, seq: 0 })
+        Ok(GenlSocket {
+            socket: crate::netlink::open_socket(
+                netlink_sys::protocols::NETLINK_GENERIC,
+                operation,
+            )?,
+            seq: 0,
+        })
     }
 
     /// The `IPVS` family's id: [`IpvsError::NotAvailable`] without it. The
