@@ -152,7 +152,7 @@ pub fn kernel_destination(rs: &RealServer) -> Destination {
     )
 }
 
-fn service_of_key(key: &ServiceKey) -> Service {
+pub(crate) fn service_of_key(key: &ServiceKey) -> Service {
     Service::new(
         protocol_number(key.protocol),
         SocketAddr::new(key.address, key.port),

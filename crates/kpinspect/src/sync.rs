@@ -606,6 +606,32 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let family = args.family.map(IpFamily::from);
     let planned =
         kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
+    // IPVS mode's state besides rules and sets: its virtual servers and
+    // kube-ipvs0, removed before the rules (the sets go last).
+    let ipvs = if matches!(
+        scope,
+        CleanupScope::Mode(ProxyMode::Ipvs)
+            | CleanupScope::All
+            | CleanupScope::StaleFor(ProxyMode::Iptables)
+    ) {
+        let node_ips =
+            kpinspect_node::local_addresses().map_err(|e| UsageError::msg(e.to_string()))?;
+        Some(
+            kpinspect_node::plan_ipvs_cleanup(
+                &ipvs_parts(&node),
+                &node_ips,
+                kpinspect_core::mode::ipvs::DEFAULT_NODE_PORT_RANGE,
+                family,
+            )
+            .map_err(|e| UsageError::msg(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let ipvs_changes = ipvs.as_ref().is_some_and(|i| !i.is_empty());
+    // The iptables report's "nothing to remove" is not the whole story
+    // when IPVS state goes.
+    let quiet = |empty: bool, kept: bool| ipvs_changes && empty && !kept;
     // iptables mode's nfacct counters go with its rules, when no rule of
     // any family uses them any more.
     let counters = matches!(
@@ -613,8 +639,16 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         CleanupScope::Mode(ProxyMode::Iptables) | CleanupScope::All
     );
     if args.dry_run {
-        crate::write_stdout(&planned.restore_input())?;
-        eprint!("{planned}");
+        let mut commands = String::new();
+        if let Some(i) = &ipvs {
+            commands.push_str(&i.commands());
+            eprint!("{i}");
+        }
+        commands.push_str(&planned.restore_input());
+        crate::write_stdout(&commands)?;
+        if !quiet(planned.is_empty(), !planned.plan.kept.is_empty()) {
+            eprint!("{planned}");
+        }
         if counters {
             // A counter its rules use now is free once they are gone.
             for c in cleanup_kube_proxy_counters(&SystemNfAcct, true).unwrap_or_default() {
@@ -624,8 +658,17 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let mut out = String::new();
+    if let Some(i) = ipvs {
+        let done = i
+            .write(&ipvs_parts(&node))
+            .map_err(|e| UsageError::msg(e.to_string()))?;
+        out.push_str(&done.to_string());
+    }
     let report = planned.write(&node, &node).map_err(UsageError::from)?;
-    let mut out = report.to_string();
+    if !quiet(report.is_empty(), !report.plan.kept.is_empty()) {
+        out.push_str(&report.to_string());
+    }
     if counters {
         match cleanup_kube_proxy_counters(&SystemNfAcct, false) {
             Ok(done) => {

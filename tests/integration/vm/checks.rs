@@ -79,7 +79,46 @@ pub static CHECKS: &[Check] = &[
         "kpinspect apply --mode ipvs: ipvsadm -Sn equals compile --format ipvsadm, then in sync; foreign virtual servers stay",
         APPLY_IPVS,
     ),
+    Check::shell(
+        "kpinspect cleanup --mode ipvs: kube-proxy's virtual servers, kube-ipvs0, KUBE-* sets and chains go; a foreign virtual server stays",
+        CLEANUP_IPVS,
+    ),
 ];
+
+const CLEANUP_IPVS: &str = r#"
+modprobe ip_vs
+fx=fixtures/ipvs/edge_mode_switch_node
+mapfile -t args < "$fx/args"
+kp() { "$KPINSPECT" "$1" --config "$fx/config.yaml" "${args[@]}" "${@:2}" "$fx/cluster.yaml"; }
+# The fixture's node IP is the node's: node ports are served on it.
+ip link add eth9 type dummy
+ip addr add 192.168.0.10/32 dev eth9
+kp apply --force
+ipvsadm -A -t 192.0.2.1:443 -s wrr
+ipvsadm -Sn | grep -q -- '-A -t 192\.168\.0\.10:30080 '
+dry=$("$KPINSPECT" cleanup --mode ipvs --dry-run 2>&1)
+echo "$dry"
+grep -q '^ipvsadm -D -t 192\.168\.0\.10:30080$' <<<"$dry"
+grep -q '^ip link del kube-ipvs0$' <<<"$dry"
+grep -q '^kept virtual server 192\.0\.2\.1:443/TCP' <<<"$dry"
+ip link show kube-ipvs0
+out=$("$KPINSPECT" cleanup --mode ipvs --force)
+echo "$out"
+grep -q '^removed link kube-ipvs0$' <<<"$out"
+grep -q '^removed ipset KUBE-' <<<"$out"
+grep -q '^removed chain nat KUBE-SERVICES$' <<<"$out"
+left=$(ipvsadm -Sn)
+echo "$left"
+[ "$left" = "-A -t 192.0.2.1:443 -s wrr" ]
+if ip link show kube-ipvs0 2>/dev/null; then echo "kube-ipvs0 is still there"; exit 1; fi
+if ipset list -n | grep -q '^KUBE-'; then ipset list -n; exit 1; fi
+for backend in nft legacy; do
+  if iptables-$backend-save | grep -q 'KUBE-'; then iptables-$backend-save; exit 1; fi
+done
+again=$("$KPINSPECT" cleanup --mode ipvs --force)
+echo "$again"
+grep -q '^kept virtual server 192\.0\.2\.1:443/TCP' <<<"$again"
+"#;
 
 const APPLY_IPVS: &str = r#"
 modprobe ip_vs
