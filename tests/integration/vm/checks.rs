@@ -83,7 +83,38 @@ pub static CHECKS: &[Check] = &[
         "kpinspect cleanup --mode ipvs: kube-proxy's virtual servers, kube-ipvs0, KUBE-* sets and chains go; a foreign virtual server stays",
         CLEANUP_IPVS,
     ),
+    Check::shell(
+        "kpinspect apply --mode ipvs sets IPVS mode's sysctls (dry run lists them); diff --mode ipvs exits 1 while one differs",
+        SYSCTLS_IPVS,
+    ),
 ];
+
+const SYSCTLS_IPVS: &str = r#"
+modprobe ip_vs
+fx=fixtures/ipvs/node_port_ipv4_two_endpoints
+mapfile -t args < "$fx/args"
+kp() { "$KPINSPECT" "$1" --config "$fx/config.yaml" "${args[@]}" "${@:2}" "$fx/cluster.yaml"; }
+sysctl -w net.ipv4.vs.conntrack=0
+sysctl -w net.ipv4.vs.expire_nodest_conn=0
+dry=$(kp apply --force --dry-run)
+grep -qx 'sysctl -w net.ipv4.vs.conntrack=1' <<<"$dry"
+grep -qx 'sysctl -w net.ipv4.vs.expire_nodest_conn=1' <<<"$dry"
+[ "$(sysctl -n net.ipv4.vs.conntrack)" = 0 ]
+set +e
+d=$(kp diff); rc=$?
+set -e
+echo "$d"
+[ "$rc" = 1 ]
+grep -q '^sysctl differs: net/ipv4/vs/conntrack: want 1, have 0$' <<<"$d"
+out=$(kp apply --force 2>&1)
+echo "$out"
+grep -q 'sysctl set: net/ipv4/vs/conntrack: want 1, have 0' <<<"$out"
+[ "$(sysctl -n net.ipv4.vs.conntrack)" = 1 ]
+[ "$(sysctl -n net.ipv4.vs.expire_nodest_conn)" = 1 ]
+kp diff
+again=$(kp apply --force 2>&1)
+if grep -q 'sysctl set' <<<"$again"; then echo "$again"; exit 1; fi
+"#;
 
 const CLEANUP_IPVS: &str = r#"
 modprobe ip_vs
