@@ -418,6 +418,7 @@ fn plan_ipvs_families(
     let owner = Ownership::new(&config, &inputs.cluster);
     let parts = ipvs_parts(node);
     let mut planned = Vec::new();
+    let mut serving = Vec::new();
     for family in live_families(args, node) {
         let state = ProxyState::build(&inputs.cluster, &config, family);
         let want = kpinspect_core::mode::ipvs::compile(&state, &config);
@@ -429,6 +430,7 @@ fn plan_ipvs_families(
         if let (Some(guard), Some(refusal)) = (guard, p.refusal()) {
             guard.check(&refusal)?;
         }
+        serving.push(p.serving_endpoints(&state));
         planned.push(p);
     }
     // Read after planning: reading IPVS loads ip_vs, which brings its
@@ -439,6 +441,7 @@ fn plan_ipvs_families(
     Ok(IpvsFamilies {
         facts,
         planned,
+        serving,
         sysctls,
         sysctl_diff,
     })
@@ -448,6 +451,8 @@ fn plan_ipvs_families(
 struct IpvsFamilies {
     facts: Vec<String>,
     planned: Vec<kpinspect_node::PlannedIpvsApply>,
+    /// Per plan: what kube-proxy's conntrack reconciler keeps.
+    serving: Vec<kpinspect_node::ServingEndpoints>,
     /// IPVS mode's sysctls for this node's kernel.
     sysctls: Vec<kpinspect_node::DesiredSysctl>,
     /// Those whose value differs.
@@ -580,6 +585,7 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
     let IpvsFamilies {
         facts,
         planned,
+        serving,
         sysctls,
         sysctl_diff,
     } = plan_ipvs_families(inputs, &args.cluster.node, &node, Some(guard))?;
@@ -598,6 +604,11 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
             .collect();
         out.extend(planned.iter().map(|p| ipvs_plan_text(p, several)));
         crate::write_stdout(&out)?;
+        if !args.no_conntrack_cleanup {
+            for (p, serving) in planned.iter().zip(&serving) {
+                clear_conntrack(p.ipvs.family, serving, true);
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // kube-proxy sets its sysctls at start-up, before its first sync.
@@ -607,11 +618,16 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
         eprintln!("kpinspect: sysctl set: {d}");
     }
     let parts = ipvs_parts(&node);
-    for p in planned {
+    for (p, serving) in planned.into_iter().zip(&serving) {
+        let family = p.ipvs.family;
         let report = p
             .write(&parts)
             .map_err(|e| UsageError::msg(e.to_string()))?;
         eprintln!("kpinspect: {report}");
+        // kube-proxy's reconciler works the same in IPVS mode.
+        if !args.no_conntrack_cleanup {
+            clear_conntrack(family, serving, false);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

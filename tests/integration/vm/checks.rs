@@ -87,7 +87,60 @@ pub static CHECKS: &[Check] = &[
         "kpinspect apply --mode ipvs sets IPVS mode's sysctls (dry run lists them); diff --mode ipvs exits 1 while one differs",
         SYSCTLS_IPVS,
     ),
+    Check::shell(
+        "kpinspect apply --mode ipvs clears stale UDP conntrack entries (--no-conntrack-cleanup keeps them)",
+        CONNTRACK_IPVS,
+    ),
 ];
+
+const CONNTRACK_IPVS: &str = r#"
+modprobe ip_vs
+modprobe nf_conntrack
+cat > /tmp/cfg.yaml <<'YAML'
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: ipvs
+hostnameOverride: test-node
+YAML
+cat > /tmp/dns.yaml <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: ns1}
+spec:
+  clusterIP: 10.96.0.53
+  clusterIPs: [10.96.0.53]
+  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 53}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dns-1
+  namespace: ns1
+  labels: {kubernetes.io/service-name: dns}
+addressType: IPv4
+endpoints: [{addresses: [10.244.0.11]}]
+ports: [{name: dns, port: 53, protocol: UDP}]
+YAML
+kp() { "$KPINSPECT" "$1" --config /tmp/cfg.yaml --node-ip 192.168.0.10 --family ipv4 --no-random-fully "${@:2}" /tmp/dns.yaml; }
+entry() {
+  conntrack -I -p udp -s 10.0.0.1 -d 10.96.0.53 --sport "$1" --dport 53 \
+    -r "$2" -q 10.0.0.1 --reply-port-src 53 --reply-port-dst "$1" -t 120
+}
+entry 40001 10.244.0.11
+entry 40002 10.244.0.99
+kp apply --force --no-conntrack-cleanup
+conntrack -L -p udp 2>/dev/null | grep -q 'src=10.244.0.99'
+out=$(kp apply --force --dry-run 2>&1)
+echo "$out"
+grep -q 'would delete 1 stale UDP conntrack entry' <<<"$out"
+out=$(kp apply --force 2>&1)
+echo "$out"
+grep -q 'deleted 1 stale UDP conntrack entry' <<<"$out"
+left=$(conntrack -L -p udp 2>/dev/null)
+echo "$left"
+grep -q 'src=10.244.0.11' <<<"$left"
+if grep -q 'src=10.244.0.99' <<<"$left"; then exit 1; fi
+"#;
 
 const SYSCTLS_IPVS: &str = r#"
 modprobe ip_vs
