@@ -35,6 +35,7 @@ use kpinspect_core::model::Protocol;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::plan::{Plan, Refusal, check_plan};
+use kpinspect_core::proxy::ProxyState;
 use kpinspect_ipvs::{
     Destination, ForwardingMethod, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Service, Timeouts,
 };
@@ -44,7 +45,7 @@ use crate::error::NodeError;
 use crate::sync::{SyncError, read_rules};
 use crate::{
     AddressAdded, DummyLink, IpSets, Iptables, Ipvs, IpvsError, KUBE_IPVS0, Link, LinkEnsured,
-    LinkError,
+    LinkError, ServingEndpoints,
 };
 
 /// Why an IPVS-mode cycle failed. Every message is one line.
@@ -152,7 +153,7 @@ pub fn kernel_destination(rs: &RealServer) -> Destination {
     )
 }
 
-fn service_of_key(key: &ServiceKey) -> Service {
+pub(crate) fn service_of_key(key: &ServiceKey) -> Service {
     Service::new(
         protocol_number(key.protocol),
         SocketAddr::new(key.address, key.port),
@@ -236,6 +237,21 @@ impl PlannedIpvsApply {
                 ProxyMode::Ipvs.profile(),
             )
         })
+    }
+
+    /// What kube-proxy's conntrack reconciler keeps after writing this
+    /// plan for `desired` (the [`ProxyState`] compiled into it):
+    /// [`serving_endpoints`](crate::serving_endpoints), plus the UDP
+    /// virtual servers the plan deletes, with no endpoint (every entry to
+    /// them is stale).
+    pub fn serving_endpoints(&self, desired: &ProxyState) -> ServingEndpoints {
+        let mut out = crate::serving_endpoints(desired, &self.actual);
+        for vs in self.ipvs.deleted_services() {
+            if vs.protocol == Protocol::Udp {
+                out.frontends.entry((vs.address, vs.port)).or_default();
+            }
+        }
+        out
     }
 
     /// What the plan leaves alone and why: kept virtual servers, draining

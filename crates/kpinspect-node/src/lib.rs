@@ -171,6 +171,9 @@ pub use ipvs_sync::{
     kernel_service, plan_ipvs_apply, read_ipvs_node, virtual_server,
 };
 
+mod ipvs_cleanup;
+pub use ipvs_cleanup::{IpvsCleanup, plan_ipvs_cleanup};
+
 mod sysctl;
 pub use sysctl::{
     CONN_REUSE_FIXED_KERNEL, CONN_REUSE_MIN_KERNEL, DesiredSysctl, KernelVersion, SysctlDiff,

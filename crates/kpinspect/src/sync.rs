@@ -14,8 +14,8 @@ use kpinspect_core::net::IpFamily;
 use kpinspect_core::plan::{ChainChange, CleanupScope, Refusal, check_input};
 use kpinspect_core::proxy::ProxyState;
 use kpinspect_node::{
-    Backend, CounterCleanup, Desired, Iptables as _, LiveNode, SystemConntrack, SystemIpvs,
-    SystemLinks, SystemNfAcct, cleanup_kube_proxy_counters,
+    Backend, CounterCleanup, Desired, Iptables as _, LiveNode, Sysctls as _, SystemConntrack,
+    SystemIpvs, SystemLinks, SystemNfAcct, SystemSysctls, cleanup_kube_proxy_counters,
 };
 
 use crate::UsageError;
@@ -413,11 +413,12 @@ fn plan_ipvs_families(
     args: &NodeArgs,
     node: &LiveNode,
     guard: Option<Guard>,
-) -> Result<(Vec<String>, Vec<kpinspect_node::PlannedIpvsApply>)> {
+) -> Result<IpvsFamilies> {
     let (config, facts) = live_config(inputs, args, node, guard)?;
     let owner = Ownership::new(&config, &inputs.cluster);
     let parts = ipvs_parts(node);
     let mut planned = Vec::new();
+    let mut serving = Vec::new();
     for family in live_families(args, node) {
         let state = ProxyState::build(&inputs.cluster, &config, family);
         let want = kpinspect_core::mode::ipvs::compile(&state, &config);
@@ -429,9 +430,55 @@ fn plan_ipvs_families(
         if let (Some(guard), Some(refusal)) = (guard, p.refusal()) {
             guard.check(&refusal)?;
         }
+        serving.push(p.serving_endpoints(&state));
         planned.push(p);
     }
-    Ok((facts, planned))
+    // Read after planning: reading IPVS loads ip_vs, which brings its
+    // sysctls.
+    let sysctls = ipvs_sysctls_wanted(&config);
+    let sysctl_diff = kpinspect_node::diff_sysctls(&SystemSysctls::new(), &sysctls)
+        .map_err(|e| UsageError::msg(e.to_string()))?;
+    Ok(IpvsFamilies {
+        facts,
+        planned,
+        serving,
+        sysctls,
+        sysctl_diff,
+    })
+}
+
+/// What [`plan_ipvs_families`] found.
+struct IpvsFamilies {
+    facts: Vec<String>,
+    planned: Vec<kpinspect_node::PlannedIpvsApply>,
+    /// Per plan: what kube-proxy's conntrack reconciler keeps.
+    serving: Vec<kpinspect_node::ServingEndpoints>,
+    /// IPVS mode's sysctls for this node's kernel.
+    sysctls: Vec<kpinspect_node::DesiredSysctl>,
+    /// Those whose value differs.
+    sysctl_diff: Vec<kpinspect_node::SysctlDiff>,
+}
+
+/// IPVS mode's sysctls for `config` on the running kernel (its release
+/// read from `kernel/osrelease`; unreadable counts as the oldest).
+fn ipvs_sysctls_wanted(config: &ProxyConfig) -> Vec<kpinspect_node::DesiredSysctl> {
+    let kernel = SystemSysctls::new()
+        .read_sysctl("kernel/osrelease")
+        .ok()
+        .flatten()
+        .and_then(|r| kpinspect_node::KernelVersion::parse(r.trim()))
+        .unwrap_or(kpinspect_node::KernelVersion::new(0, 0, 0));
+    kpinspect_node::ipvs_sysctls(&config.ipvs, kernel)
+}
+
+/// Whether kube-proxy would write `d` (not only warn about it).
+fn sysctl_written(d: &kpinspect_node::SysctlDiff) -> bool {
+    d.policy == kpinspect_node::SysctlPolicy::Ensure
+}
+
+/// `d` as the `sysctl` command that writes it.
+fn sysctl_command(d: &kpinspect_node::SysctlDiff) -> String {
+    format!("sysctl -w {}={}", d.name.replace('/', "."), d.want)
 }
 
 /// What a plan would write, one command a line, then the iptables payload.
@@ -462,8 +509,13 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
         ));
     }
     let node = live::node()?;
-    let (facts, planned) = plan_ipvs_families(inputs, &args.cluster.node, &node, None)?;
-    let in_sync = planned.iter().all(|p| p.is_empty());
+    let IpvsFamilies {
+        facts,
+        planned,
+        sysctl_diff,
+        ..
+    } = plan_ipvs_families(inputs, &args.cluster.node, &node, None)?;
+    let in_sync = planned.iter().all(|p| p.is_empty()) && !sysctl_diff.iter().any(sysctl_written);
     let out = match args.format {
         TraceFormat::Json => {
             let families: Vec<serde_json::Value> = planned
@@ -480,6 +532,15 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "node": facts,
                 "families": families,
+                "sysctls": sysctl_diff
+                    .iter()
+                    .map(|d| serde_json::json!({
+                        "name": d.name,
+                        "want": d.want,
+                        "have": d.have,
+                        "written_by_kube_proxy": sysctl_written(d),
+                    }))
+                    .collect::<Vec<_>>(),
                 "in_sync": in_sync,
             }))? + "\n"
         }
@@ -487,6 +548,13 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
             let mut out = String::new();
             for f in &facts {
                 let _ = writeln!(out, "node fact: {f}");
+            }
+            for d in &sysctl_diff {
+                if sysctl_written(d) {
+                    let _ = writeln!(out, "sysctl differs: {d}");
+                } else {
+                    let _ = writeln!(out, "sysctl differs (kube-proxy only warns): {d}");
+                }
             }
             for p in &planned {
                 out.push_str(&ipvs_plan_text(p, true));
@@ -514,22 +582,52 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
         .map_err(|e| UsageError::msg(e.to_string()))?;
     let _lock = live::lock()?;
-    let (facts, planned) = plan_ipvs_families(inputs, &args.cluster.node, &node, Some(guard))?;
+    let IpvsFamilies {
+        facts,
+        planned,
+        serving,
+        sysctls,
+        sysctl_diff,
+    } = plan_ipvs_families(inputs, &args.cluster.node, &node, Some(guard))?;
+    for d in sysctl_diff.iter().filter(|d| !sysctl_written(d)) {
+        eprintln!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
+    }
     if args.dry_run {
         for f in &facts {
             eprintln!("kpinspect: {f}");
         }
         let several = planned.len() > 1;
-        let out: String = planned.iter().map(|p| ipvs_plan_text(p, several)).collect();
+        let mut out: String = sysctl_diff
+            .iter()
+            .filter(|d| sysctl_written(d))
+            .map(|d| sysctl_command(d) + "\n")
+            .collect();
+        out.extend(planned.iter().map(|p| ipvs_plan_text(p, several)));
         crate::write_stdout(&out)?;
+        if !args.no_conntrack_cleanup {
+            for (p, serving) in planned.iter().zip(&serving) {
+                clear_conntrack(p.ipvs.family, serving, true);
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    // kube-proxy sets its sysctls at start-up, before its first sync.
+    let set = kpinspect_node::ensure_sysctls(&SystemSysctls::new(), &sysctls)
+        .map_err(|e| UsageError::msg(e.to_string()))?;
+    for d in set.iter().filter(|d| sysctl_written(d)) {
+        eprintln!("kpinspect: sysctl set: {d}");
+    }
     let parts = ipvs_parts(&node);
-    for p in planned {
+    for (p, serving) in planned.into_iter().zip(&serving) {
+        let family = p.ipvs.family;
         let report = p
             .write(&parts)
             .map_err(|e| UsageError::msg(e.to_string()))?;
         eprintln!("kpinspect: {report}");
+        // kube-proxy's reconciler works the same in IPVS mode.
+        if !args.no_conntrack_cleanup {
+            clear_conntrack(family, serving, false);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -606,6 +704,32 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let family = args.family.map(IpFamily::from);
     let planned =
         kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
+    // IPVS mode's state besides rules and sets: its virtual servers and
+    // kube-ipvs0, removed before the rules (the sets go last).
+    let ipvs = if matches!(
+        scope,
+        CleanupScope::Mode(ProxyMode::Ipvs)
+            | CleanupScope::All
+            | CleanupScope::StaleFor(ProxyMode::Iptables)
+    ) {
+        let node_ips =
+            kpinspect_node::local_addresses().map_err(|e| UsageError::msg(e.to_string()))?;
+        Some(
+            kpinspect_node::plan_ipvs_cleanup(
+                &ipvs_parts(&node),
+                &node_ips,
+                kpinspect_core::mode::ipvs::DEFAULT_NODE_PORT_RANGE,
+                family,
+            )
+            .map_err(|e| UsageError::msg(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let ipvs_changes = ipvs.as_ref().is_some_and(|i| !i.is_empty());
+    // The iptables report's "nothing to remove" is not the whole story
+    // when IPVS state goes.
+    let quiet = |empty: bool, kept: bool| ipvs_changes && empty && !kept;
     // iptables mode's nfacct counters go with its rules, when no rule of
     // any family uses them any more.
     let counters = matches!(
@@ -613,8 +737,16 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         CleanupScope::Mode(ProxyMode::Iptables) | CleanupScope::All
     );
     if args.dry_run {
-        crate::write_stdout(&planned.restore_input())?;
-        eprint!("{planned}");
+        let mut commands = String::new();
+        if let Some(i) = &ipvs {
+            commands.push_str(&i.commands());
+            eprint!("{i}");
+        }
+        commands.push_str(&planned.restore_input());
+        crate::write_stdout(&commands)?;
+        if !quiet(planned.is_empty(), !planned.plan.kept.is_empty()) {
+            eprint!("{planned}");
+        }
         if counters {
             // A counter its rules use now is free once they are gone.
             for c in cleanup_kube_proxy_counters(&SystemNfAcct, true).unwrap_or_default() {
@@ -624,8 +756,17 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let mut out = String::new();
+    if let Some(i) = ipvs {
+        let done = i
+            .write(&ipvs_parts(&node))
+            .map_err(|e| UsageError::msg(e.to_string()))?;
+        out.push_str(&done.to_string());
+    }
     let report = planned.write(&node, &node).map_err(UsageError::from)?;
-    let mut out = report.to_string();
+    if !quiet(report.is_empty(), !report.plan.kept.is_empty()) {
+        out.push_str(&report.to_string());
+    }
     if counters {
         match cleanup_kube_proxy_counters(&SystemNfAcct, false) {
             Ok(done) => {

@@ -79,7 +79,130 @@ pub static CHECKS: &[Check] = &[
         "kpinspect apply --mode ipvs: ipvsadm -Sn equals compile --format ipvsadm, then in sync; foreign virtual servers stay",
         APPLY_IPVS,
     ),
+    Check::shell(
+        "kpinspect cleanup --mode ipvs: kube-proxy's virtual servers, kube-ipvs0, KUBE-* sets and chains go; a foreign virtual server stays",
+        CLEANUP_IPVS,
+    ),
+    Check::shell(
+        "kpinspect apply --mode ipvs sets IPVS mode's sysctls (dry run lists them); diff --mode ipvs exits 1 while one differs",
+        SYSCTLS_IPVS,
+    ),
+    Check::shell(
+        "kpinspect apply --mode ipvs clears stale UDP conntrack entries (--no-conntrack-cleanup keeps them)",
+        CONNTRACK_IPVS,
+    ),
 ];
+
+const CONNTRACK_IPVS: &str = r#"
+modprobe ip_vs
+modprobe nf_conntrack
+cat > /tmp/cfg.yaml <<'YAML'
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: ipvs
+hostnameOverride: test-node
+YAML
+cat > /tmp/dns.yaml <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: ns1}
+spec:
+  clusterIP: 10.96.0.53
+  clusterIPs: [10.96.0.53]
+  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 53}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dns-1
+  namespace: ns1
+  labels: {kubernetes.io/service-name: dns}
+addressType: IPv4
+endpoints: [{addresses: [10.244.0.11]}]
+ports: [{name: dns, port: 53, protocol: UDP}]
+YAML
+kp() { "$KPINSPECT" "$1" --config /tmp/cfg.yaml --node-ip 192.168.0.10 --family ipv4 --no-random-fully "${@:2}" /tmp/dns.yaml; }
+entry() {
+  conntrack -I -p udp -s 10.0.0.1 -d 10.96.0.53 --sport "$1" --dport 53 \
+    -r "$2" -q 10.0.0.1 --reply-port-src 53 --reply-port-dst "$1" -t 120
+}
+entry 40001 10.244.0.11
+entry 40002 10.244.0.99
+kp apply --force --no-conntrack-cleanup
+conntrack -L -p udp 2>/dev/null | grep -q 'src=10.244.0.99'
+out=$(kp apply --force --dry-run 2>&1)
+echo "$out"
+grep -q 'would delete 1 stale UDP conntrack entry' <<<"$out"
+out=$(kp apply --force 2>&1)
+echo "$out"
+grep -q 'deleted 1 stale UDP conntrack entry' <<<"$out"
+left=$(conntrack -L -p udp 2>/dev/null)
+echo "$left"
+grep -q 'src=10.244.0.11' <<<"$left"
+if grep -q 'src=10.244.0.99' <<<"$left"; then exit 1; fi
+"#;
+
+const SYSCTLS_IPVS: &str = r#"
+modprobe ip_vs
+fx=fixtures/ipvs/node_port_ipv4_two_endpoints
+mapfile -t args < "$fx/args"
+kp() { "$KPINSPECT" "$1" --config "$fx/config.yaml" "${args[@]}" "${@:2}" "$fx/cluster.yaml"; }
+sysctl -w net.ipv4.vs.conntrack=0
+sysctl -w net.ipv4.vs.expire_nodest_conn=0
+dry=$(kp apply --force --dry-run)
+grep -qx 'sysctl -w net.ipv4.vs.conntrack=1' <<<"$dry"
+grep -qx 'sysctl -w net.ipv4.vs.expire_nodest_conn=1' <<<"$dry"
+[ "$(sysctl -n net.ipv4.vs.conntrack)" = 0 ]
+set +e
+d=$(kp diff); rc=$?
+set -e
+echo "$d"
+[ "$rc" = 1 ]
+grep -q '^sysctl differs: net/ipv4/vs/conntrack: want 1, have 0$' <<<"$d"
+out=$(kp apply --force 2>&1)
+echo "$out"
+grep -q 'sysctl set: net/ipv4/vs/conntrack: want 1, have 0' <<<"$out"
+[ "$(sysctl -n net.ipv4.vs.conntrack)" = 1 ]
+[ "$(sysctl -n net.ipv4.vs.expire_nodest_conn)" = 1 ]
+kp diff
+again=$(kp apply --force 2>&1)
+if grep -q 'sysctl set' <<<"$again"; then echo "$again"; exit 1; fi
+"#;
+
+const CLEANUP_IPVS: &str = r#"
+modprobe ip_vs
+fx=fixtures/ipvs/edge_mode_switch_node
+mapfile -t args < "$fx/args"
+kp() { "$KPINSPECT" "$1" --config "$fx/config.yaml" "${args[@]}" "${@:2}" "$fx/cluster.yaml"; }
+# The fixture's node IP is the node's: node ports are served on it.
+ip link add eth9 type dummy
+ip addr add 192.168.0.10/32 dev eth9
+kp apply --force
+ipvsadm -A -t 192.0.2.1:443 -s wrr
+ipvsadm -Sn | grep -q -- '-A -t 192\.168\.0\.10:30080 '
+dry=$("$KPINSPECT" cleanup --mode ipvs --dry-run 2>&1)
+echo "$dry"
+grep -q '^ipvsadm -D -t 192\.168\.0\.10:30080$' <<<"$dry"
+grep -q '^ip link del kube-ipvs0$' <<<"$dry"
+grep -q '^kept virtual server 192\.0\.2\.1:443/TCP' <<<"$dry"
+ip link show kube-ipvs0
+out=$("$KPINSPECT" cleanup --mode ipvs --force)
+echo "$out"
+grep -q '^removed link kube-ipvs0$' <<<"$out"
+grep -q '^removed ipset KUBE-' <<<"$out"
+grep -q '^removed chain nat KUBE-SERVICES$' <<<"$out"
+left=$(ipvsadm -Sn)
+echo "$left"
+[ "$left" = "-A -t 192.0.2.1:443 -s wrr" ]
+if ip link show kube-ipvs0 2>/dev/null; then echo "kube-ipvs0 is still there"; exit 1; fi
+if ipset list -n | grep -q '^KUBE-'; then ipset list -n; exit 1; fi
+for backend in nft legacy; do
+  if iptables-$backend-save | grep -q 'KUBE-'; then iptables-$backend-save; exit 1; fi
+done
+again=$("$KPINSPECT" cleanup --mode ipvs --force)
+echo "$again"
+grep -q '^kept virtual server 192\.0\.2\.1:443/TCP' <<<"$again"
+"#;
 
 const APPLY_IPVS: &str = r#"
 modprobe ip_vs

@@ -251,3 +251,21 @@ fn node_parts_delegate() {
             .in_sync()
     );
 }
+
+/// A UDP virtual server the plan deletes counts as a frontend with no
+/// serving endpoint: every conntrack entry to it is stale.
+#[test]
+fn deleted_udp_virtual_servers_have_no_serving_endpoint() {
+    let node = MemoryNode::new();
+    let dns = vs("10.96.0.10", Protocol::Udp, 53, &[("10.244.0.11", 53)]);
+    apply_ipvs(&node, &desired(vec![dns]), &Ownership::default()).expect("apply");
+    let config = ProxyConfig::default();
+    let state = ProxyState::build(&Cluster::default(), &config, IpFamily::V4);
+    let planned = plan_ipvs_apply(&node, &desired(vec![]), &Ownership::default()).expect("plan");
+    assert_eq!(planned.ipvs.deleted_services().count(), 1);
+    let serving = planned.serving_endpoints(&state);
+    assert_eq!(
+        serving.frontends.get(&(ip("10.96.0.10"), 53)),
+        Some(&Default::default())
+    );
+}
