@@ -558,3 +558,38 @@ fn outputs_load_into_a_kernel() {
     }
     assert!(loaded > 1000, "only {loaded} rules compared");
 }
+
+/// IPVS mode's iptables rules converge: for every fixture, the planner's
+/// payload against an empty node, restored into an in-memory kernel,
+/// leaves nothing to plan (no empty `*table`/`COMMIT` either).
+#[test]
+fn ipvs_mode_rules_plan_to_nothing_once_applied() {
+    use kpinspect_core::mode::ProxyMode;
+    use kpinspect_core::netfilter::{RestoreFlush, Ruleset};
+    use kpinspect_core::plan::plan;
+    let profile = ProxyMode::Ipvs.profile();
+    for fx in ipvs_fixtures() {
+        if fx.args().iter().any(|a| a == "ipv6") {
+            continue;
+        }
+        let text = compile(&fx, "restore");
+        // Dual-stack output holds one block per family; take IPv4's.
+        let v4 = text
+            .split("# ip6tables-restore\n")
+            .next()
+            .unwrap_or_default()
+            .replace("# iptables-restore\n", "");
+        let desired = Ruleset::parse(&v4).unwrap_or_else(|e| panic!("{}: {e}", fx.name));
+        let mut node = Ruleset::default();
+        let first = plan(&desired, &node, profile);
+        node.restore(&first.payload, RestoreFlush::NoFlush)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", fx.name, first.payload));
+        let again = plan(&desired, &node, profile);
+        assert!(
+            again.is_empty(),
+            "{}: a second plan is not empty:\n{}",
+            fx.name,
+            again.payload
+        );
+    }
+}

@@ -178,6 +178,8 @@ kp() { "$KPINSPECT" "$1" --config "$fx/config.yaml" "${args[@]}" "${@:2}" "$fx/c
 ip link add eth9 type dummy
 ip addr add 192.168.0.10/32 dev eth9
 kp apply --force
+# In sync, the -m ipvs rule too (saved as --vproto 6).
+kp diff
 ipvsadm -A -t 192.0.2.1:443 -s wrr
 ipvsadm -Sn | grep -q -- '-A -t 192\.168\.0\.10:30080 '
 dry=$("$KPINSPECT" cleanup --mode ipvs --dry-run 2>&1)

@@ -127,6 +127,32 @@ fn kernel_match(m: &mut Match, v6: bool) {
                 o.values = vec![states.join(",")];
             }
         }
+        "ipvs" => {
+            // libxt_ipvs prints the protocol as a number.
+            for o in m.options.iter_mut().filter(|o| o.name == "--vproto") {
+                for v in &mut o.values {
+                    let number = match v.to_ascii_lowercase().as_str() {
+                        "tcp" => "6",
+                        "udp" => "17",
+                        "sctp" => "132",
+                        _ => continue,
+                    };
+                    *v = number.to_string();
+                }
+            }
+            reorder(
+                &mut m.options,
+                &[
+                    "--ipvs",
+                    "--vproto",
+                    "--vaddr",
+                    "--vport",
+                    "--vdir",
+                    "--vmethod",
+                    "--vportctl",
+                ],
+            );
+        }
         "recent" => {
             if !m.has("--name") {
                 m.options.push(opt("--name", &["DEFAULT"]));

@@ -484,6 +484,11 @@ mod tests {
             "-A X -m conntrack --ctstate ESTABLISHED,INVALID -j ACCEPT",
             "-A X -m conntrack --ctstate INVALID,ESTABLISHED -j ACCEPT",
         );
+        // IPVS mode's KUBE-IPVS-OUT-FILTER rule, as written and as saved.
+        same(
+            "-A KUBE-IPVS-OUT-FILTER -s 203.0.113.7 -m ipvs --vaddr 203.0.113.7 --vproto tcp --vport 80 -j DROP",
+            "-A KUBE-IPVS-OUT-FILTER -s 203.0.113.7/32 -m ipvs --vproto 6 --vaddr 203.0.113.7 --vport 80 -j DROP",
+        );
     }
 
     #[test]
