@@ -265,20 +265,12 @@ impl Destination {
         if answer {
             out.extend(family);
         }
-        if let Some(s) = &self.stats {
-            out.push(Attr::Nested(
-                IPVS_DEST_ATTR_STATS,
-                nested_flag,
-                s.attrs(false),
-            ));
-        }
-        if let Some(s) = &self.stats64 {
-            out.push(Attr::Nested(
-                IPVS_DEST_ATTR_STATS64,
-                nested_flag,
-                s.attrs(true),
-            ));
-        }
+        out.extend(crate::stats::stats_attrs(
+            self.stats.as_ref(),
+            self.stats64.as_ref(),
+            (IPVS_DEST_ATTR_STATS, IPVS_DEST_ATTR_STATS64),
+            nested_flag,
+        ));
         out.extend(self.unknown.iter().cloned().map(Attr::Unknown));
         out
     }

@@ -102,6 +102,20 @@ impl Stats {
     }
 }
 
+/// The nested `stats` (32-bit counters, attribute `narrow`) and `stats64`
+/// (attribute `wide`) attributes of a service or destination, each when
+/// present.
+pub(crate) fn stats_attrs(
+    stats: Option<&Stats>,
+    stats64: Option<&Stats>,
+    (narrow, wide): (u16, u16),
+    nested_flag: bool,
+) -> impl Iterator<Item = Attr> {
+    let narrow = stats.map(|s| Attr::Nested(narrow, nested_flag, s.attrs(false)));
+    let wide = stats64.map(|s| Attr::Nested(wide, nested_flag, s.attrs(true)));
+    narrow.into_iter().chain(wide)
+}
+
 /// Encodes the `STATS64` form (every value 64-bit).
 impl netlink_packet_core::Emitable for Stats {
     fn buffer_len(&self) -> usize {
