@@ -10,7 +10,7 @@ use kpinspect_core::mode::ipvs::{ipvsadm_save, parse_ipvsadm};
 use serde_json::Value;
 
 use crate::ipvs::{compile, ipvs_fixtures};
-use crate::util::{kpinspect, root, stderr, stdout};
+use crate::util::{Fixture, kpinspect, root, stderr, stdout};
 
 /// `text` in a file of the temporary directory (removed by the caller's
 /// [`Scratch`]).
@@ -32,6 +32,43 @@ impl Drop for Scratch {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// `kpinspect dump --format json` of saved `ipvsadm` and `ipset` text,
+/// named with fixture `fx`'s cluster and configuration.
+fn dump_saved(fx: &Fixture, ipvsadm: &PathBuf, ipset: &PathBuf) -> std::process::Output {
+    kpinspect()
+        .arg("dump")
+        .arg("--ipvsadm")
+        .arg(ipvsadm)
+        .arg("--ipset")
+        .arg(ipset)
+        .arg("--cluster")
+        .arg(fx.path("cluster.yaml"))
+        .arg("--config")
+        .arg(fx.path("config.yaml"))
+        .args(fx.args())
+        .args(["--format", "json"])
+        .output()
+        .expect("run kpinspect dump")
+}
+
+/// The dump's entry for the service port compiled virtual server `vs`
+/// (compile's JSON) belongs to, in `family`.
+pub(crate) fn service_port_of<'a>(
+    services: &'a [Value],
+    vs: &Value,
+    family: &Value,
+) -> Option<&'a Value> {
+    let svc = &vs["service"];
+    let protocol = vs["protocol"].as_str()?.to_lowercase();
+    services.iter().find(|s| {
+        s["namespace"] == svc["namespace"]
+            && s["name"] == svc["name"]
+            && s["port_name"] == svc["port"]
+            && s["protocol"] == protocol.as_str()
+            && &s["family"] == family
+    })
 }
 
 fn capture(name: &str) -> String {
@@ -85,20 +122,7 @@ fn compiled_fixtures_dump_back_every_service_port_with_its_shares() {
         let ipvsadm = scratch.file(&format!("{}.ipvsadm", fx.name), &compile(&fx, "ipvsadm"));
         let ipset = scratch.file(&format!("{}.ipset", fx.name), &compile(&fx, "ipset"));
         let compiled: Value = serde_json::from_str(&compile(&fx, "json")).expect("json");
-        let out = kpinspect()
-            .arg("dump")
-            .arg("--ipvsadm")
-            .arg(&ipvsadm)
-            .arg("--ipset")
-            .arg(&ipset)
-            .arg("--cluster")
-            .arg(fx.path("cluster.yaml"))
-            .arg("--config")
-            .arg(fx.path("config.yaml"))
-            .args(fx.args())
-            .args(["--format", "json"])
-            .output()
-            .expect("run");
+        let out = dump_saved(&fx, &ipvsadm, &ipset);
         assert!(out.status.success(), "{}: {}", fx.name, stderr(&out));
         let d: Value = serde_json::from_str(&stdout(&out)).expect("dump json");
         let services = d["services"].as_array().expect("services");
@@ -121,15 +145,7 @@ fn compiled_fixtures_dump_back_every_service_port_with_its_shares() {
                 );
                 let ctx = format!("{}: {key}", fx.name);
                 let protocol = vs["protocol"].as_str().expect("protocol").to_lowercase();
-                let found = services
-                    .iter()
-                    .find(|s| {
-                        s["namespace"] == svc["namespace"]
-                            && s["name"] == svc["name"]
-                            && s["port_name"] == svc["port"]
-                            && s["protocol"] == protocol.as_str()
-                            && s["family"] == family["family"]
-                    })
+                let found = service_port_of(services, vs, &family["family"])
                     .unwrap_or_else(|| panic!("{ctx}: no service port in {services:#?}"));
                 want.insert((
                     svc["namespace"].to_string(),
@@ -332,20 +348,7 @@ fn the_cluster_names_virtual_servers_and_finds_stale_ones() {
     let ipset = compile(&fx, "ipset") + "add KUBE-CLUSTER-IP 10.96.77.77,tcp:80\n";
     let a = scratch.file("stale.ipvsadm", &ipvsadm);
     let s = scratch.file("stale.ipset", &ipset);
-    let out = kpinspect()
-        .arg("dump")
-        .arg("--ipvsadm")
-        .arg(&a)
-        .arg("--ipset")
-        .arg(&s)
-        .arg("--cluster")
-        .arg(fx.path("cluster.yaml"))
-        .arg("--config")
-        .arg(fx.path("config.yaml"))
-        .args(fx.args())
-        .args(["--format", "json"])
-        .output()
-        .expect("run");
+    let out = dump_saved(&fx, &a, &s);
     assert!(out.status.success(), "{}", stderr(&out));
     let d: Value = serde_json::from_str(&stdout(&out)).expect("json");
     let got: Vec<(&str, &str)> = d["anomalies"]

@@ -1373,18 +1373,25 @@ COMMIT
         assert!(!t.outcomes[0].masquerade);
     }
 
+    /// Each outcome's action and conditions.
+    fn actions_and_conditions(t: &Trace) -> Vec<(Action, Vec<String>)> {
+        t.outcomes
+            .iter()
+            .map(|o| (o.action, o.conditions.clone()))
+            .collect()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn unknown_matches_branch_with_conditions() {
         let save = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m physdev --physdev-is-in -j DROP\n-A INPUT -i eth0 -j REJECT\nCOMMIT\n";
         let rs = Ruleset::parse(save).unwrap();
         let p = Packet::new(ip("10.1.1.1"), ip("127.0.0.1"), 22, Protocol::Tcp);
         let t = trace(&rs, &p, &TraceOptions::default());
-        let got: Vec<(Action, Vec<String>)> = t
-            .outcomes
-            .iter()
-            .map(|o| (o.action, o.conditions.clone()))
-            .collect();
-        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got = actions_and_conditions(&t);
         assert_eq!(
             got,
             [
@@ -1430,12 +1437,7 @@ COMMIT
         let rs = Ruleset::parse(save).unwrap();
         let p = Packet::new(ip("10.32.0.5"), ip("10.32.0.9"), 53, Protocol::Udp);
         let t = trace(&rs, &p, &TraceOptions::default());
-        let got: Vec<(Action, Vec<String>)> = t
-            .outcomes
-            .iter()
-            .map(|o| (o.action, o.conditions.clone()))
-            .collect();
-        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got = actions_and_conditions(&t);
         assert_eq!(
             got,
             [

@@ -909,18 +909,8 @@ fn dump_reads_live_ipvs(dir: &Path) {
         assert!(!services.is_empty(), "{name}: no service read live");
         for family in compiled.as_array().expect("families") {
             for vs in family["virtual_servers"].as_array().expect("servers") {
-                let svc = &vs["service"];
-                let protocol = vs["protocol"].as_str().expect("protocol").to_lowercase();
                 let ctx = format!("{name}: {vs}");
-                let found = services
-                    .iter()
-                    .find(|s| {
-                        s["namespace"] == svc["namespace"]
-                            && s["name"] == svc["name"]
-                            && s["port_name"] == svc["port"]
-                            && s["protocol"] == protocol.as_str()
-                            && s["family"] == family["family"]
-                    })
+                let found = crate::ipvs_dump::service_port_of(services, vs, &family["family"])
                     .unwrap_or_else(|| panic!("{ctx}: no service port in {services:#?}"));
                 assert_eq!(found["scheduler"], vs["scheduler"], "{ctx}");
                 if vs["kind"] != "cluster_ip" {
