@@ -63,14 +63,20 @@
 //! ```
 
 mod facts;
+mod ipvs;
+mod sets;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 
 use serde::Serialize;
 
 use self::facts::{Atom, Facts, Pred, Prop, Query};
+use self::sets::{KnownSet, Lookup};
+use crate::ipset::SetText;
 use crate::mode::ProxyMode;
+use crate::mode::ipvs::VirtualServer;
 use crate::model::Protocol;
 use crate::net::{IpFamily, parse_ip_sloppy, split_host_port};
 use crate::netfilter::{Rule, Ruleset, addr_matches, is_target, mark_pair, render_rule};
@@ -120,6 +126,18 @@ pub struct TraceOptions {
     /// Where the rules come from (a file name, `ip6tables-save`), for the
     /// notes; "the rules" when not given.
     pub source: Option<String>,
+    /// The node's ipsets (`ipset save`), when known: `-m set` matches on
+    /// them are decided from their members (see the module
+    /// documentation). When `None`, or for a set not among them, `-m set`
+    /// is a condition.
+    pub ipsets: Option<Vec<SetText>>,
+    /// IPVS's virtual servers with their real servers (IPVS mode), when
+    /// known: a packet to one of them is taken by IPVS at LOCAL_IN (after
+    /// filter `INPUT`) or, sent by the node, at LOCAL_OUT (after nat
+    /// `OUTPUT`), and leaves towards one real server. Their addresses count
+    /// as the node's own (kube-proxy binds them on `kube-ipvs0`). When
+    /// `None`, IPVS is not modelled.
+    pub virtual_servers: Option<Vec<VirtualServer>>,
 }
 
 /// Where the walk started.
@@ -179,8 +197,13 @@ pub struct Outcome {
     /// here, the last one is "either ..., or ...".
     pub conditions: Vec<String>,
     /// Every rule that matched, in order, with the policies that decided
-    /// (of the first way, when there are several).
+    /// (of the first way, when there are several). IPVS's choice is a step
+    /// of table `ipvs`, chain `LOCAL_IN` or `LOCAL_OUT`.
     pub path: Vec<Step>,
+    /// The IPVS virtual server that took the packet and the real server it
+    /// chose (absent from JSON when IPVS did not take it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<IpvsChoice>,
     /// The ways to this outcome when there are several (branches that
     /// reached the same place in the same state, joined): each with what it
     /// assumed, its probability given that, and its path. Empty (and absent
@@ -204,6 +227,8 @@ pub struct Way {
     #[serde(skip_serializing_if = "is_zero")]
     pub unlisted: usize,
 }
+
+pub use self::ipvs::IpvsChoice;
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
@@ -271,6 +296,8 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
         routed: false,
         splits: 0,
         affinity: false,
+        sets: known_sets(opts),
+        ipvs_notes: Vec::new(),
     };
     for table in ["raw", "mangle", "security"] {
         if rules.table(table).is_some_and(|t| !t.rules.is_empty()) {
@@ -290,6 +317,7 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
         mark: opts.mark,
         dnat: None,
         masquerade: false,
+        ipvs: None,
         probability: 1.0,
         ways: vec![WayState {
             facts: Facts::default(),
@@ -311,41 +339,33 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
     // Branches that ended: (branch, verdict, delivered locally).
     let mut ended: Vec<(Branch, Action, bool)> = Vec::new();
     let mut routed: [Vec<Branch>; 2] = Default::default();
+    // Branches IPVS sent to a real server (from LOCAL_IN or LOCAL_OUT): on
+    // through filter OUTPUT and nat POSTROUTING, as if sent by the node.
+    let mut sent: [Vec<Branch>; 2] = Default::default();
     for (b, v) in w.hook(first.0, first.1, vec![start], hook) {
         match v {
             Some(v) => ended.push((b, v, false)),
+            None if hook == Hook::Output && w.virtual_server(&b).is_some() => {
+                w.ipvs(b, "LOCAL_OUT", &mut ended, &mut sent);
+            }
             None => {
                 let local = w.is_local(&b.dst);
                 routed[usize::from(local)].push(b);
             }
         }
     }
-    for (local, mut live) in routed.into_iter().enumerate() {
-        let local = local == 1;
-        let stages: &[(&'static str, &'static str)] = match (hook, local) {
-            (Hook::Prerouting, true) => &[("filter", "INPUT")],
-            (Hook::Prerouting, false) => &[("filter", "FORWARD"), ("nat", "POSTROUTING")],
-            (Hook::Output, true) => &[
-                ("filter", "OUTPUT"),
-                ("nat", "POSTROUTING"),
-                ("filter", "INPUT"),
-            ],
-            (Hook::Output, false) => &[("filter", "OUTPUT"), ("nat", "POSTROUTING")],
-        };
-        for &(table, chain) in stages {
-            if live.is_empty() {
-                break;
-            }
-            let mut next = Vec::new();
-            for (b, v) in w.hook(table, chain, live, hook) {
-                match v {
-                    Some(v) => ended.push((b, v, local)),
-                    None => next.push(b),
-                }
-            }
-            live = next;
-        }
-        ended.extend(live.into_iter().map(|b| (b, Action::Accept, local)));
+    for (local, live) in routed.into_iter().enumerate() {
+        w.stages(hook, local == 1, live, &mut ended, &mut sent);
+    }
+    for (local, live) in sent.into_iter().enumerate() {
+        // IPVS takes a packet once.
+        w.stages(
+            Hook::Output,
+            local == 1,
+            live,
+            &mut ended,
+            &mut Default::default(),
+        );
     }
     // Outcomes that end alike are one outcome, when that is exact.
     let mut groups: Vec<((Action, bool), Vec<Branch>)> = Vec::new();
@@ -356,9 +376,17 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
         }
     }
     let mut ended: Vec<(Vec<u32>, Outcome)> = Vec::new();
+    let mut ipvs_affinity = false;
     for ((action, local), bs) in groups {
         for b in join(bs) {
-            w.affinity |= b.ways.iter().any(|w| w.facts.has_quiet());
+            w.affinity |= b
+                .ways
+                .iter()
+                .any(|w| w.facts.has_quiet(|p| !ipvs::is_persistence(p)));
+            ipvs_affinity |= b
+                .ways
+                .iter()
+                .any(|w| w.facts.has_quiet(ipvs::is_persistence));
             ended.push((b.order.clone(), b.finish(action, local)));
         }
     }
@@ -366,9 +394,21 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
     ended.sort_by(|a, b| a.0.cmp(&b.0));
     let outcomes: Vec<Outcome> = ended.into_iter().map(|(_, o)| o).collect();
     let mut assumptions = w.assumptions;
+    for n in w.ipvs_notes {
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    }
     if w.affinity {
         assumptions.push(
             "the client has no session-affinity history (`recent --rcheck` does not match) \
+             unless an outcome's conditions say so"
+                .into(),
+        );
+    }
+    if ipvs_affinity {
+        assumptions.push(
+            "the client has no IPVS persistence template (ClientIP affinity) \
              unless an outcome's conditions say so"
                 .into(),
         );
@@ -401,6 +441,8 @@ struct Branch {
     mark: u32,
     dnat: Option<SocketAddr>,
     masquerade: bool,
+    /// What IPVS did with the packet, once it took it.
+    ipvs: Option<IpvsChoice>,
     /// How likely the branch is, given any one of its ways' assumptions.
     probability: f64,
     /// Never empty. Several when branches joined: either with the same
@@ -464,6 +506,7 @@ impl Branch {
             local,
             conditions,
             path,
+            ipvs: self.ipvs,
             ways,
         }
     }
@@ -658,6 +701,19 @@ struct Walker<'a> {
     splits: usize,
     /// Whether an outcome assumed no session-affinity history.
     affinity: bool,
+    /// The sets of [`TraceOptions::ipsets`] the trace can match against, by name.
+    sets: HashMap<String, Rc<KnownSet>>,
+    /// What IPVS's virtual servers make worth saying (weight 0, no real server).
+    ipvs_notes: Vec<String>,
+}
+
+/// The sets of `opts` whose members the trace can read.
+fn known_sets(opts: &TraceOptions) -> HashMap<String, Rc<KnownSet>> {
+    opts.ipsets
+        .iter()
+        .flatten()
+        .filter_map(|s| Some((s.name.clone(), Rc::new(KnownSet::new(s)?))))
+        .collect()
 }
 
 /// A match's result for one branch.
@@ -721,7 +777,58 @@ impl<'a> Walker<'a> {
     }
 
     fn is_local(&self, ip: &IpAddr) -> bool {
-        ip.is_loopback() || self.opts.local_ips.contains(ip)
+        ip.is_loopback()
+            || self.opts.local_ips.contains(ip)
+            || self
+                .opts
+                .virtual_servers
+                .iter()
+                .flatten()
+                .any(|v| v.address == *ip)
+    }
+
+    /// Runs the built-in chains a routed packet meets from `hook` on (to a
+    /// local destination or not); a packet from outside that filter INPUT
+    /// accepts and whose destination is a virtual server is IPVS's
+    /// (LOCAL_IN), and goes on to `sent`.
+    fn stages(
+        &mut self,
+        hook: Hook,
+        local: bool,
+        mut live: Vec<Branch>,
+        ended: &mut Vec<(Branch, Action, bool)>,
+        sent: &mut [Vec<Branch>; 2],
+    ) {
+        let stages: &[(&'static str, &'static str)] = match (hook, local) {
+            (Hook::Prerouting, true) => &[("filter", "INPUT")],
+            (Hook::Prerouting, false) => &[("filter", "FORWARD"), ("nat", "POSTROUTING")],
+            (Hook::Output, true) => &[
+                ("filter", "OUTPUT"),
+                ("nat", "POSTROUTING"),
+                ("filter", "INPUT"),
+            ],
+            (Hook::Output, false) => &[("filter", "OUTPUT"), ("nat", "POSTROUTING")],
+        };
+        for &(table, chain) in stages {
+            if live.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for (b, v) in self.hook(table, chain, live, hook) {
+                match v {
+                    Some(v) => ended.push((b, v, local)),
+                    None => next.push(b),
+                }
+            }
+            live = next;
+        }
+        for b in live {
+            if hook == Hook::Prerouting && local && self.virtual_server(&b).is_some() {
+                self.ipvs(b, "LOCAL_IN", ended, sent);
+            } else {
+                ended.push((b, Action::Accept, local));
+            }
+        }
     }
 
     /// Runs built-in `chain` of `table` for `bs`: `None` means the packet goes on.
@@ -1096,7 +1203,21 @@ impl<'a> Walker<'a> {
                     ("set", "--match-set") => {
                         let name = v.clone();
                         let flags = o.values.get(1).cloned().unwrap_or_else(|| "dst".into());
+                        let members = self.sets.get(&name).cloned();
+                        let sport = self.packet.sport;
                         Some(Box::new(move |_, b| {
+                            let lookup = Lookup {
+                                src,
+                                dst: b.dst,
+                                sport,
+                                dport: b.dport,
+                                protocol: proto,
+                            };
+                            if let Some(m) =
+                                members.as_ref().and_then(|k| k.lookup(&flags, &lookup))
+                            {
+                                return known(neg, m);
+                            }
                             let what = set_element(&flags, src, b, proto);
                             let prop = Prop {
                                 yes: format!("ipset {name} holds {what}"),
@@ -1107,6 +1228,20 @@ impl<'a> Walker<'a> {
                         }))
                     }
                     ("set", _) => None,
+                    ("ipvs", opt) if self.opts.virtual_servers.is_some() => {
+                        let opt = opt.to_string();
+                        let prop = Prop::matches(format!("-m ipvs {opt} {v}").trim_end());
+                        // Without the IPVS property (a packet IPVS did
+                        // not take) the whole match fails, negated or not.
+                        Some(Box::new(move |_, b| match &b.ipvs {
+                            None if opt == "--ipvs" => known(neg, false),
+                            None => Test::Known(false),
+                            Some(c) => match ipvs::ipvs_match(&opt, &v, c) {
+                                Some(m) => known(neg, m),
+                                None => prop_query(&prop, neg),
+                            },
+                        }))
+                    }
                     (module, name) => {
                         let text = format!("-m {module} {name} {}", o.values.join(" "));
                         let prop = Prop::matches(text.trim_end());

@@ -132,6 +132,20 @@ pub struct TraceArgs {
     /// The interface the packet arrives on (else rules matching `-i` branch).
     #[arg(long, value_name = "NAME")]
     pub in_interface: Option<String>,
+    /// The proxy mode of the rules (default: iptables, or ipvs with
+    /// `--ipvsadm`). With `ipvs`, IPVS's virtual servers take the packets
+    /// sent to them and `-m set` is decided from the ipsets' members; on a
+    /// live node both are read from the kernel.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// IPVS mode: `ipvsadm -Sn` or `ipvsadm -Ln` output to read (needed
+    /// with `--iptables-save`).
+    #[arg(long, value_name = "FILE")]
+    pub ipvsadm: Option<PathBuf>,
+    /// IPVS mode: `ipset save` or `ipset list` output to read with
+    /// `--ipvsadm` (without it, `-m set` matches are conditions).
+    #[arg(long, value_name = "FILE", requires = "ipvsadm")]
+    pub ipset: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: TraceFormat,

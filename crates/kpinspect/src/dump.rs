@@ -165,6 +165,16 @@ fn read_ipvs(args: &DumpArgs) -> Result<Option<(IpvsState, Vec<SourceDump>)>> {
     let Some(path) = &args.ipvsadm else {
         return Ok(None);
     };
+    read_ipvs_files(path, args.ipset.as_deref()).map(Some)
+}
+
+/// The IPVS state of an `ipvsadm -Ln`/`-Sn` file and an optional `ipset
+/// save`/`ipset list` file, with a source entry for each (`dump` and
+/// `trace --mode ipvs`).
+pub(crate) fn read_ipvs_files(
+    path: &std::path::Path,
+    ipset: Option<&std::path::Path>,
+) -> Result<(IpvsState, Vec<SourceDump>)> {
     let text = crate::read_input(path)?;
     let servers = kpinspect_core::mode::ipvs::parse_ipvsadm(&text)
         .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
@@ -179,7 +189,7 @@ fn read_ipvs(args: &DumpArgs) -> Result<Option<(IpvsState, Vec<SourceDump>)>> {
             count(reals, "real server")
         ),
     )];
-    let sets = match &args.ipset {
+    let sets = match ipset {
         Some(path) => {
             let text = crate::read_input(path)?;
             let sets = kpinspect_core::ipset::parse(&text)
@@ -199,7 +209,7 @@ fn read_ipvs(args: &DumpArgs) -> Result<Option<(IpvsState, Vec<SourceDump>)>> {
         }
         None => None,
     };
-    Ok(Some((IpvsState { servers, sets }, sources)))
+    Ok((IpvsState { servers, sets }, sources))
 }
 
 /// The live node's IPVS state: its virtual servers over generic netlink
@@ -209,7 +219,7 @@ fn read_ipvs(args: &DumpArgs) -> Result<Option<(IpvsState, Vec<SourceDump>)>> {
 /// kernel is not asked, so that reading does not load `ip_vs`; a failure
 /// to read is a warning, and the dump goes on without IPVS (or without
 /// the ipsets).
-fn read_live_ipvs(node: &LiveNode) -> Option<(IpvsState, Vec<SourceDump>)> {
+pub(crate) fn read_live_ipvs(node: &LiveNode) -> Option<(IpvsState, Vec<SourceDump>)> {
     if !std::path::Path::new("/proc/net/ip_vs").exists() {
         return None;
     }

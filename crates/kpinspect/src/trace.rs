@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kpinspect_core::mode::ProxyMode;
+use kpinspect_core::mode::ipvs::IpvsState;
 use kpinspect_core::model::Protocol;
 use kpinspect_core::net::{IpFamily, parse_ip_sloppy, split_host_port};
 use kpinspect_core::trace::{Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace};
 
 use crate::UsageError;
-use crate::args::{TraceArgs, TraceFormat};
+use crate::args::{ModeArg, TraceArgs, TraceFormat};
 use crate::fmt::fraction;
 
 /// A trace request, validated: what `TraceArgs` says once every address,
@@ -57,22 +58,80 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         family,
         mut local_ips,
     } = TraceRequest::from_args(&args)?;
-    let (source, rules) = crate::rules::ruleset_for(&args.saves, family)?;
+    let ipvs_mode = match args.mode {
+        Some(ModeArg::Ipvs) => true,
+        Some(ModeArg::Iptables) if args.ipvsadm.is_some() => {
+            anyhow::bail!(UsageError::msg(
+                "--ipvsadm is for --mode ipvs, not --mode iptables"
+            ))
+        }
+        Some(ModeArg::Iptables) => false,
+        None => args.ipvsadm.is_some(),
+    };
+    let (source, rules, ipvs) = if args.saves.is_empty() {
+        if args.ipvsadm.is_some() {
+            anyhow::bail!(UsageError::msg(
+                "--ipvsadm needs the iptables rules too: give --iptables-save FILE \
+                 (or neither, to read the live node)"
+            ));
+        }
+        let node = crate::live::node()?;
+        let s = crate::rules::read_live(&node, Some(family))?.remove(0);
+        let ipvs = if ipvs_mode {
+            Some(crate::dump::read_live_ipvs(&node).unwrap_or_else(|| {
+                eprintln!("kpinspect: warning: IPVS holds no virtual server on this node");
+                (IpvsState::default(), vec![])
+            }))
+        } else {
+            None
+        };
+        (s.name, s.rules, ipvs)
+    } else {
+        let (source, rules) = crate::rules::ruleset_for(&args.saves, family)?;
+        let ipvs = match (&args.ipvsadm, ipvs_mode) {
+            (Some(path), _) => Some(crate::dump::read_ipvs_files(path, args.ipset.as_deref())?),
+            (None, true) => anyhow::bail!(UsageError::msg(
+                "--mode ipvs with --iptables-save needs --ipvsadm FILE \
+                 (the virtual servers, as `ipvsadm -Sn` or `ipvsadm -Ln` print them)"
+            )),
+            (None, false) => None,
+        };
+        (source, rules, ipvs)
+    };
     if args.saves.is_empty() && local_ips.is_empty() {
         local_ips = crate::live::local_ips()?;
     }
+    let mut header = source.clone();
+    let (mode, ipsets, virtual_servers) = match ipvs {
+        Some((state, sources)) => {
+            for s in &sources {
+                header.push_str(", ");
+                header.push_str(&s.name);
+            }
+            // Virtual servers of the packet's family.
+            let servers = state
+                .servers
+                .into_iter()
+                .filter(|v| v.family() == family)
+                .collect();
+            (ProxyMode::Ipvs, state.sets, Some(servers))
+        }
+        // Saves without built-in chains hold iptables mode's restore input.
+        None => (ProxyMode::Iptables, None, None),
+    };
     let opts = TraceOptions {
         local_ips,
         in_interface: args.in_interface.clone(),
         mark: 0,
-        // Saves without built-in chains hold iptables mode's restore input.
-        mode: ProxyMode::Iptables,
-        source: Some(source.clone()),
+        mode,
+        source: Some(source),
+        ipsets,
+        virtual_servers,
     };
     let t = trace(&rules, &packet, &opts);
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
-        TraceFormat::Text => text(&t, &packet, &source),
+        TraceFormat::Text => text(&t, &packet, &header),
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -184,6 +243,15 @@ fn way_label(k: usize) -> String {
 
 /// `DNAT to 10.0.0.1:80`, `ACCEPT (delivered to the node)`, `DROP`, ...
 fn verdict(o: &Outcome) -> String {
+    if let Some(c) = &o.ipvs {
+        return match c.real_server {
+            Some(to) => format!("IPVS {} -> {to}", c.virtual_server),
+            None => format!(
+                "REJECT by IPVS {} (no real server of weight > 0)",
+                c.virtual_server
+            ),
+        };
+    }
     match (o.action, o.to) {
         (Action::Dnat, Some(to)) => format!("DNAT to {to}"),
         (Action::Accept, _) if o.local => "ACCEPT (delivered to the node)".into(),
@@ -197,6 +265,12 @@ fn verdict(o: &Outcome) -> String {
 /// Probability, and for a packet that passes whether it is masqueraded.
 fn facts(o: &Outcome) -> Vec<String> {
     let mut facts = vec![format!("probability {}", fraction(o.probability))];
+    if let Some(c) = &o.ipvs {
+        facts.push(c.scheduler.clone());
+        if let Some(w) = c.weight {
+            facts.push(format!("weight {w}"));
+        }
+    }
     if matches!(o.action, Action::Dnat | Action::Accept) {
         facts.push(
             if o.masquerade {

@@ -485,10 +485,10 @@ impl Facts {
     }
 
     /// Whether a quiet default (no session-affinity history) was assumed.
-    pub fn has_quiet(&self) -> bool {
-        self.0
-            .iter()
-            .any(|(a, v)| matches!((a, v), (Atom::Prop(p), Value::Bool(false)) if p.quiet_no))
+    pub fn has_quiet(&self, which: impl Fn(&Prop) -> bool) -> bool {
+        self.0.iter().any(|(a, v)| {
+            matches!((a, v), (Atom::Prop(p), Value::Bool(false)) if p.quiet_no && which(p))
+        })
     }
 }
 
