@@ -30,6 +30,16 @@
 //! or physdev on every packet thus cost a few outcomes, not one per
 //! combination.
 //!
+//! With the node's ipsets ([`TraceOptions::ipsets`]), `-m set` is decided
+//! from their members instead (`hash:ip,port`, `hash:ip,port,ip`,
+//! `hash:ip,port,net`, `hash:net`, `bitmap:port`, ..., the protocol of a
+//! port member included). With IPVS's virtual servers
+//! ([`TraceOptions::virtual_servers`]), a packet to one of them is taken by
+//! IPVS after filter `INPUT` (or, sent by the node, after nat `OUTPUT`),
+//! sent to each real server of weight > 0 with its scheduler's share, and
+//! goes on through filter `OUTPUT` and nat `POSTROUTING` (see
+//! [`IpvsChoice`] for what the kernel does).
+//!
 //! Outcomes without conditions depend on no unknown, except that a client
 //! is assumed to have no session-affinity history unless a condition says
 //! it has; when nothing else is unknown, their probabilities add up to 1.
