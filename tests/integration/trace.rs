@@ -560,3 +560,177 @@ fn weave_node_traces_are_small_and_consistent() {
     assert!(t.outcomes[0].conditions.is_empty());
     assert_eq!(t.outcomes[0].ways.len(), 2);
 }
+
+/// `kpinspect compile --mode ipvs` of IPVS fixture `name` in the three
+/// forms `trace --mode ipvs` reads, written to a fresh directory.
+fn compile_ipvs_fixture(name: &str) -> std::path::PathBuf {
+    let fx = Fixture {
+        name: name.to_string(),
+        dir: crate::util::root().join("fixtures/ipvs").join(name),
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "kpinspect-trace-ipvs-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for format in ["restore", "ipset", "ipvsadm"] {
+        std::fs::write(dir.join(format), crate::ipvs::compile(&fx, format)).expect("write");
+    }
+    dir
+}
+
+/// `kpinspect trace --mode ipvs` over the compiled files of `dir`.
+fn trace_ipvs(dir: &std::path::Path, src: &str, dst: &str, local_ip: &str, json: bool) -> String {
+    let file = |f: &str| dir.join(f).display().to_string();
+    let (restore, ipvsadm, ipset) = (file("restore"), file("ipvsadm"), file("ipset"));
+    let mut args = vec![
+        "trace",
+        "--mode",
+        "ipvs",
+        "--iptables-save",
+        &restore,
+        "--ipvsadm",
+        &ipvsadm,
+        "--ipset",
+        &ipset,
+        "--src",
+        src,
+        "--dst",
+        dst,
+        "--local-ip",
+        local_ip,
+    ];
+    if json {
+        args.extend(["--format", "json"]);
+    }
+    let out = crate::util::ok(&crate::util::run(&args), "kpinspect trace --mode ipvs");
+    out.replace(&format!("{}/", dir.display()), "")
+}
+
+/// IPVS mode's trace on kube-proxy's IPVS fixtures: a ClusterIP (a pod
+/// reaching itself is masqueraded by KUBE-LOOP-BACK), a NodePort (external
+/// traffic masqueraded by mark), a load balancer with source ranges
+/// (allowed and denied), an `externalTrafficPolicy: Local` NodePort (only
+/// the local endpoint, not masqueraded). Each outcome's real server,
+/// probability and masquerading are checked; the text is snapshotted.
+#[test]
+fn ipvs_mode_traces_kube_proxy_fixtures() {
+    // (fixture, src, dst, node IP, [(real server or verdict, probability, masqueraded)])
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [(&'static str, f64, bool)],
+    );
+    let cases: &[Case] = &[
+        (
+            "only_local_node_ports",
+            "10.180.0.1",
+            "10.20.30.41:80/tcp",
+            "100.101.102.103",
+            &[("10.180.0.1:80", 0.5, true), ("10.180.1.1:80", 0.5, false)],
+        ),
+        (
+            "node_port_ipv4_two_endpoints",
+            "203.0.113.9",
+            "100.101.102.103:3001/tcp",
+            "100.101.102.103",
+            &[("10.180.0.1:80", 1.0, true)],
+        ),
+        (
+            "load_balancer_source_ranges",
+            "10.1.2.3",
+            "1.2.3.4:80/tcp",
+            "100.101.102.103",
+            &[("10.180.0.1:80", 1.0, true)],
+        ),
+        (
+            "load_balancer_source_ranges",
+            "203.0.113.7",
+            "1.2.3.4:80/tcp",
+            "100.101.102.103",
+            &[("DROP", 1.0, false)],
+        ),
+        (
+            "only_local_node_ports",
+            "203.0.113.9",
+            "100.101.102.103:3001/tcp",
+            "100.101.102.103",
+            &[("10.180.0.1:80", 1.0, false)],
+        ),
+    ];
+    let mut snapshot = String::new();
+    for &(name, src, dst, node_ip, want) in cases {
+        let dir = compile_ipvs_fixture(name);
+        let json: serde_json::Value =
+            serde_json::from_str(&trace_ipvs(&dir, src, dst, node_ip, true)).expect("json");
+        let got: Vec<(String, f64, bool)> = json["outcomes"]
+            .as_array()
+            .expect("outcomes")
+            .iter()
+            .map(|o| {
+                assert_eq!(o["conditions"], serde_json::json!([]), "{name}: {o}");
+                let what = match o["ipvs"]["real_server"].as_str() {
+                    Some(rs) => {
+                        assert_eq!(o["to"].as_str(), Some(rs), "{name}");
+                        rs.to_string()
+                    }
+                    None => o["action"].as_str().expect("action").to_string(),
+                };
+                let p = o["probability"].as_f64().expect("probability");
+                (what, p, o["masquerade"].as_bool().expect("masquerade"))
+            })
+            .collect();
+        let want: Vec<(String, f64, bool)> = want
+            .iter()
+            .map(|(w, p, m)| (w.to_string(), *p, *m))
+            .collect();
+        assert_eq!(got, want, "{name}: {src} -> {dst}");
+        let text = trace_ipvs(&dir, src, dst, node_ip, false);
+        snapshot.push_str(&format!("## {name}: {src} -> {dst}\n{text}\n"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    insta::assert_snapshot!("trace_ipvs_fixtures", snapshot);
+}
+
+/// `--mode ipvs` over saved rules needs the virtual servers; `--ipvsadm`
+/// alone needs the rules.
+#[test]
+fn ipvs_mode_needs_the_virtual_servers_with_saved_rules() {
+    let dir = compile_ipvs_fixture("ipv4_proxier_two_services");
+    let restore = dir.join("restore").display().to_string();
+    let ipvsadm = dir.join("ipvsadm").display().to_string();
+    let packet = ["--src", "10.180.0.5", "--dst", "10.20.30.41:80/tcp"];
+    let out = crate::util::run(
+        &[
+            &["trace", "--mode", "ipvs", "--iptables-save", &restore][..],
+            &packet,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        crate::util::stderr(&out).contains("needs --ipvsadm"),
+        "{}",
+        crate::util::stderr(&out)
+    );
+    let out = crate::util::run(&[&["trace", "--ipvsadm", &ipvsadm][..], &packet].concat());
+    assert_eq!(out.status.code(), Some(2));
+    // `--ipvsadm` alone means IPVS mode: without the ipsets, `-m set` is a
+    // condition, and the virtual server still takes the packet.
+    let out = crate::util::run(
+        &[
+            &["trace", "--iptables-save", &restore, "--ipvsadm", &ipvsadm][..],
+            &packet,
+        ]
+        .concat(),
+    );
+    let text = crate::util::ok(&out, "trace --ipvsadm");
+    assert!(
+        text.contains("IPVS 10.20.30.41:80/TCP -> 10.180.0.1:80"),
+        "{text}"
+    );
+    assert!(text.contains("ipset KUBE-CLUSTER-IP holds"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
