@@ -321,6 +321,9 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
         let view = w.view(rules, table, kube_proxy);
         w.tables.insert(table, view);
     }
+    if let Some(given) = &opts.ipsets {
+        w.assumptions.extend(unread_sets(rules, given, &w.sets));
+    }
     let start = Branch {
         dst: packet.dst,
         dport: packet.dport,
@@ -429,6 +432,44 @@ pub fn trace(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
         assumptions,
         notes,
     }
+}
+
+/// What to say of the sets the nat and filter rules match on whose members
+/// the trace does not know although ipsets were given: missing, or of a
+/// type it does not read.
+fn unread_sets(
+    rules: &Ruleset,
+    given: &[SetText],
+    known: &HashMap<String, Rc<KnownSet>>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let named = ["nat", "filter"]
+        .into_iter()
+        .filter_map(|t| rules.table(t))
+        .flat_map(|t| &t.rules)
+        .flat_map(|r| &r.matches)
+        .filter(|m| m.module == "set")
+        .filter_map(|m| m.value("--match-set"));
+    for name in named {
+        if known.contains_key(name) {
+            continue;
+        }
+        let text = match given.iter().find(|s| s.name == name) {
+            Some(s) => format!(
+                "ipset {name} is of type {} (or has members) the trace does not read: \
+                 its matches are conditions",
+                s.set_type
+            ),
+            None => format!(
+                "ipset {name} is not among the ipsets read (iptables-restore refuses a rule \
+                 naming a missing set): its matches are conditions"
+            ),
+        };
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    out
 }
 
 /// Whether `rules` hold any nat or filter chain of `mode`.

@@ -48,6 +48,41 @@ use crate::netfilter::addr_matches;
 /// persistent virtual server (ClientIP affinity) sends a client with a
 /// persistence template to that template's real server: one outcome per
 /// real server under that condition.
+///
+/// ```
+/// use kpinspect_core::mode::ipvs::{RealServer, Scheduler, ServiceFlags, VirtualServer};
+/// use kpinspect_core::model::Protocol;
+/// use kpinspect_core::netfilter::Ruleset;
+/// use kpinspect_core::trace::{Action, Packet, TraceOptions, trace};
+///
+/// let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+/// let vs = VirtualServer {
+///     address: ip("10.96.0.1"),
+///     protocol: Protocol::Tcp,
+///     port: 443,
+///     scheduler: Scheduler::from_config("wrr"),
+///     flags: ServiceFlags::default(),
+///     timeout: 0,
+///     kind: None,
+///     service: None,
+///     bind: true,
+///     real_servers: vec![
+///         RealServer::new(ip("192.168.0.10"), 6443),
+///         RealServer { weight: 3, ..RealServer::new(ip("192.168.0.11"), 6443) },
+///     ],
+/// };
+/// let opts = TraceOptions { virtual_servers: Some(vec![vs]), ..Default::default() };
+/// let rules = Ruleset::parse("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n").unwrap();
+/// let packet = Packet::new(ip("10.0.0.5"), ip("10.96.0.1"), 443, Protocol::Tcp);
+/// let t = trace(&rules, &packet, &opts);
+/// let got: Vec<(String, f64)> = t
+///     .outcomes
+///     .iter()
+///     .map(|o| (o.ipvs.as_ref().unwrap().real_server.unwrap().to_string(), o.probability))
+///     .collect();
+/// assert_eq!(got, [("192.168.0.10:6443".to_string(), 0.25), ("192.168.0.11:6443".to_string(), 0.75)]);
+/// assert!(t.outcomes.iter().all(|o| o.action == Action::Dnat));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IpvsChoice {
     /// Where IPVS took it: `LOCAL_IN` (a packet from outside, after filter
@@ -626,6 +661,30 @@ add KUBE-LOOP-BACK 10.180.0.1,tcp:80,10.180.0.1
             o.conditions
                 .iter()
                 .any(|c| c.contains("ipset KUBE-CLUSTER-IP holds 10.96.0.10,tcp:80"))
+        }));
+        // A set the rules name that the ipsets read lack: said, and a condition.
+        let o = opts(
+            Some(
+                parse_save(SETS)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|s| s.name != "KUBE-LOOP-BACK")
+                    .collect(),
+            ),
+            servers(),
+        );
+        let t = run_with(&o, "10.180.0.1", "10.96.0.10", 80, Protocol::Tcp);
+        assert!(
+            t.assumptions
+                .iter()
+                .any(|a| a.starts_with("ipset KUBE-LOOP-BACK is not among the ipsets read")),
+            "{:?}",
+            t.assumptions
+        );
+        assert!(t.outcomes.iter().any(|o| {
+            o.conditions
+                .iter()
+                .any(|c| c.contains("ipset KUBE-LOOP-BACK holds 10.180.0.1,tcp:80,10.180.0.1"))
         }));
         // `! --match-set` with known members.
         let save = "*filter\n:FORWARD ACCEPT [0:0]\n\
