@@ -7,7 +7,10 @@
 //! destination is rewritten (kube-proxy's real servers are all
 //! masquerading, i.e. NAT) and the packet is sent on through the LOCAL_OUT
 //! hook (filter `OUTPUT`) and nat `POSTROUTING`, where kube-proxy's
-//! `KUBE-POSTROUTING` masquerades it by mark or by `KUBE-LOOP-BACK`.
+//! `KUBE-POSTROUTING` masquerades it by mark or by `KUBE-LOOP-BACK`
+//! (`ip_vs_nat_send_or_cont`). A packet taken at LOCAL_IN for a real
+//! server that is the node itself goes on up the stack instead: delivered,
+//! with no filter `OUTPUT` or nat `POSTROUTING`.
 //!
 //! The share of each real server is [`crate::mode::ipvs::shares`]: `rr`
 //! and `wrr` have a static one (the outcome's probability); for the other
@@ -39,7 +42,8 @@ use crate::netfilter::addr_matches;
 /// protocol at LOCAL_IN, after filter `INPUT`, or (sent by the node) at
 /// LOCAL_OUT, after nat `OUTPUT`; it rewrites the destination to one real
 /// server of weight > 0 and sends the packet on through filter `OUTPUT` and
-/// nat `POSTROUTING`. `rr` and `wrr` give each real server a static share
+/// nat `POSTROUTING` (a packet from outside for a real server that is the
+/// node itself is delivered at once). `rr` and `wrr` give each real server a static share
 /// (the outcome's probability); other schedulers (`lc`, `sh`, `mh`, ...)
 /// depend on state the trace does not know, so their outcomes carry a
 /// condition naming the scheduler. With no real server of weight > 0 the
@@ -277,7 +281,14 @@ impl<'a> Walker<'a> {
                 nb.order.push(k as u32);
             }
             let local = self.is_local(&nb.dst);
-            sent[usize::from(local)].push(nb);
+            if local && hook == "LOCAL_IN" {
+                // `ip_vs_nat_send_or_cont`: a local real server keeps the
+                // packet on its way up the stack (NF_ACCEPT), without
+                // LOCAL_OUT or POSTROUTING.
+                ended.push((nb, Action::Accept, true));
+            } else {
+                sent[usize::from(local)].push(nb);
+            }
         }
     }
 
@@ -533,6 +544,32 @@ add KUBE-LOOP-BACK 10.180.0.1,tcp:80,10.180.0.1
         assert!(t.outcomes[0].ipvs.is_none());
         assert!(t.outcomes[0].conditions.is_empty());
         assert_eq!(t.outcomes[0].path.last().unwrap().chain, "KUBE-IPVS-FILTER");
+    }
+
+    #[test]
+    fn a_real_server_on_the_node_takes_the_packet_at_once() {
+        // The kubernetes Service: its real server is the node's apiserver.
+        let servers = vec![vs(
+            "10.96.0.10",
+            80,
+            Protocol::Tcp,
+            "rr",
+            &[("192.168.0.2", 1)],
+        )];
+        let o = opts(Some(parse_save(SETS).unwrap()), servers);
+        let t = run_with(&o, "203.0.113.9", "10.96.0.10", 80, Protocol::Tcp);
+        assert_eq!(t.outcomes.len(), 1, "{t:#?}");
+        let out = &t.outcomes[0];
+        assert_eq!(out.action, Action::Dnat);
+        assert!(out.local);
+        // Marked in PREROUTING, but no POSTROUTING on this way: not masqueraded.
+        assert!(!out.masquerade);
+        assert_eq!(out.path.last().unwrap().table, "ipvs");
+        // From the node itself: LOCAL_OUT, then OUTPUT, POSTROUTING and INPUT.
+        let t = run_with(&o, "192.168.0.2", "10.96.0.10", 80, Protocol::Tcp);
+        assert_eq!(t.outcomes.len(), 1, "{t:#?}");
+        assert!(t.outcomes[0].local);
+        assert!(t.outcomes[0].path.iter().any(|s| s.chain == "POSTROUTING"));
     }
 
     #[test]
