@@ -79,7 +79,10 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         let s = crate::rules::read_live(&node, Some(family))?.remove(0);
         let ipvs = if ipvs_mode {
             Some(crate::dump::read_live_ipvs(&node).unwrap_or_else(|| {
-                eprintln!("kpinspect: warning: IPVS holds no virtual server on this node");
+                eprintln!(
+                    "kpinspect: warning: no IPVS virtual server read from this node \
+                     (none, or IPVS not loaded): no packet is taken by IPVS"
+                );
                 (IpvsState::default(), vec![])
             }))
         } else {
