@@ -71,6 +71,7 @@ pub mod mode;
 pub mod model;
 pub mod net;
 pub mod netfilter;
+pub mod nft;
 pub mod plan;
 pub mod proxy;
 pub mod trace;
