@@ -435,9 +435,11 @@ impl<'a> Writer<'a> {
         } else {
             "goto reject-chain"
         };
-        if name.len() > COMMENT_MAX
-            && !(has_internal && has_external && info.node_port == 0 && has_endpoints)
-        {
+        let external_destinations = !info.external_ips.is_empty()
+            || !info.load_balancer_vips.is_empty()
+            || info.node_port != 0;
+        let writes_comment = !has_internal || (!has_external && external_destinations);
+        if writes_comment && name.len() > COMMENT_MAX {
             self.notices.push(Notice {
                 object: format!("{}/{}", info.name.namespace, info.name.name),
                 message: format!(
@@ -759,6 +761,82 @@ mod tests {
         let c = empty(&config, IpFamily::V4);
         assert!(!c.render().contains("nodeport-ips { 127.0.0.1 }"));
         assert_eq!(c.notices.len(), 1);
+    }
+
+    fn cluster_ip_service(ns: &str, name: &str, port: &str) -> crate::model::Service {
+        use crate::model::*;
+        Service {
+            namespace: ns.into(),
+            name: name.into(),
+            service_type: ServiceType::ClusterIp,
+            cluster_ips: vec!["172.30.0.41".parse().expect("ip")],
+            ports: vec![ServicePort {
+                name: port.into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+                node_port: 0,
+            }],
+            external_ips: vec![],
+            has_external_ips: false,
+            load_balancer_ingress: vec![],
+            load_balancer_source_ranges: vec![],
+            external_traffic_policy: TrafficPolicy::Cluster,
+            internal_traffic_policy: TrafficPolicy::Cluster,
+            health_check_node_port: 0,
+            session_affinity_timeout: None,
+        }
+    }
+
+    #[test]
+    fn too_long_element_comments_are_reported() {
+        let config = fixture_config();
+        let long = |s: char| std::iter::repeat_n(s, 63).collect::<String>();
+        let cluster = Cluster {
+            services: vec![cluster_ip_service(
+                &long('a'),
+                &long('b'),
+                "port-name-15-ch",
+            )],
+            endpoint_slices: vec![],
+        };
+        let c = compile(&ProxyState::build(&cluster, &config, IpFamily::V4), &config);
+        assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+        assert!(c.notices[0].message.contains("longer than 128"));
+        let short = Cluster {
+            services: vec![cluster_ip_service("ns", "svc", "p")],
+            endpoint_slices: vec![],
+        };
+        let c = compile(&ProxyState::build(&short, &config, IpFamily::V4), &config);
+        assert!(c.notices.is_empty());
+        assert!(c.render().contains(
+            "add element ip kube-proxy no-endpoint-services { 172.30.0.41 . tcp . 80 comment \"ns/svc:p\" : goto reject-chain }\n"
+        ));
+    }
+
+    #[test]
+    fn service_cidrs_of_the_family_joined_without_spaces() {
+        let mut config = fixture_config();
+        config.service_cidrs = [
+            "172.30.0.0/16",
+            "fd00:10:96::/112",
+            "172.50.0.0/16",
+            "fd00:172:30::/112",
+        ]
+        .iter()
+        .map(|c| c.parse().expect("cidr"))
+        .collect();
+        assert!(empty(&config, IpFamily::V4).render().contains(
+            "add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16,172.50.0.0/16 } drop comment \"Drop traffic to unallocated ClusterIPs\"\n"
+        ));
+        assert!(empty(&config, IpFamily::V6).render().contains(
+            "add rule ip6 kube-proxy cluster-ips-check ip6 daddr { fd00:10:96::/112,fd00:172:30::/112 } drop"
+        ));
+        config.service_cidrs.clear();
+        assert!(
+            !empty(&config, IpFamily::V4)
+                .render()
+                .contains("unallocated")
+        );
     }
 
     #[test]
