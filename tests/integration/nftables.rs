@@ -354,3 +354,26 @@ fn transactions_load_into_the_kernel() {
     }
     assert!(loaded >= 20);
 }
+
+/// Both families' transactions of a dual-stack cluster, as `compile` prints
+/// them (one text, a `#` line above each table), load with one `nft -f`.
+#[test]
+fn dual_stack_output_loads_into_the_kernel() {
+    if !nft_netns_available() {
+        return;
+    }
+    let out = kpinspect()
+        .args(["compile", "--mode", "nftables", "--hostname", "n1"])
+        .args(["--node-ip", "10.0.0.2", "--node-ip", "fd00::2"])
+        .arg(root().join("fixtures/apply/cluster-dual.yaml"))
+        .output()
+        .expect("run kpinspect");
+    let text = ok(&out, "compile dual stack");
+    for family in ["ip", "ip6"] {
+        let listed = load_in_netns(&text, family)
+            .unwrap_or_else(|e| panic!("{family}: nft -f rejected the dual-stack output: {e}"));
+        let counts = listed_counts(&listed);
+        assert!(counts.chains.len() > 16, "{family}: {counts:?}");
+        assert!(counts.sets["cluster-ips"] > 0, "{family}: {counts:?}");
+    }
+}
