@@ -1,7 +1,7 @@
 //! knftables' in-memory table (`knftables.Fake`): what a table holds after
 //! transactions, and its `Dump()` of that state as `add` lines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Chain, Element, Family, Map, Object, Op, Rule, Set, Table, Transaction, Verb};
 
@@ -46,7 +46,50 @@ enum Container {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FakeContainer {
     container: Container,
+    /// In insertion order.
     elements: Vec<Element>,
+    /// Key → position in `elements`.
+    index: HashMap<Vec<String>, usize>,
+}
+
+impl FakeContainer {
+    fn new(container: Container) -> FakeContainer {
+        FakeContainer {
+            container,
+            elements: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.elements.clear();
+        self.index.clear();
+    }
+
+    /// Adds `e`, replacing an element with its key in place.
+    fn add(&mut self, e: &Element) {
+        match self.index.get(&e.key) {
+            Some(&i) => self.elements[i] = e.clone(),
+            None => {
+                self.index.insert(e.key.clone(), self.elements.len());
+                self.elements.push(e.clone());
+            }
+        }
+    }
+
+    /// Removes the element with `key`; false when there is none.
+    fn remove(&mut self, key: &[String]) -> bool {
+        let Some(i) = self.index.remove(key) else {
+            return false;
+        };
+        self.elements.remove(i);
+        for e in &self.elements[i..] {
+            if let Some(pos) = self.index.get_mut(&e.key) {
+                *pos -= 1;
+            }
+        }
+        true
+    }
 }
 
 /// One table in memory, as knftables' fake holds it: `add` of an existing
@@ -125,9 +168,7 @@ impl Fake {
             (Object::Table(_), Verb::Flush) => {
                 self.need_table()?;
                 self.chains.values_mut().for_each(|c| c.rules.clear());
-                self.containers
-                    .values_mut()
-                    .for_each(|c| c.elements.clear());
+                self.containers.values_mut().for_each(FakeContainer::clear);
             }
             (Object::Table(_), Verb::Delete) => {
                 self.need_table()?;
@@ -147,21 +188,15 @@ impl Fake {
             (Object::Set(s), Verb::Add) => {
                 self.containers
                     .entry(s.name.clone())
-                    .or_insert_with(|| FakeContainer {
-                        container: Container::Set(s.clone()),
-                        elements: Vec::new(),
-                    });
+                    .or_insert_with(|| FakeContainer::new(Container::Set(s.clone())));
             }
             (Object::Map(m), Verb::Add) => {
                 self.containers
                     .entry(m.name.clone())
-                    .or_insert_with(|| FakeContainer {
-                        container: Container::Map(m.clone()),
-                        elements: Vec::new(),
-                    });
+                    .or_insert_with(|| FakeContainer::new(Container::Map(m.clone())));
             }
             (Object::Set(Set { name, .. }) | Object::Map(Map { name, .. }), Verb::Flush) => {
-                self.container_mut(name, op.object.kind())?.elements.clear();
+                self.container_mut(name, op.object.kind())?.clear();
             }
             (Object::Set(Set { name, .. }) | Object::Map(Map { name, .. }), Verb::Delete) => {
                 self.container_mut(name, op.object.kind())?;
@@ -171,18 +206,12 @@ impl Fake {
                 for target in references(&e.value_text()) {
                     self.check_reference(&target)?;
                 }
-                let c = self.container_mut(&e.container, "set")?;
-                match c.elements.iter_mut().find(|x| x.key == e.key) {
-                    Some(existing) => *existing = e.clone(),
-                    None => c.elements.push(e.clone()),
-                }
+                self.container_mut(&e.container, "set")?.add(e);
             }
             (Object::Element(e), Verb::Delete) => {
-                let c = self.container_mut(&e.container, "set")?;
-                let Some(i) = c.elements.iter().position(|x| x.key == e.key) else {
+                if !self.container_mut(&e.container, "set")?.remove(&e.key) {
                     return Err(("element", e.key_text()));
-                };
-                c.elements.remove(i);
+                }
             }
             (Object::Element(e), Verb::Flush) => {
                 return Err(("element", e.key_text()));
@@ -225,9 +254,11 @@ impl Fake {
     }
 
     fn check_reference(&self, target: &Reference) -> Result<(), (&'static str, String)> {
-        match target {
-            Reference::Chain(c) if !self.chains.contains_key(c) => Err(("chain", c.clone())),
-            Reference::Container(c) if !self.containers.contains_key(c) => Err(("set", c.clone())),
+        match *target {
+            Reference::Chain(c) if !self.chains.contains_key(c) => Err(("chain", c.to_string())),
+            Reference::Container(c) if !self.containers.contains_key(c) => {
+                Err(("set", c.to_string()))
+            }
             _ => Ok(()),
         }
     }
@@ -297,25 +328,26 @@ impl Fake {
 
 /// What a rule or element value names.
 #[derive(Debug, PartialEq, Eq)]
-enum Reference {
-    Chain(String),
-    Container(String),
+enum Reference<'a> {
+    Chain(&'a str),
+    Container(&'a str),
 }
 
 /// The chains (`jump X`, `goto X`) and sets or maps (`@X`) `text` names.
-fn references(text: &str) -> Vec<Reference> {
-    let mut out = Vec::new();
+fn references(text: &str) -> impl Iterator<Item = Reference<'_>> {
     let mut words = text.split_whitespace().peekable();
-    while let Some(w) = words.next() {
-        if (w == "jump" || w == "goto")
-            && let Some(target) = words.peek()
-        {
-            out.push(Reference::Chain(target.trim_end_matches(',').to_string()));
-        } else if let Some(name) = w.strip_prefix('@') {
-            out.push(Reference::Container(name.to_string()));
+    std::iter::from_fn(move || {
+        while let Some(w) = words.next() {
+            if w == "jump" || w == "goto" {
+                if let Some(target) = words.peek() {
+                    return Some(Reference::Chain(target.trim_end_matches(',')));
+                }
+            } else if let Some(name) = w.strip_prefix('@') {
+                return Some(Reference::Container(name));
+            }
         }
-    }
-    out
+        None
+    })
 }
 
 #[cfg(test)]
@@ -395,13 +427,16 @@ mod tests {
         t.add(Set::new("s", "ipv4_addr"));
         t.add(Element::set("s", vec!["1.1.1.1".into()]));
         t.add(Element::set("s", vec!["2.2.2.2".into()]));
+        t.add(Element::set("s", vec!["3.3.3.3".into()]));
         t.delete(Element::set("s", vec!["1.1.1.1".into()]));
+        t.add(Element::set("s", vec!["2.2.2.2".into()]).with_comment("again"));
         fake.apply(&t).expect("applies");
         assert_eq!(fake.rules("a").map(<[_]>::len), Some(0));
         assert_eq!(fake.rules("b"), None);
         assert_eq!(
             fake.dump(),
-            "add table ip t\nadd chain ip t a\nadd set ip t s { type ipv4_addr ; }\nadd element ip t s { 2.2.2.2 }\n"
+            "add table ip t\nadd chain ip t a\nadd set ip t s { type ipv4_addr ; }\n\
+             add element ip t s { 2.2.2.2 comment \"again\" }\nadd element ip t s { 3.3.3.3 }\n"
         );
         let mut t = tx();
         t.delete(Element::set("s", vec!["1.1.1.1".into()]));

@@ -11,7 +11,7 @@ use crate::net::IpFamily;
 use crate::nft::{Chain, Element, Fake, FakeError, Family, Map, Rule, Set, Table, Transaction};
 use crate::proxy::{EndpointInfo, Notice, ProxyState, ServicePortEntry, categorize};
 
-use super::names::{ServiceChains, affinity_set, endpoint_chain};
+use super::names::{ServiceChains, endpoint_chain_base};
 use super::normalize::sort_nftables_transaction;
 
 /// The table kube-proxy writes in each family.
@@ -449,10 +449,20 @@ impl<'a> Writer<'a> {
         }
 
         let all: Vec<&EndpointInfo> = cat.all.iter().map(|&i| &eps[i]).collect();
+        // Each endpoint's hashed name base, computed once.
+        let bases: HashMap<usize, String> = cat
+            .all
+            .iter()
+            .chain(&cat.cluster)
+            .chain(&cat.local)
+            .map(|&i| (i, endpoint_chain_base(&info.name, &eps[i].ip, eps[i].port)))
+            .collect();
+        let ep_chain = |i: usize| format!("endpoint-{}", bases[&i]);
+        let ep_affinity = |i: usize| format!("affinity-{}", bases[&i]);
         let affinity = info.session_affinity_timeout;
         // 1-4: chains.
-        for ep in &all {
-            self.ensure_chain(&endpoint_chain(&info.name, ep));
+        for &i in &cat.all {
+            self.ensure_chain(&ep_chain(i));
         }
         if uses_cluster {
             self.ensure_chain(&chains.cluster);
@@ -619,31 +629,40 @@ impl<'a> Writer<'a> {
             );
         }
         if let Some(timeout) = affinity {
-            for ep in &all {
-                let mut set = Set::new(affinity_set(&info.name, ep), self.addr_type);
+            for &i in &cat.all {
+                let mut set = Set::new(ep_affinity(i), self.addr_type);
                 set.flags = vec!["dynamic".into(), "timeout".into()];
                 set.timeout = Some(u64::from(timeout));
                 self.tx.add(set);
             }
         }
+        let affine = affinity.is_some();
         if uses_cluster {
-            let list: Vec<&EndpointInfo> = cat.cluster.iter().map(|&i| &eps[i]).collect();
-            self.endpoint_dispatch(&chains.cluster, entry, &list);
+            let list: Vec<(String, String)> = cat
+                .cluster
+                .iter()
+                .map(|&i| (ep_chain(i), ep_affinity(i)))
+                .collect();
+            self.endpoint_dispatch(&chains.cluster, affine, &list);
         }
         if uses_local {
-            let list: Vec<&EndpointInfo> = cat.local.iter().map(|&i| &eps[i]).collect();
-            self.endpoint_dispatch(&chains.local, entry, &list);
+            let list: Vec<(String, String)> = cat
+                .local
+                .iter()
+                .map(|&i| (ep_chain(i), ep_affinity(i)))
+                .collect();
+            self.endpoint_dispatch(&chains.local, affine, &list);
         }
-        for ep in &all {
-            let chain = endpoint_chain(&info.name, ep);
+        for (&i, ep) in cat.all.iter().zip(&all) {
+            let chain = ep_chain(i);
             self.rule(
                 &chain,
                 format!("{ip} saddr {} jump {MARK_FOR_MASQUERADE}", ep.ip),
             );
-            if affinity.is_some() {
+            if affine {
                 self.rule(
                     &chain,
-                    format!("update @{} {{ {ip} saddr }}", affinity_set(&info.name, ep)),
+                    format!("update @{} {{ {ip} saddr }}", ep_affinity(i)),
                 );
             }
             self.rule(
@@ -653,24 +672,19 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// `writeServiceToEndpointRules`: affinity lookups, then a random pick.
-    fn endpoint_dispatch(&mut self, chain: &str, entry: &ServicePortEntry, eps: &[&EndpointInfo]) {
-        let name = &entry.info.name;
-        if entry.info.session_affinity_timeout.is_some() {
-            for ep in eps {
-                let rule = format!(
-                    "{} saddr @{} goto {}",
-                    self.ip,
-                    affinity_set(name, ep),
-                    endpoint_chain(name, ep)
-                );
+    /// `writeServiceToEndpointRules`: affinity lookups, then a random pick,
+    /// over endpoints given as (chain, affinity set).
+    fn endpoint_dispatch(&mut self, chain: &str, affinity: bool, eps: &[(String, String)]) {
+        if affinity {
+            for (ep_chain, ep_set) in eps {
+                let rule = format!("{} saddr @{ep_set} goto {ep_chain}", self.ip);
                 self.rule(chain, rule);
             }
         }
         let targets: Vec<String> = eps
             .iter()
             .enumerate()
-            .map(|(i, ep)| format!("{i} : goto {}", endpoint_chain(name, ep)))
+            .map(|(i, (ep_chain, _))| format!("{i} : goto {ep_chain}"))
             .collect();
         self.rule(
             chain,

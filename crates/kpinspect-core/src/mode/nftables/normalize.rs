@@ -23,12 +23,20 @@ use std::cmp::Ordering;
 /// );
 /// ```
 pub fn sort_nftables_transaction(text: &str) -> String {
-    let mut lines: Vec<&str> = text
+    let mut lines: Vec<(&str, Vec<&str>)> = text
         .split('\n')
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| (l, l.splitn(6, ' ').take(5).collect()))
         .collect();
-    lines.sort_by(|a, b| compare(a, b));
-    lines.join("\n")
+    lines.sort_by(|(li, wi), (lj, wj)| compare(li, wi, lj, wj));
+    let mut out = String::with_capacity(text.len());
+    for (i, (line, _)) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 fn rank(kind: &str) -> u8 {
@@ -43,11 +51,10 @@ fn rank(kind: &str) -> u8 {
     }
 }
 
-/// The order of kube-proxy's `less`, made total where its `less` is
-/// silent (equal ranks of unknown kinds compare equal).
-fn compare(li: &str, lj: &str) -> Ordering {
-    let wi: Vec<&str> = li.split(' ').collect();
-    let wj: Vec<&str> = lj.split(' ').collect();
+/// The order of kube-proxy's `less` on lines `li`, `lj` with their first
+/// five words, made total where its `less` is silent (equal ranks of
+/// unknown kinds compare equal).
+fn compare(li: &str, wi: &[&str], lj: &str, wj: &[&str]) -> Ordering {
     if wi.len() < 5 || wj.len() < 5 {
         return Ordering::Equal;
     }
