@@ -377,3 +377,24 @@ fn dual_stack_output_loads_into_the_kernel() {
         assert!(counts.sets["cluster-ips"] > 0, "{family}: {counts:?}");
     }
 }
+
+/// `diff` and `apply` do not know nftables mode yet: they say so and point
+/// at `compile`, before touching the node.
+#[test]
+fn diff_and_apply_refuse_nftables_mode() {
+    let fx = &nft_fixtures()[0];
+    for cmd in [&["diff"][..], &["apply", "--dry-run"]] {
+        let out = kpinspect()
+            .args(cmd)
+            .args(["--mode", "nftables", "--hostname", "n1"])
+            .arg(fx.path("cluster.yaml"))
+            .output()
+            .expect("run kpinspect");
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("kpinspect compile --mode nftables"),
+            "{cmd:?}: {}",
+            stderr(&out)
+        );
+    }
+}
