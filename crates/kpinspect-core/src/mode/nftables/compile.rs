@@ -737,6 +737,9 @@ mod tests {
     fn masquerade_mark_is_gos_hash_08x() {
         let mut config = ProxyConfig::default();
         assert_eq!(masquerade_mark(&config), "0x00004000");
+        // iptables.masqueradeBit is iptables mode's (and IPVS mode's), not this one's.
+        config.iptables.masquerade_bit = 3;
+        assert_eq!(masquerade_mark(&config), "0x00004000");
         config.nftables.masquerade_bit = 0;
         assert_eq!(masquerade_mark(&config), "0x00000001");
         config.nftables.masquerade_mark = Some("0x4000".into());
