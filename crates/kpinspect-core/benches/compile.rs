@@ -2,11 +2,12 @@
 //! fourth a NodePort, every tenth a LoadBalancer), about 400k rules in
 //! iptables mode; in IPVS mode a virtual server per cluster IP, ingress IP
 //! and node port, each with its real servers, and the ipset members
-//! (about 250 ms on the 2-core development machine).
+//! (about 250 ms on the 2-core development machine); in nftables mode the
+//! `nft -f` transaction and its normalised state.
 //!
 //! Run with `cargo bench -p kpinspect-core`.
 
-use kpinspect_core::mode::{ProxyMode, iptables, ipvs};
+use kpinspect_core::mode::{ProxyMode, iptables, ipvs, nftables};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::plan::plan;
@@ -57,6 +58,21 @@ fn compile_ipvs_10k_services_x_10_endpoints(bencher: divan::Bencher) {
             ipvs::ipset_save(&c.ipsets),
             c.restore.render(),
         ))
+    });
+}
+
+/// nftables mode, the whole pipeline: objects → proxier view → transaction,
+/// rendered, then applied to an in-memory table and normalised as
+/// kube-proxy's tests do.
+#[divan::bench(sample_count = 10)]
+fn compile_nftables_10k_services_x_10_endpoints(bencher: divan::Bencher) {
+    let cluster = cluster(10_000, 10);
+    let mut config = config();
+    config.mode = ProxyMode::Nftables;
+    bencher.bench(|| {
+        let state = ProxyState::build(&cluster, &config, IpFamily::V4);
+        let c = nftables::compile(&state, &config);
+        divan::black_box((c.render(), c.sorted().expect("applies")))
     });
 }
 

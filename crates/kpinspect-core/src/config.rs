@@ -28,7 +28,7 @@ pub enum ProxyMode {
     Iptables,
     /// `ipvs`.
     Ipvs,
-    /// `nftables`: recognised in configurations, not compiled by kpinspect.
+    /// `nftables`.
     Nftables,
 }
 
@@ -142,6 +142,10 @@ pub struct NftablesConfig {
     pub masquerade_bit: u32,
     /// `nftables.masqueradeAll`.
     pub masquerade_all: bool,
+    /// Literal mark text to print instead of the one derived from
+    /// [`masquerade_bit`](Self::masquerade_bit) (kube-proxy's unit tests use
+    /// `0x4000`); not a `KubeProxyConfiguration` field.
+    pub masquerade_mark: Option<String>,
 }
 
 impl Default for NftablesConfig {
@@ -149,6 +153,7 @@ impl Default for NftablesConfig {
         NftablesConfig {
             masquerade_bit: 14,
             masquerade_all: false,
+            masquerade_mark: None,
         }
     }
 }
@@ -174,6 +179,11 @@ pub struct NodeFacts {
     /// Whether `net.netfilter.nf_conntrack_tcp_be_liberal` is already set on
     /// the host (see [`ProxyConfig::tcp_be_liberal`]).
     pub tcp_be_liberal: bool,
+    /// Whether nftables accepts comments on tables, chains, sets and maps
+    /// (kernel >= 5.10 and nft >= 0.9.7): knftables probes it once and,
+    /// without it, drops every object comment (rule and element comments
+    /// stay). Only nftables mode reads it.
+    pub nft_object_comments: bool,
 }
 
 impl Default for NodeFacts {
@@ -186,6 +196,7 @@ impl Default for NodeFacts {
             nfacct: true,
             random_fully: true,
             tcp_be_liberal: false,
+            nft_object_comments: true,
         }
     }
 }
@@ -212,6 +223,10 @@ pub struct ProxyConfig {
     pub cluster_cidrs: Vec<IpNet>,
     /// `detectLocalMode` with its `detectLocal` parameters.
     pub detect_local: DetectLocal,
+    /// The cluster's service CIDRs (its `ServiceCIDR` objects, both
+    /// families), which kube-proxy learns from the API server; nftables mode
+    /// drops traffic to their unallocated addresses. Empty when unknown.
+    pub service_cidrs: Vec<IpNet>,
     /// `nodePortAddresses`; `None` when unset, which means the mode's
     /// default (see [`ProxyConfig::node_port_addresses_config`]).
     pub node_port_addresses: Option<NodePortAddressesConfig>,

@@ -11,11 +11,15 @@
 //!   it, for any program's rules (it knows no `KUBE-` name): rules with
 //!   their canonical form, `iptables-save` parsing and rendering, and
 //!   `iptables-restore` simulated on a value;
+//! * [`nft`]: the nftables text format for any program's table (it knows
+//!   no kube-proxy name): objects, a transaction rendered as knftables
+//!   renders `nft -f` input, and knftables' in-memory table with its dump;
 //! * [`mode`]: kube-proxy's proxy modes, one module each with the same face
 //!   (compile, view, what it owns, its jump rules):
 //!   [`mode::iptables`] (compiler, chain names, kube-proxy's test normaliser
 //!   and jump checker, the per-Service [`dump`](mode::iptables::dump())),
-//!   [`mode::ipvs`], [`mode::nftables`];
+//!   [`mode::ipvs`], [`mode::nftables`] (its first full sync as an
+//!   [`nft::Transaction`], kube-proxy's nftables test normaliser);
 //! * [`plan`]: desired against actual netfilter state, the minimal restore
 //!   payload that converges a node, and selective cleanup — for any mode's
 //!   [`Profile`](mode::Profile);
@@ -71,6 +75,7 @@ pub mod mode;
 pub mod model;
 pub mod net;
 pub mod netfilter;
+pub mod nft;
 pub mod plan;
 pub mod proxy;
 pub mod trace;

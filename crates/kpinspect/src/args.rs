@@ -194,6 +194,8 @@ pub struct DumpArgs {
 pub enum ModeArg {
     Iptables,
     Ipvs,
+    /// compile only (its transaction and the normalised state).
+    Nftables,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -231,11 +233,16 @@ impl From<BackendArg> for kpinspect_node::Backend {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum FormatArg {
-    /// The raw iptables-restore input, service ports sorted by name.
+    /// The raw iptables-restore input, service ports sorted by name
+    /// (nftables mode: the same as nft).
     Restore,
-    /// The same, after kube-proxy's test normaliser (sortIPTablesRules;
-    /// iptables mode).
+    /// The same, after kube-proxy's test normaliser (iptables mode:
+    /// sortIPTablesRules; nftables mode: the table's state after the
+    /// transaction, through sortNFTablesTransaction).
     Sorted,
+    /// nftables mode: the transaction kube-proxy gives `nft -f`, service
+    /// ports sorted by name.
+    Nft,
     /// IPVS mode: the virtual and real servers as `ipvsadm -Sn` prints them
     /// (loadable with `ipvsadm -R`).
     Ipvsadm,
@@ -244,7 +251,7 @@ pub enum FormatArg {
     Ipset,
     /// IPVS mode: the addresses bound on kube-ipvs0, one CIDR per line.
     Addresses,
-    /// IPVS mode: all of it as JSON, one object per IP family.
+    /// IPVS and nftables mode: all of it as JSON, one object per IP family.
     Json,
 }
 
@@ -286,6 +293,15 @@ pub struct NodeArgs {
     /// masqueradeBit (kube-proxy's unit tests use 0x4000).
     #[arg(long, value_name = "MARK")]
     pub masquerade_mark: Option<String>,
+    /// The cluster's service CIDR(s) (its ServiceCIDR objects;
+    /// comma-separated): nftables mode drops traffic to their unallocated
+    /// addresses.
+    #[arg(long, value_name = "CIDR")]
+    pub service_cidr: Option<String>,
+    /// nftables refuses comments on tables, chains, sets and maps (kernel
+    /// before 5.10 or nft before 0.9.7): kube-proxy then writes none.
+    #[arg(long)]
+    pub no_object_comments: bool,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +345,8 @@ impl NodeArgs {
             no_nfacct: false,
             no_random_fully: false,
             masquerade_mark: None,
+            service_cidr: None,
+            no_object_comments: false,
         }
     }
 
@@ -345,6 +363,7 @@ impl NodeArgs {
             config.mode = match mode {
                 ModeArg::Iptables => ProxyMode::Iptables,
                 ModeArg::Ipvs => ProxyMode::Ipvs,
+                ModeArg::Nftables => ProxyMode::Nftables,
             };
         }
         if let Some(h) = &self.hostname {
@@ -380,6 +399,13 @@ impl NodeArgs {
         }
         if let Some(m) = &self.masquerade_mark {
             config.iptables.masquerade_mark = Some(m.clone());
+            config.nftables.masquerade_mark = Some(m.clone());
+        }
+        if let Some(c) = &self.service_cidr {
+            config.service_cidrs = parse_cidrs(c.split(','), "--service-cidr")?;
+        }
+        if self.no_object_comments {
+            config.node.nft_object_comments = false;
         }
         let family = match self.family {
             Some(f) => f.into(),

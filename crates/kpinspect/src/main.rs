@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 use kpinspect_core::config::ProxyMode;
-use kpinspect_core::mode::{iptables, ipvs};
+use kpinspect_core::mode::{iptables, ipvs, nftables};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::proxy::ProxyState;
 
@@ -123,9 +123,7 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
     let out = match node.config.mode {
         ProxyMode::Iptables => compile_iptables(&cluster, &node.config, &families, args.format)?,
         ProxyMode::Ipvs => compile_ipvs(&cluster, &node.config, &families, args.format)?,
-        ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
-            "the configuration's mode is nftables, which kpinspect does not compile; pass --mode iptables or --mode ipvs"
-        )),
+        ProxyMode::Nftables => compile_nftables(&cluster, &node.config, &families, args.format)?,
     };
     write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -148,7 +146,7 @@ fn compile_iptables(
 ) -> Result<String> {
     if !matches!(format, FormatArg::Restore | FormatArg::Sorted) {
         anyhow::bail!(UsageError::msg(format!(
-            "--format {}: only for --mode ipvs (iptables mode has restore and sorted)",
+            "--format {}: iptables mode has restore and sorted",
             format_name(format)
         )));
     }
@@ -179,10 +177,11 @@ fn compile_ipvs(
     families: &[IpFamily],
     format: FormatArg,
 ) -> Result<String> {
-    if format == FormatArg::Sorted {
-        anyhow::bail!(UsageError::msg(
-            "--format sorted: kube-proxy's normaliser is for iptables mode; IPVS mode has restore, ipvsadm, ipset, addresses and json"
-        ));
+    if matches!(format, FormatArg::Sorted | FormatArg::Nft) {
+        anyhow::bail!(UsageError::msg(format!(
+            "--format {}: IPVS mode has restore, ipvsadm, ipset, addresses and json",
+            format_name(format)
+        )));
     }
     let compiled: Vec<ipvs::Compiled> = families
         .iter()
@@ -196,7 +195,7 @@ fn compile_ipvs(
         })
         .collect();
     Ok(match format {
-        FormatArg::Restore | FormatArg::Sorted => {
+        FormatArg::Restore | FormatArg::Sorted | FormatArg::Nft => {
             let mut out = String::new();
             for c in &compiled {
                 if compiled.len() > 1 {
@@ -218,6 +217,55 @@ fn compile_ipvs(
             text
         }
     })
+}
+
+/// nftables mode: one transaction per family (`ip`, then `ip6`), each
+/// under a line naming its table when both are written.
+fn compile_nftables(
+    cluster: &kpinspect_core::model::Cluster,
+    config: &kpinspect_core::config::ProxyConfig,
+    families: &[IpFamily],
+    format: FormatArg,
+) -> Result<String> {
+    if !matches!(
+        format,
+        FormatArg::Restore | FormatArg::Nft | FormatArg::Sorted | FormatArg::Json
+    ) {
+        anyhow::bail!(UsageError::msg(format!(
+            "--format {}: nftables mode has nft, sorted and json",
+            format_name(format)
+        )));
+    }
+    let compiled: Vec<nftables::Compiled> = families
+        .iter()
+        .map(|family| {
+            let state = ProxyState::build(cluster, config, *family);
+            let c = nftables::compile(&state, config);
+            for n in &c.notices {
+                eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+            }
+            c
+        })
+        .collect();
+    if format == FormatArg::Json {
+        let mut text = serde_json::to_string_pretty(&compiled)?;
+        text.push('\n');
+        return Ok(text);
+    }
+    let mut out = String::new();
+    for c in &compiled {
+        if compiled.len() > 1 {
+            out.push_str(&format!(
+                "# table {} {}\n",
+                c.transaction.family, c.transaction.table
+            ));
+        }
+        match format {
+            FormatArg::Sorted => out.push_str(&c.sorted()?),
+            _ => out.push_str(&c.render()),
+        }
+    }
+    Ok(out)
 }
 
 /// `--format`'s spelling of `f`.

@@ -34,7 +34,7 @@ fn inputs(args: &ClusterArgs, guard: Option<Guard>) -> Result<Inputs> {
     let node = args.node.resolve()?;
     if !matches!(node.config.mode, ProxyMode::Iptables | ProxyMode::Ipvs) {
         anyhow::bail!(UsageError::msg(
-            "only iptables and ipvs modes can be compiled yet; pass --mode iptables or --mode ipvs"
+            "apply and diff know iptables and ipvs modes (nftables mode only compiles yet: kpinspect compile --mode nftables); pass --mode iptables or --mode ipvs"
         ));
     }
     let cluster = crate::load_cluster(&args.files)?;

@@ -2,9 +2,9 @@
 //!
 //! | | [`iptables`] | [`ipvs`] | [`nftables`] |
 //! |---|---|---|---|
-//! | compile | [`iptables::compile`] | [`ipvs::compile`] | (issue 12) |
+//! | compile | [`iptables::compile`] | [`ipvs::compile`] | [`nftables::compile`] |
 //! | view | [`iptables::dump()`] | (issue 11) | |
-//! | the tools' text | `iptables-restore` | [`ipvs::ipvsadm_save`], [`ipvs::ipset_save`], [`ipvs::address_lines`], `iptables-restore` | |
+//! | the tools' text | `iptables-restore` | [`ipvs::ipvsadm_save`], [`ipvs::ipset_save`], [`ipvs::address_lines`], `iptables-restore` | `nft -f` ([`nftables::Compiled::render`]) |
 //! | what it owns | [`iptables::PROFILE`] | [`ipvs::PROFILE`] | [`nftables::PROFILE`] |
 //! | jump rules | [`iptables::JUMP_RULES`] | [`ipvs::JUMP_RULES`] | none |
 //!

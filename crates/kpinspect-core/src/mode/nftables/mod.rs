@@ -1,7 +1,17 @@
-//! kube-proxy's nftables mode (`pkg/proxy/nftables`). It writes no
-//! iptables chains, jump rules or ipsets (its `ip`/`ip6 kube-proxy` tables
-//! arrive with the nftables issue), so on a node running it every iptables
-//! or IPVS state kube-proxy left is stale.
+//! kube-proxy's nftables mode (`pkg/proxy/nftables`): its names, the
+//! compiler of a first full sync to the `nft -f` transaction kube-proxy
+//! writes into its `ip`/`ip6 kube-proxy` tables ([`compile`] →
+//! [`Compiled`], rendered with [`crate::nft`]), and kube-proxy's test
+//! normaliser ([`sort_nftables_transaction`]). It writes no iptables chains,
+//! jump rules or ipsets, so on a node running it every iptables or IPVS
+//! state kube-proxy left is stale.
+
+mod compile;
+pub mod names;
+mod normalize;
+
+pub use compile::{BASE_CHAINS, Compiled, JUMP_CHAINS, TABLE, compile, masquerade_mark};
+pub use normalize::sort_nftables_transaction;
 
 use super::{Profile, ProxyMode};
 
