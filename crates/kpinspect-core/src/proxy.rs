@@ -197,19 +197,15 @@ pub fn service_port_infos(
             load_balancer_vips.push(ing.ip);
         }
     }
-    let mut load_balancer_source_ranges: Vec<IpNet> = svc
+    // Every range of this family, `/0` included: kube-proxy writes the
+    // firewall for an allow-all range too (only the cloud providers' helper
+    // treats `0.0.0.0/0` as "no ranges"; `pkg/proxy/serviceport.go` does not).
+    let load_balancer_source_ranges: Vec<IpNet> = svc
         .load_balancer_source_ranges
         .iter()
         .copied()
         .filter(|n| IpFamily::of_net(n) == family)
         .collect();
-    // A /0 range allows everything: kube-proxy then writes no firewall.
-    if load_balancer_source_ranges
-        .iter()
-        .any(|n| n.prefix_len() == 0)
-    {
-        load_balancer_source_ranges.clear();
-    }
     let external_policy_local = svc.external_policy_local();
     let health_check_node_port =
         if svc.service_type == crate::model::ServiceType::LoadBalancer && external_policy_local {

@@ -66,6 +66,9 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
             ))
         }
         Some(ModeArg::Iptables) => false,
+        Some(ModeArg::Nftables) => anyhow::bail!(UsageError::msg(
+            "trace --mode nftables is not built yet; trace walks iptables and IPVS mode's rules"
+        )),
         None => args.ipvsadm.is_some(),
     };
     let (source, rules, ipvs) = if args.saves.is_empty() {
