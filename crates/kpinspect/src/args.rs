@@ -2,6 +2,7 @@
 //! of the libraries (ripgrep's raw → validated split).
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -45,6 +46,53 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: TraceFormat,
+    #[command(flatten)]
+    pub node_ports: NodePortRangeArg,
+}
+
+/// The cluster's node-port range, for IPVS mode's ownership.
+#[derive(Debug, Args)]
+pub struct NodePortRangeArg {
+    /// IPVS mode: the cluster's node-port range (kube-apiserver's
+    /// --service-node-port-range). A virtual server on a node IP with a
+    /// port in it is provably kube-proxy's (apply and diff delete it when
+    /// stale, cleanup removes it).
+    #[arg(
+        long = "node-port-range",
+        value_name = "LOW-HIGH",
+        default_value = "30000-32767"
+    )]
+    pub raw: String,
+}
+
+impl NodePortRangeArg {
+    /// The validated range.
+    pub fn resolve(&self) -> Result<RangeInclusive<u16>> {
+        parse_node_port_range(&self.raw)
+    }
+}
+
+/// Parses `LOW-HIGH` (ports 1 to 65535, LOW <= HIGH) as kube-apiserver's
+/// `--service-node-port-range` is written.
+pub fn parse_node_port_range(raw: &str) -> Result<RangeInclusive<u16>> {
+    let bad = |why: &str| -> anyhow::Error {
+        UsageError::msg(format!(
+            "--node-port-range: {why} in {raw:?} (expected LOW-HIGH, e.g. 30000-32767)"
+        ))
+        .into()
+    };
+    let (low, high) = raw.trim().split_once('-').ok_or_else(|| bad("no '-'"))?;
+    let port = |p: &str| -> Result<u16> {
+        match p.trim().parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad(&format!("invalid port {:?}", p.trim()))),
+            Ok(n) => Ok(n),
+        }
+    };
+    let (low, high) = (port(low)?, port(high)?);
+    if low > high {
+        return Err(bad("LOW is above HIGH"));
+    }
+    Ok(low..=high)
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +113,8 @@ pub struct ApplyArgs {
     /// removed endpoint while its entry lives).
     #[arg(long)]
     pub no_conntrack_cleanup: bool,
+    #[command(flatten)]
+    pub node_ports: NodePortRangeArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -103,6 +153,8 @@ pub struct CleanupArgs {
     /// both-backends warning).
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
+    #[command(flatten)]
+    pub node_ports: NodePortRangeArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -383,4 +435,27 @@ fn parse_cidrs<'a>(items: impl Iterator<Item = &'a str>, flag: &str) -> Result<V
         })
         .collect::<Result<Vec<_>>>()
         .context("invalid argument")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_port_ranges_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_node_port_range("30000-32767").unwrap(), 30000..=32767);
+        assert_eq!(parse_node_port_range(" 80 - 80 ").unwrap(), 80..=80);
+        for (bad, why) in [
+            ("30000", "no '-'"),
+            ("0-100", "invalid port \"0\""),
+            ("1-65536", "invalid port \"65536\""),
+            ("a-2", "invalid port \"a\""),
+            ("32767-30000", "LOW is above HIGH"),
+        ] {
+            let e = parse_node_port_range(bad).unwrap_err().to_string();
+            assert!(e.starts_with("--node-port-range: "), "{e}");
+            assert!(e.contains(why), "{bad}: {e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+    }
 }

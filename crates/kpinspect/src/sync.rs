@@ -93,6 +93,8 @@ fn live_config(
 }
 
 pub fn diff(args: DiffArgs) -> Result<ExitCode> {
+    // Validated first: a bad value is an error in every mode.
+    args.node_ports.resolve()?;
     let inputs = inputs(&args.cluster, None)?;
     if inputs.node.config.mode == ProxyMode::Ipvs {
         return diff_ipvs(&args, &inputs);
@@ -256,6 +258,7 @@ impl Guard {
 }
 
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
+    args.node_ports.resolve()?;
     let guard = Guard {
         force: args.force,
         dry_run: args.dry_run,
@@ -411,11 +414,13 @@ fn ipvs_parts(node: &LiveNode) -> kpinspect_node::NodeParts<'_, LiveNode, System
 fn plan_ipvs_families(
     inputs: &Inputs,
     args: &NodeArgs,
+    node_port_range: std::ops::RangeInclusive<u16>,
     node: &LiveNode,
     guard: Option<Guard>,
 ) -> Result<IpvsFamilies> {
     let (config, facts) = live_config(inputs, args, node, guard)?;
-    let owner = Ownership::new(&config, &inputs.cluster);
+    let mut owner = Ownership::new(&config, &inputs.cluster);
+    owner.node_port_range = node_port_range;
     let parts = ipvs_parts(node);
     let mut planned = Vec::new();
     let mut serving = Vec::new();
@@ -503,6 +508,7 @@ fn ipvs_plan_text(p: &kpinspect_node::PlannedIpvsApply, several: bool) -> String
 
 /// `kpinspect diff --mode ipvs`: the live node against the cluster files.
 fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
+    let node_port_range = args.node_ports.resolve()?;
     if !args.saves.is_empty() {
         anyhow::bail!(UsageError::msg(
             "diff --mode ipvs compares with the live node only (drop --iptables-save)"
@@ -514,7 +520,7 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
         planned,
         sysctl_diff,
         ..
-    } = plan_ipvs_families(inputs, &args.cluster.node, &node, None)?;
+    } = plan_ipvs_families(inputs, &args.cluster.node, node_port_range, &node, None)?;
     let in_sync = planned.iter().all(|p| p.is_empty()) && !sysctl_diff.iter().any(sysctl_written);
     let out = match args.format {
         TraceFormat::Json => {
@@ -578,6 +584,7 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
 
 /// `kpinspect apply --mode ipvs`: read, plan (guarded), write or print.
 fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCode> {
+    let node_port_range = args.node_ports.resolve()?;
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
         .map_err(|e| UsageError::msg(e.to_string()))?;
@@ -588,7 +595,13 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
         serving,
         sysctls,
         sysctl_diff,
-    } = plan_ipvs_families(inputs, &args.cluster.node, &node, Some(guard))?;
+    } = plan_ipvs_families(
+        inputs,
+        &args.cluster.node,
+        node_port_range,
+        &node,
+        Some(guard),
+    )?;
     for d in sysctl_diff.iter().filter(|d| !sysctl_written(d)) {
         eprintln!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
     }
@@ -674,6 +687,7 @@ impl Progress {
 }
 
 pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
+    let node_port_range = args.node_ports.resolve()?;
     let scope = if args.stale_only {
         let config = args.config.as_ref().expect("clap requires --config");
         let node = NodeArgs::only_config(config.clone()).resolve()?;
@@ -718,7 +732,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
             kpinspect_node::plan_ipvs_cleanup(
                 &ipvs_parts(&node),
                 &node_ips,
-                kpinspect_core::mode::ipvs::DEFAULT_NODE_PORT_RANGE,
+                node_port_range,
                 family,
             )
             .map_err(|e| UsageError::msg(e.to_string()))?,
