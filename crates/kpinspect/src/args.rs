@@ -95,6 +95,47 @@ pub fn parse_node_port_range(raw: &str) -> Result<RangeInclusive<u16>> {
     Ok(low..=high)
 }
 
+/// Parses a duration as Go (and kube-proxy's flags) write one: a sequence
+/// of decimal numbers with a unit each (`ms`, `s`, `m`, `h`), e.g. `30s`,
+/// `1m30s`, `1.5s`; a bare `0` is zero.
+pub fn parse_duration(flag: &str, raw: &str) -> Result<std::time::Duration> {
+    let bad = || -> anyhow::Error {
+        UsageError::msg(format!(
+            "{flag}: invalid duration {raw:?} (expected e.g. 30s, 2m, 1m30s or 0)"
+        ))
+        .into()
+    };
+    let text = raw.trim();
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut seconds = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[u..];
+        seconds += number * scale;
+    }
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+}
+
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
@@ -113,6 +154,14 @@ pub struct ApplyArgs {
     /// removed endpoint while its entry lives).
     #[arg(long)]
     pub no_conntrack_cleanup: bool,
+    /// IPVS mode: how long to wait for removed TCP real servers draining at
+    /// weight 0 (e.g. 30s, 2m, 1m30s). The apply polls IPVS every second,
+    /// deletes each as its connections reach 0, and at the timeout deletes
+    /// the rest. 0 (the default): leave them draining; a later apply
+    /// deletes those whose connections ended (kube-proxy's graceful
+    /// termination).
+    #[arg(long, value_name = "DURATION", default_value = "0")]
+    pub drain_timeout: String,
     #[command(flatten)]
     pub node_ports: NodePortRangeArg,
 }
@@ -440,6 +489,25 @@ fn parse_cidrs<'a>(items: impl Iterator<Item = &'a str>, flag: &str) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_as_go_writes_them() {
+        use std::time::Duration;
+        let d = |s: &str| parse_duration("--drain-timeout", s);
+        assert_eq!(d("0").unwrap(), Duration::ZERO);
+        assert_eq!(d("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(d("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(d("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(d("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(d("2h").unwrap(), Duration::from_secs(7200));
+        for bad in ["", "30", "s", "-1s", "1x", "1.2.3s", "1e400h"] {
+            let e = d(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("--drain-timeout: invalid duration"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn node_port_ranges_parse_and_bad_ones_say_why() {

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use kpinspect_core::config::{ProxyConfig, ProxyMode};
@@ -259,6 +260,7 @@ impl Guard {
 
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     args.node_ports.resolve()?;
+    let drain_timeout = crate::args::parse_duration("--drain-timeout", &args.drain_timeout)?;
     let guard = Guard {
         force: args.force,
         dry_run: args.dry_run,
@@ -268,7 +270,12 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         refuse_if_kube_proxy_runs(args.force)?;
     }
     if inputs.node.config.mode == ProxyMode::Ipvs {
-        return apply_ipvs(&args, &inputs, guard);
+        return apply_ipvs(&args, &inputs, guard, drain_timeout);
+    }
+    if !drain_timeout.is_zero() {
+        anyhow::bail!(UsageError::msg(
+            "--drain-timeout: only IPVS mode drains real servers (iptables mode has none)"
+        ));
     }
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
@@ -583,7 +590,12 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
 }
 
 /// `kpinspect apply --mode ipvs`: read, plan (guarded), write or print.
-fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCode> {
+fn apply_ipvs(
+    args: &ApplyArgs,
+    inputs: &Inputs,
+    guard: Guard,
+    drain_timeout: Duration,
+) -> Result<ExitCode> {
     let node_port_range = args.node_ports.resolve()?;
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
@@ -622,6 +634,13 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
                 clear_conntrack(p.ipvs.family, serving, true);
             }
         }
+        let draining = planned.iter().map(|p| p.ipvs.draining.len()).sum::<usize>();
+        if !drain_timeout.is_zero() && draining > 0 {
+            eprintln!(
+                "kpinspect: would wait up to {} for {draining} draining real servers, deleting each as its connections end",
+                kpinspect_node::seconds_text(drain_timeout)
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // kube-proxy sets its sysctls at start-up, before its first sync.
@@ -631,15 +650,36 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
         eprintln!("kpinspect: sysctl set: {d}");
     }
     let parts = ipvs_parts(&node);
+    let mut draining = Vec::new();
     for (p, serving) in planned.into_iter().zip(&serving) {
         let family = p.ipvs.family;
         let report = p
             .write(&parts)
             .map_err(|e| UsageError::msg(e.to_string()))?;
         eprintln!("kpinspect: {report}");
+        draining.extend(report.ipvs.draining);
         // kube-proxy's reconciler works the same in IPVS mode.
         if !args.no_conntrack_cleanup {
             clear_conntrack(family, serving, false);
+        }
+    }
+    // Graceful termination, bounded: every family written first.
+    if !drain_timeout.is_zero() && !draining.is_empty() {
+        eprintln!(
+            "kpinspect: waiting up to {} for {} draining real servers",
+            kpinspect_node::seconds_text(drain_timeout),
+            draining.len()
+        );
+        let report = kpinspect_node::drain_real_servers(
+            &parts,
+            &draining,
+            drain_timeout,
+            kpinspect_node::DRAIN_POLL,
+            &kpinspect_node::SystemClock::new(),
+        )
+        .map_err(|e| UsageError::msg(e.to_string()))?;
+        for line in report.to_string().lines() {
+            eprintln!("kpinspect: {line}");
         }
     }
     Ok(ExitCode::SUCCESS)
