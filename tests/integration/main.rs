@@ -13,6 +13,7 @@ mod ipvs;
 mod ipvs_dump;
 mod netns;
 mod node;
+mod reports;
 mod routed;
 mod trace;
 mod util;

@@ -164,6 +164,21 @@ pub struct ApplyArgs {
     pub drain_timeout: String,
     #[command(flatten)]
     pub node_ports: NodePortRangeArg,
+    /// Report format. text: one line per family on stderr (a dry run
+    /// prints the payload or commands on stdout). json: one object on
+    /// stdout, {"dry_run", "node": [facts], "sysctls": [{"name", "want",
+    /// "have"}], "families": [{"family", "read_from", "in_sync",
+    /// "iptables": {"payload", "chains_written", "rules_added",
+    /// "rules_deleted", "chains_deleted", "chains_kept"}, "warnings",
+    /// "conntrack": {"family", "deleted", "stale": [{"src", "src_port",
+    /// "dst", "dst_port", "endpoint", "endpoint_port"}], "error"} | null;
+    /// IPVS mode also "counts", "ipvs" (the plan: "ops", "kept",
+    /// "draining"), "commands"}], "drain": {"timeout_seconds",
+    /// "waited_seconds", "real_servers": [{"service", "address", "port",
+    /// "end", "after_seconds", "active_connections",
+    /// "inactive_connections"}]} | null}.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TraceFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -204,6 +219,18 @@ pub struct CleanupArgs {
     pub backend: Option<BackendArg>,
     #[command(flatten)]
     pub node_ports: NodePortRangeArg,
+    /// Report format. text: what goes and stays, one line each (a dry run
+    /// prints the commands and payloads on stdout, the lines on stderr).
+    /// json: one object on stdout, {"dry_run", "ipvs": {"removed",
+    /// "virtual_servers": [{"address", "protocol", "port"}], "addresses",
+    /// "link", "kept_virtual_servers": [{"service", "why"}], "kept_link":
+    /// {"link", "why"} | null} | null, "iptables": {"removed",
+    /// "payloads": [{"family", "program", "payload"}], "ipset_payload",
+    /// "chains": [{"table", "chain"}], "rules": [{"table", "rule"}],
+    /// "ipsets", "kept": [{"what", "why"}]}, "nfacct_counters": [{"name",
+    /// "removed"}]}.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TraceFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

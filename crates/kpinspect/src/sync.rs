@@ -311,9 +311,9 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         config.node.nfacct = false;
         let wants = compile(&config)?;
         let planned = plan_families(&node, &wants, guard, &progress)?;
-        return write_planned(&args, &node, planned, &progress);
+        return write_planned(&args, &node, planned, &progress, &facts);
     }
-    write_planned(&args, &node, planned, &progress)
+    write_planned(&args, &node, planned, &progress, &facts)
 }
 
 /// Reads and plans each family, printing the plans' warnings; a plan that
@@ -344,13 +344,15 @@ fn plan_families<'a>(
 }
 
 /// Prints (dry run) or writes the planned families, then clears stale UDP
-/// conntrack entries.
+/// conntrack entries; with `--format json`, one report on stdout.
 fn write_planned(
     args: &ApplyArgs,
     node: &LiveNode,
     planned: Vec<kpinspect_node::PlannedApply<'_>>,
     progress: &Progress,
+    facts: &[String],
 ) -> Result<ExitCode> {
+    let json = args.format == TraceFormat::Json;
     // kube-proxy's conntrack reconciler, per family.
     let serving: Vec<_> = planned
         .iter()
@@ -363,11 +365,12 @@ fn write_planned(
             kpinspect_node::serving_endpoints(state, &p.actual)
         })
         .collect();
+    let mut families = Vec::new();
     if args.dry_run {
         progress.done();
         let mut out = String::new();
         let several = planned.len() > 1;
-        for p in &planned {
+        for (p, serving) in planned.iter().zip(&serving) {
             if several && !p.is_empty() {
                 let _ = writeln!(
                     out,
@@ -376,14 +379,15 @@ fn write_planned(
                 );
             }
             out.push_str(p.payload());
+            let mut family =
+                crate::report::iptables_family(p.desired.family, &p.plan, &p.from, p.warnings());
+            family["conntrack"] = conntrack_step(args, p.desired.family, serving, true);
+            families.push(family);
+        }
+        if json {
+            return print_apply_json(true, facts, &[], families, None);
         }
         crate::write_stdout(&out)?;
-        for (p, serving) in planned.iter().zip(&serving) {
-            if args.no_conntrack_cleanup {
-                break;
-            }
-            clear_conntrack(p.desired.family, serving, true);
-        }
         return Ok(ExitCode::SUCCESS);
     }
     for (p, serving) in planned.into_iter().zip(&serving) {
@@ -398,12 +402,56 @@ fn write_planned(
         let report = p.write(node).map_err(UsageError::from);
         progress.done();
         let report = report?;
-        eprintln!("kpinspect: {report}");
-        if args.no_conntrack_cleanup {
-            continue;
+        let mut value =
+            crate::report::iptables_family(family, &report.plan, &report.from, report.warnings());
+        if !json {
+            eprintln!("kpinspect: {report}");
         }
-        clear_conntrack(family, serving, false);
+        value["conntrack"] = conntrack_step(args, family, serving, false);
+        families.push(value);
     }
+    if json {
+        return print_apply_json(false, facts, &[], families, None);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Clears (or with `dry_run` lists) `family`'s stale UDP conntrack entries
+/// unless `--no-conntrack-cleanup`: in text, says so on stderr; returns the
+/// JSON report (null when skipped).
+fn conntrack_step(
+    args: &ApplyArgs,
+    family: IpFamily,
+    serving: &kpinspect_node::ServingEndpoints,
+    dry_run: bool,
+) -> serde_json::Value {
+    if args.no_conntrack_cleanup {
+        return serde_json::Value::Null;
+    }
+    let result = kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run);
+    if args.format == TraceFormat::Text {
+        say_conntrack(family, &result);
+    }
+    crate::report::conntrack(family, &result)
+}
+
+/// Prints an apply's JSON report.
+fn print_apply_json(
+    dry_run: bool,
+    facts: &[String],
+    sysctls: &[serde_json::Value],
+    families: Vec<serde_json::Value>,
+    drain: Option<serde_json::Value>,
+) -> Result<ExitCode> {
+    crate::write_stdout(
+        &(serde_json::to_string_pretty(&serde_json::json!({
+            "dry_run": dry_run,
+            "node": facts,
+            "sysctls": sysctls,
+            "families": families,
+            "drain": drain,
+        }))? + "\n"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -617,6 +665,7 @@ fn apply_ipvs(
     for d in sysctl_diff.iter().filter(|d| !sysctl_written(d)) {
         eprintln!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
     }
+    let json = args.format == TraceFormat::Json;
     if args.dry_run {
         for f in &facts {
             eprintln!("kpinspect: {f}");
@@ -628,11 +677,11 @@ fn apply_ipvs(
             .map(|d| sysctl_command(d) + "\n")
             .collect();
         out.extend(planned.iter().map(|p| ipvs_plan_text(p, several)));
-        crate::write_stdout(&out)?;
-        if !args.no_conntrack_cleanup {
-            for (p, serving) in planned.iter().zip(&serving) {
-                clear_conntrack(p.ipvs.family, serving, true);
-            }
+        let mut families = Vec::new();
+        for (p, serving) in planned.iter().zip(&serving) {
+            let mut family = crate::report::ipvs_family(&p.ipvs, &p.rules, &p.from, p.warnings());
+            family["conntrack"] = conntrack_step(args, p.ipvs.family, serving, true);
+            families.push(family);
         }
         let draining = planned.iter().map(|p| p.ipvs.draining.len()).sum::<usize>();
         if !drain_timeout.is_zero() && draining > 0 {
@@ -641,35 +690,58 @@ fn apply_ipvs(
                 kpinspect_node::seconds_text(drain_timeout)
             );
         }
+        if json {
+            let sysctls: Vec<_> = sysctl_diff
+                .iter()
+                .filter(|d| sysctl_written(d))
+                .map(crate::report::sysctl)
+                .collect();
+            return print_apply_json(true, &facts, &sysctls, families, None);
+        }
+        crate::write_stdout(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     // kube-proxy sets its sysctls at start-up, before its first sync.
     let set = kpinspect_node::ensure_sysctls(&SystemSysctls::new(), &sysctls)
         .map_err(|e| UsageError::msg(e.to_string()))?;
-    for d in set.iter().filter(|d| sysctl_written(d)) {
-        eprintln!("kpinspect: sysctl set: {d}");
+    let set: Vec<_> = set.iter().filter(|d| sysctl_written(d)).collect();
+    if !json {
+        for d in &set {
+            eprintln!("kpinspect: sysctl set: {d}");
+        }
     }
     let parts = ipvs_parts(&node);
     let mut draining = Vec::new();
+    let mut families = Vec::new();
     for (p, serving) in planned.into_iter().zip(&serving) {
         let family = p.ipvs.family;
         let report = p
             .write(&parts)
             .map_err(|e| UsageError::msg(e.to_string()))?;
-        eprintln!("kpinspect: {report}");
+        if !json {
+            eprintln!("kpinspect: {report}");
+        }
+        let mut value = crate::report::ipvs_family(
+            &report.ipvs,
+            &report.rules,
+            &report.from,
+            report.warnings(),
+        );
         draining.extend(report.ipvs.draining);
         // kube-proxy's reconciler works the same in IPVS mode.
-        if !args.no_conntrack_cleanup {
-            clear_conntrack(family, serving, false);
-        }
+        value["conntrack"] = conntrack_step(args, family, serving, false);
+        families.push(value);
     }
     // Graceful termination, bounded: every family written first.
+    let mut drained = None;
     if !drain_timeout.is_zero() && !draining.is_empty() {
-        eprintln!(
-            "kpinspect: waiting up to {} for {} draining real servers",
-            kpinspect_node::seconds_text(drain_timeout),
-            draining.len()
-        );
+        if !json {
+            eprintln!(
+                "kpinspect: waiting up to {} for {} draining real servers",
+                kpinspect_node::seconds_text(drain_timeout),
+                draining.len()
+            );
+        }
         let report = kpinspect_node::drain_real_servers(
             &parts,
             &draining,
@@ -678,17 +750,28 @@ fn apply_ipvs(
             &kpinspect_node::SystemClock::new(),
         )
         .map_err(|e| UsageError::msg(e.to_string()))?;
-        for line in report.to_string().lines() {
-            eprintln!("kpinspect: {line}");
+        if !json {
+            for line in report.to_string().lines() {
+                eprintln!("kpinspect: {line}");
+            }
         }
+        drained = Some(crate::report::drain(&report));
+    }
+    if json {
+        let sysctls: Vec<_> = set.iter().map(|d| crate::report::sysctl(d)).collect();
+        return print_apply_json(false, &facts, &sysctls, families, drained);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deletes (or with `dry_run` lists) `family`'s stale UDP conntrack
-/// entries and says so; a failure is a warning (the rules are written).
-fn clear_conntrack(family: IpFamily, serving: &kpinspect_node::ServingEndpoints, dry_run: bool) {
-    match kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run) {
+/// Says what a conntrack clearing of `family` did on stderr (nothing when
+/// there was nothing stale); a failure is a warning (the rules are
+/// written).
+fn say_conntrack(
+    family: IpFamily,
+    result: &Result<kpinspect_node::ConntrackReport, kpinspect_node::ConntrackError>,
+) {
+    match result {
         Ok(r) if r.stale.is_empty() => {}
         Ok(r) => eprintln!("kpinspect: {r}"),
         Err(e) => eprintln!(
@@ -790,7 +873,23 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         scope,
         CleanupScope::Mode(ProxyMode::Iptables) | CleanupScope::All
     );
+    let json = args.format == TraceFormat::Json;
     if args.dry_run {
+        // A counter its rules use now is free once they are gone.
+        let would = if counters {
+            cleanup_kube_proxy_counters(&SystemNfAcct, true).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if json {
+            return print_cleanup_json(
+                true,
+                ipvs.as_ref(),
+                &planned.families,
+                &planned.plan,
+                &would,
+            );
+        }
         let mut commands = String::new();
         if let Some(i) = &ipvs {
             commands.push_str(&i.commands());
@@ -801,37 +900,68 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         if !quiet(planned.is_empty(), !planned.plan.kept.is_empty()) {
             eprint!("{planned}");
         }
-        if counters {
-            // A counter its rules use now is free once they are gone.
-            for c in cleanup_kube_proxy_counters(&SystemNfAcct, true).unwrap_or_default() {
-                let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
-                eprintln!("would remove nfacct counter {n} (once no rule uses it)");
-            }
+        for c in would {
+            let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
+            eprintln!("would remove nfacct counter {n} (once no rule uses it)");
         }
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
-    if let Some(i) = ipvs {
-        let done = i
-            .write(&ipvs_parts(&node))
-            .map_err(|e| UsageError::msg(e.to_string()))?;
+    let ipvs = match ipvs {
+        Some(i) => Some(
+            i.write(&ipvs_parts(&node))
+                .map_err(|e| UsageError::msg(e.to_string()))?,
+        ),
+        None => None,
+    };
+    if let Some(done) = &ipvs {
         out.push_str(&done.to_string());
     }
     let report = planned.write(&node, &node).map_err(UsageError::from)?;
     if !quiet(report.is_empty(), !report.plan.kept.is_empty()) {
         out.push_str(&report.to_string());
     }
+    let mut removed_counters = Vec::new();
     if counters {
         match cleanup_kube_proxy_counters(&SystemNfAcct, false) {
             Ok(done) => {
-                for c in done {
+                for c in &done {
                     let _ = writeln!(out, "{c}");
                 }
+                removed_counters = done;
             }
             Err(e) => eprintln!("kpinspect: warning: nfacct counters not removed: {e}"),
         }
     }
+    if json {
+        return print_cleanup_json(
+            false,
+            ipvs.as_ref(),
+            &report.families,
+            &report.plan,
+            &removed_counters,
+        );
+    }
     crate::write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a cleanup's JSON report.
+fn print_cleanup_json(
+    dry_run: bool,
+    ipvs: Option<&kpinspect_node::IpvsCleanup>,
+    families: &[(IpFamily, String)],
+    plan: &kpinspect_core::plan::CleanupPlan,
+    counters: &[CounterCleanup],
+) -> Result<ExitCode> {
+    crate::write_stdout(
+        &(serde_json::to_string_pretty(&serde_json::json!({
+            "dry_run": dry_run,
+            "ipvs": ipvs.map(crate::report::ipvs_cleanup),
+            "iptables": crate::report::cleanup_plan(families, plan, !dry_run),
+            "nfacct_counters": crate::report::counters(counters),
+        }))? + "\n"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
