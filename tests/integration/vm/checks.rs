@@ -91,6 +91,14 @@ pub static CHECKS: &[Check] = &[
         "kpinspect apply --mode ipvs clears stale UDP conntrack entries (--no-conntrack-cleanup keeps them)",
         CONNTRACK_IPVS,
     ),
+    Check::shell(
+        "kpinspect apply --mode ipvs --format json reports its conntrack clearing; cleanup --mode ipvs --format json what goes and stays",
+        super::reports_ipvs::JSON_REPORTS,
+    ),
+    Check::shell(
+        "kpinspect apply --mode ipvs --drain-timeout: a removed real server holding connections is deleted at the timeout",
+        super::reports_ipvs::DRAIN_TIMEOUT,
+    ),
 ];
 
 const CONNTRACK_IPVS: &str = r#"
