@@ -13,6 +13,7 @@ mod ipvs;
 mod ipvs_dump;
 mod netns;
 mod node;
+mod random_cluster;
 mod reports;
 mod routed;
 mod trace;
