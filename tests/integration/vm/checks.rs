@@ -99,6 +99,12 @@ pub static CHECKS: &[Check] = &[
         "kpinspect apply --mode ipvs --drain-timeout: a removed real server holding connections is deleted at the timeout",
         super::reports_ipvs::DRAIN_TIMEOUT,
     ),
+    Check::rust(
+        "kpinspect apply --mode ipvs converges: seeded random cluster changes, each step in sync, foreign state kept, equal to a fresh apply",
+        super::converge_ipvs::converge_ipvs,
+    )
+    .prepare(super::converge_ipvs::prepare)
+    .timeout(240),
 ];
 
 const CONNTRACK_IPVS: &str = r#"

@@ -34,6 +34,7 @@
 //! always kept when a check fails).
 
 mod checks;
+mod converge_ipvs;
 mod cpio;
 mod host;
 mod reports_ipvs;
