@@ -104,7 +104,8 @@ pub static CHECKS: &[Check] = &[
         super::converge_ipvs::converge_ipvs,
     )
     .prepare(super::converge_ipvs::prepare)
-    .timeout(240),
+    // About 80 s by default; room for longer runs asked for on the host.
+    .timeout(900),
 ];
 
 const CONNTRACK_IPVS: &str = r#"
