@@ -178,7 +178,7 @@ pub struct ApplyArgs {
     /// "end", "after_seconds", "active_connections",
     /// "inactive_connections"}]} | null}.
     #[arg(long, value_enum, default_value = "text")]
-    pub format: TraceFormat,
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -230,7 +230,16 @@ pub struct CleanupArgs {
     /// "ipsets", "kept": [{"what", "why"}]}, "nfacct_counters": [{"name",
     /// "removed"}]}.
     #[arg(long, value_enum, default_value = "text")]
-    pub format: TraceFormat,
+    pub format: ReportFormat,
+}
+
+/// How `apply` and `cleanup` report.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// For people: one line per change or family.
+    Text,
+    /// One JSON object on stdout, with the stable fields listed above.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -21,7 +21,8 @@ use kpinspect_node::{
 
 use crate::UsageError;
 use crate::args::{
-    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, Node, NodeArgs, TraceFormat,
+    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, Node, NodeArgs, ReportFormat,
+    TraceFormat,
 };
 use crate::live;
 
@@ -352,7 +353,7 @@ fn write_planned(
     progress: &Progress,
     facts: &[String],
 ) -> Result<ExitCode> {
-    let json = args.format == TraceFormat::Json;
+    let json = args.format == ReportFormat::Json;
     // kube-proxy's conntrack reconciler, per family.
     let serving: Vec<_> = planned
         .iter()
@@ -429,7 +430,7 @@ fn conntrack_step(
         return serde_json::Value::Null;
     }
     let result = kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run);
-    if args.format == TraceFormat::Text {
+    if args.format == ReportFormat::Text {
         say_conntrack(family, &result);
     }
     crate::report::conntrack(family, &result)
@@ -665,7 +666,7 @@ fn apply_ipvs(
     for d in sysctl_diff.iter().filter(|d| !sysctl_written(d)) {
         eprintln!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
     }
-    let json = args.format == TraceFormat::Json;
+    let json = args.format == ReportFormat::Json;
     if args.dry_run {
         for f in &facts {
             eprintln!("kpinspect: {f}");
@@ -873,7 +874,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         scope,
         CleanupScope::Mode(ProxyMode::Iptables) | CleanupScope::All
     );
-    let json = args.format == TraceFormat::Json;
+    let json = args.format == ReportFormat::Json;
     if args.dry_run {
         // A counter its rules use now is free once they are gone.
         let would = if counters {
