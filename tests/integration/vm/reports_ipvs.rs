@@ -6,7 +6,8 @@
 /// `apply --mode ipvs --format json` reports the stale UDP conntrack entry
 /// it deletes (a dry run: that it would), and `cleanup --mode ipvs
 /// --format json` the virtual servers, link and sets it removes and the
-/// foreign virtual server it keeps.
+/// foreign virtual server it keeps; a virtual server on the node's
+/// address is kube-proxy's only with a port in `--node-port-range`.
 pub const JSON_REPORTS: &str = r#"
 modprobe ip_vs
 modprobe nf_conntrack
@@ -60,15 +61,23 @@ jq -e '.families[0].in_sync == true and .families[0].conntrack.deleted == true
   and (.families[0].conntrack.stale | map(.endpoint)) == ["10.244.0.99"]
   and .families[0].conntrack.error == null' /tmp/second.json
 if conntrack -L -p udp 2>/dev/null | grep -q 'src=10.244.0.99'; then exit 1; fi
+# A node port outside the default range is not provably kube-proxy's.
+ip link add eth9 type dummy
+ip addr add 192.168.0.10/32 dev eth9
+ipvsadm -A -t 192.168.0.10:8080 -s rr
+"$KPINSPECT" cleanup --mode ipvs --dry-run --format json > /tmp/default.json
+jq -e '(.ipvs.kept_virtual_servers | map(.service.port) | sort) == [443, 8080]' /tmp/default.json
+"$KPINSPECT" cleanup --mode ipvs --dry-run --format json --node-port-range 8000-9000 > /tmp/range.json
+jq -e '(.ipvs.virtual_servers | map(.port) | sort) == [53, 8080] and .ipvs.removed == false' /tmp/range.json
 "$KPINSPECT" cleanup --mode ipvs --force --format json > /tmp/cleanup.json
 jq . /tmp/cleanup.json
 jq -e '.dry_run == false and .ipvs.removed == true and .ipvs.link == "kube-ipvs0"
   and .ipvs.virtual_servers == [{"address": "10.96.0.53", "protocol": "Udp", "port": 53}]
   and .ipvs.addresses == ["10.96.0.53"]
-  and (.ipvs.kept_virtual_servers | map(.service.address)) == ["192.0.2.1"]
+  and (.ipvs.kept_virtual_servers | map(.service.address) | sort) == ["192.0.2.1", "192.168.0.10"]
   and (.iptables.ipsets | index("KUBE-CLUSTER-IP")) != null
   and (.iptables.chains | map(.chain) | index("KUBE-SERVICES")) != null' /tmp/cleanup.json
-[ "$(ipvsadm -Sn)" = "-A -t 192.0.2.1:443 -s wrr" ]
+[ "$(ipvsadm -Sn | sort)" = "$(printf '%s\n' '-A -t 192.0.2.1:443 -s wrr' '-A -t 192.168.0.10:8080 -s rr')" ]
 "#;
 
 /// `apply --drain-timeout`: a removed endpoint holding open connections
