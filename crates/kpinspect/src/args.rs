@@ -228,7 +228,8 @@ pub struct CleanupArgs {
     /// "payloads": [{"family", "program", "payload"}], "ipset_payload",
     /// "chains": [{"table", "chain"}], "rules": [{"table", "rule"}],
     /// "ipsets", "kept": [{"what", "why"}]}, "nfacct_counters": [{"name",
-    /// "removed"}]}.
+    /// "removed"}]} ("removed": false for what is kept; in a dry run it
+    /// says what would be).
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
 }

@@ -883,6 +883,14 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
             Vec::new()
         };
         if json {
+            // As the text says: each goes once no rule uses it.
+            let would: Vec<CounterCleanup> = would
+                .iter()
+                .map(|c| {
+                    let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
+                    CounterCleanup::Removed(n)
+                })
+                .collect();
             return print_cleanup_json(
                 true,
                 ipvs.as_ref(),
