@@ -511,3 +511,87 @@ fn diff_in_ipvs_mode_reads_only_the_live_node() {
         "kpinspect: error: diff --mode ipvs compares with the live node only (drop --iptables-save)\n"
     );
 }
+
+/// A bad `--node-port-range` is one line and exit status 2, before the
+/// node is looked at (so this runs unprivileged, in any mode).
+#[test]
+fn bad_node_port_range_is_one_line_exit_2() {
+    for argv in [
+        vec![
+            "cleanup",
+            "--mode",
+            "ipvs",
+            "--dry-run",
+            "--node-port-range",
+            "32767-30000",
+        ],
+        vec![
+            "diff",
+            "--mode",
+            "ipvs",
+            "--node-port-range",
+            "30000",
+            "examples/cluster.yaml",
+        ],
+        vec![
+            "apply",
+            "--mode",
+            "ipvs",
+            "--dry-run",
+            "--node-port-range",
+            "1-70000",
+            "examples/cluster.yaml",
+        ],
+    ] {
+        let out = run(&argv);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{argv:?}: {err}");
+        assert!(
+            err.starts_with("kpinspect: error: --node-port-range: "),
+            "{argv:?}: {err}"
+        );
+    }
+    let help = stdout(&run(&["cleanup", "--help"]));
+    assert!(help.contains("--node-port-range <LOW-HIGH>"), "{help}");
+    assert!(help.contains("30000-32767"), "{help}");
+}
+
+/// `--drain-timeout` takes Go durations; a bad one, or one in iptables
+/// mode (nothing drains there), is one line and exit status 2 before the
+/// node is looked at.
+#[test]
+fn bad_drain_timeout_is_one_line_exit_2() {
+    for (argv, needle) in [
+        (
+            vec![
+                "apply",
+                "--mode",
+                "ipvs",
+                "--drain-timeout",
+                "30",
+                "examples/cluster.yaml",
+            ],
+            "--drain-timeout: invalid duration \"30\"",
+        ),
+        (
+            vec![
+                "apply",
+                "--mode",
+                "iptables",
+                "--drain-timeout",
+                "1m",
+                "examples/cluster.yaml",
+            ],
+            "--drain-timeout: only IPVS mode drains real servers",
+        ),
+    ] {
+        let out = run(&argv);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{argv:?}: {err}");
+        assert!(err.contains(needle), "{argv:?}: {err}");
+    }
+    let help = stdout(&run(&["apply", "--help"]));
+    assert!(help.contains("--drain-timeout <DURATION>"), "{help}");
+}

@@ -14,6 +14,8 @@ mod ipvs_dump;
 mod netns;
 mod nftables;
 mod node;
+mod random_cluster;
+mod reports;
 mod routed;
 mod trace;
 mod util;

@@ -171,6 +171,12 @@ pub use ipvs_sync::{
     kernel_service, plan_ipvs_apply, read_ipvs_node, virtual_server,
 };
 
+mod ipvs_drain;
+pub use ipvs_drain::{
+    Clock, DRAIN_POLL, DrainEnd, DrainReport, DrainedServer, SystemClock, drain_real_servers,
+    seconds_text,
+};
+
 mod ipvs_cleanup;
 pub use ipvs_cleanup::{IpvsCleanup, plan_ipvs_cleanup};
 

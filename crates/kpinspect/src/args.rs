@@ -2,6 +2,7 @@
 //! of the libraries (ripgrep's raw → validated split).
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -45,6 +46,94 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: TraceFormat,
+    #[command(flatten)]
+    pub node_ports: NodePortRangeArg,
+}
+
+/// The cluster's node-port range, for IPVS mode's ownership.
+#[derive(Debug, Args)]
+pub struct NodePortRangeArg {
+    /// IPVS mode: the cluster's node-port range (kube-apiserver's
+    /// --service-node-port-range). A virtual server on a node IP with a
+    /// port in it is provably kube-proxy's (apply and diff delete it when
+    /// stale, cleanup removes it).
+    #[arg(
+        long = "node-port-range",
+        value_name = "LOW-HIGH",
+        default_value = "30000-32767"
+    )]
+    pub raw: String,
+}
+
+impl NodePortRangeArg {
+    /// The validated range.
+    pub fn resolve(&self) -> Result<RangeInclusive<u16>> {
+        parse_node_port_range(&self.raw)
+    }
+}
+
+/// Parses `LOW-HIGH` (ports 1 to 65535, LOW <= HIGH) as kube-apiserver's
+/// `--service-node-port-range` is written.
+pub fn parse_node_port_range(raw: &str) -> Result<RangeInclusive<u16>> {
+    let bad = |why: &str| -> anyhow::Error {
+        UsageError::msg(format!(
+            "--node-port-range: {why} in {raw:?} (expected LOW-HIGH, e.g. 30000-32767)"
+        ))
+        .into()
+    };
+    let (low, high) = raw.trim().split_once('-').ok_or_else(|| bad("no '-'"))?;
+    let port = |p: &str| -> Result<u16> {
+        match p.trim().parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad(&format!("invalid port {:?}", p.trim()))),
+            Ok(n) => Ok(n),
+        }
+    };
+    let (low, high) = (port(low)?, port(high)?);
+    if low > high {
+        return Err(bad("LOW is above HIGH"));
+    }
+    Ok(low..=high)
+}
+
+/// Parses a duration as Go (and kube-proxy's flags) write one: a sequence
+/// of decimal numbers with a unit each (`ms`, `s`, `m`, `h`), e.g. `30s`,
+/// `1m30s`, `1.5s`; a bare `0` is zero.
+pub fn parse_duration(flag: &str, raw: &str) -> Result<std::time::Duration> {
+    let bad = || -> anyhow::Error {
+        UsageError::msg(format!(
+            "{flag}: invalid duration {raw:?} (expected e.g. 30s, 2m, 1m30s or 0)"
+        ))
+        .into()
+    };
+    let text = raw.trim();
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut seconds = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[u..];
+        seconds += number * scale;
+    }
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +154,31 @@ pub struct ApplyArgs {
     /// removed endpoint while its entry lives).
     #[arg(long)]
     pub no_conntrack_cleanup: bool,
+    /// IPVS mode: how long to wait for removed TCP real servers draining at
+    /// weight 0 (e.g. 30s, 2m, 1m30s). The apply polls IPVS every second,
+    /// deletes each as its connections reach 0, and at the timeout deletes
+    /// the rest. 0 (the default): leave them draining; a later apply
+    /// deletes those whose connections ended (kube-proxy's graceful
+    /// termination).
+    #[arg(long, value_name = "DURATION", default_value = "0")]
+    pub drain_timeout: String,
+    #[command(flatten)]
+    pub node_ports: NodePortRangeArg,
+    /// Report format. text: one line per family on stderr (a dry run
+    /// prints the payload or commands on stdout). json: one object on
+    /// stdout, {"dry_run", "node": [facts], "sysctls": [{"name", "want",
+    /// "have"}], "families": [{"family", "read_from", "in_sync",
+    /// "iptables": {"payload", "chains_written", "rules_added",
+    /// "rules_deleted", "chains_deleted", "chains_kept"}, "warnings",
+    /// "conntrack": {"family", "deleted", "stale": [{"src", "src_port",
+    /// "dst", "dst_port", "endpoint", "endpoint_port"}], "error"} | null;
+    /// IPVS mode also "counts", "ipvs" (the plan: "ops", "kept",
+    /// "draining"), "commands"}], "drain": {"timeout_seconds",
+    /// "waited_seconds", "real_servers": [{"service", "address", "port",
+    /// "end", "after_seconds", "active_connections",
+    /// "inactive_connections"}]} | null}.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -103,6 +217,30 @@ pub struct CleanupArgs {
     /// both-backends warning).
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
+    #[command(flatten)]
+    pub node_ports: NodePortRangeArg,
+    /// Report format. text: what goes and stays, one line each (a dry run
+    /// prints the commands and payloads on stdout, the lines on stderr).
+    /// json: one object on stdout, {"dry_run", "ipvs": {"removed",
+    /// "virtual_servers": [{"address", "protocol", "port"}], "addresses",
+    /// "link", "kept_virtual_servers": [{"service", "why"}], "kept_link":
+    /// {"link", "why"} | null} | null, "iptables": {"removed",
+    /// "payloads": [{"family", "program", "payload"}], "ipset_payload",
+    /// "chains": [{"table", "chain"}], "rules": [{"table", "rule"}],
+    /// "ipsets", "kept": [{"what", "why"}]}, "nfacct_counters": [{"name",
+    /// "removed"}]} ("removed": false for what is kept; in a dry run it
+    /// says what would be).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+/// How `apply` and `cleanup` report.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// For people: one line per change or family.
+    Text,
+    /// One JSON object on stdout, with the stable fields listed above.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -423,4 +561,46 @@ fn parse_cidrs<'a>(items: impl Iterator<Item = &'a str>, flag: &str) -> Result<V
         })
         .collect::<Result<Vec<_>>>()
         .context("invalid argument")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_go_writes_them() {
+        use std::time::Duration;
+        let d = |s: &str| parse_duration("--drain-timeout", s);
+        assert_eq!(d("0").unwrap(), Duration::ZERO);
+        assert_eq!(d("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(d("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(d("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(d("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(d("2h").unwrap(), Duration::from_secs(7200));
+        for bad in ["", "30", "s", "-1s", "1x", "1.2.3s", "1e400h"] {
+            let e = d(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("--drain-timeout: invalid duration"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_port_ranges_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_node_port_range("30000-32767").unwrap(), 30000..=32767);
+        assert_eq!(parse_node_port_range(" 80 - 80 ").unwrap(), 80..=80);
+        for (bad, why) in [
+            ("30000", "no '-'"),
+            ("0-100", "invalid port \"0\""),
+            ("1-65536", "invalid port \"65536\""),
+            ("a-2", "invalid port \"a\""),
+            ("32767-30000", "LOW is above HIGH"),
+        ] {
+            let e = parse_node_port_range(bad).unwrap_err().to_string();
+            assert!(e.starts_with("--node-port-range: "), "{e}");
+            assert!(e.contains(why), "{bad}: {e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use kpinspect_core::config::{ProxyConfig, ProxyMode};
@@ -20,7 +21,8 @@ use kpinspect_node::{
 
 use crate::UsageError;
 use crate::args::{
-    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, Node, NodeArgs, TraceFormat,
+    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, Node, NodeArgs, ReportFormat,
+    TraceFormat,
 };
 use crate::live;
 
@@ -93,6 +95,8 @@ fn live_config(
 }
 
 pub fn diff(args: DiffArgs) -> Result<ExitCode> {
+    // Validated first: a bad value is an error in every mode.
+    args.node_ports.resolve()?;
     let inputs = inputs(&args.cluster, None)?;
     if inputs.node.config.mode == ProxyMode::Ipvs {
         return diff_ipvs(&args, &inputs);
@@ -256,6 +260,8 @@ impl Guard {
 }
 
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
+    args.node_ports.resolve()?;
+    let drain_timeout = crate::args::parse_duration("--drain-timeout", &args.drain_timeout)?;
     let guard = Guard {
         force: args.force,
         dry_run: args.dry_run,
@@ -265,7 +271,12 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         refuse_if_kube_proxy_runs(args.force)?;
     }
     if inputs.node.config.mode == ProxyMode::Ipvs {
-        return apply_ipvs(&args, &inputs, guard);
+        return apply_ipvs(&args, &inputs, guard, drain_timeout);
+    }
+    if !drain_timeout.is_zero() {
+        anyhow::bail!(UsageError::msg(
+            "--drain-timeout: only IPVS mode drains real servers (iptables mode has none)"
+        ));
     }
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
@@ -301,9 +312,9 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         config.node.nfacct = false;
         let wants = compile(&config)?;
         let planned = plan_families(&node, &wants, guard, &progress)?;
-        return write_planned(&args, &node, planned, &progress);
+        return write_planned(&args, &node, planned, &progress, &facts);
     }
-    write_planned(&args, &node, planned, &progress)
+    write_planned(&args, &node, planned, &progress, &facts)
 }
 
 /// Reads and plans each family, printing the plans' warnings; a plan that
@@ -334,13 +345,15 @@ fn plan_families<'a>(
 }
 
 /// Prints (dry run) or writes the planned families, then clears stale UDP
-/// conntrack entries.
+/// conntrack entries; with `--format json`, one report on stdout.
 fn write_planned(
     args: &ApplyArgs,
     node: &LiveNode,
     planned: Vec<kpinspect_node::PlannedApply<'_>>,
     progress: &Progress,
+    facts: &[String],
 ) -> Result<ExitCode> {
+    let json = args.format == ReportFormat::Json;
     // kube-proxy's conntrack reconciler, per family.
     let serving: Vec<_> = planned
         .iter()
@@ -353,11 +366,12 @@ fn write_planned(
             kpinspect_node::serving_endpoints(state, &p.actual)
         })
         .collect();
+    let mut families = Vec::new();
     if args.dry_run {
         progress.done();
         let mut out = String::new();
         let several = planned.len() > 1;
-        for p in &planned {
+        for (p, serving) in planned.iter().zip(&serving) {
             if several && !p.is_empty() {
                 let _ = writeln!(
                     out,
@@ -366,14 +380,15 @@ fn write_planned(
                 );
             }
             out.push_str(p.payload());
+            let mut family =
+                crate::report::iptables_family(p.desired.family, &p.plan, &p.from, p.warnings());
+            family["conntrack"] = conntrack_step(args, p.desired.family, serving, true);
+            families.push(family);
+        }
+        if json {
+            return print_apply_json(true, facts, &[], families, None);
         }
         crate::write_stdout(&out)?;
-        for (p, serving) in planned.iter().zip(&serving) {
-            if args.no_conntrack_cleanup {
-                break;
-            }
-            clear_conntrack(p.desired.family, serving, true);
-        }
         return Ok(ExitCode::SUCCESS);
     }
     for (p, serving) in planned.into_iter().zip(&serving) {
@@ -388,12 +403,56 @@ fn write_planned(
         let report = p.write(node).map_err(UsageError::from);
         progress.done();
         let report = report?;
-        eprintln!("kpinspect: {report}");
-        if args.no_conntrack_cleanup {
-            continue;
+        let mut value =
+            crate::report::iptables_family(family, &report.plan, &report.from, report.warnings());
+        if !json {
+            eprintln!("kpinspect: {report}");
         }
-        clear_conntrack(family, serving, false);
+        value["conntrack"] = conntrack_step(args, family, serving, false);
+        families.push(value);
     }
+    if json {
+        return print_apply_json(false, facts, &[], families, None);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Clears (or with `dry_run` lists) `family`'s stale UDP conntrack entries
+/// unless `--no-conntrack-cleanup`: in text, says so on stderr; returns the
+/// JSON report (null when skipped).
+fn conntrack_step(
+    args: &ApplyArgs,
+    family: IpFamily,
+    serving: &kpinspect_node::ServingEndpoints,
+    dry_run: bool,
+) -> serde_json::Value {
+    if args.no_conntrack_cleanup {
+        return serde_json::Value::Null;
+    }
+    let result = kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run);
+    if args.format == ReportFormat::Text {
+        say_conntrack(family, &result);
+    }
+    crate::report::conntrack(family, &result)
+}
+
+/// Prints an apply's JSON report.
+fn print_apply_json(
+    dry_run: bool,
+    facts: &[String],
+    sysctls: &[serde_json::Value],
+    families: Vec<serde_json::Value>,
+    drain: Option<serde_json::Value>,
+) -> Result<ExitCode> {
+    crate::write_stdout(
+        &(serde_json::to_string_pretty(&serde_json::json!({
+            "dry_run": dry_run,
+            "node": facts,
+            "sysctls": sysctls,
+            "families": families,
+            "drain": drain,
+        }))? + "\n"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -411,11 +470,13 @@ fn ipvs_parts(node: &LiveNode) -> kpinspect_node::NodeParts<'_, LiveNode, System
 fn plan_ipvs_families(
     inputs: &Inputs,
     args: &NodeArgs,
+    node_port_range: std::ops::RangeInclusive<u16>,
     node: &LiveNode,
     guard: Option<Guard>,
 ) -> Result<IpvsFamilies> {
     let (config, facts) = live_config(inputs, args, node, guard)?;
-    let owner = Ownership::new(&config, &inputs.cluster);
+    let mut owner = Ownership::new(&config, &inputs.cluster);
+    owner.node_port_range = node_port_range;
     let parts = ipvs_parts(node);
     let mut planned = Vec::new();
     let mut serving = Vec::new();
@@ -503,6 +564,7 @@ fn ipvs_plan_text(p: &kpinspect_node::PlannedIpvsApply, several: bool) -> String
 
 /// `kpinspect diff --mode ipvs`: the live node against the cluster files.
 fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
+    let node_port_range = args.node_ports.resolve()?;
     if !args.saves.is_empty() {
         anyhow::bail!(UsageError::msg(
             "diff --mode ipvs compares with the live node only (drop --iptables-save)"
@@ -514,7 +576,7 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
         planned,
         sysctl_diff,
         ..
-    } = plan_ipvs_families(inputs, &args.cluster.node, &node, None)?;
+    } = plan_ipvs_families(inputs, &args.cluster.node, node_port_range, &node, None)?;
     let in_sync = planned.iter().all(|p| p.is_empty()) && !sysctl_diff.iter().any(sysctl_written);
     let out = match args.format {
         TraceFormat::Json => {
@@ -577,7 +639,13 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
 }
 
 /// `kpinspect apply --mode ipvs`: read, plan (guarded), write or print.
-fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCode> {
+fn apply_ipvs(
+    args: &ApplyArgs,
+    inputs: &Inputs,
+    guard: Guard,
+    drain_timeout: Duration,
+) -> Result<ExitCode> {
+    let node_port_range = args.node_ports.resolve()?;
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
         .map_err(|e| UsageError::msg(e.to_string()))?;
@@ -588,10 +656,17 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
         serving,
         sysctls,
         sysctl_diff,
-    } = plan_ipvs_families(inputs, &args.cluster.node, &node, Some(guard))?;
+    } = plan_ipvs_families(
+        inputs,
+        &args.cluster.node,
+        node_port_range,
+        &node,
+        Some(guard),
+    )?;
     for d in sysctl_diff.iter().filter(|d| !sysctl_written(d)) {
         eprintln!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
     }
+    let json = args.format == ReportFormat::Json;
     if args.dry_run {
         for f in &facts {
             eprintln!("kpinspect: {f}");
@@ -603,39 +678,101 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
             .map(|d| sysctl_command(d) + "\n")
             .collect();
         out.extend(planned.iter().map(|p| ipvs_plan_text(p, several)));
-        crate::write_stdout(&out)?;
-        if !args.no_conntrack_cleanup {
-            for (p, serving) in planned.iter().zip(&serving) {
-                clear_conntrack(p.ipvs.family, serving, true);
-            }
+        let mut families = Vec::new();
+        for (p, serving) in planned.iter().zip(&serving) {
+            let mut family = crate::report::ipvs_family(&p.ipvs, &p.rules, &p.from, p.warnings());
+            family["conntrack"] = conntrack_step(args, p.ipvs.family, serving, true);
+            families.push(family);
         }
+        let draining = planned.iter().map(|p| p.ipvs.draining.len()).sum::<usize>();
+        if !drain_timeout.is_zero() && draining > 0 {
+            eprintln!(
+                "kpinspect: would wait up to {} for {draining} draining real servers, deleting each as its connections end",
+                kpinspect_node::seconds_text(drain_timeout)
+            );
+        }
+        if json {
+            let sysctls: Vec<_> = sysctl_diff
+                .iter()
+                .filter(|d| sysctl_written(d))
+                .map(crate::report::sysctl)
+                .collect();
+            return print_apply_json(true, &facts, &sysctls, families, None);
+        }
+        crate::write_stdout(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     // kube-proxy sets its sysctls at start-up, before its first sync.
     let set = kpinspect_node::ensure_sysctls(&SystemSysctls::new(), &sysctls)
         .map_err(|e| UsageError::msg(e.to_string()))?;
-    for d in set.iter().filter(|d| sysctl_written(d)) {
-        eprintln!("kpinspect: sysctl set: {d}");
+    let set: Vec<_> = set.iter().filter(|d| sysctl_written(d)).collect();
+    if !json {
+        for d in &set {
+            eprintln!("kpinspect: sysctl set: {d}");
+        }
     }
     let parts = ipvs_parts(&node);
+    let mut draining = Vec::new();
+    let mut families = Vec::new();
     for (p, serving) in planned.into_iter().zip(&serving) {
         let family = p.ipvs.family;
         let report = p
             .write(&parts)
             .map_err(|e| UsageError::msg(e.to_string()))?;
-        eprintln!("kpinspect: {report}");
-        // kube-proxy's reconciler works the same in IPVS mode.
-        if !args.no_conntrack_cleanup {
-            clear_conntrack(family, serving, false);
+        if !json {
+            eprintln!("kpinspect: {report}");
         }
+        let mut value = crate::report::ipvs_family(
+            &report.ipvs,
+            &report.rules,
+            &report.from,
+            report.warnings(),
+        );
+        draining.extend(report.ipvs.draining);
+        // kube-proxy's reconciler works the same in IPVS mode.
+        value["conntrack"] = conntrack_step(args, family, serving, false);
+        families.push(value);
+    }
+    // Graceful termination, bounded: every family written first.
+    let mut drained = None;
+    if !drain_timeout.is_zero() && !draining.is_empty() {
+        if !json {
+            eprintln!(
+                "kpinspect: waiting up to {} for {} draining real servers",
+                kpinspect_node::seconds_text(drain_timeout),
+                draining.len()
+            );
+        }
+        let report = kpinspect_node::drain_real_servers(
+            &parts,
+            &draining,
+            drain_timeout,
+            kpinspect_node::DRAIN_POLL,
+            &kpinspect_node::SystemClock::new(),
+        )
+        .map_err(|e| UsageError::msg(e.to_string()))?;
+        if !json {
+            for line in report.to_string().lines() {
+                eprintln!("kpinspect: {line}");
+            }
+        }
+        drained = Some(crate::report::drain(&report));
+    }
+    if json {
+        let sysctls: Vec<_> = set.iter().map(|d| crate::report::sysctl(d)).collect();
+        return print_apply_json(false, &facts, &sysctls, families, drained);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deletes (or with `dry_run` lists) `family`'s stale UDP conntrack
-/// entries and says so; a failure is a warning (the rules are written).
-fn clear_conntrack(family: IpFamily, serving: &kpinspect_node::ServingEndpoints, dry_run: bool) {
-    match kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run) {
+/// Says what a conntrack clearing of `family` did on stderr (nothing when
+/// there was nothing stale); a failure is a warning (the rules are
+/// written).
+fn say_conntrack(
+    family: IpFamily,
+    result: &Result<kpinspect_node::ConntrackReport, kpinspect_node::ConntrackError>,
+) {
+    match result {
         Ok(r) if r.stale.is_empty() => {}
         Ok(r) => eprintln!("kpinspect: {r}"),
         Err(e) => eprintln!(
@@ -674,6 +811,7 @@ impl Progress {
 }
 
 pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
+    let node_port_range = args.node_ports.resolve()?;
     let scope = if args.stale_only {
         let config = args.config.as_ref().expect("clap requires --config");
         let node = NodeArgs::only_config(config.clone()).resolve()?;
@@ -718,7 +856,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
             kpinspect_node::plan_ipvs_cleanup(
                 &ipvs_parts(&node),
                 &node_ips,
-                kpinspect_core::mode::ipvs::DEFAULT_NODE_PORT_RANGE,
+                node_port_range,
                 family,
             )
             .map_err(|e| UsageError::msg(e.to_string()))?,
@@ -736,7 +874,31 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         scope,
         CleanupScope::Mode(ProxyMode::Iptables) | CleanupScope::All
     );
+    let json = args.format == ReportFormat::Json;
     if args.dry_run {
+        // A counter its rules use now is free once they are gone.
+        let would = if counters {
+            cleanup_kube_proxy_counters(&SystemNfAcct, true).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if json {
+            // As the text says: each goes once no rule uses it.
+            let would: Vec<CounterCleanup> = would
+                .iter()
+                .map(|c| {
+                    let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
+                    CounterCleanup::Removed(n)
+                })
+                .collect();
+            return print_cleanup_json(
+                true,
+                ipvs.as_ref(),
+                &planned.families,
+                &planned.plan,
+                &would,
+            );
+        }
         let mut commands = String::new();
         if let Some(i) = &ipvs {
             commands.push_str(&i.commands());
@@ -747,37 +909,68 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         if !quiet(planned.is_empty(), !planned.plan.kept.is_empty()) {
             eprint!("{planned}");
         }
-        if counters {
-            // A counter its rules use now is free once they are gone.
-            for c in cleanup_kube_proxy_counters(&SystemNfAcct, true).unwrap_or_default() {
-                let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
-                eprintln!("would remove nfacct counter {n} (once no rule uses it)");
-            }
+        for c in would {
+            let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
+            eprintln!("would remove nfacct counter {n} (once no rule uses it)");
         }
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
-    if let Some(i) = ipvs {
-        let done = i
-            .write(&ipvs_parts(&node))
-            .map_err(|e| UsageError::msg(e.to_string()))?;
+    let ipvs = match ipvs {
+        Some(i) => Some(
+            i.write(&ipvs_parts(&node))
+                .map_err(|e| UsageError::msg(e.to_string()))?,
+        ),
+        None => None,
+    };
+    if let Some(done) = &ipvs {
         out.push_str(&done.to_string());
     }
     let report = planned.write(&node, &node).map_err(UsageError::from)?;
     if !quiet(report.is_empty(), !report.plan.kept.is_empty()) {
         out.push_str(&report.to_string());
     }
+    let mut removed_counters = Vec::new();
     if counters {
         match cleanup_kube_proxy_counters(&SystemNfAcct, false) {
             Ok(done) => {
-                for c in done {
+                for c in &done {
                     let _ = writeln!(out, "{c}");
                 }
+                removed_counters = done;
             }
             Err(e) => eprintln!("kpinspect: warning: nfacct counters not removed: {e}"),
         }
     }
+    if json {
+        return print_cleanup_json(
+            false,
+            ipvs.as_ref(),
+            &report.families,
+            &report.plan,
+            &removed_counters,
+        );
+    }
     crate::write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a cleanup's JSON report.
+fn print_cleanup_json(
+    dry_run: bool,
+    ipvs: Option<&kpinspect_node::IpvsCleanup>,
+    families: &[(IpFamily, String)],
+    plan: &kpinspect_core::plan::CleanupPlan,
+    counters: &[CounterCleanup],
+) -> Result<ExitCode> {
+    crate::write_stdout(
+        &(serde_json::to_string_pretty(&serde_json::json!({
+            "dry_run": dry_run,
+            "ipvs": ipvs.map(crate::report::ipvs_cleanup),
+            "iptables": crate::report::cleanup_plan(families, plan, !dry_run),
+            "nfacct_counters": crate::report::counters(counters),
+        }))? + "\n"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

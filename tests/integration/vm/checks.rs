@@ -91,6 +91,21 @@ pub static CHECKS: &[Check] = &[
         "kpinspect apply --mode ipvs clears stale UDP conntrack entries (--no-conntrack-cleanup keeps them)",
         CONNTRACK_IPVS,
     ),
+    Check::shell(
+        "kpinspect apply --mode ipvs --format json reports its conntrack clearing; cleanup --mode ipvs --format json what goes and stays",
+        super::reports_ipvs::JSON_REPORTS,
+    ),
+    Check::shell(
+        "kpinspect apply --mode ipvs --drain-timeout: a removed real server holding connections is deleted at the timeout",
+        super::reports_ipvs::DRAIN_TIMEOUT,
+    ),
+    Check::rust(
+        "kpinspect apply --mode ipvs converges: seeded random cluster changes, each step in sync, foreign state kept, equal to a fresh apply",
+        super::converge_ipvs::converge_ipvs,
+    )
+    .prepare(super::converge_ipvs::prepare)
+    // About 80 s by default; room for longer runs asked for on the host.
+    .timeout(900),
 ];
 
 const CONNTRACK_IPVS: &str = r#"

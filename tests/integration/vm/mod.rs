@@ -29,13 +29,15 @@
 //! Environment: `KPINSPECT_SKIP_VM=1` skips the VM tests; without qemu, the
 //! kernel or busybox they are skipped with a message, unless `CI` is set
 //! (then they fail). `KPINSPECT_VM_CHECKS=TEXT` runs only the checks whose
-//! name contains TEXT; `KPINSPECT_VM_TIMEOUT=SECONDS` (default 300) bounds
+//! name contains TEXT; `KPINSPECT_VM_TIMEOUT=SECONDS` (default 600) bounds
 //! the whole boot; `KPINSPECT_VM_KEEP=1` keeps the work directory (it is
 //! always kept when a check fails).
 
 mod checks;
+mod converge_ipvs;
 mod cpio;
 mod host;
+mod reports_ipvs;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -60,7 +62,7 @@ const TIMEOUT_ENV: &str = "KPINSPECT_VM_TIMEOUT";
 /// Keeps the work directory.
 const KEEP_ENV: &str = "KPINSPECT_VM_KEEP";
 /// The default deadline of a boot.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The default time limit of one check.
 const CHECK_TIMEOUT_SECS: u32 = 120;
 
@@ -667,7 +669,7 @@ mod tests {
         b.status = "killed".into();
         let err = report(&run(&b, false), &outcomes).unwrap_err();
         assert!(
-            err.contains("the VM did not finish its checks: killed after 300 s"),
+            err.contains("the VM did not finish its checks: killed after 600 s"),
             "{err}"
         );
         assert!(err.contains("last console line"));

@@ -152,8 +152,9 @@ pub enum IpvsOp {
         /// The member as the node listed it.
         member: String,
     },
-    /// Bind an address on `kube-ipvs0`.
-    Bind(IpAddr),
+    /// Bind an address on `kube-ipvs0` (JSON: `{"op": "bind", "address":
+    /// ...}`).
+    Bind(#[serde(serialize_with = "address_object")] IpAddr),
     /// Add a virtual server (its real servers follow as
     /// [`IpvsOp::AddRealServer`]; `real_servers` is empty).
     AddService(VirtualServer),
@@ -180,10 +181,20 @@ pub enum IpvsOp {
         /// The real server.
         server: RealServer,
     },
-    /// Unbind an address from `kube-ipvs0`.
-    Unbind(IpAddr),
+    /// Unbind an address from `kube-ipvs0` (JSON: `{"op": "unbind",
+    /// "address": ...}`).
+    Unbind(#[serde(serialize_with = "address_object")] IpAddr),
     /// Delete a virtual server (and its real servers).
     DelService(VirtualServer),
+}
+
+/// An address as `{"address": ...}`: an internally tagged enum's variant
+/// serializes only as an object.
+fn address_object<S: serde::Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let mut map = s.serialize_map(Some(1))?;
+    map.serialize_entry("address", ip)?;
+    map.end()
 }
 
 impl IpvsOp {

@@ -541,3 +541,39 @@ fn ops_print_as_commands() {
         ]
     );
 }
+
+/// Every op serializes as an object tagged with `op` (`diff --mode ipvs
+/// --format json` prints plans; binds and unbinds once failed to).
+#[test]
+fn every_op_serializes_as_a_tagged_object() {
+    let key = ServiceKey {
+        address: ip("10.96.0.10"),
+        protocol: Protocol::Tcp,
+        port: 80,
+    };
+    let ops = [
+        IpvsOp::Bind(ip("10.96.0.10")),
+        IpvsOp::Unbind(ip("fd00::10")),
+        IpvsOp::AddService(vs("10.96.0.10", Protocol::Tcp, 80, vec![])),
+        IpvsOp::DelRealServer {
+            service: key,
+            server: rs("10.244.1.2", 8080, 0, 0),
+        },
+    ];
+    let json: Vec<serde_json::Value> = ops
+        .iter()
+        .map(|o| serde_json::to_value(o).expect("serializes"))
+        .collect();
+    assert_eq!(
+        json[0],
+        serde_json::json!({"op": "bind", "address": "10.96.0.10"})
+    );
+    assert_eq!(
+        json[1],
+        serde_json::json!({"op": "unbind", "address": "fd00::10"})
+    );
+    assert_eq!(json[2]["op"], "add_service");
+    assert_eq!(json[2]["address"], "10.96.0.10");
+    assert_eq!(json[3]["op"], "del_real_server");
+    assert_eq!(json[3]["server"]["port"], 8080);
+}
