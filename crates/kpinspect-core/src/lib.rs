@@ -24,7 +24,9 @@
 //!   payload that converges a node, and selective cleanup — for any mode's
 //!   [`Profile`](mode::Profile);
 //! * [`trace`]: every way a new connection can go through a node's rules;
-//! * [`diff`]: desired against actual, per Service and per chain.
+//! * [`diff`]: desired against actual, per Service and per chain;
+//! * [`golden`]: golden files — a compiled output against a pinned one,
+//!   after kube-proxy's normaliser, with a unified diff.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -70,6 +72,7 @@
 
 pub mod config;
 pub mod diff;
+pub mod golden;
 pub mod ipset;
 pub mod mode;
 pub mod model;

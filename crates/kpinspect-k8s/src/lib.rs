@@ -3,7 +3,9 @@
 //! The Kubernetes input edge of kpinspect: reads what users already have —
 //! `kubectl get svc,endpointslices -A -o yaml|json` output and the node's
 //! `KubeProxyConfiguration` — into the validated values of
-//! [`kpinspect_core`]. It takes text, not files: reading is the caller's job.
+//! [`kpinspect_core`]. It takes text, not files: reading is the caller's job
+//! — except in [`golden`], whose cases are directories (golden files for
+//! users' CI and Rust tests: [`golden::assert_golden`]).
 //!
 //! Bad input is an error naming the file, the object and the field; input
 //! that kube-proxy itself would skip (an external IP that does not parse,
@@ -21,6 +23,7 @@
 
 mod config;
 mod error;
+pub mod golden;
 mod objects;
 
 pub use config::{
