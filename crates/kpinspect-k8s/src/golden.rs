@@ -565,8 +565,11 @@ fn apply_args(text: &str, config: &mut ProxyConfig) -> Result<Option<IpFamily>, 
 /// a mismatch — or, with `KPINSPECT_BLESS=1` in the environment, writes
 /// its expected files (panicking when `CI` is set too). For Rust tests.
 ///
-/// ```no_run
-/// kpinspect_k8s::golden::assert_golden("tests/golden/web");
+/// ```
+/// // kube-proxy's TestOverallIPTablesRules, as kpinspect's fixtures hold it:
+/// // cluster.yaml, config.yaml, args and the expected dump.
+/// let case = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/iptables/overall");
+/// kpinspect_k8s::golden::assert_golden(case);
 /// ```
 ///
 /// # Panics
