@@ -21,6 +21,30 @@
 //! );
 //! ```
 
+//! # The Kubernetes API version
+//!
+//! The Kubernetes types come from `k8s-openapi`, which is built for exactly
+//! one Kubernetes version. This crate picks it with a Cargo feature:
+//! `k8s-v1_33` (the default, the oldest API kpinspect supports; the fields
+//! it reads exist in every later one), `k8s-v1_34` … `k8s-v1_37`. To pick
+//! another, turn the default off:
+//!
+//! ```toml
+//! [dependencies]
+//! kpinspect-k8s = { version = "0.1", default-features = false, features = ["k8s-v1_35"] }
+//! ```
+//!
+//! With none of these features, the version is whatever your own
+//! `k8s-openapi` dependency enables (or its `K8S_OPENAPI_ENABLED_VERSION`
+//! environment variable) — the way to go when your program uses
+//! `k8s-openapi` itself, since two versions cannot be enabled at once.
+//!
+//! # Golden files
+//!
+//! [`golden`] reads golden case directories (cluster objects, configuration,
+//! node flags, expected outputs per proxy mode) and checks or blesses them;
+//! [`golden::assert_golden`] does it from a Rust test.
+
 mod config;
 mod error;
 pub mod golden;
