@@ -28,6 +28,18 @@
 //! * [`golden`]: golden files — a compiled output against a pinned one,
 //!   after kube-proxy's normaliser, with a unified diff.
 //!
+//! Runnable programs (`crates/kpinspect-core/examples/`):
+//!
+//! * `cargo run -p kpinspect-core --example services -- SAVE`: parse an
+//!   `iptables-save` and list its Services with each endpoint's share of
+//!   new connections ([`mode::iptables::dump()`]);
+//! * `cargo run -p kpinspect-core --example trace -- SAVE SRC DST PORT`:
+//!   walk a new connection through it ([`trace::trace()`]).
+//!
+//! Compiling a cluster file is `kpinspect-k8s`'s `compile` example;
+//! planning an apply against an in-memory node and reading the live node
+//! are `kpinspect-node`'s `plan_apply` and `live` examples.
+//!
 //! ```
 //! use std::net::IpAddr;
 //! use kpinspect_core::model::*;

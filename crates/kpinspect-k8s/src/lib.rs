@@ -21,6 +21,10 @@
 //! );
 //! ```
 
+//! `cargo run -p kpinspect-k8s --example compile -- CLUSTER CONFIG`
+//! (`crates/kpinspect-k8s/examples/compile.rs`) compiles a cluster file
+//! and a kube-proxy configuration to the restore input kube-proxy writes.
+//!
 //! # The Kubernetes API version
 //!
 //! The Kubernetes types come from `k8s-openapi`, which is built for exactly
