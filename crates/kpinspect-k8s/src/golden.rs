@@ -128,6 +128,7 @@ pub enum CaseError {
 
 /// One case directory, loaded and validated.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Case {
     /// The case's name: its directory's name.
     pub name: String,
@@ -141,6 +142,8 @@ pub struct Case {
     pub family: Option<IpFamily>,
     /// `existing_nat_chains`.
     pub existing_nat_chains: Vec<String>,
+    /// What loading `cluster.yaml` skipped, as kube-proxy would.
+    pub warnings: Vec<crate::Warning>,
 }
 
 /// What checking one case found.
@@ -238,7 +241,7 @@ impl Case {
             .unwrap_or_else(|| dir.display().to_string());
         let cluster_path = dir.join("cluster.yaml");
         let text = std::fs::read_to_string(&cluster_path).map_err(io(&cluster_path))?;
-        let (cluster, _warnings) =
+        let (cluster, warnings) =
             crate::load_objects(&text, &cluster_path.display().to_string())?.finish();
         let mut config = ProxyConfig::default();
         let config_path = dir.join("config.yaml");
@@ -270,6 +273,7 @@ impl Case {
             config,
             family,
             existing_nat_chains,
+            warnings,
         })
     }
 

@@ -25,6 +25,11 @@ fn load(dirs: &[PathBuf]) -> Result<Vec<(Case, bool)>> {
     for dir in dirs {
         let direct = dir.join("cluster.yaml").is_file();
         let loaded = cases(dir).map_err(|e| UsageError(format!("{e:#}")))?;
+        for case in &loaded {
+            for w in &case.warnings {
+                eprintln!("kpinspect: warning: {w}");
+            }
+        }
         out.extend(loaded.into_iter().map(|c| (c, direct)));
     }
     Ok(out)
