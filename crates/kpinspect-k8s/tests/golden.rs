@@ -86,3 +86,53 @@ fn a_mismatch_names_each_changed_line_and_bless_repairs_it() {
     assert!(matches!(case.check().expect("check"), Outcome::Pass { .. }));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Run only by [`bless_goes_through_kpinspect_bless`] in a child process:
+/// `assert_golden` of the case named by `KPINSPECT_TEST_CASE`.
+#[test]
+#[ignore = "a child of bless_goes_through_kpinspect_bless"]
+fn assert_golden_child() {
+    if let Some(dir) = std::env::var_os("KPINSPECT_TEST_CASE") {
+        assert_golden(PathBuf::from(dir));
+    }
+}
+
+/// `assert_golden` in this test binary again, with `env` set.
+fn child(case: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--ignored", "--exact", "assert_golden_child"])
+        .env("KPINSPECT_TEST_CASE", case)
+        .env_remove("CI")
+        .env_remove("KPINSPECT_BLESS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run test binary")
+}
+
+#[test]
+fn bless_goes_through_kpinspect_bless() {
+    let dir = edited_copy("iptables/bad_ips", "env", |t| {
+        t.replace("10.180.0.1:80", "10.180.0.7:80")
+    });
+    let edited = std::fs::read_to_string(dir.join("expected.txt")).expect("read");
+    // Without KPINSPECT_BLESS the edited case fails.
+    assert!(!child(&dir, &[]).status.success());
+    // Under CI, blessing is refused and nothing is written.
+    let out = child(&dir, &[("KPINSPECT_BLESS", "1"), ("CI", "true")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refusing to rewrite"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("expected.txt")).expect("read"),
+        edited
+    );
+    // KPINSPECT_BLESS=1 writes the expected file: kube-proxy's golden dump again.
+    assert!(child(&dir, &[("KPINSPECT_BLESS", "1")]).status.success());
+    let blessed = std::fs::read_to_string(dir.join("expected.txt")).expect("read");
+    assert_eq!(
+        blessed,
+        std::fs::read_to_string(fixture("iptables/bad_ips/expected.txt")).expect("upstream")
+    );
+    assert!(child(&dir, &[]).status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
