@@ -9,6 +9,7 @@ mod deletes;
 mod dump;
 mod facts;
 mod fixtures;
+mod golden;
 mod ipvs;
 mod ipvs_dump;
 mod netns;

@@ -24,7 +24,21 @@
 //!   payload that converges a node, and selective cleanup — for any mode's
 //!   [`Profile`](mode::Profile);
 //! * [`trace`]: every way a new connection can go through a node's rules;
-//! * [`diff`]: desired against actual, per Service and per chain.
+//! * [`diff`]: desired against actual, per Service and per chain;
+//! * [`golden`]: golden files — a compiled output against a pinned one,
+//!   after kube-proxy's normaliser, with a unified diff.
+//!
+//! Runnable programs (`crates/kpinspect-core/examples/`):
+//!
+//! * `cargo run -p kpinspect-core --example services -- SAVE`: parse an
+//!   `iptables-save` and list its Services with each endpoint's share of
+//!   new connections ([`mode::iptables::dump()`]);
+//! * `cargo run -p kpinspect-core --example trace -- SAVE SRC DST PORT`:
+//!   walk a new connection through it ([`trace::trace()`]).
+//!
+//! Compiling a cluster file is `kpinspect-k8s`'s `compile` example;
+//! planning an apply against an in-memory node and reading the live node
+//! are `kpinspect-node`'s `plan_apply` and `live` examples.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -70,6 +84,7 @@
 
 pub mod config;
 pub mod diff;
+pub mod golden;
 pub mod ipset;
 pub mod mode;
 pub mod model;

@@ -554,7 +554,7 @@ fn convert_slice(
         });
     }
     let mut endpoints = Vec::new();
-    for (i, ep) in slice.endpoints.iter().enumerate() {
+    for (i, ep) in slice.endpoints.items().iter().enumerate() {
         let address = match ep.addresses.first() {
             None => None,
             Some(_) if address_type == AddressType::Fqdn => None,
@@ -704,6 +704,25 @@ fn convert_endpoints(
         }
     }
     Ok(out)
+}
+
+/// A list field that is `Vec<T>` in some Kubernetes API versions of
+/// k8s-openapi and `Option<Vec<T>>` in others (`EndpointSlice.endpoints`
+/// became optional in 1.36): its items either way.
+trait Items<T> {
+    fn items(&self) -> &[T];
+}
+
+impl<T> Items<T> for Vec<T> {
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T> Items<T> for Option<Vec<T>> {
+    fn items(&self) -> &[T] {
+        self.as_deref().unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

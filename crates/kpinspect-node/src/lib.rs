@@ -32,6 +32,13 @@
 //!   restores), records the payloads it receives and fails on demand, so
 //!   that the cycles run in plain `cargo test`.
 //!
+//! Runnable programs (`crates/kpinspect-node/examples/`): `cargo run -p
+//! kpinspect-node --example plan_apply` compiles the repository's example
+//! cluster and applies it twice to a [`MemoryNode`] (no root);
+//! `sudo cargo run -p kpinspect-node --example live` reads this node's
+//! rules through [`LiveNode`] and lists its Services with their endpoints'
+//! shares.
+//!
 //! ```
 //! use kpinspect_core::net::IpFamily;
 //! use kpinspect_node::{Iptables, MemoryNode};

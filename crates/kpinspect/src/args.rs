@@ -34,6 +34,41 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Remove kube-proxy's state: one mode's, or only another mode's leftovers.
     Cleanup(CleanupArgs),
+    /// Golden files: check what case directories compile to against their
+    /// pinned outputs, or pin them (bless).
+    #[command(subcommand)]
+    Golden(GoldenCommand),
+}
+
+/// `kpinspect golden`.
+#[derive(Debug, Subcommand)]
+pub enum GoldenCommand {
+    /// Compile every case of DIR and compare it with its expected files
+    /// (after kube-proxy's normaliser): a unified diff per failing case;
+    /// exit 1 on any mismatch, 0 when all pass, 2 on bad input.
+    Check(GoldenArgs),
+    /// Write the expected files of every case of DIR from what it compiles
+    /// to (refused when CI is set, unless --force).
+    Bless(GoldenBlessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoldenArgs {
+    /// A case directory (with cluster.yaml), or a directory of cases.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Print only failures and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GoldenBlessArgs {
+    #[command(flatten)]
+    pub golden: GoldenArgs,
+    /// Bless even though the CI environment variable is set.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

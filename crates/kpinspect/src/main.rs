@@ -8,6 +8,7 @@ mod args;
 mod dump;
 mod facts;
 mod fmt;
+mod golden;
 mod live;
 mod report;
 mod rules;
@@ -78,6 +79,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => sync::diff(args),
         Command::Apply(args) => sync::apply(args),
         Command::Cleanup(args) => sync::cleanup(args),
+        Command::Golden(cmd) => golden::run(cmd),
     }
 }
 
