@@ -91,6 +91,19 @@ pub static CHECKS: &[Check] = &[
         "kpinspect apply --mode ipvs clears stale UDP conntrack entries (--no-conntrack-cleanup keeps them)",
         CONNTRACK_IPVS,
     ),
+    Check::rust(
+        "ipvs e2e: real TCP/UDP traffic through kpinspect apply --mode ipvs: round robin over the real servers, masqueraded exactly where kube-proxy's rules say",
+        super::ipvs_e2e::traffic_through_ipvs,
+    ),
+    Check::rust(
+        "ipvs e2e: graceful termination with a live TCP connection (weight 0, no new connections, deleted once it ends; UDP at once); ipvsadm/ipset text equals fixtures/ipvs-save/e2e.*",
+        super::ipvs_e2e::graceful_termination,
+    ),
+    Check::shell(
+        "ipvs e2e: mode switch iptables -> IPVS -> iptables with cleanup --stale-only equals a fresh node of the new mode; others' rules, sets and virtual servers stay",
+        super::ipvs_e2e::MODE_SWITCH,
+    )
+    .timeout(300),
 ];
 
 const CONNTRACK_IPVS: &str = r#"

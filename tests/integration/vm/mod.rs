@@ -36,6 +36,7 @@
 mod checks;
 mod cpio;
 mod host;
+mod ipvs_e2e;
 
 use std::fmt::Write as _;
 use std::fs;
