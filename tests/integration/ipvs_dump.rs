@@ -448,8 +448,8 @@ fn service_filter_needs_the_cluster_to_name_virtual_servers() {
 
 /// The captures a VM check took from Linux (`fixtures/ipvs-save/e2e.*`,
 /// proven there against the live kernel by `vm::ipvs_e2e`): `kpinspect
-/// apply --mode ipvs` of a NodePort, an eTP Local NodePort and a UDP
-/// Service, one real server draining with a live connection. Dumped as
+/// apply --mode ipvs` of NodePorts (one eTP Local) and a UDP Service
+/// after real traffic, one real server draining with a live connection. Dumped as
 /// people and programs see it; `ipvsadm -Sn` tells the same less the counts.
 #[test]
 fn live_kernel_captures_are_snapshotted() {
@@ -476,16 +476,16 @@ fn live_kernel_captures_are_snapshotted() {
         anomalies,
         [(
             &Value::from("zero-weight"),
-            &Value::from("10.96.0.80:80/TCP")
+            &Value::from("10.96.0.90:90/TCP")
         )]
     );
-    let web = d["services"]
+    let drain = d["services"]
         .as_array()
         .expect("services")
         .iter()
-        .find(|s| s["cluster_ip"] == "10.96.0.80")
-        .expect("the web service port");
-    let draining = web["endpoints"]
+        .find(|s| s["cluster_ip"] == "10.96.0.90")
+        .expect("the drain service port");
+    let draining = drain["endpoints"]
         .as_array()
         .expect("endpoints")
         .iter()

@@ -25,6 +25,10 @@ use crate::util::{root, stderr};
 const WEB_IP: &str = "10.96.0.80";
 const LOCAL_IP: &str = "10.96.0.81";
 const DNS_IP: &str = "10.96.0.53";
+/// `drain`'s cluster IP and node port: the Service whose endpoint goes
+/// while a connection to it is open.
+const DRAIN_IP: &str = "10.96.0.90";
+const DRAIN_NODE_PORT: u16 = 30090;
 /// `web`'s node port (externalTrafficPolicy Cluster: masqueraded).
 const WEB_NODE_PORT: u16 = 30080;
 /// `local`'s node port (externalTrafficPolicy Local: the client's address
@@ -44,9 +48,9 @@ hostnameOverride: test-node
 ";
 
 /// The cluster: `web` (TCP 80 → 8080, node port 30080, eTP Cluster) and
-/// `dns` (UDP 53 → 5353) on the pods `serving` (indices), `local` (TCP 81
-/// → 8080, node port 30081, eTP Local) on all three; every pod runs on
-/// this node.
+/// `local` (TCP 81 → 8080, node port 30081, eTP Local) on all three pods;
+/// `drain` (TCP 90 → 8080, node port 30090) and `dns` (UDP 53 → 5353) on
+/// the pods `serving` (indices); every pod runs on this node.
 pub(super) fn cluster(serving: &[usize]) -> String {
     let service = |name: &str, ip: &str, port: &str| {
         format!(
@@ -103,18 +107,30 @@ endpoints:
             ),
         ),
         service(
+            "drain",
+            DRAIN_IP,
+            &format!(
+                "  type: NodePort\n  externalTrafficPolicy: Cluster\n  ports: [{{name: http, port: 90, protocol: TCP, targetPort: {TCP_PORT}, nodePort: {DRAIN_NODE_PORT}}}]\n"
+            ),
+        ),
+        service(
             "dns",
             DNS_IP,
             &format!("  ports: [{{name: dns, port: 53, protocol: UDP, targetPort: {UDP_PORT}}}]\n"),
         ),
         slice(
             "web",
-            serving,
+            &[0, 1, 2],
             &format!("{{name: http, port: {TCP_PORT}, protocol: TCP}}"),
         ),
         slice(
             "local",
             &[0, 1, 2],
+            &format!("{{name: http, port: {TCP_PORT}, protocol: TCP}}"),
+        ),
+        slice(
+            "drain",
+            serving,
             &format!("{{name: http, port: {TCP_PORT}, protocol: TCP}}"),
         ),
         slice(
@@ -373,7 +389,11 @@ fn assert_round_robin(ctx: &str, replies: &[Reply], servers: &[SocketAddr]) {
 
 /// Real TCP connections through IPVS land on the real servers in turn,
 /// and are masqueraded exactly where kube-proxy's IPVS rules mark them.
-pub(super) fn traffic_through_ipvs(dir: &Path) {
+/// Then graceful termination: a removed TCP real server with a live
+/// connection stays at weight 0 and gets no new connection; it goes once
+/// the connection is gone. A UDP real server goes at once. In between, the
+/// tools' texts equal the captures of `fixtures/ipvs-save/e2e.*`.
+pub(super) fn traffic_and_graceful_termination(dir: &Path) {
     let _ = Command::new("modprobe").arg("ip_vs").status();
     let mut e = E2e::new(dir);
     let mut procs = Procs::default();
@@ -449,6 +469,77 @@ pub(super) fn traffic_through_ipvs(dir: &Path) {
     }
     let reached: BTreeSet<IpAddr> = reached.into_iter().collect();
     assert_eq!(reached.len(), 3, "udp flows reached {reached:?}");
+    // Graceful termination, of `drain`: the UDP flows above are counted.
+    let udp_before = e.real_servers(DNS_IP, 53, Protocol::Udp);
+    let pod2 = pod_ip(2);
+    let rs2 = udp_before
+        .iter()
+        .find(|r| r.address == IpAddr::V4(pod2))
+        .expect("pod 2 serves dns");
+    assert!(
+        rs2.inactive_connections.unwrap_or(0) + rs2.active_connections.unwrap_or(0) >= 1,
+        "the UDP flow to pod 2 is counted: {udp_before:?}"
+    );
+    // Hold a connection to pod 2 (rr: within three tries).
+    let mut held = None;
+    for _ in 0..3 {
+        let h = Held::open(&e.node, &mut procs, DRAIN_IP, 90);
+        if h.reply.server == pod(2) {
+            held = Some(h);
+            break;
+        }
+        h.close();
+    }
+    let held = held.expect("a connection to pod 2 in three tries");
+    let drain = |e: &E2e| e.real_servers(DRAIN_IP, 90, Protocol::Tcp);
+    let draining = |rs: &[RealServer]| rs.iter().find(|r| r.address == IpAddr::V4(pod2)).cloned();
+
+    // Pod 2 leaves drain and dns.
+    let assert_draining = |e: &E2e| {
+        let rs = drain(e);
+        let d = draining(&rs).unwrap_or_else(|| panic!("pod 2 deleted while connected: {rs:?}"));
+        assert_eq!(d.weight, 0, "{d:?}");
+        assert!(d.active_connections.unwrap_or(0) >= 1, "{d:?}");
+        // The node port's real server had no connection: gone at once.
+        let np = e.real_servers(&NODE_IP.to_string(), DRAIN_NODE_PORT, Protocol::Tcp);
+        assert!(draining(&np).is_none(), "{np:?}");
+        // UDP: gone at once, though a flow was counted.
+        let dns = e.real_servers(DNS_IP, 53, Protocol::Udp);
+        assert!(draining(&dns).is_none(), "{dns:?}");
+    };
+    e.apply(&[0, 1]);
+    assert_draining(&e);
+    // Another apply keeps it draining.
+    e.apply(&[0, 1]);
+    assert_draining(&e);
+    assert_captures(&e, dir);
+    let replies = e.connect(&client, DRAIN_IP, 90, CONNECTIONS);
+    assert_round_robin("while pod 2 drains", &replies, &[pod(0), pod(1)]);
+
+    held.close();
+    let started = Instant::now();
+    loop {
+        let d = draining(&drain(&e)).expect("pod 2 still listed");
+        if d.active_connections == Some(0) && d.inactive_connections == Some(0) {
+            println!(
+                "pod 2's connections ended in IPVS after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "pod 2 still counts connections: {d:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    e.apply(&[0, 1]);
+    let rs = drain(&e);
+    assert!(draining(&rs).is_none(), "pod 2 not deleted: {rs:?}");
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    let again = e.apply(&[0, 1]);
+    assert!(again.contains("in sync, nothing written"), "{again}");
+    let _ = std::io::stdout().flush();
     drop(procs);
 }
 
@@ -536,96 +627,6 @@ fn assert_captures(e: &E2e, dir: &Path) {
         "captures differ (KPINSPECT_VM_KEEP=1 keeps the live ones in the check's directory):\n{}",
         differ.join("\n")
     );
-}
-
-/// Graceful termination: a removed TCP real server with a live connection
-/// stays at weight 0 and gets no new connection; it goes once the
-/// connection is gone. A UDP real server goes at once.
-pub(super) fn graceful_termination(dir: &Path) {
-    let _ = Command::new("modprobe").arg("ip_vs").status();
-    let mut e = E2e::new(dir);
-    let mut procs = Procs::default();
-    start_holding_servers(&e.node, &mut procs);
-    e.node.start_udp_servers(&[UDP_PORT]);
-    e.apply(&[0, 1, 2]);
-    let client = e.node.client.clone();
-    // A UDP flow to every real server (IPVS counts them inactive).
-    for sport in 42001..42004 {
-        e.node
-            .udp(&client, DNS_IP.parse().expect("ip"), 53, sport, 1)
-            .remove(0)
-            .unwrap_or_else(|err| panic!("udp from {sport}: {err}"));
-    }
-    let udp_before = e.real_servers(DNS_IP, 53, Protocol::Udp);
-    let pod2 = pod_ip(2);
-    let rs2 = udp_before
-        .iter()
-        .find(|r| r.address == IpAddr::V4(pod2))
-        .expect("pod 2 serves dns");
-    assert!(
-        rs2.inactive_connections.unwrap_or(0) + rs2.active_connections.unwrap_or(0) >= 1,
-        "the UDP flow to pod 2 is counted: {udp_before:?}"
-    );
-    // Hold a connection to pod 2 (rr: within three tries).
-    let mut held = None;
-    for _ in 0..3 {
-        let h = Held::open(&e.node, &mut procs, WEB_IP, 80);
-        if h.reply.server == pod(2) {
-            held = Some(h);
-            break;
-        }
-        h.close();
-    }
-    let held = held.expect("a connection to pod 2 in three tries");
-    let web = |e: &E2e| e.real_servers(WEB_IP, 80, Protocol::Tcp);
-    let draining = |rs: &[RealServer]| rs.iter().find(|r| r.address == IpAddr::V4(pod2)).cloned();
-
-    // Pod 2 leaves web and dns.
-    let assert_draining = |e: &E2e| {
-        let rs = web(e);
-        let d = draining(&rs).unwrap_or_else(|| panic!("pod 2 deleted while connected: {rs:?}"));
-        assert_eq!(d.weight, 0, "{d:?}");
-        assert!(d.active_connections.unwrap_or(0) >= 1, "{d:?}");
-        // The node port's real server had no connection: gone at once.
-        let np = e.real_servers(&NODE_IP.to_string(), WEB_NODE_PORT, Protocol::Tcp);
-        assert!(draining(&np).is_none(), "{np:?}");
-        // UDP: gone at once, though a flow was counted.
-        let dns = e.real_servers(DNS_IP, 53, Protocol::Udp);
-        assert!(draining(&dns).is_none(), "{dns:?}");
-    };
-    e.apply(&[0, 1]);
-    assert_draining(&e);
-    // Another apply keeps it draining.
-    e.apply(&[0, 1]);
-    assert_draining(&e);
-    assert_captures(&e, dir);
-    let replies = e.connect(&client, WEB_IP, 80, CONNECTIONS);
-    assert_round_robin("while pod 2 drains", &replies, &[pod(0), pod(1)]);
-
-    held.close();
-    let started = Instant::now();
-    loop {
-        let d = draining(&web(&e)).expect("pod 2 still listed");
-        if d.active_connections == Some(0) && d.inactive_connections == Some(0) {
-            println!(
-                "pod 2's connections ended in IPVS after {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "pod 2 still counts connections: {d:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    e.apply(&[0, 1]);
-    let rs = web(&e);
-    assert!(draining(&rs).is_none(), "pod 2 not deleted: {rs:?}");
-    assert_eq!(rs.len(), 2, "{rs:?}");
-    let again = e.apply(&[0, 1]);
-    assert!(again.contains("in sync, nothing written"), "{again}");
-    let _ = std::io::stdout().flush();
 }
 
 /// The mode switch both ways: after `apply` in the new mode and `cleanup
