@@ -404,29 +404,29 @@ pub(super) fn traffic_and_graceful_termination(dir: &Path) {
     let node_ip = IpAddr::V4(NODE_IP);
     let client = e.node.client.clone();
     let node_ip_s = NODE_IP.to_string();
-    // (what, from, to, port, the peer every server must see: None = the
-    // source itself).
-    let flows: [(&str, &str, &str, u16, Option<IpAddr>); 3] = [
+    // (what, from, to, port, the peer every server must see: the node
+    // where kube-proxy masquerades, else the client).
+    let flows: [(&str, &str, &str, u16, IpAddr); 3] = [
         (
             "client -> ClusterIP (from outside clusterCIDR: masqueraded)",
             &client,
             WEB_IP,
             80,
-            Some(node_ip),
+            node_ip,
         ),
         (
             "client -> NodePort, externalTrafficPolicy Cluster (masqueraded)",
             &client,
             &node_ip_s,
             WEB_NODE_PORT,
-            Some(node_ip),
+            node_ip,
         ),
         (
             "client -> NodePort, externalTrafficPolicy Local (not masqueraded)",
             &client,
             &node_ip_s,
             LOCAL_NODE_PORT,
-            Some(IpAddr::V4(CLIENT_IP)),
+            IpAddr::V4(CLIENT_IP),
         ),
     ];
     for (what, from, to, port, peer) in flows {
@@ -440,7 +440,7 @@ pub(super) fn traffic_and_graceful_termination(dir: &Path) {
         );
         assert_round_robin(what, &replies, &all);
         for r in &replies {
-            assert_eq!(Some(r.peer.ip()), peer, "{what}: {r:?}");
+            assert_eq!(r.peer.ip(), peer, "{what}: {r:?}");
         }
     }
     // A pod inside clusterCIDR is not masqueraded, except when IPVS sends
