@@ -445,3 +445,87 @@ fn service_filter_needs_the_cluster_to_name_virtual_servers() {
     assert_eq!(web["external_endpoints"][0]["ip"], "10.244.1.5");
     assert_eq!(web["external_endpoints"][0]["local"], true);
 }
+
+/// The captures a VM check took from Linux (`fixtures/ipvs-save/e2e.*`,
+/// proven there against the live kernel by `vm::ipvs_e2e`): `kpinspect
+/// apply --mode ipvs` of NodePorts (one eTP Local) and a UDP Service
+/// after real traffic, one real server draining with a live connection. Dumped as
+/// people and programs see it; `ipvsadm -Sn` tells the same less the counts.
+#[test]
+fn live_kernel_captures_are_snapshotted() {
+    let listed = capture("e2e.ipvsadm-ln.txt");
+    let saved = capture("e2e.ipvsadm-sn.txt");
+    let sets = capture("e2e.ipset-list.txt");
+    let args = ["--ipvsadm", listed.as_str(), "--ipset", sets.as_str()];
+    let table = dump(&args);
+    let json = dump(&[&args[..], &["--format", "json"]].concat());
+    let base = root().display().to_string() + "/";
+    insta::assert_snapshot!(
+        "ipvs_dump_e2e",
+        format!("{table}\n# json\n{json}").replace(&base, "")
+    );
+    let d: Value = serde_json::from_str(&json).expect("json");
+    // The draining real server: weight 0, its live connection, no share.
+    let anomalies: Vec<(&Value, &Value)> = d["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .map(|a| (&a["kind"], &a["chain"]))
+        .collect();
+    assert_eq!(
+        anomalies,
+        [(
+            &Value::from("zero-weight"),
+            &Value::from("10.96.0.90:90/TCP")
+        )]
+    );
+    let drain = d["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["cluster_ip"] == "10.96.0.90")
+        .expect("the drain service port");
+    let draining = drain["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .find(|e| e["ip"] == "10.244.0.13")
+        .expect("the draining real server");
+    assert_eq!(
+        (
+            &draining["weight"],
+            &draining["active_connections"],
+            &draining["probability"]
+        ),
+        (&Value::from(0), &Value::from(1), &Value::from(0.0))
+    );
+    // Without the cluster, the ipsets say which node port is eTP Local.
+    let local = d["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["node_port"] == 30081)
+        .expect("the eTP Local node port");
+    assert_eq!(local["external_traffic_policy"], "Local");
+    let strip = |v: &Value| {
+        let mut v = v["services"].clone();
+        for s in v.as_array_mut().expect("services") {
+            for e in s["endpoints"].as_array_mut().expect("endpoints") {
+                let e = e.as_object_mut().expect("endpoint");
+                e.remove("active_connections");
+                e.remove("inactive_connections");
+            }
+        }
+        v
+    };
+    let from_rules: Value = serde_json::from_str(&dump(&[
+        "--ipvsadm",
+        saved.as_str(),
+        "--ipset",
+        sets.as_str(),
+        "--format",
+        "json",
+    ]))
+    .expect("json");
+    assert_eq!(strip(&d), strip(&from_rules));
+}

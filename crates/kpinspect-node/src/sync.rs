@@ -553,6 +553,17 @@ fn cleanup_lines(plan: &CleanupPlan, verb: &str, f: &mut fmt::Formatter<'_>) -> 
     for (t, r) in &plan.removed_rules {
         writeln!(f, "{verb} rule {t} {r}")?;
     }
+    let moved = if verb.starts_with("would") {
+        "would move"
+    } else {
+        "moved"
+    };
+    for (t, r) in &plan.moved_rules {
+        writeln!(
+            f,
+            "{moved} rule {t} {r} back to where a fresh apply puts it"
+        )?;
+    }
     for s in &plan.removed_ipsets {
         writeln!(f, "{verb} ipset {s}")?;
     }

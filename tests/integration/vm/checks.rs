@@ -106,6 +106,19 @@ pub static CHECKS: &[Check] = &[
     .prepare(super::converge_ipvs::prepare)
     // About 80 s by default; room for longer runs asked for on the host.
     .timeout(900),
+    Check::rust(
+        "ipvs e2e: real TCP/UDP traffic through kpinspect apply --mode ipvs (round robin, masqueraded exactly where kube-proxy's rules say), then graceful termination with a live TCP connection (weight 0, no new connections, deleted once it ends; UDP at once); ipvsadm/ipset text equals fixtures/ipvs-save/e2e.*",
+        super::ipvs_e2e::traffic_and_graceful_termination,
+    )
+    // A routed node of five namespaces, six servers, 30 connections, five
+    // applies and IPVS's 10 s for a reset connection: 60-90 s under TCG.
+    .timeout(300),
+    Check::shell(
+        "ipvs e2e: mode switch iptables -> IPVS -> iptables with cleanup --stale-only equals a fresh node of the new mode; others' rules, sets and virtual servers stay",
+        super::ipvs_e2e::MODE_SWITCH,
+    )
+    // Two nodes, five applies, two cleanups, four full reads: about 60 s.
+    .timeout(300),
 ];
 
 const CONNTRACK_IPVS: &str = r#"

@@ -46,7 +46,14 @@ pub enum CleanupScope {
     /// What *other* modes left on a node running this one: keeps this
     /// mode's chains (shared ones included, referenced or not), removes the
     /// rest, and deletes rules in shared chains that point at what is
-    /// removed.
+    /// removed. In a built-in chain that loses another mode's jump rule,
+    /// this mode's jump rules are put back in the order a fresh apply
+    /// gives when they are not (a jump both modes install, like FORWARD's
+    /// to `KUBE-FORWARD`, stays where the old mode inserted it when the new
+    /// mode's apply finds it): what kube-proxy's start-up cleanup of the
+    /// other mode and its first sync left. Only when they sit together
+    /// (no one else's rule among them); the block stays where its first
+    /// rule is.
     StaleFor(ProxyMode),
 }
 
@@ -73,6 +80,10 @@ pub struct CleanupPlan {
     /// (table, rule) deleted from chains that stay (jump rules and
     /// references in shared chains).
     pub removed_rules: Vec<(String, String)>,
+    /// (table, rule) of the configured mode's jump rules moved back to
+    /// where a fresh apply puts them (`StaleFor` only; see
+    /// [`CleanupScope::StaleFor`]).
+    pub moved_rules: Vec<(String, String)>,
     /// ipsets destroyed.
     pub removed_ipsets: Vec<String>,
     /// (what, why) kept although in scope.
@@ -165,6 +176,23 @@ pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScop
                     still_used.extend(ipset_refs(r).map(String::from));
                 }
             }
+            // StaleFor: this mode's jump rules back in a fresh apply's order.
+            let mut moves: Vec<(usize, Vec<&Rule>)> = Vec::new();
+            if let CleanupScope::StaleFor(mode) = scope {
+                for chain in BUILTIN_CHAINS {
+                    if !deletes.iter().any(|d| d.chain == *chain) {
+                        continue;
+                    }
+                    let staying: Vec<&Rule> = table
+                        .rules
+                        .iter()
+                        .filter(|r| {
+                            r.chain == *chain && !deletes.iter().any(|d| std::ptr::eq(*d, *r))
+                        })
+                        .collect();
+                    moves.extend(misplaced_jumps(mode, t, &staying));
+                }
+            }
             if removed.is_empty() && deletes.is_empty() {
                 continue;
             }
@@ -188,6 +216,20 @@ pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScop
                     payload.push_str(&format!("-D{}\n", text.strip_prefix("-A").unwrap_or(&text)));
                 }
                 out.removed_rules.push((t.to_string(), text));
+            }
+            for (at, rules) in &moves {
+                for r in rules {
+                    let text = render_rule(r);
+                    payload.push_str(&format!("-D{}\n", text.strip_prefix("-A").unwrap_or(&text)));
+                }
+                for (i, r) in rules.iter().enumerate() {
+                    let text = render_rule(r);
+                    let args = text
+                        .strip_prefix(&format!("-A {} ", r.chain))
+                        .unwrap_or(&text);
+                    payload.push_str(&format!("-I {} {} {args}\n", r.chain, at + i));
+                    out.moved_rules.push((t.to_string(), text));
+                }
             }
             for r in table.rules.iter().filter(|r| {
                 rewritten.contains(&r.chain.as_str())
@@ -217,6 +259,41 @@ pub fn cleanup_plan(rulesets: &[&Ruleset], ipsets: &[String], scope: CleanupScop
         }
     }
     out
+}
+
+/// `mode`'s jump rules among `staying` (the rules of one built-in chain of
+/// `table` that stay, in order) when they are not in the order a fresh
+/// apply gives them — kube-proxy inserts each at the top, in its
+/// `jump_rules` order, so they end up in reverse — but sit together and
+/// can be deleted by their spelling: the 1-based position of the first,
+/// and the rules in a fresh apply's order.
+fn misplaced_jumps<'a>(
+    mode: ProxyMode,
+    table: &str,
+    staying: &[&'a Rule],
+) -> Option<(usize, Vec<&'a Rule>)> {
+    let jumps = mode.profile().jump_rules;
+    let rank = |r: &Rule| {
+        jumps.iter().position(|j| {
+            !j.shared_with_kubelet && j.table == table && j.chain == r.chain && j.rule().same_as(r)
+        })
+    };
+    // (position in the chain, rank in jump_rules, rule)
+    let ours: Vec<(usize, usize, &Rule)> = staying
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| rank(r).map(|k| (i, k, *r)))
+        .collect();
+    let (first, last) = (ours.first()?.0, ours.last()?.0);
+    if last - first + 1 != ours.len()
+        || ours.windows(2).all(|w| w[0].1 > w[1].1)
+        || !ours.iter().all(|(_, _, r)| deletable_by_spec(r))
+    {
+        return None;
+    }
+    let mut fresh: Vec<(usize, &Rule)> = ours.iter().map(|(_, k, r)| (*k, *r)).collect();
+    fresh.sort_by_key(|(k, _)| std::cmp::Reverse(*k));
+    Some((first + 1, fresh.into_iter().map(|(_, r)| r).collect()))
 }
 
 /// The ipsets a rule matches on (`-m set --match-set NAME ...`).
@@ -410,5 +487,91 @@ mod tests {
         );
         assert_eq!(p.kept[0].0, "nat KUBE-SVC-A");
         assert!(p.kept[0].1.contains("-A DOCKER -j KUBE-SVC-A"));
+    }
+
+    /// FORWARD after IPVS mode, then iptables mode's apply: the jump to
+    /// KUBE-FORWARD both modes install stays below the ones iptables mode
+    /// inserted on top.
+    const SWITCHED_FORWARD: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        :KUBE-FORWARD - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\n\
+        -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL\n\
+        -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+        -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES\n\
+        -A FORWARD -m comment --comment \"kube-proxy firewall rules\" -j KUBE-PROXY-FIREWALL\n\
+        -A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n\
+        -A FORWARD -s 1.2.3.4/32 -j DROP\n\
+        COMMIT\n";
+
+    /// FORWARD's rules, canonical, after `payload` is restored on `save`.
+    fn forward_after(save: &str, payload: &str) -> Vec<String> {
+        let mut rs = Ruleset::parse(save).unwrap();
+        rs.restore(payload, crate::netfilter::RestoreFlush::NoFlush)
+            .unwrap_or_else(|e| panic!("{e}\n{payload}"));
+        rs.table("filter")
+            .unwrap()
+            .rules_of("FORWARD")
+            .map(|r| r.canonical())
+            .collect()
+    }
+
+    #[test]
+    fn stale_only_puts_the_new_modes_jumps_back_in_a_fresh_order() {
+        let p = cleanup_plan(
+            &[&Ruleset::parse(SWITCHED_FORWARD).unwrap()],
+            &[],
+            CleanupScope::StaleFor(ProxyMode::Iptables),
+        );
+        // A fresh apply: iptables mode's FORWARD jumps, each inserted at
+        // the top in order, above the rule that was there.
+        let mut fresh: Vec<String> = ProxyMode::Iptables
+            .profile()
+            .jump_rules
+            .iter()
+            .filter(|j| j.table == "filter" && j.chain == "FORWARD")
+            .map(|j| j.rule().canonical())
+            .collect();
+        fresh.reverse();
+        assert_eq!(fresh.len(), 4);
+        fresh.push(
+            Rule::parse("-A FORWARD -s 1.2.3.4/32 -j DROP")
+                .unwrap()
+                .canonical(),
+        );
+        assert_eq!(forward_after(SWITCHED_FORWARD, &p.payloads[0]), fresh);
+        assert_eq!(p.removed_rules.len(), 1, "{:?}", p.removed_rules);
+        assert!(p.removed_rules[0].1.contains("kube-proxy firewall rules"));
+        assert_eq!(p.moved_rules.len(), 4);
+        // Then nothing is left to do.
+        let mut after = Ruleset::parse(SWITCHED_FORWARD).unwrap();
+        after
+            .restore(&p.payloads[0], crate::netfilter::RestoreFlush::NoFlush)
+            .unwrap();
+        let again = cleanup_plan(&[&after], &[], CleanupScope::StaleFor(ProxyMode::Iptables));
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn jumps_are_not_moved_over_someone_elses_rule_nor_without_a_switch() {
+        // Someone's rule among them: kept where everything is.
+        let between = SWITCHED_FORWARD.replace(
+            "-A FORWARD -m comment --comment \"kubernetes forwarding rules\"",
+            "-A FORWARD -s 5.6.7.8/32 -j ACCEPT\n-A FORWARD -m comment --comment \"kubernetes forwarding rules\"",
+        );
+        let p = cleanup_plan(
+            &[&Ruleset::parse(&between).unwrap()],
+            &[],
+            CleanupScope::StaleFor(ProxyMode::Iptables),
+        );
+        assert!(p.moved_rules.is_empty(), "{:?}", p.moved_rules);
+        assert_eq!(p.removed_rules.len(), 1);
+        // No other mode's jump in the chain: its order is left alone.
+        let only_iptables =
+            SWITCHED_FORWARD.replace("-A FORWARD -m comment --comment \"kube-proxy firewall rules\" -j KUBE-PROXY-FIREWALL\n", "");
+        let p = cleanup_plan(
+            &[&Ruleset::parse(&only_iptables).unwrap()],
+            &[],
+            CleanupScope::StaleFor(ProxyMode::Iptables),
+        );
+        assert!(p.is_empty(), "{p:?}");
     }
 }
