@@ -76,7 +76,7 @@ pub static CHECKS: &[Check] = &[
     )
     .prepare(compile_on_host),
     Check::shell(
-        "kpinspect apply --mode ipvs: ipvsadm -Sn equals compile --format ipvsadm, then in sync; foreign virtual servers stay",
+        "kpinspect apply --mode ipvs: ipvsadm -Sn equals compile --format ipvsadm, then in sync; foreign virtual servers stay; trace --mode ipvs of the live node gives the compiled texts' outcomes",
         APPLY_IPVS,
     ),
     Check::shell(
@@ -252,6 +252,19 @@ again=$(kp apply --force 2>&1)
 echo "$again"
 grep -q 'IPVS mode in sync, nothing written' <<<"$again"
 kp diff
+# trace --mode ipvs on the live node (iptables, IPVS over netlink, ipset
+# save, kube-ipvs0's addresses) gives the outcomes it gives over the
+# compiled texts.
+for f in restore ipset; do kp compile --format "$f" > "/tmp/$f"; done
+outcomes() { sed -n '/^outcomes:$/,/^$/p'; }
+live=$("$KPINSPECT" trace --mode ipvs --src 10.0.0.5 --dst 10.20.30.41:80/tcp)
+echo "$live"
+files=$("$KPINSPECT" trace --mode ipvs --iptables-save /tmp/restore --ipset /tmp/ipset \
+  --ipvsadm /tmp/compiled --src 10.0.0.5 --dst 10.20.30.41:80/tcp)
+grep -q '^  1\. IPVS 10\.20\.30\.41:80/TCP -> 10\.180\.0\.1:80  (probability 1, rr, weight 1' <<<"$live"
+outcomes <<<"$files" > /tmp/files.outcomes
+outcomes <<<"$live" > /tmp/live.outcomes
+diff -u /tmp/files.outcomes /tmp/live.outcomes
 "#;
 
 const IPVS: &str = r#"
