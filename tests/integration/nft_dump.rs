@@ -301,3 +301,48 @@ fn stale_chains_foreign_tables_and_leftovers_live() {
     let sources = d["sources"].to_string();
     assert!(sources.contains("inet host-firewall"), "{sources}");
 }
+
+/// A dual-stack node: both families' tables (one `nft -f` of what
+/// `compile` prints for both) dump from the live node, each service port
+/// once per family.
+#[test]
+fn both_families_live() {
+    if !nft_netns_available() {
+        return;
+    }
+    let out = kpinspect()
+        .args(["compile", "--mode", "nftables", "--hostname", "n1"])
+        .args(["--node-ip", "10.0.0.2", "--node-ip", "fd00::2"])
+        .arg(root().join("fixtures/apply/cluster-dual.yaml"))
+        .output()
+        .expect("run kpinspect");
+    let path = write_temp("dual.nft", &ok(&out, "compile dual stack"));
+    let d = json(&dump_in_netns(
+        &format!("nft -f {}", path.display()),
+        &["--format", "json"],
+    ));
+    let _ = std::fs::remove_file(&path);
+    let families: std::collections::BTreeSet<&str> = d["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["family"].as_str())
+        .collect();
+    assert_eq!(
+        families.into_iter().collect::<Vec<_>>(),
+        ["ipv4", "ipv6"],
+        "{d}"
+    );
+    let tables: Vec<&Value> = d["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .filter(|s| s["generation"]["mode"] == "nftables")
+        .collect();
+    assert_eq!(tables.len(), 2, "{}", d["sources"]);
+    assert!(
+        d["anomalies"].as_array().is_some_and(Vec::is_empty),
+        "{}",
+        d["anomalies"]
+    );
+}

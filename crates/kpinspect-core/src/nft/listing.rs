@@ -482,7 +482,7 @@ mod text {
             lines: text
                 .lines()
                 .enumerate()
-                .map(|(i, l)| (i + 1, l.trim()))
+                .map(|(i, l)| (i + 1, block_without_handle(l.trim())))
                 .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
                 .collect(),
             pos: 0,
@@ -529,6 +529,20 @@ mod text {
             nft_version: None,
             tables,
         })
+    }
+
+    /// `chain x { # handle 3` (`nft -a`) → `chain x {`.
+    fn block_without_handle(line: &str) -> &str {
+        match line.rsplit_once(" # handle ") {
+            Some((head, n))
+                if head.ends_with('{')
+                    && !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                head
+            }
+            _ => line,
+        }
     }
 
     impl<'a> Parser<'a> {
@@ -1351,6 +1365,21 @@ mod tests {
         assert_eq!(h.chain.comment.as_deref(), Some("helper"));
         assert_eq!(h.rules.len(), 1);
         assert_eq!(t.others, ["flowtable f"]);
+    }
+
+    #[test]
+    fn handles_and_kernel_filled_elements() {
+        let text = "table ip t { # handle 2\n\tset a { # handle 3\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout 3h\n\t\telements = { 10.9.9.9 expires 2h59m59s976ms }\n\t}\n\tchain c { # handle 4\n\t\tip saddr @a accept # handle 5\n\t}\n}\n";
+        let rs = Ruleset::parse(text, |_, _| true).expect("parses");
+        let t = rs.tables[0].content.as_ref().expect("read");
+        assert_eq!(t.elements[0].key, ["10.9.9.9"]);
+        assert_eq!(t.chains[0].rules[0].handle, Some(5));
+        assert_eq!(t.chains[0].rules[0].text, "ip saddr @a accept");
+        let json = r#"{"nftables": [{"table": {"family": "ip", "name": "t", "handle": 2}},
+          {"set": {"family": "ip", "name": "a", "table": "t", "type": "ipv4_addr", "handle": 104, "size": 65535, "flags": ["timeout"], "timeout": 10800, "elem": [{"elem": {"val": "10.9.9.9", "expires": 10799}}]}}]}"#;
+        let rs = Ruleset::parse(json, |_, _| true).expect("parses");
+        let j = rs.tables[0].content.as_ref().expect("read");
+        assert_eq!(j.elements, t.elements);
     }
 
     #[test]
