@@ -200,7 +200,8 @@ pub struct DumpArgs {
 pub enum ModeArg {
     Iptables,
     Ipvs,
-    /// compile only (its transaction and the normalised state).
+    /// compile (its transaction and the normalised state) and dump (`--nft`
+    /// listings or the live node).
     Nftables,
 }
 

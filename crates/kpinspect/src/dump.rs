@@ -210,11 +210,18 @@ fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
             listings.push((path.display().to_string(), node));
         }
     }
-    // iptables rules: another mode's leftovers.
+    // iptables rules and IPVS virtual servers: another mode's leftovers.
+    let mut ipvs_servers = 0;
     let iptables_sources = if !args.saves.is_empty() {
         crate::rules::read_saves(&args.saves)?
     } else if live {
-        match crate::live::node().and_then(|n| crate::rules::read_live(&n, None)) {
+        let read = crate::live::node().and_then(|n| {
+            if let Some((state, _)) = read_live_ipvs(&n) {
+                ipvs_servers = state.servers.len();
+            }
+            crate::rules::read_live(&n, None)
+        });
+        match read {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("kpinspect: warning: iptables rules not read ({e:#})");
@@ -267,6 +274,18 @@ fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
         result.sources.extend(d.sources);
     }
     result.sources.extend(iptables.sources);
+    if ipvs_servers > 0 {
+        result.anomalies.push(Anomaly {
+            kind: AnomalyKind::OtherMode,
+            chain: String::new(),
+            message: format!(
+                "{} next to the nftables tables: IPVS mode's leftovers, unless another program \
+                 uses IPVS (kube-proxy in nftables mode clears IPVS when it starts; kpinspect \
+                 cleanup --mode ipvs)",
+                count(ipvs_servers, "IPVS virtual server")
+            ),
+        });
+    }
     finish(&args, service, result, &notes, false)
 }
 

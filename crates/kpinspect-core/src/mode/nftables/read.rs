@@ -686,6 +686,11 @@ mod tests {
             t.sorted()
                 .contains("add rule ip kube-proxy reject-chain counter packets 0 bytes 0\n")
         );
+        // Only ip/ip6 kube-proxy is kube-proxy's.
+        let other = read_listing("table inet kube-proxy {\n\tchain c {\n\t\taccept\n\t}\n}\n")
+            .expect("reads");
+        assert!(other.tables.is_empty());
+        assert_eq!(other.foreign, ["inet kube-proxy"]);
         let bare = json.replace(r#", "comment": "Active ClusterIPs""#, "");
         let t = read_listing(&bare).expect("reads").tables.remove(0);
         assert_eq!(t.content.table.comment, None);
