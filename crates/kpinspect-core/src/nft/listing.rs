@@ -155,7 +155,7 @@ impl Ruleset {
         text: &str,
         interpret: impl Fn(&str, &str) -> bool,
     ) -> Result<Ruleset, ListingError> {
-        text::parse(text, &interpret)
+        text::parse(text, &interpret).map(Ruleset::sets_first)
     }
 
     /// Parses `nft -j list ruleset|table` JSON.
@@ -163,7 +163,22 @@ impl Ruleset {
         text: &str,
         interpret: impl Fn(&str, &str) -> bool,
     ) -> Result<Ruleset, ListingError> {
-        json::parse(text, &interpret)
+        json::parse(text, &interpret).map(Ruleset::sets_first)
+    }
+
+    /// Puts every table's set elements before its map elements (each in
+    /// listing order), as [`TableContent::elements`] promises.
+    fn sets_first(mut self) -> Ruleset {
+        for c in self.tables.iter_mut().filter_map(|t| t.content.as_mut()) {
+            let sets: std::collections::HashSet<&str> =
+                c.sets.iter().map(|s| s.name.as_str()).collect();
+            let (mut first, rest): (Vec<Element>, Vec<Element>) = std::mem::take(&mut c.elements)
+                .into_iter()
+                .partition(|e| sets.contains(e.container.as_str()));
+            first.extend(rest);
+            c.elements = first;
+        }
+        self
     }
 
     /// The table `family name`, if listed.
@@ -657,12 +672,9 @@ mod text {
                 Block::Chain(c) => content.chains.push(c),
                 Block::Set(s, elems) => {
                     let name = s.name.clone();
-                    let at = content
+                    content
                         .elements
-                        .partition_point(|e| content.sets.iter().any(|s| s.name == e.container));
-                    let new: Vec<Element> =
-                        elems.iter().map(|e| element_from_text(&name, e)).collect();
-                    content.elements.splice(at..at, new);
+                        .extend(elems.iter().map(|e| element_from_text(&name, e)));
                     content.sets.push(s);
                 }
                 Block::Map(m, elems) => {
@@ -847,6 +859,9 @@ mod json {
             nft_version: None,
             tables: Vec::new(),
         };
+        // (table index, chain name) → the chain's index in its table.
+        let mut chain_index: std::collections::HashMap<(usize, String), usize> =
+            std::collections::HashMap::new();
         for item in items {
             let Some((kind, o)) = item.as_object().and_then(|m| m.iter().next()) else {
                 return Err(err(format!("not an object: {item}")));
@@ -872,40 +887,40 @@ mod json {
                 continue;
             }
             let table = s(o, "table")?;
-            let Some(content) = rs
+            let Some((ti, content)) = rs
                 .tables
                 .iter_mut()
-                .find(|t| t.family == family && t.name == table)
-                .and_then(|t| t.content.as_mut())
+                .enumerate()
+                .find(|(_, t)| t.family == family && t.name == table)
+                .and_then(|(i, t)| t.content.as_mut().map(|c| (i, c)))
             else {
                 continue;
             };
             match kind.as_str() {
-                "chain" => content.chains.push(chain(family, o)?),
+                "chain" => {
+                    let c = chain(family, o)?;
+                    chain_index.insert((ti, c.chain.name.clone()), content.chains.len());
+                    content.chains.push(c);
+                }
                 "rule" => {
                     let name = s(o, "chain")?;
                     let r = rule(o)?;
-                    match content.chains.iter_mut().find(|c| c.chain.name == name) {
-                        Some(c) => c.rules.push(r),
+                    match chain_index.get(&(ti, name.to_string())) {
+                        Some(&i) => content.chains[i].rules.push(r),
                         None => return Err(err(format!("rule of unlisted chain {name:?}"))),
                     }
                 }
                 "set" => {
                     let (set, elems) = container(o, false)?;
                     let name = s(o, "name")?.to_string();
-                    let at = content
+                    content
                         .elements
-                        .partition_point(|e| content.sets.iter().any(|s| s.name == e.container));
-                    let new: Vec<Element> = elems
-                        .into_iter()
-                        .map(|(key, value, comment)| Element {
+                        .extend(elems.into_iter().map(|(key, value, comment)| Element {
                             container: name.clone(),
                             key,
                             value,
                             comment,
-                        })
-                        .collect();
-                    content.elements.splice(at..at, new);
+                        }));
                     if let Container::Set(set) = set {
                         content.sets.push(set);
                     }

@@ -110,7 +110,11 @@ fn references<'a>(text: &'a str, table: &'a KubeProxyTable) -> Vec<String> {
         {
             out.push(t.to_string());
         }
-        if let Some(map) = w.strip_prefix('@') {
+        // `vmap @map`: the map's verdicts (a set lookup names no chain).
+        if let Some(map) = w
+            .strip_prefix('@')
+            .filter(|_| i > 0 && words[i - 1] == "vmap")
+        {
             for e in table.content.elements_of(map) {
                 if let Some(t) = verdict_target(&e.value) {
                     out.push(t.to_string());
@@ -149,7 +153,7 @@ fn reachable(table: &KubeProxyTable, chains: &HashMap<&str, &ListedChain>) -> BT
 fn policy_endpoints(
     chain: &ListedChain,
     chains: &HashMap<&str, &ListedChain>,
-    table: &KubeProxyTable,
+    timeouts: &HashMap<&str, u64>,
 ) -> (Vec<EndpointDump>, Option<u32>) {
     let mut affinity = None;
     let mut out: Vec<EndpointDump> = Vec::new();
@@ -158,13 +162,9 @@ fn policy_endpoints(
         if let [_, "saddr", set, "goto", _] = words.as_slice()
             && let Some(set) = set.strip_prefix('@')
         {
-            affinity = table
-                .content
-                .sets
-                .iter()
-                .find(|s| s.name == set)
-                .and_then(|s| s.timeout)
-                .and_then(|t| u32::try_from(t).ok())
+            affinity = timeouts
+                .get(set)
+                .and_then(|t| u32::try_from(*t).ok())
                 .or(affinity);
         }
         let Some(arms) = r.text.strip_prefix("numgen random mod ") else {
@@ -347,6 +347,11 @@ fn dump_table(table: &KubeProxyTable, cluster: Option<&ProxyState>, out: &mut No
         .elements_of(CLUSTER_IPS)
         .filter_map(|e| e.key.first().map(String::as_str))
         .collect();
+    let timeouts: HashMap<&str, u64> = c
+        .sets
+        .iter()
+        .filter_map(|s| s.timeout.map(|t| (s.name.as_str(), t)))
+        .collect();
     let mut ports: BTreeMap<Key, Port> = BTreeMap::new();
     let anomalies = &mut out.anomalies;
     let mut missing = |map: &str, e: &Element, target: &str| {
@@ -523,7 +528,7 @@ fn dump_table(table: &KubeProxyTable, cluster: Option<&ProxyState>, out: &mut No
             });
         }
         out.services.push(service_dump(
-            table,
+            &timeouts,
             &chains,
             family,
             (ns, name, port_name, proto),
@@ -534,7 +539,7 @@ fn dump_table(table: &KubeProxyTable, cluster: Option<&ProxyState>, out: &mut No
 }
 
 fn service_dump(
-    table: &KubeProxyTable,
+    timeouts: &HashMap<&str, u64>,
     chains: &HashMap<&str, &ListedChain>,
     family: IpFamily,
     (namespace, name, port_name, protocol): Key,
@@ -554,10 +559,10 @@ fn service_dump(
         .and_then(|c| chains.get(c).copied())
         .or_else(|| of_kind("service"));
     let (mut endpoints, affinity) = internal
-        .map(|c| policy_endpoints(c, chains, table))
+        .map(|c| policy_endpoints(c, chains, timeouts))
         .unwrap_or_default();
     let locals: Option<(Vec<EndpointDump>, Option<u32>)> =
-        local_chain.map(|c| policy_endpoints(c, chains, table));
+        local_chain.map(|c| policy_endpoints(c, chains, timeouts));
     let local_set: Option<BTreeSet<String>> = locals
         .as_ref()
         .map(|(eps, _)| eps.iter().map(|e| e.chain.clone()).collect());
@@ -589,7 +594,7 @@ fn service_dump(
     let mut external_endpoints = match (&final_goto, etp_local) {
         (Some(t), _) if Some(t.as_str()) != internal.map(|c| c.chain.name.as_str()) => chains
             .get(t.as_str())
-            .map(|c| policy_endpoints(c, chains, table).0),
+            .map(|c| policy_endpoints(c, chains, timeouts).0),
         (None, true) => Some(Vec::new()),
         _ => None,
     };
@@ -630,7 +635,6 @@ fn service_dump(
         }
     }
     ranges.retain(|r| !lbs.contains(r));
-    let _ = table;
     ServiceDump {
         namespace,
         name,

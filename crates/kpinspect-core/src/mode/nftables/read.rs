@@ -110,9 +110,17 @@ impl KubeProxyTable {
             .iter()
             .map(|s| &s.name)
             .chain(maps.iter().map(|m| &m.name));
+        let mut by_container: std::collections::HashMap<&str, Vec<&Element>> =
+            std::collections::HashMap::new();
+        for e in &c.elements {
+            by_container
+                .entry(e.container.as_str())
+                .or_default()
+                .push(e);
+        }
         for name in names {
-            for e in c.elements_of(name) {
-                tx.add(e.clone());
+            for e in by_container.get(name.as_str()).into_iter().flatten() {
+                tx.add((*e).clone());
             }
         }
         tx
