@@ -177,7 +177,8 @@ fn finish(
 /// tables) through `mode::nftables::dump`, with the iptables rules of
 /// `--iptables-save` (or, live, the node's) for another mode's leftovers.
 fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
-    use kpinspect_core::mode::nftables::{NftNode, read_listing};
+    use kpinspect_core::mode::nftables::{NftNode, TABLE, read_listing};
+    use kpinspect_core::nft::Family;
     use kpinspect_node::{Nftables as _, SystemNftables};
     if args.ipvsadm.is_some() {
         anyhow::bail!(UsageError::msg(
@@ -196,12 +197,35 @@ fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
     let mut listings: Vec<(String, NftNode)> = Vec::new();
     let live = args.nft.is_empty();
     if live {
-        let text = SystemNftables::new()
-            .list_ruleset()
-            .map_err(|e| UsageError::msg(e.to_string()))?;
-        let node = read_listing(&text)
-            .map_err(|e| UsageError::msg(format!("nft -j list ruleset: {e}")))?;
-        listings.push(("the live node (nft -j list ruleset)".into(), node));
+        let nft = SystemNftables::new();
+        match nft.list_ruleset() {
+            Ok(text) => {
+                let node = read_listing(&text)
+                    .map_err(|e| UsageError::msg(format!("nft -j list ruleset: {e}")))?;
+                listings.push(("the live node (nft -j list ruleset)".into(), node));
+            }
+            // nft cannot list some other program's table: kube-proxy's own
+            // tables, one by one (as knftables does since v0.0.20).
+            Err(e @ kpinspect_node::NftError::Other(_)) => {
+                eprintln!("kpinspect: warning: {e}; listing the kube-proxy tables only");
+                for family in [Family::Ip, Family::Ip6] {
+                    let Some(text) = nft
+                        .list_table(family, TABLE)
+                        .map_err(|e| UsageError::msg(e.to_string()))?
+                    else {
+                        continue;
+                    };
+                    let node = read_listing(&text).map_err(|e| {
+                        UsageError::msg(format!("nft -j list table {family} {TABLE}: {e}"))
+                    })?;
+                    listings.push((
+                        format!("the live node (nft -j list table {family} {TABLE})"),
+                        node,
+                    ));
+                }
+            }
+            Err(e) => return Err(UsageError::msg(e.to_string()).into()),
+        }
     } else {
         for path in &args.nft {
             let text = crate::read_input(path)?;

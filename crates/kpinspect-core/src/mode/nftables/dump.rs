@@ -488,6 +488,18 @@ fn dump_table(table: &KubeProxyTable, cluster: Option<&ProxyState>, out: &mut No
             });
         }
     }
+    for ch in c.chains.iter().filter(|c| c.chain.base.is_some()) {
+        if let Some(policy) = ch.policy.as_deref().filter(|p| *p != "accept") {
+            out.anomalies.push(Anomaly {
+                kind: AnomalyKind::ForeignRule,
+                chain: ch.chain.name.clone(),
+                message: format!(
+                    "{} kube-proxy: base chain {} has policy {policy}; kube-proxy sets none (accept)",
+                    table.family, ch.chain.name
+                ),
+            });
+        }
+    }
     for (dst, src, extra) in JUMP_CHAINS {
         let want = format!("{extra} jump {dst}").trim().to_string();
         let has = chains
@@ -709,7 +721,11 @@ mod tests {
                 "\tchain masquerading {\n",
                 "\tchain endpoint-AAAAAAAA-ns9/old/tcp/p__10.0.0.9/80 {\n\t}\n\n\tchain masquerading {\n\t\tcounter packets 0 bytes 0\n",
             )
-            .replace("\t\tct state new jump nodeport-endpoints-check\n", "");
+            .replace("\t\tct state new jump nodeport-endpoints-check\n", "")
+            .replace(
+                "hook output priority -110; policy accept;",
+                "hook output priority -110; policy drop;",
+            );
         let d = dump(&read_listing(&text).expect("reads"), &[], None);
         let kinds: Vec<(AnomalyKind, &str)> = d
             .anomalies
@@ -719,6 +735,7 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                (AnomalyKind::ForeignRule, "filter-output-pre-dnat"),
                 (AnomalyKind::ForeignRule, "masquerading"),
                 (
                     AnomalyKind::MissingChain,
@@ -738,9 +755,9 @@ mod tests {
             "{:#?}",
             d.anomalies
         );
-        assert!(d.anomalies[3].message.contains("flushed"));
-        assert!(d.anomalies[4].message.contains("nothing reaches it"));
-        assert!(d.anomalies[4].message.contains("nothing reaches it"));
+        assert!(d.anomalies[0].message.contains("policy drop"));
+        assert!(d.anomalies[4].message.contains("flushed"));
+        assert!(d.anomalies[5].message.contains("nothing reaches it"));
     }
 
     #[test]
