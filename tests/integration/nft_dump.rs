@@ -260,6 +260,7 @@ fn stale_chains_foreign_tables_and_leftovers_live() {
         .find(|f| f.name == "overall")
         .expect("overall");
     let nft = write_temp("overall-stale.nft", &compile_production_mark(&fx, "nft"));
+    let listed = write_temp("overall-stale.listed", "");
     let script = format!(
         "nft -f {}\n\
          nft delete element ip kube-proxy service-ips '{{ 172.30.0.41 . tcp . 80 }}'\n\
@@ -267,11 +268,38 @@ fn stale_chains_foreign_tables_and_leftovers_live() {
          nft add table inet host-firewall\n\
          iptables-nft -t nat -N KUBE-SERVICES\n\
          iptables-nft -t nat -N KUBE-SVC-NOTHING12345678\n\
-         iptables-nft -t nat -A KUBE-SERVICES -j KUBE-SVC-NOTHING12345678",
-        nft.display()
+         iptables-nft -t nat -A KUBE-SERVICES -j KUBE-SVC-NOTHING12345678\n\
+         iptables-nft -t nat -A POSTROUTING -s 10.0.0.0/8 -m comment --comment '{{ x }}' -j MASQUERADE\n\
+         nft list ruleset > {listed}",
+        nft.display(),
+        listed = listed.display()
     );
     let d = json(&dump_in_netns(&script, &["--format", "json"]));
     let _ = std::fs::remove_file(&nft);
+    // The same node listed as text, iptables-nft's tables in it: the same
+    // Services and kube-proxy anomalies; the other tables named.
+    let text = json(&dump(&[
+        "--nft",
+        &listed.display().to_string(),
+        "--format",
+        "json",
+    ]));
+    let _ = std::fs::remove_file(&listed);
+    assert_eq!(text["services"], d["services"]);
+    let tables = text["sources"].to_string();
+    for t in ["ip nat", "inet host-firewall"] {
+        assert!(tables.contains(t), "{t}: {tables}");
+    }
+    let kube_proxy_kinds = |v: &Value| -> Vec<Value> {
+        v["anomalies"]
+            .as_array()
+            .expect("anomalies")
+            .iter()
+            .filter(|a| a["kind"] != "other-mode")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(kube_proxy_kinds(&text), kube_proxy_kinds(&d));
     let kinds: Vec<(String, String)> = d["anomalies"]
         .as_array()
         .expect("anomalies")
