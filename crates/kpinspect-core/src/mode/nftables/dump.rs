@@ -513,17 +513,26 @@ fn dump_table(table: &KubeProxyTable, cluster: Option<&ProxyState>, out: &mut No
             });
         }
     }
+    let by_name: HashMap<Key, &crate::proxy::ServicePortEntry> = cluster
+        .map(|cl| {
+            cl.ports
+                .iter()
+                .map(|e| {
+                    let n = &e.info.name;
+                    let key = (
+                        n.namespace.clone(),
+                        n.name.clone(),
+                        n.port.clone(),
+                        n.protocol.to_string().to_uppercase(),
+                    );
+                    (key, e)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     for (key, p) in ports {
+        let svc = by_name.get(&key).copied();
         let (ns, name, port_name, proto) = key;
-        let svc = cluster.and_then(|cl| {
-            cl.ports.iter().find(|e| {
-                let n = &e.info.name;
-                n.namespace == ns
-                    && n.name == name
-                    && n.port == port_name
-                    && n.protocol.to_string().eq_ignore_ascii_case(&proto)
-            })
-        });
         if cluster.is_some() && svc.is_none() {
             out.anomalies.push(Anomaly {
                 kind: AnomalyKind::StaleService,
