@@ -52,7 +52,7 @@ pub const JUMP_CHAINS: [(&str, &str, &str); 11] = [
 
 /// The table's comment.
 pub(super) const TABLE_COMMENT: &str = "rules for kube-proxy";
-pub(super) const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
+const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
 pub(super) const REJECT_CHAIN: &str = "reject-chain";
 /// The reject helper chain's comment.
 pub(super) const REJECT_CHAIN_COMMENT: &str =
