@@ -13,6 +13,7 @@ mod golden;
 mod ipvs;
 mod ipvs_dump;
 mod netns;
+mod nft_dump;
 mod nftables;
 mod node;
 mod random_cluster;

@@ -76,6 +76,29 @@ fn compile_nftables_10k_services_x_10_endpoints(bencher: divan::Bencher) {
     });
 }
 
+/// nftables mode, reading a node back: the 10k-service table listed (as
+/// `nft list table` lays it out), parsed, its rules recognised, normalised
+/// and dumped per service port.
+#[divan::bench(sample_count = 5)]
+fn read_and_dump_nftables_10k_services_x_10_endpoints(bencher: divan::Bencher) {
+    let cluster = cluster(10_000, 10);
+    let mut config = config();
+    config.mode = ProxyMode::Nftables;
+    let state = ProxyState::build(&cluster, &config, IpFamily::V4);
+    let listing = nftables::compile(&state, &config)
+        .state()
+        .expect("applies")
+        .listing()
+        .expect("a table");
+    bencher.bench(|| {
+        let node = nftables::read_listing(&listing).expect("reads");
+        let sorted = node.tables[0].sorted();
+        let dump = nftables::dump(&node, &[], None);
+        assert_eq!(dump.services.len(), 10_000);
+        divan::black_box((sorted, dump))
+    });
+}
+
 /// Planning an apply after one endpoint changed on a 10k-service node:
 /// semantic diff of ~400k rules and the minimal payload.
 #[divan::bench(sample_count = 10)]

@@ -348,6 +348,12 @@ pub struct DumpArgs {
     /// set members without a virtual server are anomalies).
     #[arg(long, value_name = "FILE", requires = "ipvsadm")]
     pub ipset: Option<PathBuf>,
+    /// nftables mode: `nft list ruleset|table` or `nft -j list ...` output
+    /// to read (repeatable; `-` for stdin; text or JSON, detected). Without
+    /// it, `--mode nftables` reads the live node (both families) and its
+    /// iptables rules (leftovers of another mode).
+    #[arg(long = "nft", value_name = "FILE")]
+    pub nft: Vec<PathBuf>,
     /// kubectl output of the cluster, to name chains that carry no comment
     /// (IPVS mode: to name the Services of the virtual servers).
     #[arg(long = "cluster", value_name = "FILE")]
@@ -367,7 +373,8 @@ pub struct DumpArgs {
 pub enum ModeArg {
     Iptables,
     Ipvs,
-    /// compile only (its transaction and the normalised state).
+    /// compile (its transaction and the normalised state) and dump (`--nft`
+    /// listings or the live node).
     Nftables,
 }
 

@@ -16,12 +16,15 @@ use kpinspect_core::proxy::ProxyState;
 use kpinspect_node::{IpSets as _, IpvsError, LiveNode, SystemIpvs};
 
 use crate::UsageError;
-use crate::args::{DumpArgs, DumpFormat};
+use crate::args::{DumpArgs, DumpFormat, ModeArg};
 use crate::fmt::fraction;
 
 /// Dumps the saves (or the live node); exit status 1 when `--service`
 /// names a Service no rule names (after saying so on stderr, one line).
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
+    if !args.nft.is_empty() || args.node.mode == Some(ModeArg::Nftables) {
+        return run_nftables(args);
+    }
     let cluster_objects = if args.clusters.is_empty() {
         None
     } else {
@@ -109,6 +112,17 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     }
     // Virtual servers were read (from `--ipvsadm` or the live node).
     let ipvs_read = ipvs.is_some();
+    finish(&args, service, result, &notes, ipvs_read)
+}
+
+/// `--service`, the output, and the exit status.
+fn finish(
+    args: &DumpArgs,
+    service: Option<(&str, &str)>,
+    mut result: NodeDump,
+    notes: &[String],
+    ipvs_read: bool,
+) -> Result<ExitCode> {
     let mut found = true;
     if let Some((ns, name)) = service {
         result
@@ -129,7 +143,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     }
     let out = match args.format {
         DumpFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
-        DumpFormat::Table => table(&result, &notes, colour()),
+        DumpFormat::Table => table(&result, notes, colour()),
     };
     crate::write_stdout(&out)?;
     if !found {
@@ -140,7 +154,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
             .any(|s| s.generation.mode == RulesMode::Ipvs);
         eprintln!(
             "kpinspect: dump: service {} not found: no kube-proxy rule of {} names it{}",
-            args.service.unwrap_or_default(),
+            args.service.clone().unwrap_or_default(),
             read.join(", "),
             match (ipvs, ipvs_read, args.clusters.is_empty()) {
                 (_, true, true) => {
@@ -157,6 +171,146 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dump --mode nftables`: the `--nft` listings (or the live node's
+/// tables) through `mode::nftables::dump`, with the iptables rules of
+/// `--iptables-save` (or, live, the node's) for another mode's leftovers.
+fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
+    use kpinspect_core::mode::nftables::{NftNode, TABLE, read_listing};
+    use kpinspect_core::nft::Family;
+    use kpinspect_node::{Nftables as _, SystemNftables};
+    if args.ipvsadm.is_some() {
+        anyhow::bail!(UsageError::msg(
+            "--ipvsadm is for --mode ipvs, not --mode nftables"
+        ));
+    }
+    let service = match &args.service {
+        Some(filter) => Some(filter.split_once('/').ok_or_else(|| {
+            UsageError::msg(format!(
+                "--service: expected NAMESPACE/NAME, got {filter:?}"
+            ))
+        })?),
+        None => None,
+    };
+    // Each listing with the name of where it came from.
+    let mut listings: Vec<(String, NftNode)> = Vec::new();
+    let live = args.nft.is_empty();
+    if live {
+        let nft = SystemNftables::new();
+        match nft.list_ruleset() {
+            Ok(text) => {
+                let node = read_listing(&text)
+                    .map_err(|e| UsageError::msg(format!("nft -j list ruleset: {e}")))?;
+                listings.push(("the live node (nft -j list ruleset)".into(), node));
+            }
+            // nft cannot list some other program's table: kube-proxy's own
+            // tables, one by one (as knftables does since v0.0.20).
+            Err(e @ kpinspect_node::NftError::Other(_)) => {
+                eprintln!("kpinspect: warning: {e}; listing the kube-proxy tables only");
+                for family in [Family::Ip, Family::Ip6] {
+                    let Some(text) = nft
+                        .list_table(family, TABLE)
+                        .map_err(|e| UsageError::msg(e.to_string()))?
+                    else {
+                        continue;
+                    };
+                    let node = read_listing(&text).map_err(|e| {
+                        UsageError::msg(format!("nft -j list table {family} {TABLE}: {e}"))
+                    })?;
+                    listings.push((
+                        format!("the live node (nft -j list table {family} {TABLE})"),
+                        node,
+                    ));
+                }
+            }
+            Err(e) => return Err(UsageError::msg(e.to_string()).into()),
+        }
+    } else {
+        for path in &args.nft {
+            let text = crate::read_input(path)?;
+            let node = read_listing(&text)
+                .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
+            listings.push((path.display().to_string(), node));
+        }
+    }
+    // iptables rules and IPVS virtual servers: another mode's leftovers.
+    let mut ipvs_servers = 0;
+    let iptables_sources = if !args.saves.is_empty() {
+        crate::rules::read_saves(&args.saves)?
+    } else if live {
+        let read = crate::live::node().and_then(|n| {
+            if let Some((state, _)) = read_live_ipvs(&n) {
+                ipvs_servers = state.servers.len();
+            }
+            crate::rules::read_live(&n, None)
+        });
+        match read {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("kpinspect: warning: iptables rules not read ({e:#})");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let mut iptables = NodeDump {
+        services: vec![],
+        anomalies: vec![],
+        sources: vec![],
+    };
+    for source in &iptables_sources {
+        let mut d = kpinspect_core::mode::iptables::dump(&source.rules, None);
+        for s in &mut d.sources {
+            s.name.clone_from(&source.name);
+        }
+        iptables.sources.extend(d.sources);
+    }
+    let clusters: Vec<ProxyState> = if args.clusters.is_empty() {
+        Vec::new()
+    } else {
+        let node = args.node.resolve()?;
+        let cluster = crate::load_cluster(&args.clusters)?;
+        [IpFamily::V4, IpFamily::V6]
+            .into_iter()
+            .map(|f| ProxyState::build(&cluster, &node.config, f))
+            .collect()
+    };
+    let mut result = NodeDump {
+        services: vec![],
+        anomalies: vec![],
+        sources: vec![],
+    };
+    let mut notes = Vec::new();
+    for (i, (name, node)) in listings.iter().enumerate() {
+        // The iptables leftovers are judged once.
+        let ipt = (i == 0 && !iptables.sources.is_empty()).then_some(&iptables);
+        let mut d = kpinspect_core::mode::nftables::dump(node, &clusters, ipt);
+        for s in &mut d.sources {
+            s.name.clone_from(name);
+        }
+        if node.tables.is_empty() && service.is_none() {
+            notes.push(format!("no kube-proxy nftables table in {name}"));
+        }
+        result.services.extend(d.services);
+        result.anomalies.extend(d.anomalies);
+        result.sources.extend(d.sources);
+    }
+    result.sources.extend(iptables.sources);
+    if ipvs_servers > 0 {
+        result.anomalies.push(Anomaly {
+            kind: AnomalyKind::OtherMode,
+            chain: String::new(),
+            message: format!(
+                "{} next to the nftables tables: IPVS mode's leftovers, unless another program \
+                 uses IPVS (kube-proxy in nftables mode clears IPVS when it starts; kpinspect \
+                 cleanup --mode ipvs)",
+                count(ipvs_servers, "IPVS virtual server")
+            ),
+        });
+    }
+    finish(&args, service, result, &notes, false)
 }
 
 /// The IPVS state of `--ipvsadm` and `--ipset`, with a source entry for
@@ -321,6 +475,7 @@ fn empty_note(s: &SourceDump) -> String {
              (ipvsadm -Ln, ipset list), not iptables rules; only kube-proxy's iptables chains were checked (give --ipvsadm and --ipset for them)",
             s.name
         ),
+        RulesMode::Nftables => format!("no Service in {}", source_text(s)),
         RulesMode::Iptables | RulesMode::Unknown => {
             format!("no Service rules in {}", source_text(s))
         }

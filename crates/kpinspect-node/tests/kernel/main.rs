@@ -13,6 +13,7 @@ mod conntrack;
 mod host;
 mod link;
 mod nfacct;
+mod nft;
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
