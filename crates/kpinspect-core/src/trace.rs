@@ -74,6 +74,7 @@
 
 mod facts;
 mod ipvs;
+pub mod nftables;
 mod sets;
 
 use std::collections::HashMap;
@@ -239,6 +240,7 @@ pub struct Way {
 }
 
 pub use self::ipvs::IpvsChoice;
+pub use self::nftables::trace_nftables;
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
