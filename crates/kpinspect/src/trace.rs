@@ -7,9 +7,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kpinspect_core::mode::ProxyMode;
 use kpinspect_core::mode::ipvs::IpvsState;
+use kpinspect_core::mode::nftables;
 use kpinspect_core::model::Protocol;
 use kpinspect_core::net::{IpFamily, parse_ip_sloppy, split_host_port};
-use kpinspect_core::trace::{Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace};
+use kpinspect_core::proxy::ProxyState;
+use kpinspect_core::trace::{
+    Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace, trace_nftables,
+};
 
 use crate::UsageError;
 use crate::args::{ModeArg, TraceArgs, TraceFormat};
@@ -58,6 +62,9 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         family,
         mut local_ips,
     } = TraceRequest::from_args(&args)?;
+    if args.mode == Some(ModeArg::Nftables) || !args.cluster.is_empty() {
+        return run_nftables(&args, packet, family, local_ips);
+    }
     let ipvs_mode = match args.mode {
         Some(ModeArg::Ipvs) => true,
         Some(ModeArg::Iptables) if args.ipvsadm.is_some() => {
@@ -66,7 +73,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
             ))
         }
         Some(ModeArg::Iptables) => false,
-        None => args.ipvsadm.is_some(),
+        // (nftables mode returned above.)
+        Some(ModeArg::Nftables) | None => args.ipvsadm.is_some(),
     };
     let (source, rules, ipvs) = if args.saves.is_empty() {
         if args.ipvsadm.is_some() {
@@ -134,7 +142,72 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let t = trace(&rules, &packet, &opts);
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
-        TraceFormat::Text => text(&t, &packet, &header),
+        TraceFormat::Text => text(&t, &packet, &header, false),
+    };
+    crate::write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `trace --mode nftables`: through the table kube-proxy would program for
+/// `--cluster` (compiled for the packet's family).
+fn run_nftables(
+    args: &TraceArgs,
+    packet: Packet,
+    family: IpFamily,
+    mut local_ips: Vec<IpAddr>,
+) -> Result<ExitCode> {
+    if args.mode.is_some_and(|m| m != ModeArg::Nftables) {
+        anyhow::bail!(UsageError::msg("--cluster is for --mode nftables"));
+    }
+    if !args.saves.is_empty() || args.ipvsadm.is_some() {
+        anyhow::bail!(UsageError::msg(
+            "--mode nftables reads no iptables-save or ipvsadm text: give --cluster FILE"
+        ));
+    }
+    if args.cluster.is_empty() {
+        anyhow::bail!(UsageError::msg(
+            "--mode nftables needs --cluster FILE (the Services and EndpointSlices whose \
+             table to trace); reading an nft listing or the live table is not supported yet"
+        ));
+    }
+    let node = args.node_args().resolve()?;
+    let cluster = crate::load_cluster(&args.cluster)?;
+    let state = ProxyState::build(&cluster, &node.config, family);
+    let compiled = nftables::compile(&state, &node.config);
+    for n in &compiled.notices {
+        eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+    }
+    let table = compiled
+        .state()
+        .map_err(|e| anyhow::anyhow!("the compiled transaction does not apply: {e}"))?;
+    for ip in &node.config.node.ips {
+        if !local_ips.contains(ip) {
+            local_ips.push(*ip);
+        }
+    }
+    let header = format!(
+        "{} {} (compiled from {})",
+        table.family(),
+        table.table_name(),
+        args.cluster
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let opts = TraceOptions {
+        local_ips,
+        in_interface: args.in_interface.clone(),
+        mark: 0,
+        mode: ProxyMode::Nftables,
+        source: Some(header.clone()),
+        ipsets: None,
+        virtual_servers: None,
+    };
+    let t = trace_nftables(&table, &packet, &opts);
+    let out = match args.format {
+        TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
+        TraceFormat::Text => text(&t, &packet, &header, true),
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -160,11 +233,17 @@ fn parse_destination(s: &str) -> Result<(SocketAddr, Protocol)> {
 /// One line per outcome first (verdict, probability, masquerade,
 /// conditions), then each outcome's path (each of its ways, lettered, when
 /// several branches joined into it), then the assumptions.
-fn text(t: &Trace, p: &Packet, source: &str) -> String {
+fn text(t: &Trace, p: &Packet, source: &str, nft: bool) -> String {
     let mut out = String::new();
-    let hook = match t.hook {
-        Hook::Prerouting => "nat PREROUTING (the source is not one of the node's addresses)",
-        Hook::Output => "nat OUTPUT (the source is one of the node's addresses)",
+    let hook = match (t.hook, nft) {
+        (Hook::Prerouting, false) => {
+            "nat PREROUTING (the source is not one of the node's addresses)"
+        }
+        (Hook::Output, false) => "nat OUTPUT (the source is one of the node's addresses)",
+        (Hook::Prerouting, true) => {
+            "the prerouting hook (the source is not one of the node's addresses)"
+        }
+        (Hook::Output, true) => "the output hook (the source is one of the node's addresses)",
     };
     let dst = SocketAddr::new(p.dst, p.dport);
     let _ = writeln!(out, "{} -> {dst}/{} in {source}", p.src, p.protocol);
