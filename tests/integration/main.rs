@@ -16,6 +16,7 @@ mod nft_trace;
 mod nftables;
 mod node;
 mod routed;
+mod routed_nft;
 mod trace;
 mod util;
 mod vm;
