@@ -2,16 +2,22 @@
 //! compiler of a first full sync to the `nft -f` transaction kube-proxy
 //! writes into its `ip`/`ip6 kube-proxy` tables ([`compile`] →
 //! [`Compiled`], rendered with [`crate::nft`]), and kube-proxy's test
-//! normaliser ([`sort_nftables_transaction`]). It writes no iptables chains,
+//! normaliser ([`sort_nftables_transaction`]), and a node's listing read
+//! back into that form ([`read_listing`] → [`NftNode`]). It writes no iptables chains,
 //! jump rules or ipsets, so on a node running it every iptables or IPVS
 //! state kube-proxy left is stale.
 
 mod compile;
 pub mod names;
 mod normalize;
+mod read;
 
 pub use compile::{BASE_CHAINS, Compiled, JUMP_CHAINS, TABLE, compile, masquerade_mark};
 pub use normalize::sort_nftables_transaction;
+pub use read::{
+    KubeProxyTable, NftNode, Unrecognised, canonical_rule, canonical_state, from_ruleset,
+    is_kube_proxy_table, is_recognised, read_listing,
+};
 
 use super::{Profile, ProxyMode};
 
