@@ -315,7 +315,7 @@ fn nft_trace_cli() {
         text.contains("     ip kube-proxy reject-chain #1      reject\n"),
         "{text}"
     );
-    // No table to read without --cluster (yet).
+    // Neither a listing nor a cluster: the live table is not read yet.
     let out = kpinspect()
         .args([
             "trace",
@@ -330,8 +330,124 @@ fn nft_trace_cli() {
         .expect("run kpinspect");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("needs --cluster FILE"),
+        stderr(&out).contains("needs --nft FILE"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// What a trace's JSON says of each outcome: verdict, target, chance,
+/// masquerade, conditions, and the chains and rule numbers of its path.
+fn outcome_essentials(json: &serde_json::Value) -> Vec<String> {
+    json["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|o| {
+            let path: Vec<String> = o["path"]
+                .as_array()
+                .expect("path")
+                .iter()
+                .map(|s| format!("{}#{}", s["chain"], s["rule"]))
+                .collect();
+            format!(
+                "{} {} {} masq={} if {} via {}",
+                o["action"],
+                o["to"],
+                o["probability"],
+                o["masquerade"],
+                o["conditions"],
+                path.join(" ")
+            )
+        })
+        .collect()
+}
+
+/// `--nft` reads a node's listing (text or JSON, kube-proxy's table next to
+/// another program's): the real listing of the overall fixture traces
+/// exactly like the table compiled from its cluster.
+#[test]
+fn nft_trace_cli_reads_listings() {
+    let dir = root().join("fixtures/nftables/overall");
+    let saved = root().join("fixtures/nftables-save");
+    let run = |source: &[&str], src: &str, dst: &str| -> serde_json::Value {
+        let out = kpinspect()
+            .args(["trace", "--mode", "nftables", "--local-ip", "192.168.0.2"])
+            .args(source)
+            .args(["--src", src, "--dst", dst, "--format", "json"])
+            .output()
+            .expect("run kpinspect");
+        serde_json::from_str(&ok(&out, &format!("trace {source:?} {src} {dst}"))).expect("JSON")
+    };
+    let cluster = dir.join("cluster.yaml");
+    let config = dir.join("config.yaml");
+    let compiled: Vec<&str> = vec![
+        "--cluster",
+        cluster.to_str().expect("path"),
+        "--config",
+        config.to_str().expect("path"),
+        "--node-ip",
+        "192.168.0.2",
+        "--masquerade-mark",
+        "0x4000",
+        "--service-cidr",
+        "172.30.0.0/16",
+    ];
+    let text = saved.join("overall.nft");
+    let json = saved.join("overall.json");
+    let mut compared = 0;
+    for src in ["10.0.0.2", "203.0.113.2", "203.0.113.200", "192.168.0.2"] {
+        for dst in [
+            "172.30.0.41:80",
+            "172.30.0.42:80",
+            "172.30.0.44:80",
+            "172.30.0.45:80",
+            "172.30.0.46:80",
+            "172.30.0.50:80",
+            "192.168.0.2:3001",
+            "192.168.0.2:3002",
+            "1.2.3.4:80",
+            "5.6.7.8:80",
+            "192.168.99.22:80",
+            "192.168.99.33:80",
+        ] {
+            let want = outcome_essentials(&run(&compiled, src, dst));
+            assert!(!want.is_empty());
+            for listing in [&text, &json] {
+                let got = run(&["--nft", listing.to_str().expect("path")], src, dst);
+                assert_eq!(
+                    outcome_essentials(&got),
+                    want,
+                    "{src} -> {dst} through {}",
+                    listing.display()
+                );
+                assert!(
+                    got["assumptions"]
+                        .as_array()
+                        .expect("assumptions")
+                        .iter()
+                        .all(|a| !a
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("not a rule the trace reads")),
+                    "{got:#}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 96);
+    // An IPv6 packet: the listing has no ip6 kube-proxy table.
+    let got = run(
+        &["--nft", text.to_str().expect("path")],
+        "fd00::1",
+        "[fd00::2]:80",
+    );
+    assert!(
+        got["notes"][0]
+            .as_str()
+            .expect("note")
+            .starts_with("no kube-proxy rules for IPv6"),
+        "{got:#}"
     );
 }

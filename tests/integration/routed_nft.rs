@@ -1,18 +1,21 @@
 //! Ground truth for the nftables-mode tracer: `fixtures/routed-nftables` is
 //! compiled for nftables mode, its transaction loaded with `nft -f` into a
-//! routed [`TestNode`], and real TCP connections are checked against what
-//! `kpinspect_core::trace::trace_nftables` says about that table: every
-//! connection lands on a DNAT outcome of the trace, every endpoint the trace
-//! gives a chance is reached, the server sees the node's address exactly
-//! when the trace says the connection is masqueraded, and a connection the
-//! trace rejects is refused. Needs root (see `node`).
+//! routed [`TestNode`], listed back (`nft list`, `nft -j list`: the listed
+//! table traces exactly as the compiled one), and real TCP connections are
+//! checked against what `kpinspect_core::trace::trace_nftables` says about
+//! the listed table: every connection lands on a DNAT outcome of the
+//! trace, every endpoint the trace gives a chance is reached, the server
+//! sees the node's address exactly when the trace says the connection is
+//! masqueraded, and a connection the trace rejects is refused. Needs root
+//! (see `node`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use kpinspect_core::mode::nftables::read_listing;
 use kpinspect_core::model::Protocol;
-use kpinspect_core::nft::Fake;
+use kpinspect_core::nft::{Fake, Family};
 use kpinspect_core::trace::{Action, Packet, TraceOptions, trace_nftables};
 
 use crate::nft_trace::compiled_table;
@@ -180,8 +183,70 @@ fn routed_traffic_matches_the_nftables_trace() {
         local_ips: node.local_ips(),
         ..TraceOptions::default()
     };
+    // The table as the kernel lists it, read back (text and JSON): it
+    // traces as the compiled one does, and it is what the flows walk.
+    let mut listed = Vec::new();
+    for json in [false, true] {
+        let mut argv = vec!["nft"];
+        if json {
+            argv.push("-j");
+        }
+        argv.extend(["list", "table", "ip", "kube-proxy"]);
+        let text = node.node_exec_ok(&argv);
+        let read = read_listing(&text).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let table = read.table(Family::Ip).expect("ip kube-proxy listed");
+        assert!(table.unrecognised.is_empty(), "{:?}", table.unrecognised);
+        let tx = table.transaction();
+        let mut fake = Fake::new(tx.family, &tx.table, tx.object_comments);
+        fake.apply(&tx).expect("the listed table applies");
+        listed.push(fake);
+    }
     for flow in flows() {
-        check_flow(&node, &compiled, &opts, &flow);
+        let (_, src) = source(&node, flow.from);
+        let p = Packet::new(src, flow.dst, flow.port, Protocol::Tcp);
+        let want = essentials(&trace_nftables(&compiled, &p, &opts));
+        for table in &listed {
+            assert_eq!(
+                essentials(&trace_nftables(table, &p, &opts)),
+                want,
+                "{}",
+                flow.name
+            );
+        }
+        check_flow(&node, &listed[1], &opts, &flow);
+    }
+}
+
+/// Each outcome's verdict, target, chance, masquerade and path (chains and
+/// rule numbers).
+fn essentials(t: &kpinspect_core::trace::Trace) -> Vec<String> {
+    t.outcomes
+        .iter()
+        .map(|o| {
+            let path: Vec<String> = o
+                .path
+                .iter()
+                .map(|s| format!("{}#{:?}", s.chain, s.rule))
+                .collect();
+            format!(
+                "{:?} {:?} {} {} {:?} {}",
+                o.action,
+                o.to,
+                o.probability,
+                o.masquerade,
+                o.conditions,
+                path.join(" ")
+            )
+        })
+        .collect()
+}
+
+/// The namespace and address a flow starts from.
+fn source(node: &TestNode, from: From) -> (&str, IpAddr) {
+    match from {
+        From::Client => (node.client.as_str(), IpAddr::V4(CLIENT_IP)),
+        From::Pod(i) => (node.pods[i].ns.as_str(), IpAddr::V4(pod_ip(i))),
+        From::Node => (node.node.as_str(), IpAddr::V4(NODE_IP)),
     }
 }
 
@@ -199,11 +264,7 @@ fn compiled_transaction(fx: &crate::util::Fixture) -> String {
 
 fn check_flow(node: &TestNode, table: &Fake, opts: &TraceOptions, flow: &Flow) {
     let ctx = flow.name;
-    let (ns, src) = match flow.from {
-        From::Client => (node.client.as_str(), IpAddr::V4(CLIENT_IP)),
-        From::Pod(i) => (node.pods[i].ns.as_str(), IpAddr::V4(pod_ip(i))),
-        From::Node => (node.node.as_str(), IpAddr::V4(NODE_IP)),
-    };
+    let (ns, src) = source(node, flow.from);
     let t = trace_nftables(
         table,
         &Packet::new(src, flow.dst, flow.port, Protocol::Tcp),

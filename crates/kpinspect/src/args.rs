@@ -146,6 +146,11 @@ pub struct TraceArgs {
     /// `--ipvsadm` (without it, `-m set` matches are conditions).
     #[arg(long, value_name = "FILE", requires = "ipvsadm")]
     pub ipset: Option<PathBuf>,
+    /// nftables mode: `nft list ruleset|table` or `nft -j list ...` output
+    /// to read (`-` for stdin); the packet's family's `kube-proxy` table is
+    /// traced.
+    #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
+    pub nft: Option<PathBuf>,
     /// nftables mode: trace through the table kube-proxy would program for
     /// these Services and EndpointSlices (kubectl output, repeatable; `-`
     /// for stdin), compiled with `--config` and the node flags below.

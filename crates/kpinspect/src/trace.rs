@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kpinspect_core::mode::ProxyMode;
 use kpinspect_core::mode::ipvs::IpvsState;
-use kpinspect_core::mode::nftables;
+use kpinspect_core::mode::nftables::{self, read_listing};
 use kpinspect_core::model::Protocol;
 use kpinspect_core::net::{IpFamily, parse_ip_sloppy, split_host_port};
+use kpinspect_core::nft::{Fake, Family};
 use kpinspect_core::proxy::ProxyState;
 use kpinspect_core::trace::{
     Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace, trace_nftables,
@@ -62,7 +63,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         family,
         mut local_ips,
     } = TraceRequest::from_args(&args)?;
-    if args.mode == Some(ModeArg::Nftables) || !args.cluster.is_empty() {
+    if args.mode == Some(ModeArg::Nftables) || !args.cluster.is_empty() || args.nft.is_some() {
         return run_nftables(&args, packet, family, local_ips);
     }
     let ipvs_mode = match args.mode {
@@ -148,8 +149,9 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `trace --mode nftables`: through the table kube-proxy would program for
-/// `--cluster` (compiled for the packet's family).
+/// `trace --mode nftables`: through the `kube-proxy` table of the packet's
+/// family, as listed by nft (`--nft`) or as kube-proxy would program it for
+/// `--cluster` (compiled).
 fn run_nftables(
     args: &TraceArgs,
     packet: Packet,
@@ -157,44 +159,75 @@ fn run_nftables(
     mut local_ips: Vec<IpAddr>,
 ) -> Result<ExitCode> {
     if args.mode.is_some_and(|m| m != ModeArg::Nftables) {
-        anyhow::bail!(UsageError::msg("--cluster is for --mode nftables"));
+        anyhow::bail!(UsageError::msg(
+            "--cluster and --nft are for --mode nftables"
+        ));
     }
     if !args.saves.is_empty() || args.ipvsadm.is_some() {
         anyhow::bail!(UsageError::msg(
-            "--mode nftables reads no iptables-save or ipvsadm text: give --cluster FILE"
+            "--mode nftables reads no iptables-save or ipvsadm text: give --nft FILE or --cluster FILE"
         ));
     }
-    if args.cluster.is_empty() {
-        anyhow::bail!(UsageError::msg(
-            "--mode nftables needs --cluster FILE (the Services and EndpointSlices whose \
-             table to trace); reading an nft listing or the live table is not supported yet"
-        ));
-    }
-    let node = args.node_args().resolve()?;
-    let cluster = crate::load_cluster(&args.cluster)?;
-    let state = ProxyState::build(&cluster, &node.config, family);
-    let compiled = nftables::compile(&state, &node.config);
-    for n in &compiled.notices {
-        eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
-    }
-    let table = compiled
-        .state()
-        .map_err(|e| anyhow::anyhow!("the compiled transaction does not apply: {e}"))?;
-    for ip in &node.config.node.ips {
-        if !local_ips.contains(ip) {
-            local_ips.push(*ip);
+    let nft_family = match family {
+        IpFamily::V4 => Family::Ip,
+        IpFamily::V6 => Family::Ip6,
+    };
+    let mut notes = Vec::new();
+    let (table, header) = if let Some(path) = &args.nft {
+        let text = crate::read_input(path)?;
+        let name = path.display().to_string();
+        let node = read_listing(&text).map_err(|e| UsageError::msg(format!("{name}: {e}")))?;
+        match node.table(nft_family) {
+            Some(t) => {
+                notes.extend(t.notes.iter().cloned());
+                let tx = t.transaction();
+                let mut fake = Fake::new(tx.family, &tx.table, tx.object_comments);
+                fake.apply(&tx)
+                    .map_err(|e| UsageError::msg(format!("{name}: {e}")))?;
+                (fake, format!("{nft_family} {} in {name}", nftables::TABLE))
+            }
+            None => {
+                // No table: nothing of kube-proxy's is met (the trace says so).
+                (
+                    Fake::new(nft_family, nftables::TABLE, true),
+                    format!("{name} (no {nft_family} {} table)", nftables::TABLE),
+                )
+            }
         }
-    }
-    let header = format!(
-        "{} {} (compiled from {})",
-        table.family(),
-        table.table_name(),
-        args.cluster
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    } else if !args.cluster.is_empty() {
+        let node = args.node_args().resolve()?;
+        let cluster = crate::load_cluster(&args.cluster)?;
+        let state = ProxyState::build(&cluster, &node.config, family);
+        let compiled = nftables::compile(&state, &node.config);
+        for n in &compiled.notices {
+            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+        }
+        let table = compiled
+            .state()
+            .map_err(|e| anyhow::anyhow!("the compiled transaction does not apply: {e}"))?;
+        for ip in &node.config.node.ips {
+            if !local_ips.contains(ip) {
+                local_ips.push(*ip);
+            }
+        }
+        let header = format!(
+            "{} {} (compiled from {})",
+            table.family(),
+            table.table_name(),
+            args.cluster
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        (table, header)
+    } else {
+        anyhow::bail!(UsageError::msg(
+            "--mode nftables needs --nft FILE (nft list output) or --cluster FILE (the \
+             Services and EndpointSlices whose table to trace); reading the live table is \
+             not supported yet"
+        ));
+    };
     let opts = TraceOptions {
         local_ips,
         in_interface: args.in_interface.clone(),
@@ -204,7 +237,8 @@ fn run_nftables(
         ipsets: None,
         virtual_servers: None,
     };
-    let t = trace_nftables(&table, &packet, &opts);
+    let mut t = trace_nftables(&table, &packet, &opts);
+    t.notes.extend(notes);
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
         TraceFormat::Text => text(&t, &packet, &header, true),

@@ -715,11 +715,14 @@ struct View<'t> {
     chains: HashMap<String, Vec<ViewRule>>,
     /// Base chains by hook, in priority order.
     hooks: HashMap<String, Vec<String>>,
+    /// Sets the rules fill (`update @set`, `add @set`): their members are
+    /// the kernel's.
+    filled: Vec<String>,
 }
 
 impl<'t> View<'t> {
     fn new(table: &'t Fake) -> View<'t> {
-        let mut chains = HashMap::new();
+        let mut chains: HashMap<String, Vec<ViewRule>> = HashMap::new();
         let mut based: Vec<(String, i32, String)> = Vec::new();
         for name in table.chain_names() {
             let rules = table.rules(name).unwrap_or_default();
@@ -750,19 +753,29 @@ impl<'t> View<'t> {
         for (hook, _, name) in based {
             hooks.entry(hook).or_default().push(name);
         }
+        let filled = chains
+            .values()
+            .flatten()
+            .flat_map(|r: &ViewRule| &r.2.statements)
+            .filter_map(|s| match s {
+                Statement::Other(o) => o.split_once(" @").map(|(_, set)| set.to_string()),
+                _ => None,
+            })
+            .collect();
         View {
             table,
             name: format!("{} {}", table.family(), table.table_name()),
             chains,
             hooks,
+            filled,
         }
     }
 
-    /// Set `name`'s members, unless the kernel fills it (`dynamic`) or it
-    /// does not exist.
+    /// Set `name`'s members, unless the kernel fills it (`dynamic`, or a
+    /// rule updates it) or it does not exist.
     fn static_set(&self, name: &str) -> Option<Vec<Vec<String>>> {
         let set = self.table.set(name)?;
-        if set.flags.iter().any(|f| f == "dynamic") {
+        if set.flags.iter().any(|f| f == "dynamic") || self.filled.iter().any(|f| f == name) {
             return None;
         }
         Some(
