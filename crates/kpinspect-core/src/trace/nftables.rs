@@ -364,6 +364,17 @@ pub fn parse_nft_rule(text: &str) -> Result<NftRule, NftRuleError> {
         };
         // A selector: a key, possibly concatenated.
         if let Some((sel, n)) = selector(&toks, i) {
+            // `tcp dport 80` also matches the protocol.
+            if let Some(p @ ("tcp" | "udp" | "sctp")) = word(i)
+                && word(i + 2) != Some(".")
+                && word(i + 1) != Some(".")
+            {
+                rule.matches.push(Match::Compare {
+                    key: vec![Selector::L4proto],
+                    negated: false,
+                    value: Value::One(p.to_string()),
+                });
+            }
             let mut key = vec![sel];
             i += n;
             while word(i) == Some(".") {
@@ -1407,6 +1418,22 @@ mod tests {
                 negated: true,
                 spec: "veth+".into()
             }]
+        );
+        let r = parse_nft_rule("udp dport 53 accept").unwrap();
+        assert_eq!(
+            r.matches,
+            [
+                Match::Compare {
+                    key: vec![Selector::L4proto],
+                    negated: false,
+                    value: Value::One("udp".into())
+                },
+                Match::Compare {
+                    key: vec![Selector::Dport],
+                    negated: false,
+                    value: Value::One("53".into())
+                }
+            ]
         );
         for bad in [
             "log prefix \"x\" accept",
