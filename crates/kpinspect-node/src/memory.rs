@@ -38,7 +38,7 @@ pub struct Write {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(crate) struct State {
     v4: Ruleset,
     v6: Ruleset,
     sets: IpSetState,
@@ -46,6 +46,8 @@ struct State {
     fail_next: Option<NodeError>,
     refuse_next: Option<String>,
     kernel: KernelState,
+    /// nftables tables.
+    pub(crate) nft: crate::nft::MemoryNft,
 }
 
 impl State {
@@ -115,7 +117,7 @@ impl MemoryNode {
         Ok(self)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves a consistent state (every
         // change is a single assignment or an atomic restore), so poisoning
         // is ignored.

@@ -321,6 +321,7 @@ fn empty_note(s: &SourceDump) -> String {
              (ipvsadm -Ln, ipset list), not iptables rules; only kube-proxy's iptables chains were checked (give --ipvsadm and --ipset for them)",
             s.name
         ),
+        RulesMode::Nftables => format!("no Service in {}", source_text(s)),
         RulesMode::Iptables | RulesMode::Unknown => {
             format!("no Service rules in {}", source_text(s))
         }

@@ -8,11 +8,13 @@
 //! state kube-proxy left is stale.
 
 mod compile;
+mod dump;
 pub mod names;
 mod normalize;
 mod read;
 
 pub use compile::{BASE_CHAINS, Compiled, JUMP_CHAINS, TABLE, compile, masquerade_mark};
+pub use dump::dump;
 pub use normalize::sort_nftables_transaction;
 pub use read::{
     KubeProxyTable, NftNode, Unrecognised, canonical_rule, canonical_state, from_ruleset,

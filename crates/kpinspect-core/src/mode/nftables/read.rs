@@ -412,6 +412,13 @@ pub fn canonical_rule(family: Family, listed: &str) -> Option<String> {
             let word = if *op == "^" { "xor" } else { "or" };
             Some(format!("mark set mark {word} {}", mark(x)?))
         }
+        // The same in knftables' form (a listing of an in-memory table).
+        ["mark", "and", x, "==", z, "return"] if mark(z).as_deref() == Some("0x00000000") => {
+            Some(format!("mark and {} == 0 return", mark(x)?))
+        }
+        ["mark", "set", "mark", op @ ("or" | "xor"), x] => {
+            Some(format!("mark set mark {op} {}", mark(x)?))
+        }
         // cluster-ips-check
         [ip, "daddr", set, "reject"] if *ip == ipx && set.starts_with('@') => same(),
         [ip, "daddr", cidrs, "drop"] if *ip == ipx => {

@@ -42,7 +42,7 @@ fn expected_jumps(
     mode: RulesMode,
 ) -> Vec<(&'static str, &'static str, &'static str, Option<Version>)> {
     match mode {
-        RulesMode::None => vec![],
+        RulesMode::None | RulesMode::Nftables => vec![],
         RulesMode::Iptables => ENTRY_CHAINS.to_vec(),
         RulesMode::Unknown => SHARED_JUMPS.to_vec(),
         RulesMode::Ipvs => {
@@ -111,7 +111,7 @@ const FORWARD: Fixed = Fixed {
 /// The fixed chains of `mode` that must hold rules.
 fn fixed_chains(mode: RulesMode) -> Vec<Fixed> {
     match mode {
-        RulesMode::None => vec![],
+        RulesMode::None | RulesMode::Nftables => vec![],
         RulesMode::Iptables => vec![SERVICES, POSTROUTING, MARK_MASQ, FORWARD],
         RulesMode::Ipvs => vec![
             SERVICES,
@@ -434,7 +434,7 @@ fn table_anomalies(
                 );
             }
         }
-        RulesMode::None | RulesMode::Unknown => {}
+        RulesMode::None | RulesMode::Unknown | RulesMode::Nftables => {}
     }
 
     // Duplicate rules within a chain, once per chain.

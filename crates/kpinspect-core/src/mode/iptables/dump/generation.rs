@@ -60,16 +60,20 @@ pub enum RulesMode {
     /// kube-proxy's shared chains (`KUBE-SERVICES`, ...) without anything
     /// that tells the mode.
     Unknown,
+    /// nftables mode: the `ip`/`ip6 kube-proxy` tables (never shown by
+    /// iptables rules; `mode::nftables::dump` reports it).
+    Nftables,
 }
 
 impl RulesMode {
-    /// As printed: `iptables`, `ipvs`, `none`, `unknown`.
+    /// As printed: `iptables`, `ipvs`, `none`, `unknown`, `nftables`.
     pub fn as_str(self) -> &'static str {
         match self {
             RulesMode::None => "none",
             RulesMode::Iptables => "iptables",
             RulesMode::Ipvs => "ipvs",
             RulesMode::Unknown => "unknown",
+            RulesMode::Nftables => "nftables",
         }
     }
 }
@@ -428,6 +432,7 @@ fn summary(
         RulesMode::Iptables => "iptables mode",
         RulesMode::Ipvs => "IPVS mode",
         RulesMode::Unknown => "kube-proxy's shared chains only (mode unknown)",
+        RulesMode::Nftables => "nftables mode",
     };
     let range = match (since, before) {
         (Some(s), Some(b)) => format!("kube-proxy >= {s}, < {b}"),

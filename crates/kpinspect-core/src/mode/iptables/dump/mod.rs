@@ -136,6 +136,9 @@ pub enum AnomalyKind {
     BothBackends,
     /// A chain holds the same rule more than once.
     DuplicateRule,
+    /// nftables mode: a rule in kube-proxy's table that kube-proxy does
+    /// not write (kept verbatim).
+    ForeignRule,
     /// A rule no iptables writes as printed (a DNAT without a readable
     /// address): an iptables-save of another version than the iptables
     /// that wrote the rules.
@@ -163,6 +166,9 @@ pub enum AnomalyKind {
     OtherMode,
     /// A kube-proxy chain nothing reaches.
     StaleChain,
+    /// nftables mode: map elements or chains of a Service port the
+    /// cluster (`--cluster`) does not have.
+    StaleService,
     /// IPVS mode: a virtual server no Service of the cluster (`--cluster`)
     /// has.
     StaleVirtualServer,
@@ -192,6 +198,8 @@ impl AnomalyKind {
             AnomalyKind::StaleChain => "stale-chain",
             AnomalyKind::StaleVirtualServer => "stale-virtual-server",
             AnomalyKind::UndeclaredChain => "undeclared-chain",
+            AnomalyKind::ForeignRule => "foreign-rule",
+            AnomalyKind::StaleService => "stale-service",
             AnomalyKind::ZeroWeight => "zero-weight",
         }
     }
