@@ -315,22 +315,16 @@ fn nft_trace_cli() {
         text.contains("     ip kube-proxy reject-chain #1      reject\n"),
         "{text}"
     );
-    // Neither a listing nor a cluster: the live table is not read yet.
+    // A listing is nftables mode's.
     let out = kpinspect()
-        .args([
-            "trace",
-            "--mode",
-            "nftables",
-            "--src",
-            "10.0.0.2",
-            "--dst",
-            "1.2.3.4:80",
-        ])
+        .args(["trace", "--mode", "iptables", "--nft"])
+        .arg(root().join("fixtures/nftables-save/overall.nft"))
+        .args(["--src", "10.0.0.2", "--dst", "1.2.3.4:80"])
         .output()
         .expect("run kpinspect");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("needs --nft FILE"),
+        stderr(&out).contains("are for --mode nftables"),
         "{}",
         stderr(&out)
     );
@@ -338,7 +332,7 @@ fn nft_trace_cli() {
 
 /// What a trace's JSON says of each outcome: verdict, target, chance,
 /// masquerade, conditions, and the chains and rule numbers of its path.
-fn outcome_essentials(json: &serde_json::Value) -> Vec<String> {
+pub fn outcome_essentials(json: &serde_json::Value) -> Vec<String> {
     json["outcomes"]
         .as_array()
         .expect("outcomes")

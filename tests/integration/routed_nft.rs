@@ -18,8 +18,8 @@ use kpinspect_core::model::Protocol;
 use kpinspect_core::nft::{Fake, Family};
 use kpinspect_core::trace::{Action, Packet, TraceOptions, trace_nftables};
 
-use crate::nft_trace::compiled_table;
-use crate::node::{Backend, CLIENT_IP, Layout, NODE_IP, TestNode, available, pod_ip};
+use crate::nft_trace::{compiled_table, outcome_essentials};
+use crate::node::{Backend, CLIENT_IP, Layout, NODE_IP, TestNode, available, kp, pod_ip};
 use crate::util::fixture_at;
 
 /// Connections per flow (see `routed::CONNECTIONS`).
@@ -213,6 +213,23 @@ fn routed_traffic_matches_the_nftables_trace() {
                 flow.name
             );
         }
+        // The CLI on the node reads the live table (and addresses) itself.
+        let (src_s, dst_s) = (src.to_string(), format!("{}:{}", flow.dst, flow.port));
+        let out = kp(
+            &node,
+            &[
+                "trace", "--mode", "nftables", "--src", &src_s, "--dst", &dst_s, "--format", "json",
+            ],
+        );
+        let live: serde_json::Value =
+            serde_json::from_str(&crate::util::ok(&out, flow.name)).expect("JSON");
+        let library = serde_json::to_value(trace_nftables(&listed[1], &p, &opts)).expect("JSON");
+        assert_eq!(
+            outcome_essentials(&live),
+            outcome_essentials(&library),
+            "{}: live trace",
+            flow.name
+        );
         check_flow(&node, &listed[1], &opts, &flow);
     }
 }

@@ -15,6 +15,7 @@ use kpinspect_core::proxy::ProxyState;
 use kpinspect_core::trace::{
     Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace, trace_nftables,
 };
+use kpinspect_node::{Nftables, SystemNftables};
 
 use crate::UsageError;
 use crate::args::{ModeArg, TraceArgs, TraceFormat};
@@ -150,8 +151,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
 }
 
 /// `trace --mode nftables`: through the `kube-proxy` table of the packet's
-/// family, as listed by nft (`--nft`) or as kube-proxy would program it for
-/// `--cluster` (compiled).
+/// family, as listed by nft (`--nft`, or the live node's), or as kube-proxy
+/// would program it for `--cluster` (compiled).
 fn run_nftables(
     args: &TraceArgs,
     packet: Packet,
@@ -173,11 +174,30 @@ fn run_nftables(
         IpFamily::V6 => Family::Ip6,
     };
     let mut notes = Vec::new();
-    let (table, header) = if let Some(path) = &args.nft {
-        let text = crate::read_input(path)?;
-        let name = path.display().to_string();
-        let node = read_listing(&text).map_err(|e| UsageError::msg(format!("{name}: {e}")))?;
-        match node.table(nft_family) {
+    let (table, header) = if args.nft.is_some() || args.cluster.is_empty() {
+        // A listing, or the live node's table.
+        let (text, name) = match &args.nft {
+            Some(path) => (Some(crate::read_input(path)?), path.display().to_string()),
+            None => {
+                let listed = SystemNftables::new()
+                    .list_table(nft_family, nftables::TABLE)
+                    .map_err(|e| UsageError::msg(e.to_string()))?;
+                if local_ips.is_empty() {
+                    local_ips = crate::live::local_ips()?;
+                }
+                (
+                    listed,
+                    format!("nft -j list table {nft_family} {}", nftables::TABLE),
+                )
+            }
+        };
+        let node = match &text {
+            Some(text) => {
+                Some(read_listing(text).map_err(|e| UsageError::msg(format!("{name}: {e}")))?)
+            }
+            None => None,
+        };
+        match node.as_ref().and_then(|n| n.table(nft_family)) {
             Some(t) => {
                 notes.extend(t.notes.iter().cloned());
                 let tx = t.transaction();
@@ -194,7 +214,7 @@ fn run_nftables(
                 )
             }
         }
-    } else if !args.cluster.is_empty() {
+    } else {
         let node = args.node_args().resolve()?;
         let cluster = crate::load_cluster(&args.cluster)?;
         let state = ProxyState::build(&cluster, &node.config, family);
@@ -221,12 +241,6 @@ fn run_nftables(
                 .join(", ")
         );
         (table, header)
-    } else {
-        anyhow::bail!(UsageError::msg(
-            "--mode nftables needs --nft FILE (nft list output) or --cluster FILE (the \
-             Services and EndpointSlices whose table to trace); reading the live table is \
-             not supported yet"
-        ));
     };
     let opts = TraceOptions {
         local_ips,
