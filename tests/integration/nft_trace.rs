@@ -431,6 +431,22 @@ fn nft_trace_cli_reads_listings() {
         }
     }
     assert_eq!(compared, 96);
+    // The other program's table is named, not walked.
+    let got = run(
+        &["--nft", json.to_str().expect("path")],
+        "10.0.0.2",
+        "172.30.0.41:80",
+    );
+    assert!(
+        got["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n.as_str().unwrap_or("").contains(
+                "also holds table inet host-firewall, whose chains this trace does not walk"
+            )),
+        "{got:#}"
+    );
     // An IPv6 packet: the listing has no ip6 kube-proxy table.
     let got = run(
         &["--nft", text.to_str().expect("path")],

@@ -197,6 +197,16 @@ fn run_nftables(
             }
             None => None,
         };
+        if let Some(n) = node.as_ref().filter(|n| !n.foreign.is_empty()) {
+            notes.push(format!(
+                "{name} also holds {}, whose chains this trace does not walk (they see the packet too)",
+                n.foreign
+                    .iter()
+                    .map(|t| format!("table {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         match node.as_ref().and_then(|n| n.table(nft_family)) {
             Some(t) => {
                 notes.extend(t.notes.iter().cloned());
