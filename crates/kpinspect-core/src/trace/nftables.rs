@@ -330,7 +330,22 @@ fn parse_u32(s: &str) -> Option<u32> {
 /// Parses one rule's text (without its comment; a trailing `comment "…"`
 /// is skipped) into the trace's expression form.
 pub fn parse_nft_rule(text: &str) -> Result<NftRule, NftRuleError> {
-    let toks = tokens(text)?;
+    // nft lists `mark and M` as `meta mark & M` (`|` or, `^` xor).
+    let mut toks: Vec<Tok> = Vec::new();
+    for t in tokens(text)? {
+        if let Tok::Word(w) = &t
+            && w == "mark"
+            && toks.last() == Some(&Tok::Word("meta".into()))
+        {
+            toks.pop();
+        }
+        toks.push(match t {
+            Tok::Word(w) if w == "&" => Tok::Word("and".into()),
+            Tok::Word(w) if w == "|" => Tok::Word("or".into()),
+            Tok::Word(w) if w == "^" => Tok::Word("xor".into()),
+            t => t,
+        });
+    }
     let mut rule = NftRule {
         matches: Vec::new(),
         statements: Vec::new(),
@@ -581,11 +596,13 @@ pub fn parse_nft_rule(text: &str) -> Result<NftRule, NftRuleError> {
             }
             "comment" if i + 2 == toks.len() => break,
             "reject" => {
-                // `reject [with ...]`.
+                // `reject [with ...]`: how does not matter here.
                 rule.end = End::Verdict(Verdict::Reject);
                 i += 1;
                 if word(i) == Some("with") {
-                    i += 3;
+                    while i < toks.len() && word(i) != Some("comment") {
+                        i += 1;
+                    }
                 }
             }
             "accept" | "drop" | "return" | "continue" => {
@@ -1419,6 +1436,24 @@ mod tests {
                 spec: "veth+".into()
             }]
         );
+        // As nft lists them.
+        for (listed, written) in [
+            (
+                "meta mark & 0x00004000 == 0x00000000 return",
+                "mark and 0x4000 == 0 return",
+            ),
+            (
+                "meta mark set meta mark ^ 0x00004000",
+                "mark set mark xor 0x4000",
+            ),
+            (
+                "meta mark set meta mark | 0x4000",
+                "mark set mark or 0x4000",
+            ),
+            ("reject with icmpx type admin-prohibited", "reject"),
+        ] {
+            assert_eq!(parse_nft_rule(listed), parse_nft_rule(written), "{listed}");
+        }
         let r = parse_nft_rule("udp dport 53 accept").unwrap();
         assert_eq!(
             r.matches,
