@@ -54,8 +54,10 @@
 //! assert!(t.outcomes.iter().all(|o| o.action == Action::Dnat && (o.probability - 0.5).abs() < 1e-9));
 //! ```
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use super::facts::{Atom, Prop};
 use super::{
@@ -729,47 +731,116 @@ fn port_in(v: &str, port: u16) -> bool {
     }
 }
 
+/// A set's or map's elements for lookups: keys of single values
+/// (addresses, ports, protocol names) by their canonical spelling, the
+/// others (CIDRs, ranges) to match one by one. Values: a map element's
+/// value text, `None` for a set's.
+struct ContainerIndex {
+    exact: HashMap<Vec<String>, Option<String>>,
+    other: Vec<(Vec<String>, Option<String>)>,
+}
+
+/// `part` spelled as a lookup key: an address or a port canonical, a name
+/// lower-case; `None` for a CIDR or a range.
+fn canonical_part(part: &str) -> Option<String> {
+    if let Ok(ip) = part.parse::<IpAddr>() {
+        return Some(ip.to_string());
+    }
+    if let Ok(n) = part.parse::<u16>() {
+        return Some(n.to_string());
+    }
+    part.chars()
+        .all(|c| c.is_ascii_alphabetic())
+        .then(|| part.to_ascii_lowercase())
+}
+
+impl ContainerIndex {
+    fn new(elements: &[crate::nft::Element], map: bool) -> ContainerIndex {
+        let mut exact = HashMap::new();
+        let mut other = Vec::new();
+        for e in elements {
+            let value = map.then(|| e.value_text());
+            match e
+                .key
+                .iter()
+                .map(|p| canonical_part(p))
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(k) => {
+                    exact.entry(k).or_insert(value);
+                }
+                None => other.push((e.key.clone(), value)),
+            }
+        }
+        ContainerIndex { exact, other }
+    }
+
+    /// The element `key` finds for branch `b`: `Some(value)` when there is
+    /// one.
+    fn lookup(
+        &self,
+        key: &[Selector],
+        src: IpAddr,
+        b: &Branch,
+        proto: Protocol,
+    ) -> Option<&Option<String>> {
+        let (name, number) = protocol_name(proto);
+        if !key.contains(&Selector::Sport) {
+            for p in [name, number] {
+                let k: Vec<String> = key
+                    .iter()
+                    .map(|s| match s {
+                        Selector::Daddr => b.dst.to_string(),
+                        Selector::Saddr => src.to_string(),
+                        Selector::L4proto => p.to_string(),
+                        Selector::Dport | Selector::Sport => b.dport.to_string(),
+                    })
+                    .collect();
+                if let Some(v) = self.exact.get(&k) {
+                    return Some(v);
+                }
+            }
+        }
+        let hit = |k: &[String]| {
+            k.len() == key.len()
+                && key
+                    .iter()
+                    .zip(k)
+                    .all(|(s, v)| value_matches(*s, v, src, b, proto))
+        };
+        let exact = key
+            .contains(&Selector::Sport)
+            .then(|| self.exact.iter().find(|(k, _)| hit(k)).map(|(_, v)| v))
+            .flatten();
+        exact.or_else(|| self.other.iter().find(|(k, _)| hit(k)).map(|(_, v)| v))
+    }
+}
+
 /// One rule as the walk reads it: position, text, form, parse error.
 type ViewRule = (usize, String, NftRule, Option<NftRuleError>);
 
-/// The table as the walk reads it.
+/// The table as the walk reads it. Rules are parsed, and sets and maps
+/// indexed, when the walk first needs them (a 10k-service table has some
+/// 300k rules; a packet meets a few dozen).
 struct View<'t> {
     table: &'t Fake,
     /// `ip kube-proxy`.
     name: String,
-    /// Each chain's rules: position, text for the path, the form the walk
-    /// runs, and why the text did not parse (then that form is one
-    /// [`Match::Unknown`] and the verdict the text ends with, if any).
-    chains: HashMap<String, Vec<ViewRule>>,
+    /// Chains parsed so far: each rule's position, text for the path, the
+    /// form the walk runs, and why the text did not parse (then that form
+    /// is one [`Match::Unknown`] and the verdict the text ends with, if
+    /// any).
+    parsed: RefCell<HashMap<String, Rc<Vec<ViewRule>>>>,
     /// Base chains by hook, in priority order.
     hooks: HashMap<String, Vec<String>>,
-    /// Sets the rules fill (`update @set`, `add @set`): their members are
-    /// the kernel's.
-    filled: Vec<String>,
+    /// Sets and maps indexed so far.
+    indexes: RefCell<HashMap<String, Rc<ContainerIndex>>>,
 }
 
 impl<'t> View<'t> {
     fn new(table: &'t Fake) -> View<'t> {
-        let mut chains: HashMap<String, Vec<ViewRule>> = HashMap::new();
         let mut based: Vec<(String, i32, String)> = Vec::new();
         for name in table.chain_names() {
-            let rules = table.rules(name).unwrap_or_default();
-            let parsed = rules
-                .iter()
-                .enumerate()
-                .map(|(k, r)| {
-                    let mut text = r.rule.clone();
-                    if let Some(c) = &r.comment {
-                        text.push_str(" comment ");
-                        text.push_str(&quote(c));
-                    }
-                    match parse_nft_rule(&r.rule) {
-                        Ok(rule) => (k + 1, text, rule, None),
-                        Err(e) => (k + 1, text, fallback(&r.rule), Some(e)),
-                    }
-                })
-                .collect();
-            chains.insert(name.to_string(), parsed);
             if let Some(b) = table.chain(name).and_then(|c| c.base.as_ref()) {
                 based.push((b.hook.clone(), b.priority, name.to_string()));
             }
@@ -781,38 +852,72 @@ impl<'t> View<'t> {
         for (hook, _, name) in based {
             hooks.entry(hook).or_default().push(name);
         }
-        let filled = chains
-            .values()
-            .flatten()
-            .flat_map(|r: &ViewRule| &r.2.statements)
-            .filter_map(|s| match s {
-                Statement::Other(o) => o.split_once(" @").map(|(_, set)| set.to_string()),
-                _ => None,
-            })
-            .collect();
         View {
             table,
             name: format!("{} {}", table.family(), table.table_name()),
-            chains,
+            parsed: RefCell::new(HashMap::new()),
             hooks,
-            filled,
+            indexes: RefCell::new(HashMap::new()),
         }
     }
 
-    /// Set `name`'s members, unless the kernel fills it (`dynamic`, or a
-    /// rule updates it) or it does not exist.
-    fn static_set(&self, name: &str) -> Option<Vec<Vec<String>>> {
+    fn has_chain(&self, name: &str) -> bool {
+        self.table.rules(name).is_some()
+    }
+
+    /// Chain `name`'s rules, parsed; whether this is the first time.
+    fn rules(&self, name: &str) -> (Rc<Vec<ViewRule>>, bool) {
+        if let Some(r) = self.parsed.borrow().get(name) {
+            return (Rc::clone(r), false);
+        }
+        let rules: Vec<ViewRule> = self
+            .table
+            .rules(name)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                let mut text = r.rule.clone();
+                if let Some(c) = &r.comment {
+                    text.push_str(" comment ");
+                    text.push_str(&quote(c));
+                }
+                match parse_nft_rule(&r.rule) {
+                    Ok(rule) => (k + 1, text, rule, None),
+                    Err(e) => (k + 1, text, fallback(&r.rule), Some(e)),
+                }
+            })
+            .collect();
+        let rules = Rc::new(rules);
+        self.parsed
+            .borrow_mut()
+            .insert(name.to_string(), Rc::clone(&rules));
+        (rules, true)
+    }
+
+    /// Set or map `name`'s elements, indexed; `None` when there is none.
+    fn index(&self, name: &str) -> Option<Rc<ContainerIndex>> {
+        if let Some(i) = self.indexes.borrow().get(name) {
+            return Some(Rc::clone(i));
+        }
+        let elements = self.table.elements(name)?;
+        let map = self.table.set(name).is_none();
+        let i = Rc::new(ContainerIndex::new(elements, map));
+        self.indexes
+            .borrow_mut()
+            .insert(name.to_string(), Rc::clone(&i));
+        Some(i)
+    }
+
+    /// Set `name`'s members, unless the kernel fills it (`dynamic`, which
+    /// `update @set` needs, or `timeout`: members that expire) or it does
+    /// not exist.
+    fn static_set(&self, name: &str) -> Option<Rc<ContainerIndex>> {
         let set = self.table.set(name)?;
-        if set.flags.iter().any(|f| f == "dynamic") || self.filled.iter().any(|f| f == name) {
+        if set.flags.iter().any(|f| f == "dynamic" || f == "timeout") {
             return None;
         }
-        Some(
-            self.table
-                .elements(name)?
-                .iter()
-                .map(|e| e.key.clone())
-                .collect(),
-        )
+        self.index(name)
     }
 }
 
@@ -869,23 +974,6 @@ pub fn trace_nftables(table: &Fake, packet: &Packet, opts: &TraceOptions) -> Tra
         sets: HashMap::new(),
         ipvs_notes: Vec::new(),
     };
-    for (chain, rules) in sorted(&view.chains) {
-        for (n, text, rule, error) in rules {
-            if let Some(e) = error {
-                let does = match &rule.end {
-                    End::Verdict(v) => {
-                        format!("then to end with its verdict ({})", verdict_text(v))
-                    }
-                    _ => "and to do nothing else".to_string(),
-                };
-                w.assume(format!(
-                    "{} {chain} rule {n} (`{text}`) is not a rule the trace reads ({e}): \
-                     it is taken to match or not as the outcomes' conditions say, {does}",
-                    view.name
-                ));
-            }
-        }
-    }
     let start = Branch {
         dst: packet.dst,
         dport: packet.dport,
@@ -976,12 +1064,6 @@ pub fn trace_nftables(table: &Fake, packet: &Packet, opts: &TraceOptions) -> Tra
     }
 }
 
-fn sorted<K: Ord, V>(m: &HashMap<K, V>) -> Vec<(&K, &V)> {
-    let mut v: Vec<(&K, &V)> = m.iter().collect();
-    v.sort_by(|a, b| a.0.cmp(b.0));
-    v
-}
-
 impl Walker<'_> {
     /// Runs the base chains of `hook_name` in priority order: `None` means
     /// the packet goes on.
@@ -1029,8 +1111,23 @@ impl Walker<'_> {
         entering: Vec<Branch>,
         depth: usize,
     ) -> Vec<(Branch, Flow)> {
-        let empty = Vec::new();
-        let rules = view.chains.get(chain).unwrap_or(&empty);
+        let (rules, first) = view.rules(chain);
+        if first {
+            for (n, text, rule, error) in rules.iter() {
+                let Some(e) = error else { continue };
+                let does = match &rule.end {
+                    End::Verdict(v) => {
+                        format!("then to end with its verdict ({})", verdict_text(v))
+                    }
+                    _ => "and to do nothing else".to_string(),
+                };
+                self.assume(format!(
+                    "{} {chain} rule {n} (`{text}`) is not a rule the trace reads ({e}): \
+                     it is taken to match or not as the outcomes' conditions say, {does}",
+                    view.name
+                ));
+            }
+        }
         let mut done: Vec<(Branch, Flow)> = Vec::new();
         let mut at: Vec<Vec<Branch>> = vec![Vec::new(); rules.len() + 1];
         at[0] = entering;
@@ -1106,9 +1203,7 @@ impl Walker<'_> {
                             Verdict::Drop => done.push((b, Flow::Drop)),
                             Verdict::Reject => done.push((b, Flow::Reject)),
                             Verdict::Return => done.push((b, Flow::Continue)),
-                            Verdict::Jump(c) | Verdict::Goto(c)
-                                if !view.chains.contains_key(&c) =>
-                            {
+                            Verdict::Jump(c) | Verdict::Goto(c) if !view.has_chain(&c) => {
                                 self.assume(format!(
                                     "{} {chain} rule {n} goes to chain {c}, which does not exist: ignored",
                                     view.name
@@ -1188,11 +1283,10 @@ impl Walker<'_> {
                 };
                 let v = match map {
                     VmapRef::Anon(es) => es.iter().find(|(k, _)| hit(k)).map(|(_, v)| v.clone()),
-                    VmapRef::Named(name) => match view.table.elements(name) {
-                        Some(es) => es
-                            .iter()
-                            .find(|e| hit(&e.key))
-                            .and_then(|e| parse_verdict(&e.value_text())),
+                    VmapRef::Named(name) => match view.index(name) {
+                        Some(index) => index
+                            .lookup(key, src, &b, proto)
+                            .and_then(|v| parse_verdict(v.as_deref().unwrap_or(""))),
                         None => {
                             self.assume(format!(
                                 "{} has no map {name}: lookups in it find nothing",
@@ -1276,16 +1370,7 @@ impl Walker<'_> {
                     }
                     Value::Named(name) => match view.static_set(&name) {
                         Some(members) => Box::new(move |_, b| {
-                            known(
-                                negated,
-                                members.iter().any(|k| {
-                                    k.len() == key.len()
-                                        && key
-                                            .iter()
-                                            .zip(k)
-                                            .all(|(s, v)| value_matches(*s, v, src, b, proto))
-                                }),
-                            )
+                            known(negated, members.lookup(&key, src, b, proto).is_some())
                         }),
                         None => {
                             let dynamic = view.table.set(&name).is_some();
