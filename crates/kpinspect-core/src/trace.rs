@@ -40,6 +40,10 @@
 //! goes on through filter `OUTPUT` and nat `POSTROUTING` (see
 //! [`IpvsChoice`] for what the kernel does).
 //!
+//! [`trace_nftables`] walks an nftables table (kube-proxy's nftables mode)
+//! the same way, by hook and base-chain priority, with the same outcomes,
+//! conditions, joins and paths (see [`nftables`]).
+//!
 //! Outcomes without conditions depend on no unknown, except that a client
 //! is assumed to have no session-affinity history unless a condition says
 //! it has; when nothing else is unknown, their probabilities add up to 1.
