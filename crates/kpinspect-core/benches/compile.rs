@@ -113,3 +113,28 @@ fn plan_one_endpoint_change_10k_services(bencher: divan::Bencher) {
     let desired = Ruleset::parse(&text(&after)).expect("parse");
     bencher.bench(|| divan::black_box(plan(&desired, &actual, ProxyMode::Iptables.profile())));
 }
+
+/// nftables mode's trace: one new connection from a pod to a ClusterIP of
+/// the compiled 10k-service table (parsing every rule of the table, the
+/// verdict-map lookups, ten endpoints by numgen).
+#[divan::bench(sample_count = 10)]
+fn trace_nftables_10k_services_x_10_endpoints(bencher: divan::Bencher) {
+    use kpinspect_core::model::Protocol;
+    use kpinspect_core::trace::{Packet, TraceOptions, trace_nftables};
+    let cluster = cluster(10_000, 10);
+    let mut config = config();
+    config.mode = ProxyMode::Nftables;
+    let state = ProxyState::build(&cluster, &config, IpFamily::V4);
+    let table = nftables::compile(&state, &config).state().expect("applies");
+    let packet = Packet::new(
+        synthetic::ip(0x0af4_0001),
+        synthetic::ip(0x0a60_0000 + 4242),
+        80,
+        Protocol::Tcp,
+    );
+    let opts = TraceOptions {
+        local_ips: vec![synthetic::ip(0xc0a8_0002)],
+        ..TraceOptions::default()
+    };
+    bencher.bench(|| divan::black_box(trace_nftables(&table, &packet, &opts)));
+}

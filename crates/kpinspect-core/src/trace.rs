@@ -40,6 +40,10 @@
 //! goes on through filter `OUTPUT` and nat `POSTROUTING` (see
 //! [`IpvsChoice`] for what the kernel does).
 //!
+//! [`trace_nftables`] walks an nftables table (kube-proxy's nftables mode)
+//! the same way, by hook and base-chain priority, with the same outcomes,
+//! conditions, joins and paths (see [`nftables`]).
+//!
 //! Outcomes without conditions depend on no unknown, except that a client
 //! is assumed to have no session-affinity history unless a condition says
 //! it has; when nothing else is unknown, their probabilities add up to 1.
@@ -74,6 +78,7 @@
 
 mod facts;
 mod ipvs;
+pub mod nftables;
 mod sets;
 
 use std::collections::HashMap;
@@ -239,6 +244,7 @@ pub struct Way {
 }
 
 pub use self::ipvs::IpvsChoice;
+pub use self::nftables::trace_nftables;
 
 fn is_zero(n: &usize) -> bool {
     *n == 0

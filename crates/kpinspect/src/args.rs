@@ -319,9 +319,59 @@ pub struct TraceArgs {
     /// `--ipvsadm` (without it, `-m set` matches are conditions).
     #[arg(long, value_name = "FILE", requires = "ipvsadm")]
     pub ipset: Option<PathBuf>,
+    /// nftables mode: `nft list ruleset|table` or `nft -j list ...` output
+    /// to read (`-` for stdin); the packet's family's `kube-proxy` table is
+    /// traced.
+    #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
+    pub nft: Option<PathBuf>,
+    /// nftables mode: trace through the table kube-proxy would program for
+    /// these Services and EndpointSlices (kubectl output, repeatable; `-`
+    /// for stdin), compiled with `--config` and the node flags below.
+    #[arg(long = "cluster", value_name = "FILE")]
+    pub cluster: Vec<PathBuf>,
+    /// With `--cluster`: kube-proxy's configuration file.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub config: Option<PathBuf>,
+    /// With `--cluster`: the node's name (which endpoints are local).
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub hostname: Option<String>,
+    /// With `--cluster`: an address of the node (repeatable); also a local
+    /// address of the trace.
+    #[arg(long = "node-ip", value_name = "IP", requires = "cluster")]
+    pub node_ips: Vec<String>,
+    /// With `--cluster`: the cluster's pod CIDR (the local-traffic detector).
+    #[arg(long, value_name = "CIDR", requires = "cluster")]
+    pub cluster_cidr: Option<String>,
+    /// With `--cluster`: the masquerade mark (e.g. `0x4000`).
+    #[arg(long, value_name = "MARK", requires = "cluster")]
+    pub masquerade_mark: Option<String>,
+    /// With `--cluster`: the cluster's service CIDRs (comma-separated).
+    #[arg(long, value_name = "CIDR", requires = "cluster")]
+    pub service_cidr: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: TraceFormat,
+}
+
+impl TraceArgs {
+    /// The node arguments of `--cluster` (nftables mode).
+    pub fn node_args(&self) -> NodeArgs {
+        NodeArgs {
+            config: self.config.clone(),
+            mode: Some(ModeArg::Nftables),
+            hostname: self.hostname.clone(),
+            node_ips: self.node_ips.clone(),
+            cluster_cidr: self.cluster_cidr.clone(),
+            node_pod_cidrs: vec![],
+            node_zone: None,
+            family: None,
+            no_nfacct: false,
+            no_random_fully: false,
+            masquerade_mark: self.masquerade_mark.clone(),
+            service_cidr: self.service_cidr.clone(),
+            no_object_comments: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

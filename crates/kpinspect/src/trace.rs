@@ -7,9 +7,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kpinspect_core::mode::ProxyMode;
 use kpinspect_core::mode::ipvs::IpvsState;
+use kpinspect_core::mode::nftables::{self, read_listing};
 use kpinspect_core::model::Protocol;
 use kpinspect_core::net::{IpFamily, parse_ip_sloppy, split_host_port};
-use kpinspect_core::trace::{Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace};
+use kpinspect_core::nft::{Fake, Family};
+use kpinspect_core::proxy::ProxyState;
+use kpinspect_core::trace::{
+    Action, Hook, Outcome, Packet, Step, Trace, TraceOptions, trace, trace_nftables,
+};
+use kpinspect_node::{Nftables, SystemNftables};
 
 use crate::UsageError;
 use crate::args::{ModeArg, TraceArgs, TraceFormat};
@@ -58,6 +64,9 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         family,
         mut local_ips,
     } = TraceRequest::from_args(&args)?;
+    if args.mode == Some(ModeArg::Nftables) || !args.cluster.is_empty() || args.nft.is_some() {
+        return run_nftables(&args, packet, family, local_ips);
+    }
     let ipvs_mode = match args.mode {
         Some(ModeArg::Ipvs) => true,
         Some(ModeArg::Iptables) if args.ipvsadm.is_some() => {
@@ -66,10 +75,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
             ))
         }
         Some(ModeArg::Iptables) => false,
-        Some(ModeArg::Nftables) => anyhow::bail!(UsageError::msg(
-            "trace --mode nftables is not built yet; trace walks iptables and IPVS mode's rules"
-        )),
-        None => args.ipvsadm.is_some(),
+        // (nftables mode returned above.)
+        Some(ModeArg::Nftables) | None => args.ipvsadm.is_some(),
     };
     let (source, rules, ipvs) = if args.saves.is_empty() {
         if args.ipvsadm.is_some() {
@@ -137,7 +144,128 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let t = trace(&rules, &packet, &opts);
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
-        TraceFormat::Text => text(&t, &packet, &header),
+        TraceFormat::Text => text(&t, &packet, &header, false),
+    };
+    crate::write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `trace --mode nftables`: through the `kube-proxy` table of the packet's
+/// family, as listed by nft (`--nft`, or the live node's), or as kube-proxy
+/// would program it for `--cluster` (compiled).
+fn run_nftables(
+    args: &TraceArgs,
+    packet: Packet,
+    family: IpFamily,
+    mut local_ips: Vec<IpAddr>,
+) -> Result<ExitCode> {
+    if args.mode.is_some_and(|m| m != ModeArg::Nftables) {
+        anyhow::bail!(UsageError::msg(
+            "--cluster and --nft are for --mode nftables"
+        ));
+    }
+    if !args.saves.is_empty() || args.ipvsadm.is_some() {
+        anyhow::bail!(UsageError::msg(
+            "--mode nftables reads no iptables-save or ipvsadm text: give --nft FILE or --cluster FILE"
+        ));
+    }
+    let nft_family = match family {
+        IpFamily::V4 => Family::Ip,
+        IpFamily::V6 => Family::Ip6,
+    };
+    let mut notes = Vec::new();
+    let (table, header) = if args.nft.is_some() || args.cluster.is_empty() {
+        // A listing, or the live node's table.
+        let (text, name) = match &args.nft {
+            Some(path) => (Some(crate::read_input(path)?), path.display().to_string()),
+            None => {
+                let listed = SystemNftables::new()
+                    .list_table(nft_family, nftables::TABLE)
+                    .map_err(|e| UsageError::msg(e.to_string()))?;
+                if local_ips.is_empty() {
+                    local_ips = crate::live::local_ips()?;
+                }
+                (
+                    listed,
+                    format!("nft -j list table {nft_family} {}", nftables::TABLE),
+                )
+            }
+        };
+        let node = match &text {
+            Some(text) => {
+                Some(read_listing(text).map_err(|e| UsageError::msg(format!("{name}: {e}")))?)
+            }
+            None => None,
+        };
+        if let Some(n) = node.as_ref().filter(|n| !n.foreign.is_empty()) {
+            notes.push(format!(
+                "{name} also holds {}, whose chains this trace does not walk (they see the packet too)",
+                n.foreign
+                    .iter()
+                    .map(|t| format!("table {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        match node.as_ref().and_then(|n| n.table(nft_family)) {
+            Some(t) => {
+                notes.extend(t.notes.iter().cloned());
+                let tx = t.transaction();
+                let mut fake = Fake::new(tx.family, &tx.table, tx.object_comments);
+                fake.apply(&tx)
+                    .map_err(|e| UsageError::msg(format!("{name}: {e}")))?;
+                (fake, format!("{nft_family} {} in {name}", nftables::TABLE))
+            }
+            None => {
+                // No table: nothing of kube-proxy's is met (the trace says so).
+                (
+                    Fake::new(nft_family, nftables::TABLE, true),
+                    format!("{name} (no {nft_family} {} table)", nftables::TABLE),
+                )
+            }
+        }
+    } else {
+        let node = args.node_args().resolve()?;
+        let cluster = crate::load_cluster(&args.cluster)?;
+        let state = ProxyState::build(&cluster, &node.config, family);
+        let compiled = nftables::compile(&state, &node.config);
+        for n in &compiled.notices {
+            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+        }
+        let table = compiled
+            .state()
+            .map_err(|e| anyhow::anyhow!("the compiled transaction does not apply: {e}"))?;
+        for ip in &node.config.node.ips {
+            if !local_ips.contains(ip) {
+                local_ips.push(*ip);
+            }
+        }
+        let header = format!(
+            "{} {} (compiled from {})",
+            table.family(),
+            table.table_name(),
+            args.cluster
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        (table, header)
+    };
+    let opts = TraceOptions {
+        local_ips,
+        in_interface: args.in_interface.clone(),
+        mark: 0,
+        mode: ProxyMode::Nftables,
+        source: Some(header.clone()),
+        ipsets: None,
+        virtual_servers: None,
+    };
+    let mut t = trace_nftables(&table, &packet, &opts);
+    t.notes.extend(notes);
+    let out = match args.format {
+        TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
+        TraceFormat::Text => text(&t, &packet, &header, true),
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -163,11 +291,17 @@ fn parse_destination(s: &str) -> Result<(SocketAddr, Protocol)> {
 /// One line per outcome first (verdict, probability, masquerade,
 /// conditions), then each outcome's path (each of its ways, lettered, when
 /// several branches joined into it), then the assumptions.
-fn text(t: &Trace, p: &Packet, source: &str) -> String {
+fn text(t: &Trace, p: &Packet, source: &str, nft: bool) -> String {
     let mut out = String::new();
-    let hook = match t.hook {
-        Hook::Prerouting => "nat PREROUTING (the source is not one of the node's addresses)",
-        Hook::Output => "nat OUTPUT (the source is one of the node's addresses)",
+    let hook = match (t.hook, nft) {
+        (Hook::Prerouting, false) => {
+            "nat PREROUTING (the source is not one of the node's addresses)"
+        }
+        (Hook::Output, false) => "nat OUTPUT (the source is one of the node's addresses)",
+        (Hook::Prerouting, true) => {
+            "the prerouting hook (the source is not one of the node's addresses)"
+        }
+        (Hook::Output, true) => "the output hook (the source is one of the node's addresses)",
     };
     let dst = SocketAddr::new(p.dst, p.dport);
     let _ = writeln!(out, "{} -> {dst}/{} in {source}", p.src, p.protocol);

@@ -263,6 +263,30 @@ impl Fake {
         }
     }
 
+    /// The table's family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table_name
+    }
+
+    /// Chain `name` as it was added (type, hook and priority of a base
+    /// chain), if it exists.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.get(name).and_then(|c| c.chain.as_ref())
+    }
+
+    /// Set `name`'s declaration (its flags, e.g. `dynamic`), if it is a set.
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        match &self.containers.get(name)?.container {
+            Container::Set(s) => Some(s),
+            Container::Map(_) => None,
+        }
+    }
+
     /// The names of the chains, sorted.
     pub fn chain_names(&self) -> Vec<&str> {
         self.chains.keys().map(String::as_str).collect()
