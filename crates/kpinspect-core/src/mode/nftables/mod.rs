@@ -2,16 +2,21 @@
 //! compiler of a first full sync to the `nft -f` transaction kube-proxy
 //! writes into its `ip`/`ip6 kube-proxy` tables ([`compile`] →
 //! [`Compiled`], rendered with [`crate::nft`]), and kube-proxy's test
-//! normaliser ([`sort_nftables_transaction`]). It writes no iptables chains,
+//! normaliser ([`sort_nftables_transaction`]), and the planner of a
+//! minimal transaction from a node's table to the compiled one ([`plan`]). It writes no iptables chains,
 //! jump rules or ipsets, so on a node running it every iptables or IPVS
 //! state kube-proxy left is stale.
 
 mod compile;
 pub mod names;
 mod normalize;
+mod plan;
+#[cfg(test)]
+mod plan_tests;
 
 pub use compile::{BASE_CHAINS, Compiled, JUMP_CHAINS, TABLE, compile, masquerade_mark};
 pub use normalize::sort_nftables_transaction;
+pub use plan::{ContainerDiff, ElementChange, ElementDiff, NftPlan, plan};
 
 use super::{Profile, ProxyMode};
 
