@@ -179,3 +179,9 @@ pub use sysctl::{
     CONN_REUSE_FIXED_KERNEL, CONN_REUSE_MIN_KERNEL, DesiredSysctl, KernelVersion, SysctlDiff,
     SysctlError, SysctlPolicy, Sysctls, SystemSysctls, diff_sysctls, ensure_sysctls, ipvs_sysctls,
 };
+
+mod nft_sync;
+pub use nft_sync::{
+    NftApplyReport, NftCleanup, NftRefusedLine, NftSyncError, Nftables, PlannedNftApply,
+    SystemNftables, apply_nft, nft_error_line, nft_family, plan_nft_apply, plan_nft_cleanup,
+};

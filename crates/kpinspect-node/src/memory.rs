@@ -24,6 +24,8 @@ pub enum WriteTarget {
     Iptables(IpFamily),
     /// `ipset restore`.
     IpSets,
+    /// `nft -f -` (the payload is the transaction's text).
+    Nft,
 }
 
 /// One restore a [`MemoryNode`] received.
@@ -38,14 +40,16 @@ pub struct Write {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(crate) struct State {
     v4: Ruleset,
     v6: Ruleset,
     sets: IpSetState,
     writes: Vec<Write>,
     fail_next: Option<NodeError>,
-    refuse_next: Option<String>,
+    pub(crate) refuse_next: Option<String>,
     kernel: KernelState,
+    /// nftables tables, one in-memory table each.
+    pub(crate) nft: Vec<kpinspect_core::nft::Fake>,
 }
 
 impl State {
@@ -115,7 +119,7 @@ impl MemoryNode {
         Ok(self)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves a consistent state (every
         // change is a single assignment or an atomic restore), so poisoning
         // is ignored.
@@ -158,7 +162,7 @@ impl MemoryNode {
         self.lock().refuse_next = Some(pattern.into());
     }
 
-    fn record(
+    pub(crate) fn record(
         &self,
         target: WriteTarget,
         payload: &str,

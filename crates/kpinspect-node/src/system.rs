@@ -169,7 +169,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// Runs `program args...`, feeding `stdin` if given, with `LC_ALL=C` so that
 /// messages are the ones [`classify_failure`] knows. Returns stdout.
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NodeError> {
+pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NodeError> {
     let path = find_program(program).ok_or_else(|| NodeError::Missing {
         program: program.into(),
     })?;

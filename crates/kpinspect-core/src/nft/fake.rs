@@ -268,6 +268,11 @@ impl Fake {
         self.family
     }
 
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table_name
+    }
+
     /// Whether table, chain, set and map comments are kept.
     pub fn object_comments(&self) -> bool {
         self.object_comments

@@ -1,0 +1,221 @@
+//! nftables mode's read → plan → write cycles against a [`MemoryNode`]:
+//! repeated applies, a scale-down and a deleted Service, a refused
+//! transaction, the wipe guard, and the cleanup of the `kube-proxy` tables
+//! next to another program's table.
+
+use std::path::PathBuf;
+
+use kpinspect_core::config::{ProxyConfig, ProxyMode};
+use kpinspect_core::diff::ServiceState;
+use kpinspect_core::mode::nftables::{self, Compiled};
+use kpinspect_core::model::Cluster;
+use kpinspect_core::net::IpFamily;
+use kpinspect_core::nft::{Chain, Family, Rule, Table, Transaction};
+use kpinspect_core::plan::Refusal;
+use kpinspect_core::proxy::ProxyState;
+
+use kpinspect_node::{
+    MemoryNode, NftSyncError, Nftables, WriteTarget, apply_nft, plan_nft_apply, plan_nft_cleanup,
+};
+
+const ROUTED: &str = "fixtures/routed/cluster.yaml";
+/// routed/web scaled from three endpoints to two, routed/np deleted.
+const SCALED: &str = "fixtures/apply/cluster-scaled.yaml";
+
+fn read(rel: &str) -> String {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn config() -> ProxyConfig {
+    let mut config = ProxyConfig::default();
+    let name = "fixtures/routed/config.yaml";
+    kpinspect_k8s::parse_kube_proxy_config(&read(name), name)
+        .expect("config")
+        .apply_to(&mut config)
+        .expect("config applies");
+    config.mode = ProxyMode::Nftables;
+    config.node.ips.push("192.168.0.2".parse().expect("ip"));
+    config
+}
+
+fn cluster(rel: &str) -> Cluster {
+    kpinspect_k8s::load_objects(&read(rel), rel)
+        .expect("cluster")
+        .finish()
+        .0
+}
+
+fn desired(rel: &str) -> Compiled {
+    let config = config();
+    nftables::compile(
+        &ProxyState::build(&cluster(rel), &config, IpFamily::V4),
+        &config,
+    )
+}
+
+fn nft_writes(node: &MemoryNode) -> usize {
+    node.writes()
+        .iter()
+        .filter(|w| w.target == WriteTarget::Nft)
+        .count()
+}
+
+/// Another program's table with a rule.
+fn foreign(node: &MemoryNode) -> String {
+    let mut tx = Transaction::new(Family::Inet, "filter", true);
+    tx.add(Table::default());
+    tx.add(Chain::base("input", "filter", "input", 0));
+    tx.add(Rule::new("input", "tcp dport 22 accept"));
+    node.run(&tx).expect("foreign table");
+    node.read_table(Family::Inet, "filter")
+        .expect("reads")
+        .expect("exists")
+        .dump()
+}
+
+#[test]
+fn apply_converges_and_a_second_apply_writes_nothing() {
+    let node = MemoryNode::new();
+    let other = foreign(&node);
+    let want = desired(ROUTED);
+    let report = apply_nft(&node, &want).expect("applies");
+    assert!(!report.in_sync());
+    let table = node
+        .read_table(Family::Ip, "kube-proxy")
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(table.dump(), want.state().expect("state").dump());
+    let before = nft_writes(&node);
+    let report = apply_nft(&node, &want).expect("applies");
+    assert!(report.in_sync(), "{report}");
+    assert_eq!(nft_writes(&node), before, "nothing written");
+
+    // Scale web down and delete np: only their chains and elements change.
+    let scaled = desired(SCALED);
+    let planned = plan_nft_apply(&node, &scaled).expect("plans");
+    let states: Vec<(String, ServiceState)> = planned
+        .plan
+        .services
+        .iter()
+        .map(|s| (s.service.clone(), s.state))
+        .collect();
+    assert!(
+        states
+            .iter()
+            .any(|(_, s)| *s == ServiceState::EndpointsDiffer),
+        "{states:?}"
+    );
+    assert!(
+        states.iter().any(|(_, s)| *s == ServiceState::Stale),
+        "{states:?}"
+    );
+    assert!(planned.refusal().is_none());
+    let text = planned.text();
+    assert!(!text.contains("add table"), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| !l.starts_with("add chain ip kube-proxy services")),
+        "{text}"
+    );
+    let report = planned.write(&node).expect("applies");
+    assert!(report.to_string().starts_with("IPv4: applied "), "{report}");
+    assert!(apply_nft(&node, &scaled).expect("applies").in_sync());
+    assert_eq!(
+        node.read_table(Family::Inet, "filter")
+            .expect("reads")
+            .expect("kept")
+            .dump(),
+        other
+    );
+}
+
+#[test]
+fn a_refused_line_names_its_chain_and_service_and_changes_nothing() {
+    let node = MemoryNode::new();
+    apply_nft(&node, &desired(SCALED)).expect("applies");
+    let before = node.read_table(Family::Ip, "kube-proxy").expect("reads");
+    let want = desired(ROUTED);
+    let text = plan_nft_apply(&node, &want).expect("plans").text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("add rule ip kube-proxy endpoint-") && l.contains("dnat to"))
+        .expect("an endpoint rule")
+        .to_string();
+    node.refuse_next_line_matching(line.clone());
+    let err = apply_nft(&node, &want).expect_err("refused");
+    let NftSyncError::Refused(r) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(r.text.as_deref(), Some(line.as_str()));
+    assert!(
+        r.object
+            .as_deref()
+            .is_some_and(|o| o.starts_with("endpoint-")),
+        "{err}"
+    );
+    assert!(
+        r.service.as_deref().is_some_and(|s| s.contains('/')),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_eq!(msg.lines().count(), 1);
+    assert_eq!(
+        node.read_table(Family::Ip, "kube-proxy").expect("reads"),
+        before
+    );
+    // The next apply converges.
+    apply_nft(&node, &want).expect("applies");
+    assert!(apply_nft(&node, &want).expect("applies").in_sync());
+}
+
+#[test]
+fn a_plan_deleting_most_services_is_refused() {
+    let node = MemoryNode::new();
+    apply_nft(&node, &desired(ROUTED)).expect("applies");
+    let config = config();
+    let empty = nftables::compile(
+        &ProxyState::build(&Cluster::default(), &config, IpFamily::V4),
+        &config,
+    );
+    let planned = plan_nft_apply(&node, &empty).expect("plans");
+    assert!(
+        matches!(planned.refusal(), Some(Refusal::WipesServiceChains { .. })),
+        "{:?}",
+        planned.refusal()
+    );
+}
+
+#[test]
+fn cleanup_deletes_only_the_kube_proxy_tables() {
+    let node = MemoryNode::new();
+    let other = foreign(&node);
+    let planned = plan_nft_cleanup(&node, None).expect("plans");
+    assert!(planned.is_empty());
+    apply_nft(&node, &desired(ROUTED)).expect("applies");
+    let planned = plan_nft_cleanup(&node, None).expect("plans");
+    assert_eq!(planned.tables, [Family::Ip]);
+    assert_eq!(
+        planned.commands(),
+        "# nft -f -\ndelete table ip kube-proxy\n"
+    );
+    assert_eq!(
+        planned.to_string(),
+        "would remove nftables table ip kube-proxy\n"
+    );
+    let done = planned.write(&node).expect("removes");
+    assert_eq!(done.to_string(), "removed nftables table ip kube-proxy\n");
+    assert_eq!(
+        node.tables().expect("lists"),
+        [(Family::Inet, "filter".to_string())]
+    );
+    assert_eq!(
+        node.read_table(Family::Inet, "filter")
+            .expect("reads")
+            .expect("kept")
+            .dump(),
+        other
+    );
+    assert!(plan_nft_cleanup(&node, None).expect("plans").is_empty());
+}
