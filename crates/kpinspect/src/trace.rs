@@ -66,6 +66,9 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
             ))
         }
         Some(ModeArg::Iptables) => false,
+        Some(ModeArg::Nftables) => {
+            anyhow::bail!(UsageError::msg("trace does not know --mode nftables yet"))
+        }
         None => args.ipvsadm.is_some(),
     };
     let (source, rules, ipvs) = if args.saves.is_empty() {

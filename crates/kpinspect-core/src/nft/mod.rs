@@ -20,8 +20,13 @@
 //! ```
 
 mod fake;
+mod listing;
 
 pub use fake::{Fake, FakeError};
+pub use listing::{
+    ListedChain, ListedRule, ListedTable, ListingError, ListingFormat, Ruleset, TableContent,
+    duration_seconds, priority_value,
+};
 
 use std::fmt::Write as _;
 
@@ -704,7 +709,11 @@ mod tests {
 
     #[test]
     fn names_no_kube_proxy_object() {
-        for src in [include_str!("mod.rs"), include_str!("fake.rs")] {
+        for src in [
+            include_str!("mod.rs"),
+            include_str!("fake.rs"),
+            include_str!("listing.rs"),
+        ] {
             let code: String = src
                 .split("#[cfg(test)]")
                 .next()
