@@ -183,5 +183,6 @@ pub use sysctl::{
 mod nft_sync;
 pub use nft_sync::{
     NftApplyReport, NftCleanup, NftRefusedLine, NftSyncError, Nftables, PlannedNftApply,
-    SystemNftables, apply_nft, nft_error_line, nft_family, plan_nft_apply, plan_nft_cleanup,
+    SystemNftables, apply_nft, fake_of, nft_error_line, nft_family, plan_nft_apply,
+    plan_nft_cleanup,
 };

@@ -29,7 +29,9 @@ use thiserror::Error;
 
 use kpinspect_core::mode::nftables::{self, Compiled, NftPlan, TABLE};
 use kpinspect_core::net::IpFamily;
-use kpinspect_core::nft::{Fake, FakeError, Family, Table, Transaction};
+use kpinspect_core::nft::{
+    Fake, FakeError, Family, Rule, Ruleset as ListedRuleset, Table, TableContent, Transaction,
+};
 use kpinspect_core::plan::Refusal;
 
 use crate::error::NodeError;
@@ -110,14 +112,53 @@ impl Nftables for SystemNftables {
     }
 }
 
-/// The live table's JSON as an in-memory table (not available on this
-/// branch until the nft reader lands).
+/// The live table's JSON (`nft -j list table`) as an in-memory table, rules
+/// as nft lists them.
 fn read_json_table(json: &str, family: Family, table: &str) -> Result<Option<Fake>, NodeError> {
-    let _ = (json, family, table);
-    Err(NodeError::Io {
+    let bad = |message: String| NodeError::Io {
         program: "nft".into(),
-        message: "reading a live nftables table is not supported yet".into(),
-    })
+        message,
+    };
+    let listing = ListedRuleset::parse_json(json, |f, n| f == family.as_str() && n == table)
+        .map_err(|e| bad(e.to_string()))?;
+    let Some(content) = listing
+        .table(family.as_str(), table)
+        .and_then(|t| t.content.as_ref())
+    else {
+        return Ok(None);
+    };
+    fake_of(family, table, content)
+        .map(Some)
+        .map_err(|e| bad(format!("table {family} {table} as listed: {e}")))
+}
+
+/// A listed table's content as an in-memory table: the table, its chains,
+/// sets and maps, then the rules (as nft lists them) and the elements.
+pub fn fake_of(family: Family, table: &str, content: &TableContent) -> Result<Fake, FakeError> {
+    let mut tx = Transaction::new(family, table, true);
+    tx.add(content.table.clone());
+    for c in &content.chains {
+        tx.add(c.chain.clone());
+    }
+    for s in &content.sets {
+        tx.add(s.clone());
+    }
+    for m in &content.maps {
+        tx.add(m.clone());
+    }
+    for c in &content.chains {
+        for r in &c.rules {
+            let mut rule = Rule::new(&c.chain.name, &r.text);
+            rule.comment = r.comment.clone();
+            tx.add(rule);
+        }
+    }
+    for e in &content.elements {
+        tx.add(e.clone());
+    }
+    let mut fake = Fake::new(family, table, true);
+    fake.apply(&tx)?;
+    Ok(fake)
 }
 
 /// The (family, name) of each `table FAMILY NAME` line.

@@ -219,3 +219,74 @@ fn cleanup_deletes_only_the_kube_proxy_tables() {
     );
     assert!(plan_nft_cleanup(&node, None).expect("plans").is_empty());
 }
+
+/// kube-proxy's TestOverallNFTablesRules state as nft 1.0.6 lists it
+/// (fixtures/nftables-save/overall.json, loaded from the compiled
+/// transaction) reads back equal to the compiled state: the planner
+/// sees nothing to write, and a changed listing is seen.
+#[test]
+fn the_overall_fixture_as_nft_lists_it_is_in_sync() {
+    let mut config = ProxyConfig::default();
+    let name = "fixtures/nftables/overall/config.yaml";
+    kpinspect_k8s::parse_kube_proxy_config(&read(name), name)
+        .expect("config")
+        .apply_to(&mut config)
+        .expect("config applies");
+    config.mode = ProxyMode::Nftables;
+    config.node.ips = vec!["192.168.0.2".parse().expect("ip")];
+    config.nftables.masquerade_mark = Some("0x4000".into());
+    config.service_cidrs = vec!["172.30.0.0/16".parse().expect("cidr")];
+    let want = nftables::compile(
+        &ProxyState::build(
+            &cluster("fixtures/nftables/overall/cluster.yaml"),
+            &config,
+            IpFamily::V4,
+        ),
+        &config,
+    )
+    .state()
+    .expect("state");
+    let json = read("fixtures/nftables-save/overall.json");
+    let listing =
+        kpinspect_core::nft::Ruleset::parse_json(&json, |f, n| f == "ip" && n == "kube-proxy")
+            .expect("parses");
+    let content = listing
+        .table("ip", "kube-proxy")
+        .and_then(|t| t.content.as_ref())
+        .expect("kube-proxy table");
+    let actual = kpinspect_node::fake_of(Family::Ip, "kube-proxy", content).expect("applies");
+    let p = nftables::plan(&want, Some(&actual));
+    assert!(p.is_empty(), "{}\n{:#?}", p.transaction.render(), p.chains);
+    assert!(p.in_sync(), "{:?}", p.services);
+    assert_eq!(p.services.len(), 6, "{:?}", p.services);
+
+    // One endpoint chain changed on the node: seen and rewritten alone.
+    let edited = json.replacen(
+        "\"dnat\": {\"addr\": \"10.180.0.1\", \"port\": 80}",
+        "\"dnat\": {\"addr\": \"10.180.0.9\", \"port\": 80}",
+        1,
+    );
+    assert_ne!(edited, json, "the fixture has svc1's endpoint");
+    let listing =
+        kpinspect_core::nft::Ruleset::parse_json(&edited, |f, n| f == "ip" && n == "kube-proxy")
+            .expect("parses");
+    let content = listing
+        .table("ip", "kube-proxy")
+        .and_then(|t| t.content.as_ref())
+        .expect("kube-proxy table");
+    let actual = kpinspect_node::fake_of(Family::Ip, "kube-proxy", content).expect("applies");
+    let p = nftables::plan(&want, Some(&actual));
+    assert_eq!(p.transaction.len(), 4, "{}", p.transaction.render());
+    assert_eq!(p.chains_written.len(), 1);
+    assert!(p.chains_written[0].ends_with("__10.180.0.1/80"));
+    assert_eq!(
+        p.chains[0].extra,
+        ["meta l4proto tcp dnat to 10.180.0.9:80"]
+    );
+    let svc1 = p
+        .services
+        .iter()
+        .find(|s| s.service == "ns1/svc1:p80")
+        .expect("svc1");
+    assert_eq!(svc1.state, ServiceState::RulesDiffer);
+}

@@ -16,7 +16,7 @@ mod plan_tests;
 
 pub use compile::{BASE_CHAINS, Compiled, JUMP_CHAINS, TABLE, compile, masquerade_mark};
 pub use normalize::sort_nftables_transaction;
-pub use plan::{ContainerDiff, ElementChange, ElementDiff, NftPlan, plan};
+pub use plan::{ContainerDiff, ElementChange, ElementDiff, NftPlan, canonical_rule, plan};
 
 use super::{Profile, ProxyMode};
 

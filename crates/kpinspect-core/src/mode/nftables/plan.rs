@@ -242,9 +242,92 @@ fn rule_text(r: &Rule) -> String {
 
 fn same_rules(a: &[Rule], b: &[Rule]) -> bool {
     a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.rule == y.rule && x.comment == y.comment)
+        && a.iter().zip(b).all(|(x, y)| {
+            x.comment == y.comment && canonical_rule(&x.rule) == canonical_rule(&y.rule)
+        })
+}
+
+/// A rule's text in a form where what kube-proxy writes and what `nft
+/// list` prints of it are equal: `meta mark` is `mark`, `|`/`&`/`^` are
+/// `or`/`and`/`xor`, hexadecimal constants are decimal, quotes are
+/// dropped, a one-element anonymous set is its element and the elements
+/// of others (`{ a , b }`, `{ a, b }`, `{ 0 : goto x , 1 : goto y }`) are
+/// sorted, and `reject with icmp[v6] [type] port-unreachable` is `reject`.
+///
+/// ```
+/// use kpinspect_core::mode::nftables::canonical_rule;
+/// assert_eq!(
+///     canonical_rule("mark and 0x4000 == 0 return"),
+///     canonical_rule("meta mark & 0x00004000 == 0x00000000 return")
+/// );
+/// assert_eq!(canonical_rule("ip daddr { 172.30.0.0/16 } drop"), "ip daddr 172.30.0.0/16 drop");
+/// assert_eq!(
+///     canonical_rule("ip saddr != { 5.6.7.8 , 1.2.3.4 } drop"),
+///     canonical_rule("ip saddr != { 1.2.3.4, 5.6.7.8 } drop")
+/// );
+/// assert_eq!(canonical_rule("iifname != veth* jump x"), canonical_rule("iifname != \"veth*\" jump x"));
+/// assert_ne!(canonical_rule("ip daddr 10.0.0.1 drop"), canonical_rule("ip daddr 10.0.0.2 drop"));
+/// ```
+pub fn canonical_rule(text: &str) -> String {
+    let spaced = text
+        .replace('{', " { ")
+        .replace('}', " } ")
+        .replace(',', " , ");
+    let mut tokens: Vec<String> = Vec::new();
+    let mut words = spaced.split_whitespace().peekable();
+    while let Some(w) = words.next() {
+        let w = w.trim_matches('"');
+        match w {
+            "meta" if words.peek() == Some(&"mark") => continue,
+            "|" => tokens.push("or".into()),
+            "&" => tokens.push("and".into()),
+            "^" => tokens.push("xor".into()),
+            _ => match w
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                Some(n) => tokens.push(n.to_string()),
+                None => tokens.push(w.to_string()),
+            },
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        // reject with icmp [type] port-unreachable: nft's spelling of `reject`.
+        if tokens[i] == "reject" && tokens.get(i + 1).map(String::as_str) == Some("with") {
+            let end = tokens[i..]
+                .iter()
+                .take(5)
+                .position(|t| t == "port-unreachable");
+            if let Some(end) = end {
+                out.push("reject".into());
+                i += end + 1;
+                continue;
+            }
+        }
+        if tokens[i] == "{"
+            && let Some(end) = tokens[i..].iter().position(|t| t == "}")
+        {
+            let inner = &tokens[i + 1..i + end];
+            let mut items: Vec<String> = inner
+                .split(|t| t == ",")
+                .map(|item| item.join(" "))
+                .filter(|item| !item.is_empty())
+                .collect();
+            items.sort();
+            if items.len() == 1 && !items[0].contains(" : ") {
+                out.push(items.remove(0));
+            } else {
+                out.push(format!("{{ {} }}", items.join(", ")));
+            }
+            i += end + 1;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    out.join(" ")
 }
 
 fn same_base(want: &Chain, have: Option<&Chain>) -> bool {
@@ -371,14 +454,23 @@ pub fn plan(desired: &Fake, actual: Option<&Fake>) -> NftPlan {
             } else {
                 ChainChange::Changed
             };
-            let w: Vec<String> = w_rules.iter().map(rule_text).collect();
-            let h: Vec<String> = h_rules.iter().map(rule_text).collect();
+            let canon = |r: &Rule| (canonical_rule(&r.rule), r.comment.clone());
+            let w: Vec<_> = w_rules.iter().map(canon).collect();
+            let h: Vec<_> = h_rules.iter().map(canon).collect();
             out.chains.push(ChainDiff {
                 table: format!("{} {TABLE}", desired.family()),
                 chain: name.to_string(),
                 change,
-                missing: w.iter().filter(|r| !h.contains(r)).cloned().collect(),
-                extra: h.iter().filter(|r| !w.contains(r)).cloned().collect(),
+                missing: w_rules
+                    .iter()
+                    .filter(|r| !h.contains(&canon(r)))
+                    .map(rule_text)
+                    .collect(),
+                extra: h_rules
+                    .iter()
+                    .filter(|r| !w.contains(&canon(r)))
+                    .map(rule_text)
+                    .collect(),
             });
         }
     }
