@@ -9,6 +9,7 @@ mod dump;
 mod facts;
 mod fmt;
 mod live;
+mod nft_sync;
 mod rules;
 mod sync;
 mod trace;
