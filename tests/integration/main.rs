@@ -12,6 +12,7 @@ mod fixtures;
 mod ipvs;
 mod ipvs_dump;
 mod netns;
+mod nft_apply;
 mod nftables;
 mod node;
 mod routed;
