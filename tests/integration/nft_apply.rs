@@ -257,6 +257,46 @@ fn nftables_apply_refuses_wiping_most_services() {
     assert_eq!(d.status.code(), Some(0), "{}", stdout(&d));
 }
 
+/// A transaction nft refuses (an element comment longer than 128
+/// characters: a Service without endpoints whose namespace, name and port
+/// name are as long as Kubernetes allows, kubernetes issue #139515) fails
+/// with its line, object and Service named, and changes nothing.
+#[test]
+fn a_refused_transaction_names_its_line_and_service_and_changes_nothing() {
+    if !available() {
+        return;
+    }
+    let node = fresh(Backend::Nft, None);
+    ok(&run(&node, "apply", NFT_CONFIG, CLUSTER, &[]), "apply");
+    let table = nft_list(&node, "ip", "kube-proxy");
+    let (ns, name) = ("a".repeat(63), "b".repeat(63));
+    let extra = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  clusterIP: \"172.30.0.30\"\n  clusterIPs:\n  - \"172.30.0.30\"\n  ports:\n  - name: port-name-15-ch\n    port: 80\n    protocol: TCP\n  type: ClusterIP\n"
+    );
+    let text = std::fs::read_to_string(root(CLUSTER)).expect("read") + &extra;
+    let path = std::env::temp_dir().join(format!("kpinspect-nft-long-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).expect("write");
+    let p = path.display().to_string();
+    let out = run(&node, "apply", NFT_CONFIG, &p, &[]);
+    let _ = std::fs::remove_file(&path);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("longer than 128"), "the compiler warns: {err}");
+    let service = format!("for {ns}/{name}:port-name-15-ch");
+    assert!(
+        err.contains("apply failed at transaction line ")
+            && err.contains(&format!("(no-endpoint-services {service})")),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(err.contains("comment too long"), "nft's own error: {err}");
+    assert_eq!(
+        nft_list(&node, "ip", "kube-proxy"),
+        table,
+        "nothing written"
+    );
+}
+
 /// iptables → nftables: apply iptables mode, then nftables mode, then
 /// `cleanup --stale-only` with the nftables configuration: the node equals
 /// one that only ever ran nftables mode (its kube-proxy tables, and no

@@ -138,12 +138,11 @@ impl NftPlan {
             crate::nft::Object::Set(s) => s.name.clone(),
             crate::nft::Object::Map(m) => m.name.clone(),
             crate::nft::Object::Element(e) => {
-                match target_of(&e.value_text()).map(str::to_string) {
-                    Some(t) => t,
-                    None => {
-                        let service = e.comment.as_ref().map(|c| c.to_string());
-                        return Some((e.container.clone(), service));
-                    }
+                let value = e.value_text();
+                match target_of(&value).filter(|t| is_service_chain(t)) {
+                    Some(t) => t.to_string(),
+                    // A no-endpoint element names its Service in its comment.
+                    None => return Some((e.container.clone(), e.comment.clone())),
                 }
             }
             crate::nft::Object::Table(_) => return None,

@@ -341,3 +341,23 @@ fn affinity_and_endpoint_changes_together() {
     assert!(chain.contains("ns/c/tcp/p80"));
     assert_eq!(svc.as_deref(), Some("ns/c:p80"));
 }
+
+#[test]
+fn a_no_endpoint_elements_line_names_its_service_by_comment() {
+    let n = node(&[TWO]);
+    let p = plan(&desired(&[TWO, ("b", "172.30.0.42", &[], None)]), Some(&n));
+    let (i, _) = p
+        .transaction
+        .render()
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("add element ip kube-proxy no-endpoint-services"))
+        .expect("b has no endpoints");
+    assert_eq!(
+        p.line_owner(i + 1),
+        Some((
+            "no-endpoint-services".to_string(),
+            Some("ns/b:p80".to_string())
+        ))
+    );
+}
