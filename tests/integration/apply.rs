@@ -337,7 +337,7 @@ fn racing_applies_end_right() {
 }
 
 /// IPVS mode's rules, jumps and ipsets, as kube-proxy programs them.
-fn program_ipvs_mode(node: &TestNode) {
+pub(crate) fn program_ipvs_mode(node: &TestNode) {
     let sets = std::fs::read_to_string(root("fixtures/ipvs-mode/ipsets.txt")).expect("ipsets");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &node.node, "ipset", "restore", "-exist"])
@@ -396,7 +396,7 @@ fn cleanup_stale(node: &TestNode, config: &str, dry_run: bool) -> String {
     ok(&kp(node, &argv), "cleanup")
 }
 
-fn ipsets(node: &TestNode) -> Vec<String> {
+pub(crate) fn ipsets(node: &TestNode) -> Vec<String> {
     let mut v: Vec<String> = node
         .node_exec_ok(&["ipset", "list", "-n"])
         .lines()

@@ -418,3 +418,36 @@ fn cleanup_all_includes_the_nftables_tables() {
     assert!(kube_proxy_state(&node.save()).is_empty());
     assert!(!tables(&node).iter().any(|t| t.ends_with(" kube-proxy")));
 }
+
+/// IPVS → nftables on this kernel (IPVS mode's rules, jumps and ipsets;
+/// its virtual servers need the VM): `cleanup --stale-only` with the
+/// nftables configuration removes them all, keeps the kube-proxy tables.
+#[test]
+fn stale_only_cleanup_after_switching_ipvs_to_nftables() {
+    if !available() {
+        return;
+    }
+    let pure = fresh(Backend::Nft, None);
+    ok(
+        &run(&pure, "apply", NFT_CONFIG, CLUSTER, &[]),
+        "apply nftables",
+    );
+    let switched = fresh(Backend::Nft, None);
+    crate::apply::program_ipvs_mode(&switched);
+    assert_eq!(crate::apply::ipsets(&switched).len(), 17);
+    ok(
+        &run(&switched, "apply", NFT_CONFIG, CLUSTER, &[]),
+        "apply nftables",
+    );
+    let config = root(NFT_CONFIG);
+    let out = ok(
+        &kp(&switched, &["cleanup", "--stale-only", "--config", &config]),
+        "cleanup",
+    );
+    assert!(out.contains("removed ipset KUBE-CLUSTER-IP"), "{out}");
+    assert!(crate::apply::ipsets(&switched).is_empty());
+    let (s, p) = (switched.save(), pure.save());
+    assert!(kube_proxy_state(&s).is_empty(), "{s}");
+    assert_eq!(same_state(&s), same_state(&p));
+    assert_eq!(kube_proxy_tables(&switched), kube_proxy_tables(&pure));
+}
