@@ -16,6 +16,9 @@
 //! * the [`Ipvs`] trait: IPVS services and destinations, read and changed
 //!   over generic netlink by [`SystemIpvs`] (the codec is
 //!   [`kpinspect_ipvs`]);
+//! * the [`Nftables`] trait: list a table or the ruleset (`nft -j list`)
+//!   and apply `nft -f` scripts atomically, by [`SystemNftables`] (the
+//!   `nft` binary) and [`MemoryNode`] (knftables' fake per table);
 //! * [`LiveNode`]: this node, through the detected backend's tools;
 //! * [`kube_proxy_running`]: whether a kube-proxy process runs;
 //!   [`hostname`]: the node name kube-proxy would take;
@@ -69,6 +72,7 @@ mod lock;
 mod memory;
 mod netlink;
 mod nfacct;
+mod nft;
 mod procs;
 mod sync;
 mod system;
@@ -100,6 +104,7 @@ pub use nfacct::{
     NfAcctCounter, NfAcctError, SystemNfAcct, cleanup_kube_proxy_counters,
     ensure_counters_for_rules, ensure_kube_proxy_counters, validate_nfacct_name,
 };
+pub use nft::{NFT, NftError, Nftables, SystemNftables};
 pub use procs::{
     KUBE_PROXY_COMM, find_kube_proxy, hostname, hostname_in, kube_proxy_running,
     kube_proxy_running_in, process_names, require_net_admin, status_has_net_admin,
@@ -182,7 +187,6 @@ pub use sysctl::{
 
 mod nft_sync;
 pub use nft_sync::{
-    NftApplyReport, NftCleanup, NftRefusedLine, NftSyncError, Nftables, PlannedNftApply,
-    SystemNftables, apply_nft, fake_of, nft_error_line, nft_family, plan_nft_apply,
-    plan_nft_cleanup,
+    NftApplyReport, NftCleanup, NftRefusedLine, NftSyncError, PlannedNftApply, apply_nft,
+    kube_proxy_state, nft_family, plan_nft_apply, plan_nft_cleanup, read_kube_proxy_table,
 };

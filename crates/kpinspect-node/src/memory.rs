@@ -24,8 +24,6 @@ pub enum WriteTarget {
     Iptables(IpFamily),
     /// `ipset restore`.
     IpSets,
-    /// `nft -f -` (the payload is the transaction's text).
-    Nft,
 }
 
 /// One restore a [`MemoryNode`] received.
@@ -46,10 +44,10 @@ pub(crate) struct State {
     sets: IpSetState,
     writes: Vec<Write>,
     fail_next: Option<NodeError>,
-    pub(crate) refuse_next: Option<String>,
+    refuse_next: Option<String>,
     kernel: KernelState,
-    /// nftables tables, one in-memory table each.
-    pub(crate) nft: Vec<kpinspect_core::nft::Fake>,
+    /// nftables tables.
+    pub(crate) nft: crate::nft::MemoryNft,
 }
 
 impl State {
@@ -162,7 +160,7 @@ impl MemoryNode {
         self.lock().refuse_next = Some(pattern.into());
     }
 
-    pub(crate) fn record(
+    fn record(
         &self,
         target: WriteTarget,
         payload: &str,

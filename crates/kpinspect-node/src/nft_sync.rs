@@ -1,9 +1,11 @@
-//! nftables mode on a node: the [`Nftables`] trait (list tables, read one
-//! as an in-memory [`Fake`], run one `nft -f -` transaction), the real
-//! tool ([`SystemNftables`]) and [`MemoryNode`]'s tables, and the read →
-//! plan → write cycles of `apply` ([`plan_nft_apply`],
-//! [`PlannedNftApply::write`]) and `cleanup` ([`plan_nft_cleanup`],
-//! [`NftCleanup::write`]).
+//! nftables mode's read → plan → write cycles on any [`Nftables`] node
+//! (the live one, [`SystemNftables`](crate::SystemNftables), or
+//! [`MemoryNode`](crate::MemoryNode)): `apply` ([`plan_nft_apply`],
+//! [`PlannedNftApply::write`]) reads the node's `kube-proxy` table back
+//! into kube-proxy's form ([`read_kube_proxy_table`]), plans with
+//! kpinspect-core's `mode::nftables::plan` and writes one transaction;
+//! `cleanup` ([`plan_nft_cleanup`], [`NftCleanup::write`]) deletes the
+//! `kube-proxy` tables.
 //!
 //! Each family's transaction is one `nft -f -`, atomic: a refused one
 //! changes nothing and is reported with its line, the chain that line
@@ -27,30 +29,12 @@ use std::fmt;
 
 use thiserror::Error;
 
-use kpinspect_core::mode::nftables::{self, Compiled, NftPlan, TABLE};
+use kpinspect_core::mode::nftables::{self, Compiled, NftPlan, TABLE, read_listing};
 use kpinspect_core::net::IpFamily;
-use kpinspect_core::nft::{
-    Fake, FakeError, Family, Rule, Ruleset as ListedRuleset, Table, TableContent, Transaction,
-};
+use kpinspect_core::nft::{Fake, FakeError, Family, ListingError, Table, Transaction};
 use kpinspect_core::plan::Refusal;
 
-use crate::error::NodeError;
-use crate::memory::{MemoryNode, WriteTarget};
-
-/// A node's nftables, one table at a time.
-pub trait Nftables {
-    /// The tables on the node: family and name, as `nft list tables`
-    /// prints them.
-    fn tables(&self) -> Result<Vec<(Family, String)>, NodeError>;
-
-    /// Table `family name` as an in-memory table (what `nft -j list table`
-    /// shows, in the form kube-proxy writes); `None` when there is none.
-    fn read_table(&self, family: Family, table: &str) -> Result<Option<Fake>, NodeError>;
-
-    /// Runs `tx` as one `nft -f -` (atomic: all or nothing). A refused
-    /// transaction is a [`NodeError::Restore`] naming its 1-based line.
-    fn run(&self, tx: &Transaction) -> Result<(), NodeError>;
-}
+use crate::nft::{NftError, Nftables};
 
 /// The nftables family of an IP family's kube-proxy table.
 pub fn nft_family(family: IpFamily) -> Family {
@@ -60,197 +44,29 @@ pub fn nft_family(family: IpFamily) -> Family {
     }
 }
 
-/// The line `nft -f` blames (`/dev/stdin:3:22-25: Error: ...`).
-pub fn nft_error_line(stderr: &str) -> Option<usize> {
-    let at = stderr.find("stdin:")?;
-    let digits: String = stderr[at + 6..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-/// The node's nftables through the `nft` tool.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SystemNftables;
-
-impl Nftables for SystemNftables {
-    /// Runs `nft list tables`.
-    fn tables(&self) -> Result<Vec<(Family, String)>, NodeError> {
-        let text = crate::system::run("nft", &["list", "tables"], None)?;
-        Ok(parse_tables(&text))
-    }
-
-    /// Runs `nft -j list table FAMILY NAME` and reads it back into
-    /// kube-proxy's form.
-    fn read_table(&self, family: Family, table: &str) -> Result<Option<Fake>, NodeError> {
-        if !self
-            .tables()?
-            .iter()
-            .any(|(f, t)| *f == family && t == table)
-        {
-            return Ok(None);
-        }
-        let json = crate::system::run(
-            "nft",
-            &["-j", "list", "table", family.as_str(), table],
-            None,
-        )?;
-        read_json_table(&json, family, table)
-    }
-
-    /// Runs `nft -f -` with the transaction's text on stdin.
-    fn run(&self, tx: &Transaction) -> Result<(), NodeError> {
-        match crate::system::run("nft", &["-f", "-"], Some(&tx.render())) {
-            Ok(_) => Ok(()),
-            Err(NodeError::Restore { line, message }) => Err(NodeError::Restore {
-                line: nft_error_line(&message).or(line),
-                message,
-            }),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// The live table's JSON (`nft -j list table`) as an in-memory table, rules
-/// as nft lists them.
-fn read_json_table(json: &str, family: Family, table: &str) -> Result<Option<Fake>, NodeError> {
-    let bad = |message: String| NodeError::Io {
-        program: "nft".into(),
-        message,
-    };
-    let listing = ListedRuleset::parse_json(json, |f, n| f == family.as_str() && n == table)
-        .map_err(|e| bad(e.to_string()))?;
-    let Some(content) = listing
-        .table(family.as_str(), table)
-        .and_then(|t| t.content.as_ref())
-    else {
+/// A listing (`nft -j list table`, or `nft list` text) of the `kube-proxy`
+/// table of `family`, read back into kube-proxy's form as an in-memory
+/// table; `None` when the listing does not hold it. The dynamic affinity
+/// sets' entries (client IPs the kernel remembers) are left out.
+pub fn kube_proxy_state(listing: &str, family: Family) -> Result<Option<Fake>, NftSyncError> {
+    let node = read_listing(listing).map_err(NftSyncError::Listing)?;
+    let Some(table) = node.table(family) else {
         return Ok(None);
     };
-    fake_of(family, table, content)
-        .map(Some)
-        .map_err(|e| bad(format!("table {family} {table} as listed: {e}")))
+    let mut fake = Fake::new(family, TABLE, true);
+    fake.apply(&table.transaction())
+        .map_err(NftSyncError::Listed)?;
+    Ok(Some(fake))
 }
 
-/// A listed table's content as an in-memory table: the table, its chains,
-/// sets and maps, then the rules (as nft lists them) and the elements.
-pub fn fake_of(family: Family, table: &str, content: &TableContent) -> Result<Fake, FakeError> {
-    let mut tx = Transaction::new(family, table, true);
-    tx.add(content.table.clone());
-    for c in &content.chains {
-        tx.add(c.chain.clone());
-    }
-    for s in &content.sets {
-        tx.add(s.clone());
-    }
-    for m in &content.maps {
-        tx.add(m.clone());
-    }
-    for c in &content.chains {
-        for r in &c.rules {
-            let mut rule = Rule::new(&c.chain.name, &r.text);
-            rule.comment = r.comment.clone();
-            tx.add(rule);
-        }
-    }
-    for e in &content.elements {
-        tx.add(e.clone());
-    }
-    let mut fake = Fake::new(family, table, true);
-    fake.apply(&tx)?;
-    Ok(fake)
-}
-
-/// The (family, name) of each `table FAMILY NAME` line.
-fn parse_tables(text: &str) -> Vec<(Family, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            if w.next()? != "table" {
-                return None;
-            }
-            let family = match w.next()? {
-                "ip" => Family::Ip,
-                "ip6" => Family::Ip6,
-                "inet" => Family::Inet,
-                _ => return None,
-            };
-            Some((family, w.next()?.to_string()))
-        })
-        .collect()
-}
-
-impl Nftables for MemoryNode {
-    fn tables(&self) -> Result<Vec<(Family, String)>, NodeError> {
-        Ok(self
-            .lock()
-            .nft
-            .iter()
-            .filter(|f| f.table().is_some())
-            .map(|f| (f.family(), f.table_name().to_string()))
-            .collect())
-    }
-
-    fn read_table(&self, family: Family, table: &str) -> Result<Option<Fake>, NodeError> {
-        Ok(self
-            .lock()
-            .nft
-            .iter()
-            .find(|f| f.family() == family && f.table_name() == table && f.table().is_some())
-            .cloned())
-    }
-
-    /// Applies `tx` to the in-memory table as the kernel would (all or
-    /// nothing); a line made to fail with
-    /// [`refuse_next_line_matching`](MemoryNode::refuse_next_line_matching)
-    /// is refused like one the kernel refuses.
-    fn run(&self, tx: &Transaction) -> Result<(), NodeError> {
-        let text = tx.render();
-        self.record(WriteTarget::Nft, &text, |state| {
-            if let Some(line) = state
-                .refuse_next
-                .take()
-                .and_then(|p| text.lines().position(|l| l.contains(&p)))
-            {
-                return Err(NodeError::Restore {
-                    line: Some(line + 1),
-                    message: format!(
-                        "/dev/stdin:{}:1-1: Error: Could not process rule: Operation not supported",
-                        line + 1
-                    ),
-                });
-            }
-            let pos = state
-                .nft
-                .iter()
-                .position(|f| f.family() == tx.family && f.table_name() == tx.table);
-            let mut fake = match pos {
-                Some(i) => state.nft[i].clone(),
-                None => Fake::new(tx.family, &tx.table, tx.object_comments),
-            };
-            fake.apply(tx).map_err(|e| match e {
-                FakeError::NotFound { index, .. } => NodeError::Restore {
-                    line: Some(index + 1),
-                    message: format!(
-                        "/dev/stdin:{}:1-1: Error: {e}: No such file or directory",
-                        index + 1
-                    ),
-                },
-                other => NodeError::Restore {
-                    line: None,
-                    message: other.to_string(),
-                },
-            })?;
-            match pos {
-                Some(i) if fake.table().is_none() => {
-                    state.nft.remove(i);
-                }
-                Some(i) => state.nft[i] = fake,
-                None if fake.table().is_some() => state.nft.push(fake),
-                None => {}
-            }
-            Ok(())
-        })
+/// Reads the node's `kube-proxy` table of `family`, in kube-proxy's form.
+pub fn read_kube_proxy_table<N: Nftables + ?Sized>(
+    node: &N,
+    family: Family,
+) -> Result<Option<Fake>, NftSyncError> {
+    match node.list_table(family, TABLE)? {
+        Some(listing) => kube_proxy_state(&listing, family),
+        None => Ok(None),
     }
 }
 
@@ -259,7 +75,14 @@ impl Nftables for MemoryNode {
 pub enum NftSyncError {
     /// Reading or writing the node failed (no nft, no privileges, ...).
     #[error(transparent)]
-    Node(#[from] NodeError),
+    Node(#[from] NftError),
+    /// The node's listing does not parse.
+    #[error("{0}")]
+    Listing(ListingError),
+    /// The node's table, as listed, is inconsistent (a rule naming a
+    /// missing chain or set).
+    #[error("the node's kube-proxy table as listed: {0}")]
+    Listed(FakeError),
     /// The compiled transaction does not apply to an empty table (a
     /// compiler bug).
     #[error("compiled transaction: {0}")]
@@ -286,7 +109,7 @@ pub struct NftRefusedLine {
     /// The line itself.
     pub text: Option<String>,
     /// nft's error.
-    pub error: NodeError,
+    pub error: NftError,
 }
 
 /// An nftables apply read and planned, not written yet.
@@ -306,7 +129,7 @@ pub fn plan_nft_apply<N: Nftables + ?Sized>(
 ) -> Result<PlannedNftApply, NftSyncError> {
     let want = desired.state().map_err(NftSyncError::Compiled)?;
     let family = nft_family(desired.family);
-    let actual = node.read_table(family, TABLE)?;
+    let actual = read_kube_proxy_table(node, family)?;
     Ok(PlannedNftApply {
         from: format!("nft list table {family} {TABLE}"),
         plan: nftables::plan(&want, actual.as_ref()),
@@ -333,7 +156,7 @@ impl PlannedNftApply {
     /// Writes the transaction (nothing when in sync).
     pub fn write<N: Nftables + ?Sized>(self, node: &N) -> Result<NftApplyReport, NftSyncError> {
         if !self.plan.is_empty() {
-            node.run(&self.plan.transaction)
+            node.apply(&self.plan.transaction.render())
                 .map_err(|e| refused(e, &self.plan))?;
         }
         Ok(NftApplyReport {
@@ -344,8 +167,8 @@ impl PlannedNftApply {
 }
 
 /// What a refused transaction means: its line, chain and Service.
-fn refused(error: NodeError, plan: &NftPlan) -> NftSyncError {
-    let NodeError::Restore {
+fn refused(error: NftError, plan: &NftPlan) -> NftSyncError {
+    let NftError::Refused {
         line: Some(line), ..
     } = error
     else {
@@ -433,21 +256,21 @@ pub struct NftCleanup {
 pub fn plan_nft_cleanup<N: Nftables + ?Sized>(
     node: &N,
     family: Option<IpFamily>,
-) -> Result<NftCleanup, NodeError> {
-    let tables = match node.tables() {
-        Ok(t) => t,
-        Err(NodeError::Missing { .. }) => Vec::new(),
-        Err(e) => return Err(e),
-    };
+) -> Result<NftCleanup, NftError> {
     let wanted: Vec<Family> = match family {
         Some(f) => vec![nft_family(f)],
         None => vec![Family::Ip, Family::Ip6],
     };
+    let mut tables = Vec::new();
+    for f in wanted {
+        match node.list_table(f, TABLE) {
+            Ok(Some(_)) => tables.push(f),
+            Ok(None) | Err(NftError::Missing) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(NftCleanup {
-        tables: wanted
-            .into_iter()
-            .filter(|f| tables.iter().any(|(tf, t)| tf == f && t == TABLE))
-            .collect(),
+        tables,
         written: false,
     })
 }
@@ -483,14 +306,10 @@ impl NftCleanup {
     }
 
     /// Deletes the tables; one gone meanwhile is no error.
-    pub fn write<N: Nftables + ?Sized>(mut self, node: &N) -> Result<NftCleanup, NodeError> {
+    pub fn write<N: Nftables + ?Sized>(mut self, node: &N) -> Result<NftCleanup, NftError> {
         for tx in self.transactions() {
-            let still_there = node
-                .tables()?
-                .iter()
-                .any(|(f, t)| *f == tx.family && t == TABLE);
-            if still_there {
-                node.run(&tx)?;
+            if node.list_table(tx.family, TABLE)?.is_some() {
+                node.apply(&tx.render())?;
             }
         }
         self.written = true;
@@ -509,35 +328,5 @@ impl fmt::Display for NftCleanup {
             writeln!(f, "{verb} nftables table {fam} {TABLE}")?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nft_blames_a_line_of_stdin() {
-        assert_eq!(
-            nft_error_line(
-                "/dev/stdin:3:22-25: Error: Could not process rule: No such file or directory\nadd rule ip t a jump nope\n"
-            ),
-            Some(3)
-        );
-        assert_eq!(nft_error_line("Error: syntax error"), None);
-    }
-
-    #[test]
-    fn tables_are_read_from_nft_list_tables() {
-        assert_eq!(
-            parse_tables(
-                "table ip kube-proxy\ntable inet filter\ntable ip6 kube-proxy\ntable bridge x\n"
-            ),
-            vec![
-                (Family::Ip, "kube-proxy".to_string()),
-                (Family::Inet, "filter".to_string()),
-                (Family::Ip6, "kube-proxy".to_string())
-            ]
-        );
     }
 }

@@ -10,12 +10,13 @@ use kpinspect_core::diff::ServiceState;
 use kpinspect_core::mode::nftables::{self, Compiled};
 use kpinspect_core::model::Cluster;
 use kpinspect_core::net::IpFamily;
-use kpinspect_core::nft::{Chain, Family, Rule, Table, Transaction};
+use kpinspect_core::nft::Family;
 use kpinspect_core::plan::Refusal;
 use kpinspect_core::proxy::ProxyState;
 
 use kpinspect_node::{
-    MemoryNode, NftSyncError, Nftables, WriteTarget, apply_nft, plan_nft_apply, plan_nft_cleanup,
+    MemoryNode, NftError, NftSyncError, Nftables, apply_nft, kube_proxy_state, plan_nft_apply,
+    plan_nft_cleanup, read_kube_proxy_table,
 };
 
 const ROUTED: &str = "fixtures/routed/cluster.yaml";
@@ -55,23 +56,27 @@ fn desired(rel: &str) -> Compiled {
 }
 
 fn nft_writes(node: &MemoryNode) -> usize {
-    node.writes()
-        .iter()
-        .filter(|w| w.target == WriteTarget::Nft)
-        .count()
+    node.nft_scripts().len()
 }
 
-/// Another program's table with a rule.
+/// Another program's table with a rule; its listing.
 fn foreign(node: &MemoryNode) -> String {
-    let mut tx = Transaction::new(Family::Inet, "filter", true);
-    tx.add(Table::default());
-    tx.add(Chain::base("input", "filter", "input", 0));
-    tx.add(Rule::new("input", "tcp dport 22 accept"));
-    node.run(&tx).expect("foreign table");
-    node.read_table(Family::Inet, "filter")
-        .expect("reads")
+    node.apply(
+        "add table inet filter
+         add chain inet filter input { type filter hook input priority 0 ; }
+         add rule inet filter input tcp dport 22 accept
+",
+    )
+    .expect("foreign table");
+    node.list_table(Family::Inet, "filter")
+        .expect("lists")
         .expect("exists")
-        .dump()
+}
+
+fn kube_proxy_table(node: &MemoryNode) -> Option<String> {
+    read_kube_proxy_table(node, Family::Ip)
+        .expect("reads")
+        .map(|f| f.dump())
 }
 
 #[test]
@@ -81,11 +86,10 @@ fn apply_converges_and_a_second_apply_writes_nothing() {
     let want = desired(ROUTED);
     let report = apply_nft(&node, &want).expect("applies");
     assert!(!report.in_sync());
-    let table = node
-        .read_table(Family::Ip, "kube-proxy")
-        .expect("reads")
-        .expect("exists");
-    assert_eq!(table.dump(), want.state().expect("state").dump());
+    assert_eq!(
+        kube_proxy_table(&node),
+        Some(want.state().expect("state").dump())
+    );
     let before = nft_writes(&node);
     let report = apply_nft(&node, &want).expect("applies");
     assert!(report.in_sync(), "{report}");
@@ -122,11 +126,8 @@ fn apply_converges_and_a_second_apply_writes_nothing() {
     assert!(report.to_string().starts_with("IPv4: applied "), "{report}");
     assert!(apply_nft(&node, &scaled).expect("applies").in_sync());
     assert_eq!(
-        node.read_table(Family::Inet, "filter")
-            .expect("reads")
-            .expect("kept")
-            .dump(),
-        other
+        node.list_table(Family::Inet, "filter").expect("lists"),
+        Some(other)
     );
 }
 
@@ -134,15 +135,21 @@ fn apply_converges_and_a_second_apply_writes_nothing() {
 fn a_refused_line_names_its_chain_and_service_and_changes_nothing() {
     let node = MemoryNode::new();
     apply_nft(&node, &desired(SCALED)).expect("applies");
-    let before = node.read_table(Family::Ip, "kube-proxy").expect("reads");
+    let before = kube_proxy_table(&node);
     let want = desired(ROUTED);
     let text = plan_nft_apply(&node, &want).expect("plans").text();
-    let line = text
+    let (n, line) = text
         .lines()
-        .find(|l| l.starts_with("add rule ip kube-proxy endpoint-") && l.contains("dnat to"))
-        .expect("an endpoint rule")
-        .to_string();
-    node.refuse_next_line_matching(line.clone());
+        .enumerate()
+        .find(|(_, l)| l.starts_with("add rule ip kube-proxy endpoint-") && l.contains("dnat to"))
+        .map(|(i, l)| (i + 1, l.to_string()))
+        .expect("an endpoint rule");
+    node.fail_next_nft(NftError::Refused {
+        line: Some(n),
+        message: format!(
+            "/dev/stdin:{n}:1-4: Error: Could not process rule: Operation not supported"
+        ),
+    });
     let err = apply_nft(&node, &want).expect_err("refused");
     let NftSyncError::Refused(r) = &err else {
         panic!("{err}")
@@ -161,10 +168,7 @@ fn a_refused_line_names_its_chain_and_service_and_changes_nothing() {
     let msg = err.to_string();
     assert!(msg.contains("nothing was changed"), "{msg}");
     assert_eq!(msg.lines().count(), 1);
-    assert_eq!(
-        node.read_table(Family::Ip, "kube-proxy").expect("reads"),
-        before
-    );
+    assert_eq!(kube_proxy_table(&node), before);
     // The next apply converges.
     apply_nft(&node, &want).expect("applies");
     assert!(apply_nft(&node, &want).expect("applies").in_sync());
@@ -207,15 +211,12 @@ fn cleanup_deletes_only_the_kube_proxy_tables() {
     let done = planned.write(&node).expect("removes");
     assert_eq!(done.to_string(), "removed nftables table ip kube-proxy\n");
     assert_eq!(
-        node.tables().expect("lists"),
-        [(Family::Inet, "filter".to_string())]
+        node.list_table(Family::Ip, "kube-proxy").expect("lists"),
+        None
     );
     assert_eq!(
-        node.read_table(Family::Inet, "filter")
-            .expect("reads")
-            .expect("kept")
-            .dump(),
-        other
+        node.list_table(Family::Inet, "filter").expect("lists"),
+        Some(other)
     );
     assert!(plan_nft_cleanup(&node, None).expect("plans").is_empty());
 }
@@ -247,14 +248,9 @@ fn the_overall_fixture_as_nft_lists_it_is_in_sync() {
     .state()
     .expect("state");
     let json = read("fixtures/nftables-save/overall.json");
-    let listing =
-        kpinspect_core::nft::Ruleset::parse_json(&json, |f, n| f == "ip" && n == "kube-proxy")
-            .expect("parses");
-    let content = listing
-        .table("ip", "kube-proxy")
-        .and_then(|t| t.content.as_ref())
+    let actual = kube_proxy_state(&json, Family::Ip)
+        .expect("reads")
         .expect("kube-proxy table");
-    let actual = kpinspect_node::fake_of(Family::Ip, "kube-proxy", content).expect("applies");
     let p = nftables::plan(&want, Some(&actual));
     assert!(p.is_empty(), "{}\n{:#?}", p.transaction.render(), p.chains);
     assert!(p.in_sync(), "{:?}", p.services);
@@ -267,14 +263,9 @@ fn the_overall_fixture_as_nft_lists_it_is_in_sync() {
         1,
     );
     assert_ne!(edited, json, "the fixture has svc1's endpoint");
-    let listing =
-        kpinspect_core::nft::Ruleset::parse_json(&edited, |f, n| f == "ip" && n == "kube-proxy")
-            .expect("parses");
-    let content = listing
-        .table("ip", "kube-proxy")
-        .and_then(|t| t.content.as_ref())
+    let actual = kube_proxy_state(&edited, Family::Ip)
+        .expect("reads")
         .expect("kube-proxy table");
-    let actual = kpinspect_node::fake_of(Family::Ip, "kube-proxy", content).expect("applies");
     let p = nftables::plan(&want, Some(&actual));
     assert_eq!(p.transaction.len(), 4, "{}", p.transaction.render());
     assert_eq!(p.chains_written.len(), 1);

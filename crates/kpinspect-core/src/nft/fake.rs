@@ -324,6 +324,120 @@ impl Fake {
         self.containers.get(name).map(|c| c.elements.as_slice())
     }
 
+    /// Whether the table exists.
+    pub fn has_table(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// The state in `nft list table` layout (`None` without a table): the
+    /// table's comment, sets, maps (each with its elements), then chains
+    /// (base chains with `policy accept`), rules and elements written as
+    /// they were added — nft itself would print rules in its own syntax,
+    /// which [`super::Ruleset`] readers accept too.
+    ///
+    /// ```
+    /// use kpinspect_core::nft::{Chain, Fake, Family, Rule, Table, Transaction};
+    /// let mut tx = Transaction::new(Family::Ip, "t", true);
+    /// tx.add(Table::default());
+    /// tx.add(Chain::base("in", "filter", "input", 0));
+    /// tx.add(Rule::new("in", "accept").with_comment("all"));
+    /// let mut fake = Fake::new(Family::Ip, "t", true);
+    /// fake.apply(&tx).unwrap();
+    /// assert_eq!(
+    ///     fake.listing().unwrap(),
+    ///     "table ip t {\n\tchain in {\n\t\ttype filter hook input priority 0; policy accept;\n\t\taccept comment \"all\"\n\t}\n}\n"
+    /// );
+    /// ```
+    pub fn listing(&self) -> Option<String> {
+        use std::fmt::Write as _;
+        let table = self.table.as_ref()?;
+        let mut out = format!("table {} {} {{\n", self.family, self.table_name);
+        let on = self.object_comments;
+        fn comment(c: &Option<String>, on: bool) -> Option<&String> {
+            c.as_ref().filter(|_| on)
+        }
+        if let Some(c) = comment(&table.comment, on) {
+            let _ = writeln!(out, "\tcomment {}", super::quote(c));
+        }
+        for fc in self.containers.values() {
+            let (kind, name, key, value, flags, timeout, c) = match &fc.container {
+                Container::Set(s) => (
+                    "set", &s.name, &s.key, None, &s.flags, s.timeout, &s.comment,
+                ),
+                Container::Map(m) => (
+                    "map",
+                    &m.name,
+                    &m.key,
+                    Some(&m.value),
+                    &m.flags,
+                    m.timeout,
+                    &m.comment,
+                ),
+            };
+            let _ = writeln!(out, "\t{kind} {name} {{");
+            let (kw, k) = key.keyword();
+            match value {
+                Some(v) => {
+                    let _ = writeln!(out, "\t\t{kw} {k} : {v}");
+                }
+                None => {
+                    let _ = writeln!(out, "\t\t{kw} {k}");
+                }
+            }
+            if !flags.is_empty() {
+                let _ = writeln!(out, "\t\tflags {}", flags.join(","));
+            }
+            if let Some(t) = timeout {
+                let _ = writeln!(out, "\t\ttimeout {t}s");
+            }
+            if let Some(c) = comment(c, on) {
+                let _ = writeln!(out, "\t\tcomment {}", super::quote(c));
+            }
+            if !fc.elements.is_empty() {
+                let elems: Vec<String> = fc
+                    .elements
+                    .iter()
+                    .map(|e| {
+                        let mut t = e.key_text();
+                        if let Some(c) = &e.comment {
+                            let _ = write!(t, " comment {}", super::quote(c));
+                        }
+                        if !e.value.is_empty() {
+                            let _ = write!(t, " : {}", e.value_text());
+                        }
+                        t
+                    })
+                    .collect();
+                let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(",\n\t\t\t     "));
+            }
+            out.push_str("\t}\n");
+        }
+        for fc in self.chains.values() {
+            let Some(chain) = &fc.chain else { continue };
+            let _ = writeln!(out, "\tchain {} {{", chain.name);
+            if let Some(b) = &chain.base {
+                let _ = writeln!(
+                    out,
+                    "\t\ttype {} hook {} priority {}; policy accept;",
+                    b.chain_type, b.hook, b.priority
+                );
+            }
+            if let Some(c) = comment(&chain.comment, on) {
+                let _ = writeln!(out, "\t\tcomment {}", super::quote(c));
+            }
+            for r in &fc.rules {
+                let _ = write!(out, "\t\t{}", r.rule);
+                if let Some(c) = &r.comment {
+                    let _ = write!(out, " comment {}", super::quote(c));
+                }
+                out.push('\n');
+            }
+            out.push_str("\t}\n");
+        }
+        out.push_str("}\n");
+        Some(out)
+    }
+
     /// The state as `add` lines (knftables' `Fake.Dump`): the table, the
     /// chains, sets and maps each sorted by name, every chain's rules (in
     /// chain order), then the sets' and the maps' elements (in insertion

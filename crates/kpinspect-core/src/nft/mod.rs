@@ -21,12 +21,14 @@
 
 mod fake;
 mod listing;
+mod script;
 
 pub use fake::{Fake, FakeError};
 pub use listing::{
     ListedChain, ListedRule, ListedTable, ListingError, ListingFormat, Ruleset, TableContent,
     duration_seconds, priority_value,
 };
+pub use script::{ScriptError, parse_script};
 
 use std::fmt::Write as _;
 
@@ -713,6 +715,7 @@ mod tests {
             include_str!("mod.rs"),
             include_str!("fake.rs"),
             include_str!("listing.rs"),
+            include_str!("script.rs"),
         ] {
             let code: String = src
                 .split("#[cfg(test)]")

@@ -50,8 +50,13 @@ pub const JUMP_CHAINS: [(&str, &str, &str); 11] = [
     ("cluster-ips-check", "filter-output", "ct state new"),
 ];
 
-const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
-const REJECT_CHAIN: &str = "reject-chain";
+/// The table's comment.
+pub(super) const TABLE_COMMENT: &str = "rules for kube-proxy";
+pub(super) const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
+pub(super) const REJECT_CHAIN: &str = "reject-chain";
+/// The reject helper chain's comment.
+pub(super) const REJECT_CHAIN_COMMENT: &str =
+    "helper for @no-endpoint-services / @no-endpoint-nodeports";
 const CLUSTER_IPS: &str = "cluster-ips";
 const NODEPORT_IPS: &str = "nodeport-ips";
 const SERVICE_IPS: &str = "service-ips";
@@ -231,7 +236,7 @@ impl<'a> Writer<'a> {
         let ip = self.ip;
         let addr_type = self.addr_type;
         self.tx.add(Table {
-            comment: Some("rules for kube-proxy".into()),
+            comment: Some(TABLE_COMMENT.into()),
         });
         for (name, ..) in BASE_CHAINS {
             self.tx.add(Chain::regular(name));
@@ -326,10 +331,8 @@ impl<'a> Writer<'a> {
             )
             .with_comment("vmap to drop or reject packets to service nodeports with no endpoints"),
         );
-        self.tx.add(
-            Chain::regular(REJECT_CHAIN)
-                .with_comment("helper for @no-endpoint-services / @no-endpoint-nodeports"),
-        );
+        self.tx
+            .add(Chain::regular(REJECT_CHAIN).with_comment(REJECT_CHAIN_COMMENT));
         self.tx.flush(Chain::regular(REJECT_CHAIN));
         self.chains.insert(REJECT_CHAIN.into());
         self.rule(REJECT_CHAIN, "reject".into());

@@ -242,7 +242,7 @@ fn rule_text(r: &Rule) -> String {
 fn same_rules(a: &[Rule], b: &[Rule]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
-            x.comment == y.comment && canonical_rule(&x.rule) == canonical_rule(&y.rule)
+            x.comment == y.comment && comparable_rule(&x.rule) == comparable_rule(&y.rule)
         })
 }
 
@@ -254,20 +254,20 @@ fn same_rules(a: &[Rule], b: &[Rule]) -> bool {
 /// sorted, and `reject with icmp[v6] [type] port-unreachable` is `reject`.
 ///
 /// ```
-/// use kpinspect_core::mode::nftables::canonical_rule;
+/// use kpinspect_core::mode::nftables::comparable_rule;
 /// assert_eq!(
-///     canonical_rule("mark and 0x4000 == 0 return"),
-///     canonical_rule("meta mark & 0x00004000 == 0x00000000 return")
+///     comparable_rule("mark and 0x4000 == 0 return"),
+///     comparable_rule("meta mark & 0x00004000 == 0x00000000 return")
 /// );
-/// assert_eq!(canonical_rule("ip daddr { 172.30.0.0/16 } drop"), "ip daddr 172.30.0.0/16 drop");
+/// assert_eq!(comparable_rule("ip daddr { 172.30.0.0/16 } drop"), "ip daddr 172.30.0.0/16 drop");
 /// assert_eq!(
-///     canonical_rule("ip saddr != { 5.6.7.8 , 1.2.3.4 } drop"),
-///     canonical_rule("ip saddr != { 1.2.3.4, 5.6.7.8 } drop")
+///     comparable_rule("ip saddr != { 5.6.7.8 , 1.2.3.4 } drop"),
+///     comparable_rule("ip saddr != { 1.2.3.4, 5.6.7.8 } drop")
 /// );
-/// assert_eq!(canonical_rule("iifname != veth* jump x"), canonical_rule("iifname != \"veth*\" jump x"));
-/// assert_ne!(canonical_rule("ip daddr 10.0.0.1 drop"), canonical_rule("ip daddr 10.0.0.2 drop"));
+/// assert_eq!(comparable_rule("iifname != veth* jump x"), comparable_rule("iifname != \"veth*\" jump x"));
+/// assert_ne!(comparable_rule("ip daddr 10.0.0.1 drop"), comparable_rule("ip daddr 10.0.0.2 drop"));
 /// ```
-pub fn canonical_rule(text: &str) -> String {
+pub fn comparable_rule(text: &str) -> String {
     let spaced = text
         .replace('{', " { ")
         .replace('}', " } ")
@@ -453,7 +453,7 @@ pub fn plan(desired: &Fake, actual: Option<&Fake>) -> NftPlan {
             } else {
                 ChainChange::Changed
             };
-            let canon = |r: &Rule| (canonical_rule(&r.rule), r.comment.clone());
+            let canon = |r: &Rule| (comparable_rule(&r.rule), r.comment.clone());
             let w: Vec<_> = w_rules.iter().map(canon).collect();
             let h: Vec<_> = h_rules.iter().map(canon).collect();
             out.chains.push(ChainDiff {

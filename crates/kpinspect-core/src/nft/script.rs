@@ -1,0 +1,365 @@
+//! `nft -f` input in knftables' line forms (what [`Transaction::render`]
+//! writes) read back into [`Transaction`]s.
+
+use super::{
+    BaseChain, Chain, Element, Family, KeyType, Map, Object, Op, Rule, Set, Table, Transaction,
+    Verb, duration_seconds, priority_value,
+};
+
+/// Why a script line does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("nft script line {line}: {message}")]
+pub struct ScriptError {
+    /// The 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses `nft -f` input made of knftables' one-line operations (`add`,
+/// `flush`, `delete` of tables, chains, sets, maps, elements and rules;
+/// blank lines and `#` comments skipped). Consecutive operations on one
+/// table form one [`Transaction`]; the order is kept.
+///
+/// ```
+/// use kpinspect_core::nft::{Family, parse_script};
+/// let text = "add table ip t { comment \"c\" ; }\nadd chain ip t in { type filter hook input priority 0 ; }\n\
+///             add rule ip t in tcp dport 22 accept comment \"ssh\"\ndelete table ip6 u\n";
+/// let txs = parse_script(text).unwrap();
+/// assert_eq!(txs.len(), 2);
+/// assert_eq!((txs[0].family, txs[0].table.as_str(), txs[0].len()), (Family::Ip, "t", 3));
+/// assert_eq!(txs[0].render() + &txs[1].render(), text);
+/// ```
+pub fn parse_script(text: &str) -> Result<Vec<Transaction>, ScriptError> {
+    let mut out: Vec<Transaction> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let err = |message: String| ScriptError {
+            line: i + 1,
+            message,
+        };
+        let (family, table, op) = parse_line(line).map_err(err)?;
+        match out.last_mut() {
+            Some(tx) if tx.family == family && tx.table == table => tx.ops.push(op),
+            _ => {
+                let mut tx = Transaction::new(family, table, true);
+                tx.ops.push(op);
+                out.push(tx);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `s` split at its first space.
+fn word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.split_once(' ') {
+        Some((w, rest)) => (w, rest.trim_start()),
+        None => (s, ""),
+    }
+}
+
+/// The contents of `{ ... }` at the start of `s`.
+fn braces(s: &str) -> Result<&str, String> {
+    s.trim()
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .map(str::trim)
+        .ok_or_else(|| format!("expected {{ ... }}, got {s:?}"))
+}
+
+/// A `"..."` string (Go's quoting undone for `\"` and `\\`) at the start of
+/// `s`, and the rest.
+fn quoted(s: &str) -> Result<(String, &str), String> {
+    let body = s
+        .strip_prefix('"')
+        .ok_or_else(|| format!("expected a quoted string, got {s:?}"))?;
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, 'n')) => out.push('\n'),
+                Some((_, 't')) => out.push('\t'),
+                Some((_, o)) => out.push(o),
+                None => break,
+            },
+            '"' => return Ok((out, &body[i + 1..])),
+            c => out.push(c),
+        }
+    }
+    Err(format!("unterminated string {s:?}"))
+}
+
+/// `text` without a trailing ` comment "..."`, and the comment.
+fn trailing_comment(text: &str) -> Result<(&str, Option<String>), String> {
+    if !text.ends_with('"') {
+        return Ok((text, None));
+    }
+    // The last ` comment "` whose string runs to the end.
+    let mut from = text.len();
+    while let Some(i) = text[..from].rfind(" comment \"") {
+        if let Ok((c, rest)) = quoted(&text[i + 9..])
+            && rest.is_empty()
+        {
+            return Ok((text[..i].trim_end(), Some(c)));
+        }
+        from = i;
+    }
+    Ok((text, None))
+}
+
+/// The `; `-separated properties inside a declaration's braces.
+fn properties(body: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let (key, after) = word(rest);
+        let (value, after) = if after.starts_with('"') {
+            let (v, a) = quoted(after)?;
+            (v, a)
+        } else {
+            match after.find(';') {
+                Some(i) => (after[..i].trim().to_string(), &after[i..]),
+                None => (after.trim().to_string(), ""),
+            }
+        };
+        out.push((key.to_string(), value));
+        rest = after.trim_start().trim_start_matches(';').trim_start();
+    }
+    Ok(out)
+}
+
+fn parse_line(line: &str) -> Result<(Family, String, Op), String> {
+    let (verb, rest) = word(line);
+    let verb = match verb {
+        "add" => Verb::Add,
+        "flush" => Verb::Flush,
+        "delete" => Verb::Delete,
+        v => return Err(format!("unknown verb {v:?}")),
+    };
+    let (kind, rest) = word(rest);
+    let (family, rest) = word(rest);
+    let family_name = family;
+    let family = Family::parse(family).ok_or_else(|| format!("unknown family {family:?}"))?;
+    let (table, rest) = word(rest);
+    let table = table.to_string();
+    if table.is_empty() {
+        return Err("no table name".into());
+    }
+    let object: Object = match kind {
+        "table" => {
+            let mut t = Table::default();
+            if !rest.is_empty() {
+                for (k, v) in properties(braces(rest)?)? {
+                    if k == "comment" {
+                        t.comment = Some(v);
+                    }
+                }
+            }
+            t.into()
+        }
+        "chain" => {
+            let (name, rest) = word(rest);
+            let mut c = Chain::regular(name);
+            if !rest.is_empty() {
+                let (mut ty, mut hook, mut prio) = (None, None, None);
+                for (k, v) in properties(braces(rest)?)? {
+                    match k.as_str() {
+                        "type" => {
+                            // `type T hook H priority P`
+                            let w: Vec<&str> = v.split_whitespace().collect();
+                            ty = w.first().map(|s| s.to_string());
+                            if let Some(i) = w.iter().position(|x| *x == "hook") {
+                                hook = w.get(i + 1).map(|s| s.to_string());
+                            }
+                            if let Some(i) = w.iter().position(|x| *x == "priority") {
+                                let p = w[i + 1..].join(" ");
+                                prio = Some(
+                                    priority_value(family_name, &p)
+                                        .ok_or_else(|| format!("unknown priority {p:?}"))?,
+                                );
+                            }
+                        }
+                        "comment" => c.comment = Some(v),
+                        _ => {}
+                    }
+                }
+                if let (Some(chain_type), Some(hook)) = (ty, hook) {
+                    c.base = Some(BaseChain {
+                        chain_type,
+                        hook,
+                        priority: prio.unwrap_or(0),
+                    });
+                }
+            }
+            c.into()
+        }
+        "set" | "map" => {
+            let (name, rest) = word(rest);
+            let (mut key, mut value) = (KeyType::Type(String::new()), String::new());
+            let (mut flags, mut timeout, mut comment) = (Vec::new(), None, None);
+            if !rest.is_empty() {
+                for (k, v) in properties(braces(rest)?)? {
+                    match k.as_str() {
+                        "type" | "typeof" => {
+                            let (kt, vt) = match v.rsplit_once(" : ") {
+                                Some((kt, vt)) if kind == "map" => (kt.trim(), vt.trim()),
+                                _ => (v.trim(), ""),
+                            };
+                            value = vt.to_string();
+                            key = if k == "type" {
+                                KeyType::Type(kt.into())
+                            } else {
+                                KeyType::Typeof(kt.into())
+                            };
+                        }
+                        "flags" => flags = v.split(',').map(|f| f.trim().to_string()).collect(),
+                        "timeout" => {
+                            timeout = Some(
+                                duration_seconds(&v).ok_or_else(|| format!("bad timeout {v:?}"))?,
+                            )
+                        }
+                        "comment" => comment = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            if kind == "set" {
+                Set {
+                    name: name.into(),
+                    key,
+                    flags,
+                    timeout,
+                    comment,
+                }
+                .into()
+            } else {
+                Map {
+                    name: name.into(),
+                    key,
+                    value,
+                    flags,
+                    timeout,
+                    comment,
+                }
+                .into()
+            }
+        }
+        "element" => {
+            let (name, rest) = word(rest);
+            let body = braces(rest)?;
+            // `k1 . k2 [comment "c"] [: v]`
+            let (key_text, value_text) = match split_value(body) {
+                Some((k, v)) => (k, Some(v)),
+                None => (body, None),
+            };
+            let (key_text, comment) = trailing_comment(key_text)?;
+            let parts =
+                |t: &str| -> Vec<String> { t.split(" . ").map(|p| p.trim().to_string()).collect() };
+            let value = match value_text {
+                Some(v) if v.starts_with("goto ") || v.starts_with("jump ") => vec![v.to_string()],
+                Some(v) => parts(v),
+                None => Vec::new(),
+            };
+            Element {
+                container: name.into(),
+                key: parts(key_text),
+                value,
+                comment,
+            }
+            .into()
+        }
+        "rule" => {
+            let (chain, rest) = word(rest);
+            let mut r = Rule::new(chain, "");
+            if verb == Verb::Add {
+                let (text, comment) = trailing_comment(rest)?;
+                r.rule = text.to_string();
+                r.comment = comment;
+            } else if let Some(h) = rest.strip_prefix("handle ") {
+                r.handle = Some(h.trim().parse().map_err(|_| format!("bad handle {h:?}"))?);
+            }
+            r.into()
+        }
+        k => return Err(format!("unknown object {k:?}")),
+    };
+    Ok((family, table, Op { verb, object }))
+}
+
+/// An element body split at its ` : ` outside quotes.
+fn split_value(body: &str) -> Option<(&str, &str)> {
+    let mut quoted = false;
+    let bytes = body.as_bytes();
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'"' if i == 0 || bytes[i - 1] != b'\\' => quoted = !quoted,
+            b':' if !quoted && i > 0 && bytes[i - 1] == b' ' && bytes.get(i + 1) == Some(&b' ') => {
+                return Some((body[..i].trim_end(), body[i + 1..].trim()));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_knftables_line_form_round_trips() {
+        let text = "add table ip kp { comment \"rules\" ; }\n\
+            add chain ip kp a { type nat hook output priority -100 ; comment \"x ; y\" ; }\n\
+            add chain ip kp h { comment \"helper\" ; }\n\
+            flush chain ip kp a\n\
+            delete chain ip kp b\n\
+            add set ip kp s { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }\n\
+            add map ip kp m { type ipv4_addr . inet_proto . inet_service : verdict ; comment \"vm\" ; }\n\
+            flush map ip kp m\n\
+            delete set ip kp s\n\
+            add element ip kp m { 1.2.3.4 . tcp . 80 comment \"ns/svc:p\" : goto a }\n\
+            add element ip kp s { 10.0.0.1 }\n\
+            delete element ip kp m { 1.2.3.4 . tcp . 80 }\n\
+            add rule ip kp a ip daddr { 1.0.0.0/8,2.0.0.0/8 } drop comment \"a \\\"q\\\" comment \\\"x\\\"\"\n\
+            add rule ip kp a numgen random mod 2 vmap { 0 : goto a , 1 : goto h }\n\
+            delete rule ip kp a handle 7\n";
+        let txs = parse_script(text).expect("parses");
+        assert_eq!(txs.len(), 1);
+        assert_eq!(txs[0].render(), text);
+        let Object::Rule(r) = &txs[0].ops[12].object else {
+            panic!("a rule");
+        };
+        assert_eq!(r.comment.as_deref(), Some("a \"q\" comment \"x\""));
+        let Object::Element(e) = &txs[0].ops[9].object else {
+            panic!("an element");
+        };
+        assert_eq!(e.value, ["goto a"]);
+    }
+
+    #[test]
+    fn named_priorities_and_errors() {
+        let txs = parse_script(
+            "add chain ip6 t c { type filter hook prerouting priority dstnat - 10 ; }\n",
+        )
+        .expect("parses");
+        let Object::Chain(c) = &txs[0].ops[0].object else {
+            panic!("a chain");
+        };
+        assert_eq!(c.base.as_ref().map(|b| b.priority), Some(-110));
+        for bad in [
+            "insert rule ip t c accept",
+            "add rule arp t c accept",
+            "add widget ip t x",
+            "add element ip t s 1.2.3.4",
+            "add table ip t { comment \"open ; }",
+        ] {
+            let e = parse_script(&format!("\n{bad}\n")).expect_err(bad);
+            assert_eq!(e.line, 2, "{bad}");
+        }
+    }
+}
