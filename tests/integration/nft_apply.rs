@@ -451,3 +451,54 @@ fn stale_only_cleanup_after_switching_ipvs_to_nftables() {
     assert_eq!(same_state(&s), same_state(&p));
     assert_eq!(kube_proxy_tables(&switched), kube_proxy_tables(&pure));
 }
+
+/// Session affinity: the kernel fills the affinity sets with client
+/// addresses; those entries are not kube-proxy's, so an apply over them
+/// writes nothing and keeps them.
+#[test]
+fn affinity_entries_the_kernel_added_are_left_alone() {
+    if !available() {
+        return;
+    }
+    let node = fresh(Backend::Nft, None);
+    let fx = crate::util::fixture_at("fixtures/nftables/edge_affinity");
+    let (config, cluster) = (
+        fx.path("config.yaml").display().to_string(),
+        fx.path("cluster.yaml").display().to_string(),
+    );
+    let args = fx.args();
+    let apply = |extra: &[&str]| {
+        let mut argv = vec!["apply", "--mode", "nftables", "--config", &config];
+        argv.extend(args.iter().map(String::as_str));
+        argv.extend(extra);
+        argv.push(&cluster);
+        kp(&node, &argv)
+    };
+    ok(&apply(&[]), "apply");
+    let table = nft_list(&node, "ip", "kube-proxy");
+    let set = table
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("set affinity-"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|s| format!("affinity-{s}"))
+        .expect("an affinity set");
+    node.node_exec_ok(&[
+        "nft",
+        "add",
+        "element",
+        "ip",
+        "kube-proxy",
+        &set,
+        "{ 10.0.0.7 }",
+    ]);
+    let filled = nft_list(&node, "ip", "kube-proxy");
+    assert!(filled.contains("10.0.0.7"), "{filled}");
+    let again = apply(&[]);
+    ok(&again, "second apply");
+    assert!(
+        stderr(&again).contains("IPv4 (nft list table ip kube-proxy): in sync, nothing written"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(nft_list(&node, "ip", "kube-proxy").contains("10.0.0.7"));
+}
