@@ -33,7 +33,9 @@ use kpinspect_core::mode::nftables::{self, Compiled, NftPlan, TABLE, read_listin
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::nft::{Fake, FakeError, Family, ListingError, Table, Transaction};
 use kpinspect_core::plan::Refusal;
+use kpinspect_core::proxy::ProxyState;
 
+use crate::ServingEndpoints;
 use crate::nft::{NftError, Nftables};
 
 /// The nftables family of an IP family's kube-proxy table.
@@ -119,6 +121,8 @@ pub struct PlannedNftApply {
     pub from: String,
     /// The transaction and what it changes.
     pub plan: NftPlan,
+    /// The node's table as read (kube-proxy's form), if it had one.
+    pub actual: Option<Fake>,
 }
 
 /// Reads the node's `kube-proxy` table of `desired`'s family and plans the
@@ -133,6 +137,7 @@ pub fn plan_nft_apply<N: Nftables + ?Sized>(
     Ok(PlannedNftApply {
         from: format!("nft list table {family} {TABLE}"),
         plan: nftables::plan(&want, actual.as_ref()),
+        actual,
     })
 }
 
@@ -151,6 +156,34 @@ impl PlannedNftApply {
     /// service ports), if it would.
     pub fn refusal(&self) -> Option<Refusal> {
         self.plan.refusal()
+    }
+
+    /// What kube-proxy's conntrack reconciler keeps after this sync of
+    /// `desired` (see [`serving_endpoints`](crate::serving_endpoints)):
+    /// UDP frontends and node ports the node's table serves that are not
+    /// desired any more are listed with no endpoint.
+    pub fn serving_endpoints(&self, desired: &ProxyState) -> ServingEndpoints {
+        let mut out = crate::serving_endpoints(desired, &Default::default());
+        let Some(actual) = &self.actual else {
+            return out;
+        };
+        for e in actual.elements("service-ips").unwrap_or(&[]) {
+            if let [ip, proto, port] = e.key.as_slice()
+                && proto == "udp"
+                && let (Ok(ip), Ok(port)) = (ip.parse(), port.parse())
+            {
+                out.frontends.entry((ip, port)).or_default();
+            }
+        }
+        for e in actual.elements("service-nodeports").unwrap_or(&[]) {
+            if let [proto, port] = e.key.as_slice()
+                && proto == "udp"
+                && let Ok(port) = port.parse()
+            {
+                out.node_ports.entry(port).or_default();
+            }
+        }
+        out
     }
 
     /// Writes the transaction (nothing when in sync).

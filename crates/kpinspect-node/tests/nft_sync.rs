@@ -281,3 +281,32 @@ fn the_overall_fixture_as_nft_lists_it_is_in_sync() {
         .expect("svc1");
     assert_eq!(svc1.state, ServiceState::RulesDiffer);
 }
+
+/// kube-proxy's conntrack reconciler after an nftables sync: a UDP
+/// Service deleted from the cluster is still in the node's maps before the
+/// write, so its frontend and node port are listed with no endpoint.
+#[test]
+fn a_deleted_udp_service_leaves_stale_conntrack_frontends() {
+    let udp = |rel: &str| {
+        let text = read(rel).replace("protocol: TCP", "protocol: UDP");
+        kpinspect_k8s::load_objects(&text, rel)
+            .expect("cluster")
+            .finish()
+            .0
+    };
+    let config = config();
+    let compile = |c: &Cluster| {
+        let state = ProxyState::build(c, &config, IpFamily::V4);
+        (nftables::compile(&state, &config), state)
+    };
+    let node = MemoryNode::new();
+    apply_nft(&node, &compile(&udp(ROUTED)).0).expect("applies");
+    let (want, state) = compile(&udp(SCALED));
+    let planned = plan_nft_apply(&node, &want).expect("plans");
+    let serving = planned.serving_endpoints(&state);
+    let np: std::net::IpAddr = "172.30.0.20".parse().expect("ip");
+    assert_eq!(serving.frontends.get(&(np, 81)).map(|s| s.len()), Some(0));
+    assert_eq!(serving.node_ports.get(&30080).map(|s| s.len()), Some(0));
+    let web: std::net::IpAddr = "172.30.0.10".parse().expect("ip");
+    assert_eq!(serving.frontends.get(&(web, 80)).map(|s| s.len()), Some(2));
+}

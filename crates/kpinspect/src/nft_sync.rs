@@ -16,14 +16,17 @@ use kpinspect_node::{PlannedNftApply, SystemNftables};
 use crate::UsageError;
 use crate::args::{ApplyArgs, CleanupArgs, DiffArgs, TraceFormat};
 use crate::live;
-use crate::sync::{Guard, Inputs, live_config, refuse_if_kube_proxy_runs};
+use crate::sync::{Guard, Inputs, clear_conntrack, live_config, refuse_if_kube_proxy_runs};
 
-/// Reads and plans every family: (facts, plans).
+/// One family's plan with the proxier view it was compiled from.
+type Planned = (PlannedNftApply, ProxyState);
+
+/// Reads and plans every family: (facts, plans with their proxier views).
 fn plan_families(
     inputs: &Inputs,
     args: &crate::args::NodeArgs,
     guard: Option<Guard>,
-) -> Result<(Vec<String>, Vec<PlannedNftApply>)> {
+) -> Result<(Vec<String>, Vec<Planned>)> {
     let node = live::node()?;
     let (config, facts) = live_config(inputs, args, &node, guard)?;
     let families: Vec<IpFamily> = match args.family {
@@ -42,7 +45,7 @@ fn plan_families(
         if let (Some(guard), Some(refusal)) = (guard, p.refusal()) {
             guard.check(&refusal)?;
         }
-        planned.push(p);
+        planned.push((p, state));
     }
     Ok((facts, planned))
 }
@@ -56,6 +59,7 @@ pub(crate) fn diff(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
         ));
     }
     let (facts, planned) = plan_families(inputs, &args.cluster.node, None)?;
+    let planned: Vec<PlannedNftApply> = planned.into_iter().map(|(p, _)| p).collect();
     let in_sync = planned.iter().all(|p| p.plan.in_sync());
     let out = match args.format {
         TraceFormat::Json => {
@@ -205,9 +209,9 @@ pub(crate) fn apply(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<E
         for f in &facts {
             eprintln!("kpinspect: {f}");
         }
-        let several = planned.iter().filter(|p| !p.is_empty()).count() > 1;
+        let several = planned.iter().filter(|(p, _)| !p.is_empty()).count() > 1;
         let mut out = String::new();
-        for p in &planned {
+        for (p, _) in &planned {
             if several && !p.is_empty() {
                 let _ = writeln!(
                     out,
@@ -218,13 +222,23 @@ pub(crate) fn apply(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<E
             out.push_str(&p.text());
         }
         crate::write_stdout(&out)?;
+        if !args.no_conntrack_cleanup {
+            for (p, state) in &planned {
+                clear_conntrack(state.family, &p.serving_endpoints(state), true);
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    for p in planned {
+    for (p, state) in planned {
+        let serving = p.serving_endpoints(&state);
         let report = p
             .write(&SystemNftables)
             .map_err(|e| UsageError::msg(e.to_string()))?;
         eprintln!("kpinspect: {report}");
+        // kube-proxy's conntrack reconciler runs after nftables syncs too.
+        if !args.no_conntrack_cleanup {
+            clear_conntrack(state.family, &serving, false);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -633,7 +633,11 @@ fn apply_ipvs(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<ExitCod
 
 /// Deletes (or with `dry_run` lists) `family`'s stale UDP conntrack
 /// entries and says so; a failure is a warning (the rules are written).
-fn clear_conntrack(family: IpFamily, serving: &kpinspect_node::ServingEndpoints, dry_run: bool) {
+pub(crate) fn clear_conntrack(
+    family: IpFamily,
+    serving: &kpinspect_node::ServingEndpoints,
+    dry_run: bool,
+) {
     match kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run) {
         Ok(r) if r.stale.is_empty() => {}
         Ok(r) => eprintln!("kpinspect: {r}"),

@@ -242,7 +242,8 @@ fn rule_text(r: &Rule) -> String {
 fn same_rules(a: &[Rule], b: &[Rule]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
-            x.comment == y.comment && comparable_rule(&x.rule) == comparable_rule(&y.rule)
+            x.comment == y.comment
+                && (x.rule == y.rule || comparable_rule(&x.rule) == comparable_rule(&y.rule))
         })
 }
 
@@ -440,9 +441,10 @@ pub fn plan(desired: &Fake, actual: Option<&Fake>) -> NftPlan {
         let have = node.chain(name);
         let h_rules = node.rules(name).unwrap_or(&[]);
         let base_differs = have.is_some() && !same_base(want, have);
-        let names_recreated = w_rules
-            .iter()
-            .any(|r| containers_named(&r.rule).any(|c| recreated.contains(c)));
+        let names_recreated = !recreated.is_empty()
+            && w_rules
+                .iter()
+                .any(|r| containers_named(&r.rule).any(|c| recreated.contains(c)));
         if have.is_none() || base_differs || !same_rules(w_rules, h_rules) || names_recreated {
             write.push(name);
             if base_differs {
@@ -476,7 +478,7 @@ pub fn plan(desired: &Fake, actual: Option<&Fake>) -> NftPlan {
     let stale_chains: Vec<&str> = have_chains
         .iter()
         .copied()
-        .filter(|c| !want_chains.contains(c))
+        .filter(|c| desired.chain(c).is_none())
         .collect();
     for name in &stale_chains {
         out.chains.push(ChainDiff {
