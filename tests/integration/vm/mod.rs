@@ -36,6 +36,7 @@
 mod checks;
 mod cpio;
 mod host;
+mod nft_switch;
 
 use std::fmt::Write as _;
 use std::fs;
