@@ -692,6 +692,16 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
             )),
         }
     };
+    if !args.dry_run {
+        refuse_if_kube_proxy_runs(args.force)?;
+    }
+    let node = live::node_with(args.backend.map(Backend::from))?;
+    kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
+        .map_err(|e| UsageError::msg(e.to_string()))?;
+    let _lock = live::lock()?;
+    let family = args.family.map(IpFamily::from);
+    let planned =
+        kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
     // kube-proxy's start-up cleanup (platformCleanup): iptables and IPVS
     // modes delete the nftables tables, nftables mode keeps them.
     let nft = match scope {
@@ -707,16 +717,6 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         _ => None,
     }
     .filter(|n| !n.is_empty());
-    if !args.dry_run {
-        refuse_if_kube_proxy_runs(args.force)?;
-    }
-    let node = live::node_with(args.backend.map(Backend::from))?;
-    kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
-        .map_err(|e| UsageError::msg(e.to_string()))?;
-    let _lock = live::lock()?;
-    let family = args.family.map(IpFamily::from);
-    let planned =
-        kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
     // IPVS mode's state besides rules and sets: its virtual servers and
     // kube-ipvs0, removed before the rules (the sets go last).
     let ipvs = if matches!(
