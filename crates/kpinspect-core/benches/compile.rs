@@ -94,7 +94,8 @@ fn plan_one_endpoint_change_10k_services(bencher: divan::Bencher) {
 /// nftables mode: planning an apply after one endpoint changed on a
 /// 10k-service node (both tables in memory, the node's as read back): the
 /// transaction rewrites one service chain, adds one endpoint chain and
-/// flushes and deletes one.
+/// flushes and deletes one: 10 operations, 1.6 KB, about 1 s on the 2-core
+/// development machine.
 #[divan::bench(sample_count = 10)]
 fn plan_nftables_one_endpoint_change_10k_services(bencher: divan::Bencher) {
     let mut config = config();
