@@ -145,6 +145,32 @@ fn nftables_apply_diff_and_cleanup() {
         "{text}"
     );
     assert!(text.contains("stale (not in the cluster files)"), "{text}");
+    let json = run(&node, "diff", NFT_CONFIG, SCALED, &["--format", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("JSON");
+    assert_eq!(v["in_sync"], false);
+    let ipv4 = &v["families"][0];
+    assert_eq!(ipv4["family"], "ipv4");
+    let states: Vec<(&str, &str)> = ipv4["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap_or(""),
+                s["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("routed/np:http", "stale"),
+            ("routed/web:http", "endpoints-differ")
+        ]
+    );
+    assert_eq!(ipv4["elements"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["families"][1]["family"], "ipv6");
     let dry = ok(
         &run(&node, "apply", NFT_CONFIG, SCALED, &["--dry-run"]),
         "dry run",
