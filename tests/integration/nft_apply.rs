@@ -122,6 +122,11 @@ fn nftables_apply_diff_and_cleanup() {
     let d = run(&node, "diff", NFT_CONFIG, CLUSTER, &[]);
     assert_eq!(d.status.code(), Some(0), "{}{}", stdout(&d), stderr(&d));
     assert!(stdout(&d).contains("IPv4: in sync"), "{}", stdout(&d));
+    assert!(
+        stdout(&d).contains("nft object comments: supported (detected)"),
+        "{}",
+        stdout(&d)
+    );
     let again = run(&node, "apply", NFT_CONFIG, CLUSTER, &[]);
     ok(&again, "second apply");
     assert!(

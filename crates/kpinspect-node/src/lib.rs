@@ -188,5 +188,6 @@ pub use sysctl::{
 mod nft_sync;
 pub use nft_sync::{
     NftApplyReport, NftCleanup, NftRefusedLine, NftSyncError, PlannedNftApply, apply_nft,
-    kube_proxy_state, nft_family, plan_nft_apply, plan_nft_cleanup, read_kube_proxy_table,
+    kube_proxy_state, nft_family, nft_object_comments_supported, plan_nft_apply, plan_nft_cleanup,
+    read_kube_proxy_table,
 };

@@ -363,3 +363,33 @@ impl fmt::Display for NftCleanup {
         Ok(())
     }
 }
+
+/// knftables' probe at start-up: whether this node's `nft` and kernel take
+/// a comment on a table (`nft --check` of `add table FAMILY kube-proxy {
+/// comment "test" ; }`; nft before 0.9.7 or a kernel before 5.10 refuse
+/// it). `false` when only the table without a comment is accepted: then
+/// kube-proxy writes no table, chain, set or map comments. Changes
+/// nothing (`--check`).
+pub fn nft_object_comments_supported(family: Family) -> Result<bool, NftError> {
+    let check =
+        |script: &str| match crate::system::run("nft", &["--check", "-f", "-"], Some(script)) {
+            Ok(_) => Ok(true),
+            Err(crate::NodeError::Missing { .. }) => Err(NftError::Missing),
+            Err(crate::NodeError::Permission { message, .. }) => {
+                Err(NftError::Permission { message })
+            }
+            Err(crate::NodeError::Restore { .. } | crate::NodeError::Command { .. }) => Ok(false),
+            Err(e) => Err(NftError::Other(e.to_string())),
+        };
+    if check(&format!(
+        "add table {family} {TABLE} {{ comment \"test\" ; }}\n"
+    ))? {
+        return Ok(true);
+    }
+    if check(&format!("add table {family} {TABLE}\n"))? {
+        return Ok(false);
+    }
+    Err(NftError::Other(format!(
+        "nft --check refuses even `add table {family} {TABLE}`"
+    )))
+}

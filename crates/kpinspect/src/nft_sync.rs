@@ -28,7 +28,25 @@ fn plan_families(
     guard: Option<Guard>,
 ) -> Result<(Vec<String>, Vec<Planned>)> {
     let node = live::node()?;
-    let (config, facts) = live_config(inputs, args, &node, guard)?;
+    let (mut config, mut facts) = live_config(inputs, args, &node, guard)?;
+    // knftables' start-up probe, unless --no-object-comments said it.
+    if config.node.nft_object_comments {
+        let supported = kpinspect_node::nft_object_comments_supported(kpinspect_node::nft_family(
+            config.default_family(),
+        ))
+        .map_err(|e| UsageError::msg(e.to_string()))?;
+        config.node.nft_object_comments = supported;
+        facts.push(format!(
+            "nft object comments: {} (detected)",
+            if supported {
+                "supported"
+            } else {
+                "not supported"
+            }
+        ));
+    } else {
+        facts.push("nft object comments: no (given: --no-object-comments)".into());
+    }
     let families: Vec<IpFamily> = match args.family {
         Some(f) => vec![f.into()],
         None => vec![IpFamily::V4, IpFamily::V6],
