@@ -255,7 +255,7 @@ fn a_failed_apply_changes_nothing_and_the_next_converges() {
 /// A save without counters, and with each built-in chain's rules sorted:
 /// kube-proxy (and kpinspect) leave a jump rule where it is when it is
 /// already there, so after a mode switch their order can differ.
-fn same_state(save: &str) -> String {
+pub(crate) fn same_state(save: &str) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut group: Vec<String> = Vec::new();
     for line in strip_counters(save).lines() {
@@ -396,7 +396,7 @@ fn cleanup_stale(node: &TestNode, config: &str, dry_run: bool) -> String {
     ok(&kp(node, &argv), "cleanup")
 }
 
-fn ipsets(node: &TestNode) -> Vec<String> {
+pub(crate) fn ipsets(node: &TestNode) -> Vec<String> {
     let mut v: Vec<String> = node
         .node_exec_ok(&["ipset", "list", "-n"])
         .lines()

@@ -13,6 +13,7 @@ mod golden;
 mod ipvs;
 mod ipvs_dump;
 mod netns;
+mod nft_apply;
 mod nft_dump;
 mod nft_trace;
 mod nftables;

@@ -378,25 +378,24 @@ fn dual_stack_output_loads_into_the_kernel() {
     }
 }
 
-/// `diff` and `apply` do not know nftables mode yet: they say so and point
-/// at `compile`, before touching the node.
+/// `diff --mode nftables` compares with the live node's tables only: a
+/// saved iptables file is refused (exit 2) before touching the node.
 #[test]
-fn diff_and_apply_refuse_nftables_mode() {
+fn nftables_diff_refuses_saved_iptables() {
     let fx = &nft_fixtures()[0];
-    for cmd in [&["diff"][..], &["apply", "--dry-run"]] {
-        let out = kpinspect()
-            .args(cmd)
-            .args(["--mode", "nftables", "--hostname", "n1"])
-            .arg(fx.path("cluster.yaml"))
-            .output()
-            .expect("run kpinspect");
-        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("kpinspect compile --mode nftables"),
-            "{cmd:?}: {}",
-            stderr(&out)
-        );
-    }
+    let out = kpinspect()
+        .args(["diff", "--mode", "nftables", "--hostname", "n1"])
+        .arg("--iptables-save")
+        .arg(crate::util::root().join("fixtures/iptables-save/affinity.nft.txt"))
+        .arg(fx.path("cluster.yaml"))
+        .output()
+        .expect("run kpinspect");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("compares with the live node only"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `kpinspect compile --mode nftables` of `fx` in `format`, with the

@@ -197,3 +197,10 @@ pub use sysctl::{
     CONN_REUSE_FIXED_KERNEL, CONN_REUSE_MIN_KERNEL, DesiredSysctl, KernelVersion, SysctlDiff,
     SysctlError, SysctlPolicy, Sysctls, SystemSysctls, diff_sysctls, ensure_sysctls, ipvs_sysctls,
 };
+
+mod nft_sync;
+pub use nft_sync::{
+    NftApplyReport, NftCleanup, NftRefusedLine, NftSyncError, PlannedNftApply, apply_nft,
+    kube_proxy_state, nft_family, nft_object_comments_supported, plan_nft_apply, plan_nft_cleanup,
+    read_kube_proxy_table,
+};

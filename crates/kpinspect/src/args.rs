@@ -222,7 +222,9 @@ pub enum CleanupMode {
     Iptables,
     /// IPVS mode's chains, jumps and ipsets (with the shared chains).
     Ipvs,
-    /// Everything kube-proxy owns.
+    /// nftables mode's `ip` and `ip6 kube-proxy` tables (nothing else).
+    Nftables,
+    /// Everything kube-proxy owns (every mode, nftables tables included).
     All,
 }
 

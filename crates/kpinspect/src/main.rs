@@ -10,6 +10,7 @@ mod facts;
 mod fmt;
 mod golden;
 mod live;
+mod nft_sync;
 mod report;
 mod rules;
 mod sync;

@@ -27,18 +27,13 @@ use crate::args::{
 use crate::live;
 
 /// The cluster files and the node's configuration of one command.
-struct Inputs {
-    node: Node,
-    cluster: Cluster,
+pub(crate) struct Inputs {
+    pub(crate) node: Node,
+    pub(crate) cluster: Cluster,
 }
 
 fn inputs(args: &ClusterArgs, guard: Option<Guard>) -> Result<Inputs> {
     let node = args.node.resolve()?;
-    if !matches!(node.config.mode, ProxyMode::Iptables | ProxyMode::Ipvs) {
-        anyhow::bail!(UsageError::msg(
-            "apply and diff know iptables and ipvs modes (nftables mode only compiles yet: kpinspect compile --mode nftables); pass --mode iptables or --mode ipvs"
-        ));
-    }
     let cluster = crate::load_cluster(&args.files)?;
     if let (Some(guard), Some(refusal)) = (guard, check_input(&cluster)) {
         guard.check(&refusal)?;
@@ -74,7 +69,7 @@ fn live_families(args: &NodeArgs, node: &LiveNode) -> Vec<IpFamily> {
 /// The live node's facts filled into the configuration, with what was
 /// found; problems are warned about, or for an apply (`guard`) refused
 /// unless forced.
-fn live_config(
+pub(crate) fn live_config(
     inputs: &Inputs,
     args: &NodeArgs,
     node: &LiveNode,
@@ -98,8 +93,10 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     // Validated first: a bad value is an error in every mode.
     args.node_ports.resolve()?;
     let inputs = inputs(&args.cluster, None)?;
-    if inputs.node.config.mode == ProxyMode::Ipvs {
-        return diff_ipvs(&args, &inputs);
+    match inputs.node.config.mode {
+        ProxyMode::Ipvs => return diff_ipvs(&args, &inputs),
+        ProxyMode::Nftables => return crate::nft_sync::diff(&args, &inputs),
+        ProxyMode::Iptables => {}
     }
     // (facts, per family: family, source, diff)
     let mut facts = Vec::new();
@@ -220,7 +217,7 @@ fn diff_text(family: IpFamily, d: &NodeDiff, source: &str) -> String {
 }
 
 /// Refuses to change a node on which kube-proxy runs, unless forced.
-fn refuse_if_kube_proxy_runs(force: bool) -> Result<()> {
+pub(crate) fn refuse_if_kube_proxy_runs(force: bool) -> Result<()> {
     if let Some(pid) = live::kube_proxy_running()
         && !force
     {
@@ -233,14 +230,14 @@ fn refuse_if_kube_proxy_runs(force: bool) -> Result<()> {
 
 /// What an apply does with a [`Refusal`].
 #[derive(Debug, Clone, Copy)]
-struct Guard {
+pub(crate) struct Guard {
     force: bool,
     dry_run: bool,
 }
 
 impl Guard {
     /// Refuses, unless forced (then warns) or a dry run (then says so).
-    fn check(self, refusal: &Refusal) -> Result<()> {
+    pub(crate) fn check(self, refusal: &Refusal) -> Result<()> {
         self.check_problem(&refusal.to_string())
     }
 
@@ -270,13 +267,15 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     if !args.dry_run {
         refuse_if_kube_proxy_runs(args.force)?;
     }
-    if inputs.node.config.mode == ProxyMode::Ipvs {
-        return apply_ipvs(&args, &inputs, guard, drain_timeout);
-    }
-    if !drain_timeout.is_zero() {
+    if inputs.node.config.mode != ProxyMode::Ipvs && !drain_timeout.is_zero() {
         anyhow::bail!(UsageError::msg(
-            "--drain-timeout: only IPVS mode drains real servers (iptables mode has none)"
+            "--drain-timeout: only IPVS mode drains real servers (iptables and nftables modes have none)"
         ));
+    }
+    match inputs.node.config.mode {
+        ProxyMode::Ipvs => return apply_ipvs(&args, &inputs, guard, drain_timeout),
+        ProxyMode::Nftables => return crate::nft_sync::apply(&args, &inputs, guard),
+        ProxyMode::Iptables => {}
     }
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
@@ -765,6 +764,19 @@ fn apply_ipvs(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Deletes (or with `dry_run` lists) `family`'s stale UDP conntrack
+/// entries and says so; a failure is a warning (the rules are written).
+pub(crate) fn clear_conntrack(
+    family: IpFamily,
+    serving: &kpinspect_node::ServingEndpoints,
+    dry_run: bool,
+) {
+    say_conntrack(
+        family,
+        &kpinspect_node::clear_stale_conntrack(&SystemConntrack, family, serving, dry_run),
+    );
+}
+
 /// Says what a conntrack clearing of `family` did on stderr (nothing when
 /// there was nothing stale); a failure is a warning (the rules are
 /// written).
@@ -815,20 +827,15 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let scope = if args.stale_only {
         let config = args.config.as_ref().expect("clap requires --config");
         let node = NodeArgs::only_config(config.clone()).resolve()?;
-        match node.config.mode {
-            ProxyMode::Iptables => CleanupScope::StaleFor(ProxyMode::Iptables),
-            ProxyMode::Ipvs => CleanupScope::StaleFor(ProxyMode::Ipvs),
-            ProxyMode::Nftables => anyhow::bail!(UsageError::msg(
-                "--stale-only: the configuration's mode is nftables; use --mode all to remove all iptables and IPVS state"
-            )),
-        }
+        CleanupScope::StaleFor(node.config.mode)
     } else {
         match args.mode {
             Some(CleanupMode::Iptables) => CleanupScope::Mode(ProxyMode::Iptables),
             Some(CleanupMode::Ipvs) => CleanupScope::Mode(ProxyMode::Ipvs),
+            Some(CleanupMode::Nftables) => return crate::nft_sync::cleanup_tables(&args),
             Some(CleanupMode::All) => CleanupScope::All,
             None => anyhow::bail!(UsageError::msg(
-                "say what to remove: --mode iptables|ipvs|all, or --stale-only --config FILE"
+                "say what to remove: --mode iptables|ipvs|nftables|all, or --stale-only --config FILE"
             )),
         }
     };
@@ -842,6 +849,21 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let family = args.family.map(IpFamily::from);
     let planned =
         kpinspect_node::plan_cleanup(&node, &node, scope, family).map_err(UsageError::from)?;
+    // kube-proxy's start-up cleanup (platformCleanup): iptables and IPVS
+    // modes delete the nftables tables, nftables mode keeps them.
+    let nft = match scope {
+        CleanupScope::All
+        | CleanupScope::StaleFor(ProxyMode::Iptables)
+        | CleanupScope::StaleFor(ProxyMode::Ipvs) => Some(
+            kpinspect_node::plan_nft_cleanup(
+                &kpinspect_node::SystemNftables,
+                args.family.map(IpFamily::from),
+            )
+            .map_err(|e| UsageError::msg(e.to_string()))?,
+        ),
+        _ => None,
+    }
+    .filter(|n| !n.is_empty());
     // IPVS mode's state besides rules and sets: its virtual servers and
     // kube-ipvs0, removed before the rules (the sets go last).
     let ipvs = if matches!(
@@ -849,6 +871,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         CleanupScope::Mode(ProxyMode::Ipvs)
             | CleanupScope::All
             | CleanupScope::StaleFor(ProxyMode::Iptables)
+            | CleanupScope::StaleFor(ProxyMode::Nftables)
     ) {
         let node_ips =
             kpinspect_node::local_addresses().map_err(|e| UsageError::msg(e.to_string()))?;
@@ -864,7 +887,7 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let ipvs_changes = ipvs.as_ref().is_some_and(|i| !i.is_empty());
+    let ipvs_changes = ipvs.as_ref().is_some_and(|i| !i.is_empty()) || nft.is_some();
     // The iptables report's "nothing to remove" is not the whole story
     // when IPVS state goes.
     let quiet = |empty: bool, kept: bool| ipvs_changes && empty && !kept;
@@ -905,6 +928,10 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
             eprint!("{i}");
         }
         commands.push_str(&planned.restore_input());
+        if let Some(n) = &nft {
+            commands.push_str(&n.commands());
+            eprint!("{n}");
+        }
         crate::write_stdout(&commands)?;
         if !quiet(planned.is_empty(), !planned.plan.kept.is_empty()) {
             eprint!("{planned}");
@@ -929,6 +956,12 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let report = planned.write(&node, &node).map_err(UsageError::from)?;
     if !quiet(report.is_empty(), !report.plan.kept.is_empty()) {
         out.push_str(&report.to_string());
+    }
+    if let Some(n) = nft {
+        let done = n
+            .write(&kpinspect_node::SystemNftables)
+            .map_err(|e| UsageError::msg(e.to_string()))?;
+        out.push_str(&done.to_string());
     }
     let mut removed_counters = Vec::new();
     if counters {

@@ -119,6 +119,21 @@ pub static CHECKS: &[Check] = &[
     )
     // Two nodes, five applies, two cleanups, four full reads: about 60 s.
     .timeout(300),
+    Check::shell(
+        "mode switch IPVS -> nftables: cleanup --stale-only (nftables config) removes virtual servers, kube-ipvs0, ipsets and rules, keeps the kube-proxy table",
+        super::nft_switch::IPVS_TO_NFTABLES,
+    )
+    .timeout(240),
+    Check::shell(
+        "mode switch nftables -> IPVS: cleanup --stale-only (IPVS config) deletes the kube-proxy table, IPVS stays in sync",
+        super::nft_switch::NFTABLES_TO_IPVS,
+    )
+    .timeout(240),
+    Check::shell(
+        "nftables: a deleted Service's map elements and chains go in one transaction (kernel before 6.2)",
+        super::nft_switch::STALE_CHAINS_ONE_TRANSACTION,
+    )
+    .timeout(240),
 ];
 
 const CONNTRACK_IPVS: &str = r#"

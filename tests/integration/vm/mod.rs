@@ -38,6 +38,7 @@ mod converge_ipvs;
 mod cpio;
 mod host;
 mod ipvs_e2e;
+mod nft_switch;
 mod reports_ipvs;
 
 use std::fmt::Write as _;

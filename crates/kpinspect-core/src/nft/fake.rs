@@ -273,17 +273,34 @@ impl Fake {
         &self.table_name
     }
 
-    /// Chain `name` as it was added (type, hook and priority of a base
-    /// chain), if it exists.
+    /// Whether table, chain, set and map comments are kept.
+    pub fn object_comments(&self) -> bool {
+        self.object_comments
+    }
+
+    /// The table, if it exists.
+    pub fn table(&self) -> Option<&Table> {
+        self.table.as_ref()
+    }
+
+    /// Chain `name` as declared, if it exists.
     pub fn chain(&self, name: &str) -> Option<&Chain> {
         self.chains.get(name).and_then(|c| c.chain.as_ref())
     }
 
-    /// Set `name`'s declaration (its flags, e.g. `dynamic`), if it is a set.
+    /// Set `name` as declared, if it exists (and is a set).
     pub fn set(&self, name: &str) -> Option<&Set> {
-        match &self.containers.get(name)?.container {
-            Container::Set(s) => Some(s),
-            Container::Map(_) => None,
+        match self.containers.get(name).map(|c| &c.container) {
+            Some(Container::Set(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Map `name` as declared, if it exists (and is a map).
+    pub fn map(&self, name: &str) -> Option<&Map> {
+        match self.containers.get(name).map(|c| &c.container) {
+            Some(Container::Map(m)) => Some(m),
+            _ => None,
         }
     }
 

@@ -2,8 +2,10 @@
 //! compiler of a first full sync to the `nft -f` transaction kube-proxy
 //! writes into its `ip`/`ip6 kube-proxy` tables ([`compile`] →
 //! [`Compiled`], rendered with [`crate::nft`]), and kube-proxy's test
-//! normaliser ([`sort_nftables_transaction`]), and a node's listing read
-//! back into that form ([`read_listing`] → [`NftNode`]). It writes no iptables chains,
+//! normaliser ([`sort_nftables_transaction`]), a node's listing read
+//! back into that form ([`read_listing`] → [`NftNode`]), and the planner
+//! of a minimal transaction from a node's table to the compiled one
+//! ([`plan`]). It writes no iptables chains,
 //! jump rules or ipsets, so on a node running it every iptables or IPVS
 //! state kube-proxy left is stale.
 
@@ -11,11 +13,15 @@ mod compile;
 mod dump;
 pub mod names;
 mod normalize;
+mod plan;
+#[cfg(test)]
+mod plan_tests;
 mod read;
 
 pub use compile::{BASE_CHAINS, Compiled, JUMP_CHAINS, TABLE, compile, masquerade_mark};
 pub use dump::dump;
 pub use normalize::sort_nftables_transaction;
+pub use plan::{ContainerDiff, ElementChange, ElementDiff, NftPlan, comparable_rule, plan};
 pub use read::{
     KubeProxyTable, NftNode, Unrecognised, canonical_rule, canonical_state, from_ruleset,
     is_kube_proxy_table, is_recognised, read_listing,
