@@ -3,7 +3,7 @@
 //! of `setupNFTables`, then every service port as `syncProxyRules` writes
 //! it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::config::{LocalDetector, NodePortAddresses, ProxyConfig, ProxyMode};
@@ -13,6 +13,7 @@ use crate::proxy::{EndpointInfo, Notice, ProxyState, ServicePortEntry, categoriz
 
 use super::names::{ServiceChains, endpoint_chain_base};
 use super::normalize::sort_nftables_transaction;
+use super::sync::ElementCaches;
 
 /// The table kube-proxy writes in each family.
 pub const TABLE: &str = "kube-proxy";
@@ -57,13 +58,13 @@ pub(super) const REJECT_CHAIN: &str = "reject-chain";
 /// The reject helper chain's comment.
 pub(super) const REJECT_CHAIN_COMMENT: &str =
     "helper for @no-endpoint-services / @no-endpoint-nodeports";
-const CLUSTER_IPS: &str = "cluster-ips";
+pub(super) const CLUSTER_IPS: &str = "cluster-ips";
 const NODEPORT_IPS: &str = "nodeport-ips";
-const SERVICE_IPS: &str = "service-ips";
-const SERVICE_NODEPORTS: &str = "service-nodeports";
-const FIREWALL_IPS: &str = "firewall-ips";
-const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
-const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+pub(super) const SERVICE_IPS: &str = "service-ips";
+pub(super) const SERVICE_NODEPORTS: &str = "service-nodeports";
+pub(super) const FIREWALL_IPS: &str = "firewall-ips";
+pub(super) const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+pub(super) const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 
 /// nft refuses longer comments (and with them kube-proxy's whole
 /// transaction, kubernetes issue #139515).
@@ -144,9 +145,9 @@ fn node_port_addresses(config: &ProxyConfig, family: IpFamily) -> NodePortAddres
 pub fn compile(state: &ProxyState, config: &ProxyConfig) -> Compiled {
     let family = state.family;
     let mut w = Writer::new(family, config);
-    w.skeleton();
+    w.skeleton(false);
     for entry in &state.ports {
-        w.service_port(entry);
+        w.service_port(entry, false);
     }
     let mut notices = state.notices.clone();
     notices.append(&mut w.notices);
@@ -157,7 +158,18 @@ pub fn compile(state: &ProxyState, config: &ProxyConfig) -> Compiled {
     }
 }
 
-struct Writer<'a> {
+/// What a sync knows of the node's chains and affinity sets before its
+/// main transaction (`epChainSkipUpdate` during a process's first sync).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Existing {
+    /// Every chain of the table.
+    pub chains: BTreeSet<String>,
+    /// The sets named `affinity-…`.
+    pub affinity_sets: BTreeSet<String>,
+}
+
+/// One sync's transaction being written (`syncProxyRules`' body).
+pub(super) struct Writer<'a> {
     config: &'a ProxyConfig,
     family: IpFamily,
     /// `ip` or `ip6`.
@@ -166,15 +178,23 @@ struct Writer<'a> {
     mark: String,
     detector: Option<LocalDetector>,
     node_ip: Option<IpAddr>,
-    tx: Transaction,
-    chains: HashSet<String>,
-    /// The element caches: container → key → value.
-    elements: HashMap<&'static str, HashMap<String, String>>,
-    notices: Vec<Notice>,
+    pub(super) tx: Transaction,
+    /// The chains ensured in this transaction (`createdChains` and
+    /// `activeChains`: kube-proxy's fixed chain names have no `/`).
+    pub(super) chains: HashSet<String>,
+    /// The affinity sets of the services (`activeAffinitySets`).
+    pub(super) affinity_sets: HashSet<String>,
+    /// The element caches.
+    pub(super) caches: ElementCaches,
+    /// The node's chains and affinity sets when endpoint chains may be
+    /// skipped (`epChainSkipUpdate`: the process's first sync, listings
+    /// succeeded); `None` otherwise.
+    pub(super) existing: Option<Existing>,
+    pub(super) notices: Vec<Notice>,
 }
 
 impl<'a> Writer<'a> {
-    fn new(family: IpFamily, config: &'a ProxyConfig) -> Writer<'a> {
+    pub(super) fn new(family: IpFamily, config: &'a ProxyConfig) -> Writer<'a> {
         let (nft_family, ip, addr_type) = match family {
             IpFamily::V4 => (Family::Ip, "ip", "ipv4_addr"),
             IpFamily::V6 => (Family::Ip6, "ip6", "ipv6_addr"),
@@ -189,7 +209,9 @@ impl<'a> Writer<'a> {
             node_ip: config.node.primary_ip(family),
             tx: Transaction::new(nft_family, TABLE, config.node.nft_object_comments),
             chains: HashSet::new(),
-            elements: HashMap::new(),
+            affinity_sets: HashSet::new(),
+            caches: ElementCaches::default(),
+            existing: None,
             notices: Vec::new(),
         }
     }
@@ -203,10 +225,25 @@ impl<'a> Writer<'a> {
 
     /// `ensureChain`: add and flush, once per transaction.
     fn ensure_chain(&mut self, name: &str) {
-        if self.chains.insert(name.to_string()) {
+        self.ensure_chain_unless(name, false);
+    }
+
+    /// `ensureChain` with `skipCreation`: the chain is noted as used, and
+    /// added and flushed (once per transaction) unless `skip`.
+    fn ensure_chain_unless(&mut self, name: &str, skip: bool) {
+        if self.chains.insert(name.to_string()) && !skip {
             self.tx.add(Chain::regular(name));
             self.tx.flush(Chain::regular(name));
         }
+    }
+
+    /// `epChainSkipUpdate`: during a process's first sync, an endpoint
+    /// chain the node has is kept as it is when its affinity set exists
+    /// exactly when the service wants affinity.
+    fn endpoint_chain_current(&self, chain: &str, affinity_set: &str, affine: bool) -> bool {
+        self.existing.as_ref().is_some_and(|e| {
+            e.chains.contains(chain) && e.affinity_sets.contains(affinity_set) == affine
+        })
     }
 
     fn rule(&mut self, chain: &str, rule: String) {
@@ -220,27 +257,22 @@ impl<'a> Writer<'a> {
     /// `ensureElem` through the element cache: written when absent, replaced
     /// (delete, add) when its value differs; comments are not compared.
     fn ensure_elem(&mut self, container: &'static str, element: Element) {
-        let cache = self.elements.entry(container).or_default();
-        let (key, value) = (element.key_text(), element.value_text());
-        match cache.get(&key) {
-            Some(v) if *v == value => return,
-            Some(_) => self.tx.delete(Element::set(container, element.key.clone())),
-            None => {}
-        }
-        cache.insert(key, value);
-        self.tx.add(element);
+        self.caches.ensure(&mut self.tx, container, element);
     }
 
-    /// `setupNFTables` on a first sync (`flushed` false).
-    fn skeleton(&mut self) {
+    /// `setupNFTables`; `flushed`: the process already recreated the base
+    /// chains once (no add + delete of each).
+    pub(super) fn skeleton(&mut self, flushed: bool) {
         let ip = self.ip;
         let addr_type = self.addr_type;
         self.tx.add(Table {
             comment: Some(TABLE_COMMENT.into()),
         });
-        for (name, ..) in BASE_CHAINS {
-            self.tx.add(Chain::regular(name));
-            self.tx.delete(Chain::regular(name));
+        if !flushed {
+            for (name, ..) in BASE_CHAINS {
+                self.tx.add(Chain::regular(name));
+                self.tx.delete(Chain::regular(name));
+            }
         }
         for (name, chain_type, hook, priority) in BASE_CHAINS {
             self.tx.add(Chain::base(name, chain_type, hook, priority));
@@ -403,8 +435,10 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// One service port, as `syncProxyRules`' loop body writes it.
-    fn service_port(&mut self, entry: &ServicePortEntry) {
+    /// One service port, as `syncProxyRules`' loop body writes it; `skip`
+    /// (`skipServiceUpdate`): its chains are only noted as used and only its
+    /// elements are ensured.
+    pub(super) fn service_port(&mut self, entry: &ServicePortEntry, skip: bool) {
         let info = &entry.info;
         let eps = &entry.endpoints;
         let ip = self.ip;
@@ -465,16 +499,21 @@ impl<'a> Writer<'a> {
         let affinity = info.session_affinity_timeout;
         // 1-4: chains.
         for &i in &cat.all {
-            self.ensure_chain(&ep_chain(i));
+            let current =
+                self.endpoint_chain_current(&ep_chain(i), &ep_affinity(i), affinity.is_some());
+            self.ensure_chain_unless(&ep_chain(i), skip || current);
+            if affinity.is_some() {
+                self.affinity_sets.insert(ep_affinity(i));
+            }
         }
         if uses_cluster {
-            self.ensure_chain(&chains.cluster);
+            self.ensure_chain_unless(&chains.cluster, skip);
         }
         if uses_local {
-            self.ensure_chain(&chains.local);
+            self.ensure_chain_unless(&chains.local, skip);
         }
         if uses_external {
-            self.ensure_chain(&chains.external);
+            self.ensure_chain_unless(&chains.external, skip);
         }
 
         // 5: elements.
@@ -518,7 +557,7 @@ impl<'a> Writer<'a> {
             }
         }
         if uses_firewall {
-            self.ensure_chain(&chains.firewall);
+            self.ensure_chain_unless(&chains.firewall, skip);
         }
         for lb in &info.load_balancer_vips {
             let lb = lb.to_string();
@@ -569,6 +608,9 @@ impl<'a> Writer<'a> {
             }
         }
 
+        if skip {
+            return;
+        }
         // 7: rules. The ClusterIP masquerade rule first.
         if has_internal {
             if self.config.nftables.masquerade_all {
@@ -658,6 +700,9 @@ impl<'a> Writer<'a> {
         }
         for (&i, ep) in cat.all.iter().zip(&all) {
             let chain = ep_chain(i);
+            if self.endpoint_chain_current(&chain, &ep_affinity(i), affine) {
+                continue;
+            }
             self.rule(
                 &chain,
                 format!("{ip} saddr {} jump {MARK_FOR_MASQUERADE}", ep.ip),

@@ -5,7 +5,8 @@
 //! normaliser ([`sort_nftables_transaction`]), a node's listing read
 //! back into that form ([`read_listing`] → [`NftNode`]), and the planner
 //! of a minimal transaction from a node's table to the compiled one
-//! ([`plan`]). It writes no iptables chains,
+//! ([`plan`]), and kube-proxy's own syncs one after another, partial ones
+//! included ([`Proxier`]). It writes no iptables chains,
 //! jump rules or ipsets, so on a node running it every iptables or IPVS
 //! state kube-proxy left is stale.
 
@@ -17,6 +18,7 @@ mod plan;
 #[cfg(test)]
 mod plan_tests;
 mod read;
+mod sync;
 
 pub use compile::{BASE_CHAINS, Compiled, JUMP_CHAINS, TABLE, compile, masquerade_mark};
 pub use dump::dump;
@@ -26,6 +28,7 @@ pub use read::{
     KubeProxyTable, NftNode, Unrecognised, canonical_rule, canonical_state, from_ruleset,
     is_kube_proxy_table, is_recognised, read_listing,
 };
+pub use sync::{ChangedServices, FULL_SYNC_PERIOD, Proxier, STALE_CHAIN_DELAY, SyncError, Synced};
 
 use super::{Profile, ProxyMode};
 
