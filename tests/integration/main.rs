@@ -15,6 +15,7 @@ mod ipvs_dump;
 mod netns;
 mod nft_apply;
 mod nft_dump;
+mod nft_sync;
 mod nft_trace;
 mod nftables;
 mod node;
