@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use kpinspect_core::config::ProxyConfig;
-use kpinspect_core::mode::nftables::{self, ChangedServices, Proxier, sort_nftables_transaction};
+use kpinspect_core::mode::nftables::{
+    self, ChangedServices, Proxier, Synced, sort_nftables_transaction,
+};
 use kpinspect_core::model::Cluster;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::nft::{Fake, Family, Verb, parse_script};
@@ -91,11 +93,23 @@ fn setup_ops(config: &ProxyConfig, family: IpFamily) -> usize {
         .operations()
 }
 
-/// Runs the sequence of `name`; returns the number of checks made.
-fn run_sequence(name: &str) -> usize {
+/// One sync of a replayed sequence: its step, what it wrote, the node
+/// after it and the proxier's stale chains.
+struct Replayed {
+    step: Step,
+    synced: Synced,
+    node: Fake,
+    stale: Vec<String>,
+}
+
+/// Replays the sequence of fixture `name` with `config` (the fixture's
+/// unless changed by `adjust`): one Proxier, one node, the clock 0.1 s
+/// further per sync plus each step's `age`.
+fn replay(name: &str, adjust: impl Fn(&mut ProxyConfig)) -> (Fixture, ProxyConfig, Vec<Replayed>) {
     let fx = sequence_fixture(name);
     let seq: Sequence = yaml(&fx.read("steps.yaml"));
-    let (config, family) = nft_config(&fx);
+    let (mut config, family) = nft_config(&fx);
+    adjust(&mut config);
     let mut node = empty_node(family, &config);
     if let Some(file) = &seq.node {
         for tx in parse_script(&fx.read(file)).expect("node script parses") {
@@ -105,16 +119,42 @@ fn run_sequence(name: &str) -> usize {
     let mut proxier = Proxier::new();
     let mut previous = ProxyState::build(&Cluster::default(), &config, family);
     let mut now = Duration::from_secs(100);
-    let mut checks = 0;
-    for step in &seq.steps {
-        let what = format!("{name} step {}", step.step);
+    let mut out = Vec::new();
+    for step in seq.steps {
         now += Duration::from_millis(100) + Duration::from_secs(step.age);
         let state = ProxyState::build(&load_cluster(&fx.path(&step.cluster)), &config, family);
         let changed = ChangedServices::between(&previous, &state);
         let synced = proxier
             .sync(&mut node, &state, &config, &changed, now)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+            .unwrap_or_else(|e| panic!("{name} step {}: {e}", step.step));
         previous = state;
+        let stale = proxier.stale_chains().map(|(c, _)| c.to_string()).collect();
+        out.push(Replayed {
+            step,
+            synced,
+            node: node.clone(),
+            stale,
+        });
+    }
+    (fx, config, out)
+}
+
+/// Runs the sequence of `name`; returns the number of checks made.
+fn run_sequence(name: &str) -> usize {
+    let (fx, config, replayed) = replay(name, |_| {});
+    let family = match replayed.first().map(|r| r.node.family()) {
+        Some(Family::Ip6) => IpFamily::V6,
+        _ => IpFamily::V4,
+    };
+    let mut checks = 0;
+    for Replayed {
+        step,
+        synced,
+        node,
+        stale,
+    } in &replayed
+    {
+        let what = format!("{name} step {}", step.step);
         if let Some(expected) = &step.expected {
             let want = normalised(&fx.read(expected));
             let got = normalised(&node.dump());
@@ -159,9 +199,8 @@ fn run_sequence(name: &str) -> usize {
         let want_deleted = step.deleted.clone().unwrap_or_default();
         assert_eq!(deleted, want_deleted, "{what}: stale chains deleted");
         checks += 1;
-        if let Some(stale) = &step.stale {
-            let got: Vec<&str> = proxier.stale_chains().map(|(c, _)| c).collect();
-            assert_eq!(got, *stale, "{what}: stale chains");
+        if let Some(want) = &step.stale {
+            assert_eq!(stale, want, "{what}: stale chains");
             checks += 1;
         }
     }
@@ -283,4 +322,81 @@ flush chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80
     assert_eq!(proxier.stale_chains().count(), 0);
     let fresh = nftables::compile(&next, &config).state().expect("applies");
     assert_eq!(normalised(&node.dump()), normalised(&fresh.dump()));
+}
+
+/// The kernel accepts every transaction of both sequences in order (the
+/// stale-chain deletions included), and after each sync the table nft
+/// lists reads back into the model's node (production mark: nft lists the
+/// mark as kube-proxy prints it).
+#[test]
+fn nft_sync_sequences_load_into_the_kernel() {
+    use kpinspect_core::mode::nftables::{canonical_state, read_listing};
+    use std::io::Write;
+    if !crate::nftables::nft_netns_available() {
+        return;
+    }
+    for name in ["sync_repeated", "sync_startup"] {
+        let (fx, _, replayed) = replay(name, |c| c.nftables.masquerade_mark = None);
+        let family = replayed[0].synced.transaction.family.to_string();
+        let dir =
+            std::env::temp_dir().join(format!("kpinspect-sync-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |file: &str, text: &str| {
+            let path = dir.join(file);
+            std::fs::File::create(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .expect("write");
+            path.display().to_string()
+        };
+        let mut script = String::from("set -e\n");
+        let seq: Sequence = yaml(&fx.read("steps.yaml"));
+        if let Some(node) = &seq.node {
+            // The fixture's literal mark, as nft lists it.
+            let text = fx.read(node).replace("0x4000", "0x00004000");
+            script += &format!("nft -f {}\n", write("node.nft", &text));
+        }
+        for (i, r) in replayed.iter().enumerate() {
+            if let Some(tx) = &r.synced.stale_deletion {
+                script += &format!(
+                    "nft -f {}\n",
+                    write(&format!("{i}-stale.nft"), &tx.render())
+                );
+            }
+            let main = write(&format!("{i}-main.nft"), &r.synced.transaction.render());
+            script += &format!("nft -f {main}\nnft -j list table {family} kube-proxy\necho\n");
+        }
+        let out = std::process::Command::new("unshare")
+            .args(["-n", "--", "sh", "-c", &script])
+            .output()
+            .expect("unshare");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.status.success(),
+            "{name}: nft refused a transaction: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let listings: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            listings.len(),
+            replayed.len(),
+            "{name}: one listing per sync"
+        );
+        for (r, listing) in replayed.iter().zip(listings) {
+            let what = format!("{name} step {}", r.step.step);
+            let node = read_listing(listing).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let table = &node.tables[0];
+            assert!(
+                table.unrecognised.is_empty(),
+                "{what}: {:?}",
+                table.unrecognised
+            );
+            let got = canonical_state(&table.sorted());
+            let want = canonical_state(&(normalised(&r.node.dump()) + "\n"));
+            assert!(
+                got == want,
+                "{what}: the kernel's table differs from the model's node\n--- want\n{want}\n--- got\n{got}"
+            );
+        }
+    }
 }
