@@ -696,4 +696,53 @@ mod tests {
             .expect("applies");
         assert_eq!(node.dump(), fresh.dump());
     }
+
+    #[test]
+    fn an_hour_after_the_last_full_sync_or_on_request_the_sync_is_full_again() {
+        let config = config();
+        let s = state(&cluster(&["10.0.1.1"], false), &config);
+        let mut node = node();
+        let mut p = Proxier::new();
+        let none = ChangedServices::new();
+        let at = Duration::from_secs;
+        let first = p
+            .sync(&mut node, &s, &config, &none, at(0))
+            .expect("applies");
+        let before = node.dump();
+        let text = first.transaction.render();
+        assert!(
+            text.contains("delete chain ip kube-proxy nat-prerouting\n"),
+            "{text}"
+        );
+        let partial = p
+            .sync(&mut node, &s, &config, &none, at(3600))
+            .expect("applies");
+        assert!(!partial.full && partial.transaction.is_empty());
+        let hourly = p
+            .sync(&mut node, &s, &config, &none, at(3601))
+            .expect("applies");
+        assert!(hourly.full);
+        // The base chains were recreated once already (`flushed`); every
+        // chain is rewritten, no cached element changes (`nodeport-ips`
+        // is flushed and refilled on every full sync).
+        let text = hourly.transaction.render();
+        assert!(!text.contains("delete chain"), "{text}");
+        assert!(
+            text.contains("flush chain ip kube-proxy service-"),
+            "{text}"
+        );
+        assert_eq!(text.matches(" element ").count(), 1, "{text}");
+        assert!(
+            text.contains("add element ip kube-proxy nodeport-ips"),
+            "{text}"
+        );
+        assert_eq!(node.dump(), before);
+        p.request_full_sync();
+        assert!(p.needs_full_sync());
+        let requested = p
+            .sync(&mut node, &s, &config, &none, at(3602))
+            .expect("applies");
+        assert!(requested.full && !p.needs_full_sync());
+        assert_eq!(requested.transaction, hourly.transaction);
+    }
 }
