@@ -745,4 +745,36 @@ mod tests {
         assert!(requested.full && !p.needs_full_sync());
         assert_eq!(requested.transaction, hourly.transaction);
     }
+
+    #[test]
+    fn between_full_syncs_the_caches_are_trusted_blindly() {
+        let config = config();
+        let s = state(&cluster(&["10.0.1.1"], false), &config);
+        let mut node = node();
+        let mut p = Proxier::new();
+        let none = ChangedServices::new();
+        let at = Duration::from_secs;
+        p.sync(&mut node, &s, &config, &none, at(0))
+            .expect("applies");
+        let mut gone = Transaction::new(Family::Ip, "kube-proxy", true);
+        gone.delete(Element::set(
+            SERVICE_IPS,
+            vec!["172.30.0.41".into(), "tcp".into(), "80".into()],
+        ));
+        node.apply(&gone).expect("someone deletes the element");
+        // Even a rewrite of the service leaves the element to the cache.
+        let partial = p
+            .sync(&mut node, &s, &config, &changed_svc1(), at(1))
+            .expect("applies");
+        assert!(!partial.transaction.render().contains("element"));
+        assert_eq!(node.elements(SERVICE_IPS).map(<[_]>::len), Some(0));
+        p.request_full_sync();
+        let full = p
+            .sync(&mut node, &s, &config, &none, at(2))
+            .expect("applies");
+        assert!(full.transaction.render().contains(
+            "add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto service-"
+        ));
+        assert_eq!(node.elements(SERVICE_IPS).map(<[_]>::len), Some(1));
+    }
 }
