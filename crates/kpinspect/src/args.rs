@@ -201,7 +201,7 @@ pub struct ApplyArgs {
     pub node_ports: NodePortRangeArg,
     /// Report format. text: one line per family on stderr (a dry run
     /// prints the payload or commands on stdout). json: one object on
-    /// stdout, {"dry_run", "node": [facts], "sysctls": [{"name", "want",
+    /// stdout, {"dry_run", "node" (the facts), "sysctls": [{"name", "want",
     /// "have"}], "families": [{"family", "read_from", "in_sync",
     /// "iptables": {"payload", "chains_written", "rules_added",
     /// "rules_deleted", "chains_deleted", "chains_kept"}, "warnings",
