@@ -3,6 +3,7 @@
 
 mod apply;
 mod apply_traffic;
+mod bad_input;
 mod cli;
 mod converge;
 mod deletes;

@@ -145,7 +145,8 @@ pub fn parse_save(text: &str) -> Result<Vec<SetText>, IpSetError> {
             }
             [other, ..] => {
                 return Err(err(&format!(
-                    "{other:?} is not a line of ipset save (create, add)"
+                    "{} is not a line of ipset save (create, add)",
+                    crate::excerpt::excerpt(other)
                 )));
             }
             [] => {}
@@ -203,7 +204,12 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
                 "Members" => in_members = true,
                 "Revision" | "Size in memory" | "References" | "Number of entries"
                 | "Referenced by" => {}
-                _ => return Err(err(&format!("unknown field {key:?} of ipset list"))),
+                _ => {
+                    return Err(err(&format!(
+                        "unknown field {} of ipset list",
+                        crate::excerpt::excerpt(key)
+                    )));
+                }
             }
         } else {
             return Err(err("not a line of ipset list"));

@@ -39,7 +39,7 @@ fn inputs(args: &ClusterArgs, guard: Option<Guard>) -> Result<Inputs> {
             "apply and diff know iptables and ipvs modes (nftables mode only compiles yet: kpinspect compile --mode nftables); pass --mode iptables or --mode ipvs"
         ));
     }
-    let cluster = crate::load_cluster(&args.files)?;
+    let cluster = crate::load_cluster_from(&args.files, false)?;
     if let (Some(guard), Some(refusal)) = (guard, check_input(&cluster)) {
         guard.check(&refusal)?;
     }

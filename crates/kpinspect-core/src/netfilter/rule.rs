@@ -206,7 +206,12 @@ impl Rule {
                         });
                     }
                 }
-                other => return Err(RuleError(format!("unexpected argument {other:?}"))),
+                other => {
+                    return Err(RuleError(format!(
+                        "unexpected argument {}",
+                        crate::excerpt::excerpt(other)
+                    )));
+                }
             }
             negate = false;
         }
@@ -215,7 +220,10 @@ impl Rule {
             .and_then(|m| m.value("--probability"))
             && !p.parse::<f64>().is_ok_and(|p| (0.0..=1.0).contains(&p))
         {
-            return Err(RuleError(format!("bad --probability {p:?}")));
+            return Err(RuleError(format!(
+                "bad --probability {}",
+                crate::excerpt::excerpt(p)
+            )));
         }
         Ok(rule)
     }
