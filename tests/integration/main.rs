@@ -9,6 +9,7 @@ mod converge;
 mod deletes;
 mod dump;
 mod facts;
+mod faults;
 mod fixtures;
 mod golden;
 mod ipvs;
