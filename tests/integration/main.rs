@@ -11,6 +11,7 @@ mod dump;
 mod facts;
 mod faults;
 mod fixtures;
+mod fuzz_regressions;
 mod golden;
 mod ipvs;
 mod ipvs_dump;

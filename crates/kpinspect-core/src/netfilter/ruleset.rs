@@ -371,14 +371,7 @@ fn quote(v: &str, always: bool) -> String {
 
 /// Whether `chain` is one of the kernel's built-in chains of `table`.
 fn builtin_chain(table: &str, chain: &str) -> bool {
-    let builtins: &[&str] = match table {
-        "filter" | "security" => &["INPUT", "FORWARD", "OUTPUT"],
-        "nat" => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
-        "mangle" => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
-        "raw" => &["PREROUTING", "OUTPUT"],
-        _ => &[],
-    };
-    builtins.contains(&chain)
+    super::builtin_chains(table).is_some_and(|b| b.contains(&chain))
 }
 
 /// An [`excerpt`] without its quotes, for names inside a message.
