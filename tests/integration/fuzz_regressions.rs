@@ -51,8 +51,10 @@ fn check(target: &str, data: &[u8]) {
                 match node.restore(text, flush) {
                     Err(_) => assert_eq!(node, base),
                     Ok(()) => {
-                        let again = Ruleset::parse(&node.render()).expect("re-parses");
-                        assert_eq!(again.tables(), node.tables());
+                        let saved = node.render();
+                        let again = Ruleset::parse(&saved).expect("re-parses");
+                        assert_eq!(again.render(), saved);
+                        assert_eq!(again.tables().len(), node.tables().len());
                     }
                 }
             }

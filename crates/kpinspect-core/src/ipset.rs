@@ -182,6 +182,14 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
         }
         if let Some(name) = line.strip_prefix("Name:") {
             in_members = false;
+            // ipset names each set once; as `ipset restore` would refuse
+            // the save of this listing, so does the parser.
+            if sets.iter().any(|s| s.name == name.trim()) {
+                return Err(err(&format!(
+                    "set {} listed twice",
+                    crate::excerpt::excerpt(name.trim())
+                )));
+            }
             name_lines.push(i + 1);
             sets.push(SetText {
                 name: name.trim().to_string(),
@@ -265,6 +273,15 @@ pub fn render_save(sets: &[SetText]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_set_listed_twice_is_refused() {
+        let set = "Name: A\nType: hash:ip\nHeader: family inet\nMembers:\n";
+        let e = super::parse_list(&format!("{set}\n{set}")).unwrap_err();
+        assert_eq!(e.line, 6);
+        assert!(e.message.contains("listed twice"), "{e}");
+        assert!(super::parse_list(set).is_ok());
+    }
+
     use super::*;
 
     const LIST: &str = "Name: KUBE-CLUSTER-IP
