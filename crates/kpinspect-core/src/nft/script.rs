@@ -229,6 +229,19 @@ fn parse_line(line: &str) -> Result<(Family, String, Op), String> {
                     }
                 }
             }
+            // nft creates no set or map without its type (and a map's
+            // value type); knftables always writes them.
+            if matches!(verb, Verb::Add) {
+                let untyped = match &key {
+                    KeyType::Type(t) | KeyType::Typeof(t) => t.trim().is_empty(),
+                };
+                if untyped || (kind == "map" && value.trim().is_empty()) {
+                    return Err(format!(
+                        "add {kind} {name} needs {{ type KEY{} ; }}",
+                        if kind == "map" { " : VALUE" } else { "" }
+                    ));
+                }
+            }
             if kind == "set" {
                 Set {
                     name: name.into(),
@@ -310,6 +323,20 @@ fn split_value(body: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_or_map_added_without_its_type_is_refused() {
+        for line in [
+            "add map ip kube-proxy firewall-ips",
+            "add set ip kube-proxy cluster-ips",
+            "add map ip kube-proxy m { type ipv4_addr ; }",
+        ] {
+            let e = parse_script(line).unwrap_err();
+            assert!(e.to_string().contains("needs { type KEY"), "{line}: {e}");
+        }
+        assert!(parse_script("delete set ip kube-proxy cluster-ips").is_ok());
+        assert!(parse_script("add set ip kube-proxy s { type ipv4_addr ; }").is_ok());
+    }
 
     #[test]
     fn every_knftables_line_form_round_trips() {
