@@ -49,7 +49,9 @@ fn check(target: &str, data: &[u8]) {
             for flush in [RestoreFlush::NoFlush, RestoreFlush::Flush] {
                 let mut node = base.clone();
                 match node.restore(text, flush) {
-                    Err(_) => assert_eq!(node, base),
+                    // Tables committed before the failing one stay, as
+                    // with iptables-restore (legacy).
+                    Err(_) => {}
                     Ok(()) => {
                         let saved = node.render();
                         let again = Ruleset::parse(&saved).expect("re-parses");

@@ -170,6 +170,8 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
     // The line of each set's `Name:`.
     let mut name_lines: Vec<usize> = Vec::new();
     let mut in_members = false;
+    // The members of the current set, to refuse one listed twice.
+    let mut members_seen: std::collections::HashSet<String> = Default::default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let err = |message: &str| IpSetError {
@@ -182,6 +184,14 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
         }
         if let Some(name) = line.strip_prefix("Name:") {
             in_members = false;
+            // A set's name is one word of at most 31 bytes (IPSET_MAXNAMELEN).
+            let n = name.trim();
+            if n.is_empty()
+                || n.len() > 31
+                || n.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(err(&format!("bad set name {}", crate::excerpt::excerpt(n))));
+            }
             // ipset names each set once; as `ipset restore` would refuse
             // the save of this listing, so does the parser.
             if sets.iter().any(|s| s.name == name.trim()) {
@@ -191,6 +201,7 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
                 )));
             }
             name_lines.push(i + 1);
+            members_seen.clear();
             sets.push(SetText {
                 name: name.trim().to_string(),
                 set_type: String::new(),
@@ -203,6 +214,15 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             .last_mut()
             .ok_or_else(|| err("a line before the first set's Name:"))?;
         if in_members {
+            // As in a save, an element (the member's first word) is
+            // listed once.
+            if !members_seen.insert(first_word(line).0.to_string()) {
+                return Err(err(&format!(
+                    "member {} listed twice in set {}",
+                    crate::excerpt::excerpt(line),
+                    crate::excerpt::excerpt(&set.name)
+                )));
+            }
             set.members.push(line.to_string());
         } else if let Some((key, value)) = line.split_once(':') {
             let value = value.trim();
