@@ -227,7 +227,18 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
         } else if let Some((key, value)) = line.split_once(':') {
             let value = value.trim();
             match key {
-                "Type" => set.set_type = value.to_string(),
+                "Type" => {
+                    // One word (`hash:ip,port`), as ipset prints it.
+                    if value.is_empty()
+                        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return Err(err(&format!(
+                            "bad set type {}",
+                            crate::excerpt::excerpt(value)
+                        )));
+                    }
+                    set.set_type = value.to_string()
+                }
                 "Header" => set.options = value.to_string(),
                 "Members" => in_members = true,
                 "Revision" | "Size in memory" | "References" | "Number of entries"
