@@ -3,12 +3,15 @@
 
 mod apply;
 mod apply_traffic;
+mod bad_input;
 mod cli;
 mod converge;
 mod deletes;
 mod dump;
 mod facts;
+mod faults;
 mod fixtures;
+mod fuzz_regressions;
 mod golden;
 mod ipvs;
 mod ipvs_dump;

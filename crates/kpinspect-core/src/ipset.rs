@@ -145,7 +145,8 @@ pub fn parse_save(text: &str) -> Result<Vec<SetText>, IpSetError> {
             }
             [other, ..] => {
                 return Err(err(&format!(
-                    "{other:?} is not a line of ipset save (create, add)"
+                    "{} is not a line of ipset save (create, add)",
+                    crate::excerpt::excerpt(other)
                 )));
             }
             [] => {}
@@ -169,6 +170,8 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
     // The line of each set's `Name:`.
     let mut name_lines: Vec<usize> = Vec::new();
     let mut in_members = false;
+    // The members of the current set, to refuse one listed twice.
+    let mut members_seen: std::collections::HashSet<String> = Default::default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let err = |message: &str| IpSetError {
@@ -181,7 +184,24 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
         }
         if let Some(name) = line.strip_prefix("Name:") {
             in_members = false;
+            // A set's name is one word of at most 31 bytes (IPSET_MAXNAMELEN).
+            let n = name.trim();
+            if n.is_empty()
+                || n.len() > 31
+                || n.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(err(&format!("bad set name {}", crate::excerpt::excerpt(n))));
+            }
+            // ipset names each set once; as `ipset restore` would refuse
+            // the save of this listing, so does the parser.
+            if sets.iter().any(|s| s.name == name.trim()) {
+                return Err(err(&format!(
+                    "set {} listed twice",
+                    crate::excerpt::excerpt(name.trim())
+                )));
+            }
             name_lines.push(i + 1);
+            members_seen.clear();
             sets.push(SetText {
                 name: name.trim().to_string(),
                 set_type: String::new(),
@@ -194,16 +214,41 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             .last_mut()
             .ok_or_else(|| err("a line before the first set's Name:"))?;
         if in_members {
+            // As in a save, an element (the member's first word) is
+            // listed once.
+            if !members_seen.insert(first_word(line).0.to_string()) {
+                return Err(err(&format!(
+                    "member {} listed twice in set {}",
+                    crate::excerpt::excerpt(line),
+                    crate::excerpt::excerpt(&set.name)
+                )));
+            }
             set.members.push(line.to_string());
         } else if let Some((key, value)) = line.split_once(':') {
             let value = value.trim();
             match key {
-                "Type" => set.set_type = value.to_string(),
+                "Type" => {
+                    // One word (`hash:ip,port`), as ipset prints it.
+                    if value.is_empty()
+                        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return Err(err(&format!(
+                            "bad set type {}",
+                            crate::excerpt::excerpt(value)
+                        )));
+                    }
+                    set.set_type = value.to_string()
+                }
                 "Header" => set.options = value.to_string(),
                 "Members" => in_members = true,
                 "Revision" | "Size in memory" | "References" | "Number of entries"
                 | "Referenced by" => {}
-                _ => return Err(err(&format!("unknown field {key:?} of ipset list"))),
+                _ => {
+                    return Err(err(&format!(
+                        "unknown field {} of ipset list",
+                        crate::excerpt::excerpt(key)
+                    )));
+                }
             }
         } else {
             return Err(err("not a line of ipset list"));
@@ -259,6 +304,15 @@ pub fn render_save(sets: &[SetText]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_set_listed_twice_is_refused() {
+        let set = "Name: A\nType: hash:ip\nHeader: family inet\nMembers:\n";
+        let e = super::parse_list(&format!("{set}\n{set}")).unwrap_err();
+        assert_eq!(e.line, 6);
+        assert!(e.message.contains("listed twice"), "{e}");
+        assert!(super::parse_list(set).is_ok());
+    }
+
     use super::*;
 
     const LIST: &str = "Name: KUBE-CLUSTER-IP

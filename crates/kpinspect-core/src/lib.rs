@@ -84,6 +84,7 @@
 
 pub mod config;
 pub mod diff;
+pub mod excerpt;
 pub mod golden;
 pub mod ipset;
 pub mod mode;

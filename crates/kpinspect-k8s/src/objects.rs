@@ -33,6 +33,9 @@ pub struct Loaded {
     /// Objects of kinds kube-proxy does not read (`kubectl get all` has
     /// Pods, Deployments, ...), counted per kind, for one warning per file.
     skipped_kinds: std::collections::BTreeMap<String, usize>,
+    /// Where each Service and EndpointSlice was read (`FILE: document N`),
+    /// by kind and `namespace/name`, to refuse a second definition.
+    origins: std::collections::HashMap<(&'static str, String), String>,
 }
 
 impl Loaded {
@@ -41,6 +44,59 @@ impl Loaded {
         self.cluster.extend(other.cluster);
         self.legacy_endpoints.extend(other.legacy_endpoints);
         self.warnings.extend(other.warnings);
+        for (key, origin) in other.origins {
+            self.origins.entry(key).or_insert(origin);
+        }
+    }
+
+    /// Adds the objects of another file, refusing a Service or an
+    /// EndpointSlice that an earlier file already defined (the API server
+    /// holds one object per kind, namespace and name; two definitions are
+    /// two snapshots mixed up, and which one kube-proxy saw is unknown).
+    ///
+    /// ```
+    /// let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+    ///            spec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n";
+    /// let mut loaded = kpinspect_k8s::load_objects(svc, "a.yaml").unwrap();
+    /// let err = loaded
+    ///     .try_extend(kpinspect_k8s::load_objects(svc, "b.yaml").unwrap())
+    ///     .unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "b.yaml: document 1: Service default/web: defined twice (first in a.yaml: document 1)"
+    /// );
+    /// ```
+    pub fn try_extend(&mut self, other: Loaded) -> Result<(), LoadError> {
+        for (key, origin) in &other.origins {
+            if let Some(first) = self.origins.get(key) {
+                let (file, where_) = origin.split_once(": ").unwrap_or((origin, ""));
+                return Err(LoadError {
+                    file: file.to_string(),
+                    object: Some(format!("{where_}: {} {}", key.0, key.1)),
+                    field: None,
+                    message: format!("defined twice (first in {first})"),
+                });
+            }
+        }
+        self.extend(other);
+        Ok(())
+    }
+
+    /// Records where the object `kind` `key` was read; a second definition
+    /// is an error naming the first.
+    fn record(
+        &mut self,
+        kind: &'static str,
+        key: String,
+        ctx: &Ctx<'_>,
+        where_: &str,
+    ) -> Result<(), LoadError> {
+        let origin = format!("{}: {where_}", ctx.file);
+        if let Some(first) = self.origins.get(&(kind, key.clone())) {
+            return Err(ctx.error("metadata.name", format!("defined twice (first in {first})")));
+        }
+        self.origins.insert((kind, key), origin);
+        Ok(())
     }
 
     /// Resolves legacy Endpoints: the EndpointSlice mirroring controller
@@ -220,6 +276,7 @@ fn load_value(v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<()
             want_api("v1")?;
             let svc: core::Service = deserialize(v, &ctx)?;
             if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
+                out.record("Service", svc.key(), &ctx, where_)?;
                 out.cluster.services.push(svc);
             }
             Ok(())
@@ -228,6 +285,8 @@ fn load_value(v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<()
             want_api("discovery.k8s.io/v1")?;
             let slice: discovery::EndpointSlice = deserialize(v, &ctx)?;
             if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
+                let key = format!("{}/{}", slice.namespace, slice.name);
+                out.record("EndpointSlice", key, &ctx, where_)?;
                 out.cluster.endpoint_slices.push(slice);
             }
             Ok(())

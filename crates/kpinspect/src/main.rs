@@ -64,8 +64,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            // Every error is reported on one line.
-            let msg = format!("{err:#}").replace('\n', " ");
+            // Every error is one line of printable text, however garbled
+            // the input it quotes.
+            let msg = kpinspect_core::excerpt::one_line(&format!("{err:#}"), 400);
             eprintln!("kpinspect: error: {msg}");
             ExitCode::from(2)
         }
@@ -99,19 +100,49 @@ pub fn read_input(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// Reads kubectl output files into a cluster, printing warnings.
+/// Reads kubectl output files into a cluster, printing warnings. A file
+/// with no object at all (empty, or only comments and `---`) is read as a
+/// cluster without Services (kube-proxy's golden cases have such files),
+/// with a warning naming it: it is often a failed `kubectl get > file`.
 pub fn load_cluster(files: &[std::path::PathBuf]) -> Result<kpinspect_core::model::Cluster> {
+    load_cluster_from(files, true)
+}
+
+/// [`load_cluster`]; with `warn_empty` false, an empty file passes without
+/// a warning (apply and diff, whose guard already refuses an input without
+/// Services unless `--force`).
+pub fn load_cluster_from(
+    files: &[std::path::PathBuf],
+    warn_empty: bool,
+) -> Result<kpinspect_core::model::Cluster> {
     let mut loaded = kpinspect_k8s::Loaded::default();
     for path in files {
         let text = read_input(path)?;
         let name = path.display().to_string();
-        loaded.extend(kpinspect_k8s::load_objects(&text, &name).map_err(UsageError::from)?);
+        if warn_empty && no_documents(&text) {
+            eprintln!(
+                "kpinspect: warning: {}: no Kubernetes objects (the file is empty): read as a cluster without Services",
+                kpinspect_core::excerpt::one_line(&name, 200)
+            );
+        }
+        loaded
+            .try_extend(kpinspect_k8s::load_objects(&text, &name).map_err(UsageError::from)?)
+            .map_err(UsageError::from)?;
     }
     let (cluster, warnings) = loaded.finish();
     for w in warnings {
         eprintln!("kpinspect: warning: {w}");
     }
     Ok(cluster)
+}
+
+/// Whether `text` holds no YAML or JSON document: only blank lines,
+/// comments and document markers.
+fn no_documents(text: &str) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
+    })
 }
 
 fn compile(args: CompileArgs) -> Result<ExitCode> {

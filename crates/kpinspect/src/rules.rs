@@ -24,7 +24,10 @@ pub fn read_saves(paths: &[PathBuf]) -> Result<Vec<Source>> {
         .iter()
         .map(|path| {
             let text = crate::read_input(path)?;
+            // Parsed as iptables-restore reads it: the syntax, then every
+            // rule's chain declared (or built in).
             let rules = Ruleset::parse(&text)
+                .and_then(|r| r.check_chains_declared().map(|()| r))
                 .map_err(|e| UsageError::msg(format!("{}: {e}", path.display())))?;
             Ok(Source {
                 name: path.display().to_string(),

@@ -34,7 +34,7 @@ pub(crate) struct Inputs {
 
 fn inputs(args: &ClusterArgs, guard: Option<Guard>) -> Result<Inputs> {
     let node = args.node.resolve()?;
-    let cluster = crate::load_cluster(&args.files)?;
+    let cluster = crate::load_cluster_from(&args.files, false)?;
     if let (Some(guard), Some(refusal)) = (guard, check_input(&cluster)) {
         guard.check(&refusal)?;
     }

@@ -215,7 +215,10 @@ impl Ruleset {
                 continue;
             }
             let Some(work) = open.as_mut() else {
-                return Err(err(&open, format!("{t:?} outside of a table")));
+                return Err(err(
+                    &open,
+                    format!("{} outside of a table", crate::excerpt::excerpt(t)),
+                ));
             };
             if t == "COMMIT" {
                 let work = open.take().expect("open table");

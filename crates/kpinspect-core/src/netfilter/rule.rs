@@ -102,6 +102,22 @@ const BASE_OPTS: [(&str, &str); 10] = [
     ("--out-interface", "-o"),
 ];
 
+/// A chain, match module or target name is one word, as the kernel and
+/// iptables-save know it (a quoted string with spaces is not one).
+fn name_word(what: &str, name: &str) -> Result<(), RuleError> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+    {
+        return Err(RuleError(format!(
+            "bad {what} name {}",
+            crate::excerpt::excerpt(name)
+        )));
+    }
+    Ok(())
+}
+
 impl Rule {
     /// Parses the arguments of a rule (`-A CHAIN ...` without the `-A`):
     /// `args[0]` is the chain.
@@ -110,6 +126,7 @@ impl Rule {
             .first()
             .ok_or_else(|| RuleError("rule without a chain".into()))?
             .clone();
+        name_word("chain", &chain)?;
         let mut rule = Rule {
             chain,
             counters,
@@ -153,6 +170,7 @@ impl Rule {
                     let m = args
                         .get(i)
                         .ok_or_else(|| RuleError("-m needs a module".into()))?;
+                    name_word("match module", m)?;
                     i += 1;
                     rule.matches.push(Match {
                         module: m.clone(),
@@ -167,6 +185,7 @@ impl Rule {
                     let t = args
                         .get(i)
                         .ok_or_else(|| RuleError(format!("{a} needs a target")))?;
+                    name_word("target", t)?;
                     i += 1;
                     rule.target = Some(Target {
                         name: t.clone(),
@@ -206,7 +225,12 @@ impl Rule {
                         });
                     }
                 }
-                other => return Err(RuleError(format!("unexpected argument {other:?}"))),
+                other => {
+                    return Err(RuleError(format!(
+                        "unexpected argument {}",
+                        crate::excerpt::excerpt(other)
+                    )));
+                }
             }
             negate = false;
         }
@@ -215,7 +239,10 @@ impl Rule {
             .and_then(|m| m.value("--probability"))
             && !p.parse::<f64>().is_ok_and(|p| (0.0..=1.0).contains(&p))
         {
-            return Err(RuleError(format!("bad --probability {p:?}")));
+            return Err(RuleError(format!(
+                "bad --probability {}",
+                crate::excerpt::excerpt(p)
+            )));
         }
         Ok(rule)
     }

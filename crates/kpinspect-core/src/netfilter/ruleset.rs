@@ -6,6 +6,7 @@
 use thiserror::Error;
 
 use super::rule::{Opt, Rule, parse_counters};
+use crate::excerpt::excerpt;
 
 /// Malformed save text, with its 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -108,7 +109,7 @@ impl Ruleset {
                     return Err(err("a table starts before the previous one's COMMIT".into()));
                 }
                 if name.is_empty() || name.contains(char::is_whitespace) {
-                    return Err(err(format!("bad table name {name:?}")));
+                    return Err(err(format!("bad table name {}", excerpt(name))));
                 }
                 tables.push(Table {
                     name: name.into(),
@@ -121,7 +122,12 @@ impl Ruleset {
                 lines.push(Line::Verbatim(raw.to_string()));
                 continue;
             }
-            let ti = open.ok_or_else(|| err(format!("{t:?} outside of a table")))?;
+            let ti = open.ok_or_else(|| {
+                err(format!(
+                    "{} outside of a table (no *table header before it)",
+                    excerpt(t)
+                ))
+            })?;
             let table = &mut tables[ti];
             if t == "COMMIT" {
                 open = None;
@@ -133,10 +139,10 @@ impl Ruleset {
                     [name, policy] => (*name, Some(*policy), None),
                     [name, policy, counters] => {
                         let c = parse_counters(counters)
-                            .ok_or_else(|| err(format!("bad counters {counters:?}")))?;
+                            .ok_or_else(|| err(format!("bad counters {}", excerpt(counters))))?;
                         (*name, Some(*policy), Some(c))
                     }
-                    _ => return Err(err(format!("bad chain declaration {t:?}"))),
+                    _ => return Err(err(format!("bad chain declaration {}", excerpt(t)))),
                 };
                 if !declared[ti].insert(name.to_string()) {
                     return Err(err(format!("chain {name} declared twice")));
@@ -159,7 +165,7 @@ impl Ruleset {
                     text: raw.to_string(),
                 });
             } else {
-                return Err(err(format!("unexpected line {t:?}")));
+                return Err(err(format!("unexpected line {}", excerpt(t))));
             }
         }
         if open.is_some() {
@@ -169,6 +175,48 @@ impl Ruleset {
             });
         }
         Ok(Ruleset { tables, lines })
+    }
+
+    /// Checks what `iptables-restore` (without `--noflush`) checks beyond
+    /// the syntax: every rule appends to a chain its table declares, or to
+    /// one of the table's built-in chains. Save text from any tool passes;
+    /// hand-edited text whose rules append to an undeclared chain is
+    /// refused, naming the line, as `iptables-restore` refuses it.
+    ///
+    /// ```
+    /// use kpinspect_core::netfilter::Ruleset;
+    /// let ok = Ruleset::parse("*nat\n:FOO - [0:0]\n-A FOO -j ACCEPT\n-A OUTPUT -j FOO\nCOMMIT\n").unwrap();
+    /// assert!(ok.check_chains_declared().is_ok());
+    /// let bad = Ruleset::parse("*nat\n-A FOO -j ACCEPT\nCOMMIT\n").unwrap();
+    /// assert_eq!(
+    ///     bad.check_chains_declared().unwrap_err().to_string(),
+    ///     "line 2: chain FOO is not declared in table nat (no \":FOO\" line before COMMIT)"
+    /// );
+    /// ```
+    pub fn check_chains_declared(&self) -> Result<(), SaveParseError> {
+        for (i, l) in self.lines.iter().enumerate() {
+            let Line::Rule { table, index, .. } = l else {
+                continue;
+            };
+            let Some(t) = self.tables.get(*table) else {
+                continue;
+            };
+            let Some(rule) = t.rules.get(*index) else {
+                continue;
+            };
+            if t.chain(&rule.chain).is_none() && !builtin_chain(&t.name, &rule.chain) {
+                return Err(SaveParseError {
+                    line: i + 1,
+                    message: format!(
+                        "chain {} is not declared in table {} (no \":{}\" line before COMMIT)",
+                        excerpt_bare(&rule.chain),
+                        excerpt_bare(&t.name),
+                        excerpt_bare(&rule.chain)
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The tables, in the order they appear.
@@ -318,6 +366,21 @@ fn quote(v: &str, always: bool) -> String {
         format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         v.to_string()
+    }
+}
+
+/// Whether `chain` is one of the kernel's built-in chains of `table`.
+fn builtin_chain(table: &str, chain: &str) -> bool {
+    super::builtin_chains(table).is_some_and(|b| b.contains(&chain))
+}
+
+/// An [`excerpt`] without its quotes, for names inside a message.
+fn excerpt_bare(s: &str) -> String {
+    let e = excerpt(s);
+    let e = e.strip_prefix('"').unwrap_or(&e);
+    match e.strip_suffix("\"…") {
+        Some(cut) => format!("{cut}…"),
+        None => e.strip_suffix('"').unwrap_or(e).to_string(),
     }
 }
 

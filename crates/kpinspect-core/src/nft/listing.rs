@@ -299,6 +299,23 @@ pub fn duration_seconds(text: &str) -> Option<u64> {
     any.then_some(total)
 }
 
+/// Whether `line` opens a quoted string it does not close (nft never
+/// lists one; the text was cut or edited).
+fn unterminated_quote(line: &str) -> bool {
+    let mut open = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if open => {
+                chars.next();
+            }
+            '"' => open = !open,
+            _ => {}
+        }
+    }
+    open
+}
+
 /// Words and quoted strings of a listing line (quotes kept).
 fn tokens(line: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -534,7 +551,10 @@ mod text {
                 _ => {
                     return Err(err(
                         n,
-                        format!("expected `table FAMILY NAME {{`, got {line:?}"),
+                        format!(
+                            "expected `table FAMILY NAME {{`, got {}",
+                            crate::excerpt::excerpt(line)
+                        ),
                     ));
                 }
             }
@@ -611,7 +631,15 @@ mod text {
                             .others
                             .push(format!("{kind} {sub} {}", unquote(name)));
                     }
-                    _ => return Err(err(n, format!("unexpected line in a table: {line:?}"))),
+                    _ => {
+                        return Err(err(
+                            n,
+                            format!(
+                                "unexpected line in a table: {}",
+                                crate::excerpt::excerpt(line)
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -733,9 +761,15 @@ mod text {
             "type" | "typeof" => {
                 let k = match value {
                     Some(v) => {
-                        let (k, val) = rest
-                            .rsplit_once(" : ")
-                            .ok_or_else(|| err(n, format!("map type without value: {line:?}")))?;
+                        let (k, val) = rest.rsplit_once(" : ").ok_or_else(|| {
+                            err(
+                                n,
+                                format!(
+                                    "map type without value: {}",
+                                    crate::excerpt::excerpt(line)
+                                ),
+                            )
+                        })?;
                         *v = val.trim().to_string();
                         k
                     }
@@ -767,6 +801,9 @@ mod text {
         n: usize,
         line: &str,
     ) -> Result<(), ListingError> {
+        if unterminated_quote(line) {
+            return Err(err(n, "unterminated quote"));
+        }
         let words = tokens(line);
         if words.first().is_some_and(|w| w == "type") && line.contains(" hook ") {
             // type T hook H [device D] priority P; policy X;

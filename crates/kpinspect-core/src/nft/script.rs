@@ -82,9 +82,34 @@ fn quoted(s: &str) -> Result<(String, &str), String> {
     let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
+            // Go's %q escapes, as knftables writes comments.
             '\\' => match chars.next() {
                 Some((_, 'n')) => out.push('\n'),
                 Some((_, 't')) => out.push('\t'),
+                Some((_, 'r')) => out.push('\r'),
+                Some((_, 'a')) => out.push('\u{7}'),
+                Some((_, 'b')) => out.push('\u{8}'),
+                Some((_, 'f')) => out.push('\u{c}'),
+                Some((_, 'v')) => out.push('\u{b}'),
+                Some((_, e @ ('x' | 'u' | 'U'))) => {
+                    let digits = match e {
+                        'x' => 2,
+                        'u' => 4,
+                        _ => 8,
+                    };
+                    let hex: String = chars.by_ref().take(digits).map(|(_, c)| c).collect();
+                    let c = u32::from_str_radix(&hex, 16)
+                        .ok()
+                        .filter(|_| hex.len() == digits)
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| {
+                            format!(
+                                "bad escape \\{e}{} in a string",
+                                crate::excerpt::excerpt(&hex)
+                            )
+                        })?;
+                    out.push(c);
+                }
                 Some((_, o)) => out.push(o),
                 None => break,
             },
@@ -92,7 +117,10 @@ fn quoted(s: &str) -> Result<(String, &str), String> {
             c => out.push(c),
         }
     }
-    Err(format!("unterminated string {s:?}"))
+    Err(format!(
+        "unterminated string {}",
+        crate::excerpt::excerpt(s)
+    ))
 }
 
 /// `text` without a trailing ` comment "..."`, and the comment.
@@ -229,6 +257,19 @@ fn parse_line(line: &str) -> Result<(Family, String, Op), String> {
                     }
                 }
             }
+            // nft creates no set or map without its type (and a map's
+            // value type); knftables always writes them.
+            if matches!(verb, Verb::Add) {
+                let untyped = match &key {
+                    KeyType::Type(t) | KeyType::Typeof(t) => t.trim().is_empty(),
+                };
+                if untyped || (kind == "map" && value.trim().is_empty()) {
+                    return Err(format!(
+                        "add {kind} {name} needs {{ type KEY{} ; }}",
+                        if kind == "map" { " : VALUE" } else { "" }
+                    ));
+                }
+            }
             if kind == "set" {
                 Set {
                     name: name.into(),
@@ -310,6 +351,29 @@ fn split_value(body: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comments_read_go_escapes_back() {
+        let line = "add table ip t { comment \"a\\x00b\\\"c\\u00e9\" ; }";
+        let txs = parse_script(line).expect("parses");
+        let rendered: String = txs.iter().map(|t| t.render()).collect();
+        assert_eq!(parse_script(&rendered).expect("re-parses"), txs);
+        assert!(parse_script("add table ip t { comment \"\\xZZ\" ; }").is_err());
+    }
+
+    #[test]
+    fn a_set_or_map_added_without_its_type_is_refused() {
+        for line in [
+            "add map ip kube-proxy firewall-ips",
+            "add set ip kube-proxy cluster-ips",
+            "add map ip kube-proxy m { type ipv4_addr ; }",
+        ] {
+            let e = parse_script(line).unwrap_err();
+            assert!(e.to_string().contains("needs { type KEY"), "{line}: {e}");
+        }
+        assert!(parse_script("delete set ip kube-proxy cluster-ips").is_ok());
+        assert!(parse_script("add set ip kube-proxy s { type ipv4_addr ; }").is_ok());
+    }
 
     #[test]
     fn every_knftables_line_form_round_trips() {

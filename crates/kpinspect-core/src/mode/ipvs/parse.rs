@@ -10,7 +10,7 @@ use crate::net::parse_ip_sloppy;
 
 /// A line of `ipvsadm` text kpinspect cannot read, with its 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}: {text:?}")]
+#[error("line {line}: {message}: {}", crate::excerpt::excerpt(.text))]
 pub struct IpvsadmError {
     /// The 1-based line.
     pub line: usize,
@@ -124,22 +124,23 @@ fn server(address: IpAddr, protocol: Protocol, port: u16) -> VirtualServer {
 fn address(s: &str) -> Result<(IpAddr, u16), String> {
     let (host, port) = s
         .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not ADDRESS:PORT"))?;
+        .ok_or_else(|| format!("{} is not ADDRESS:PORT", crate::excerpt::excerpt(s)))?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let ip = parse_ip_sloppy(host).ok_or_else(|| format!("{host:?} is not an address"))?;
+    let ip = parse_ip_sloppy(host)
+        .ok_or_else(|| format!("{} is not an address", crate::excerpt::excerpt(host)))?;
     let port = port
         .parse()
-        .map_err(|_| format!("{port:?} is not a port"))?;
+        .map_err(|_| format!("{} is not a port", crate::excerpt::excerpt(port)))?;
     Ok((ip, port))
 }
 
 fn number<T: std::str::FromStr>(s: Option<&&str>, what: &str) -> Result<T, String> {
     let s = s.ok_or_else(|| format!("{what} missing"))?;
     s.parse()
-        .map_err(|_| format!("{what} {s:?} is not a number"))
+        .map_err(|_| format!("{what} {} is not a number", crate::excerpt::excerpt(s)))
 }
 
 /// Sets the scheduler flags `ipvsadm` names (`mh-port`, `sh-port`, ...).
@@ -170,7 +171,10 @@ fn list_service(words: &[&str]) -> Result<VirtualServer, String> {
         } else if *w == "mask" {
             rest.next();
         } else if *w != "ops" {
-            return Err(format!("unknown service option {w:?}"));
+            return Err(format!(
+                "unknown service option {}",
+                crate::excerpt::excerpt(w)
+            ));
         }
     }
     Ok(vs)
@@ -193,7 +197,12 @@ fn list_real_server(words: &[&str], persist_conn: bool) -> Result<RealServer, St
         Some("Route") => ForwardMethod::Route,
         Some("Tunnel") => ForwardMethod::Tunnel,
         Some("Local") => ForwardMethod::Local,
-        Some(other) => return Err(format!("unknown forwarding method {other:?}")),
+        Some(other) => {
+            return Err(format!(
+                "unknown forwarding method {}",
+                crate::excerpt::excerpt(other)
+            ));
+        }
         None => return Err("forwarding method missing".into()),
     };
     let mut rs = RealServer::new(ip, port);
@@ -239,7 +248,12 @@ fn save_service(words: &[&str]) -> Result<VirtualServer, String> {
                 rest.next();
             }
             "-o" | "--ops" => {}
-            other => return Err(format!("unknown service option {other:?}")),
+            other => {
+                return Err(format!(
+                    "unknown service option {}",
+                    crate::excerpt::excerpt(other)
+                ));
+            }
         }
     }
     Ok(vs)
@@ -264,7 +278,12 @@ fn save_real_server(words: &[&str]) -> Result<((IpAddr, u16, Protocol), RealServ
             "-x" | "--u-threshold" | "-y" | "--l-threshold" | "--tun-type" => {
                 rest.next();
             }
-            other => return Err(format!("unknown real server option {other:?}")),
+            other => {
+                return Err(format!(
+                    "unknown real server option {}",
+                    crate::excerpt::excerpt(other)
+                ));
+            }
         }
     }
     let (ip, port) = real.ok_or("real server (-r) missing")?;

@@ -1,0 +1,438 @@
+//! Faults on a live node (network namespaces, as root): `kill -9` at
+//! seeded random points during apply, another writer looping
+//! `iptables-restore --noflush -w` during apply and cleanup, read-only
+//! commands that must not write, and `apply` of malformed input.
+//!
+//! `KPINSPECT_FAULT_SEED` picks the kill points (default fixed);
+//! `KPINSPECT_FAULT_RUNS` how many kills per backend (default 20).
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::node::{
+    Backend, Layout, NODE_IP, TestNode, add_foreign_state, available, foreign, kp, kube_proxy_state,
+};
+use crate::util::{ok, root, stderr};
+
+const CONFIG: &str = "fixtures/routed/config.yaml";
+const CLUSTER: &str = "fixtures/routed/cluster.yaml";
+const SCALED: &str = "fixtures/apply/cluster-scaled.yaml";
+
+/// `apply`/`diff` arguments for `cluster` (paths from the root).
+fn args(cluster: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "--config".to_string(),
+        root().join(CONFIG).display().to_string(),
+        "--node-ip".to_string(),
+        NODE_IP.to_string(),
+    ];
+    v.extend(cluster.iter().map(|c| root().join(c).display().to_string()));
+    v
+}
+
+fn run(node: &TestNode, cmd: &str, cluster: &[&str]) -> std::process::Output {
+    let a = args(cluster);
+    let mut argv = vec![cmd];
+    argv.extend(a.iter().map(String::as_str));
+    kp(node, &argv)
+}
+
+/// A small seeded generator (xorshift64*): the same seed, the same runs.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("KPINSPECT_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_1234_u64);
+        eprintln!("faults: KPINSPECT_FAULT_SEED={seed}");
+        Rng(seed.max(1))
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+fn runs() -> usize {
+    std::env::var("KPINSPECT_FAULT_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+/// kube-proxy's rules per table (`table` → its `table chain` entries).
+fn per_table(save: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (key, rules) in kube_proxy_state(save) {
+        let table = key.split(' ').next().unwrap_or_default().to_string();
+        out.entry(table).or_default().insert(key, rules);
+    }
+    out
+}
+
+/// Everything of the node a command could write: both families' rules
+/// (without counters), the ipsets, the nftables ruleset.
+fn node_state(node: &TestNode) -> String {
+    let strip = |save: String| -> String {
+        save.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| match l.find(" [") {
+                Some(i) if l.starts_with(':') => &l[..i],
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut out = strip(node.save());
+    let six = node.backend.save().replacen("iptables", "ip6tables", 1);
+    out.push_str("\n--- ip6\n");
+    out.push_str(&strip(
+        String::from_utf8_lossy(&node.node_exec(&[&six]).stdout).into_owned(),
+    ));
+    out.push_str("\n--- ipset\n");
+    out.push_str(&String::from_utf8_lossy(
+        &node.node_exec(&["ipset", "save"]).stdout,
+    ));
+    out.push_str("\n--- nft\n");
+    // nft lists counters inside rules: traffic of the namespace's own
+    // (IPv6 neighbour discovery) moves them.
+    let nft =
+        String::from_utf8_lossy(&node.node_exec(&["nft", "list", "ruleset"]).stdout).into_owned();
+    for line in nft.lines() {
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        while let Some(i) = words.iter().position(|w| *w == "packets") {
+            words.drain(i..(i + 4).min(words.len()));
+        }
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+/// Panics with the lines that differ between two node states.
+fn assert_same(now: &str, before: &str, what: &str) {
+    if now == before {
+        return;
+    }
+    let was: std::collections::HashSet<&str> = before.lines().collect();
+    let is: std::collections::HashSet<&str> = now.lines().collect();
+    let gone: Vec<&str> = before.lines().filter(|l| !is.contains(l)).collect();
+    let new: Vec<&str> = now.lines().filter(|l| !was.contains(l)).collect();
+    panic!("{what} changed the node:\n  gone: {gone:#?}\n  new: {new:#?}");
+}
+
+/// `kill -9` at seeded random points of an apply from the old cluster to
+/// the scaled one: every table is the old or the new, never half; other
+/// programs' rules stay byte-identical; the next apply converges.
+#[test]
+fn kill_during_apply_leaves_each_table_old_or_new() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng::from_env();
+    for backend in Backend::ALL {
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
+        add_foreign_state(&node);
+        // The two states, and how long a full apply between them takes.
+        ok(&run(&node, "apply", &[SCALED]), "apply scaled");
+        let new = per_table(&node.save());
+        ok(&run(&node, "apply", &[CLUSTER]), "apply old");
+        let old = per_table(&node.save());
+        let foreign_before = foreign(&node.save());
+        assert_ne!(old, new, "the two clusters must differ");
+        let start = Instant::now();
+        ok(&run(&node, "apply", &[SCALED]), "timed apply");
+        let span = start.elapsed().as_micros().max(1000) as u64;
+        ok(&run(&node, "apply", &[CLUSTER]), "back to old");
+        let mut killed_midway = 0;
+        for i in 0..runs() {
+            let delay = Duration::from_micros(rng.below(span));
+            let a = args(&[SCALED]);
+            // `ip netns exec` execs the program: the pid is kpinspect's.
+            let mut child = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &node.node,
+                    env!("CARGO_BIN_EXE_kpinspect"),
+                    "apply",
+                ])
+                .args(&a)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn apply");
+            std::thread::sleep(delay);
+            if child.try_wait().expect("wait").is_none() {
+                killed_midway += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            // The killed apply's restore child, if any, sees its input end
+            // without COMMIT; give it time to exit.
+            std::thread::sleep(Duration::from_millis(50));
+            let save = node.save();
+            let now = per_table(&save);
+            for (table, state) in &now {
+                let was = old.get(table);
+                let will = new.get(table);
+                assert!(
+                    Some(state) == was || Some(state) == will,
+                    "{backend:?} run {i} (kill after {delay:?}): table {table} is neither old nor new:\n{save}"
+                );
+            }
+            assert_eq!(
+                foreign(&save),
+                foreign_before,
+                "{backend:?} run {i}: other programs' rules changed"
+            );
+            ok(&run(&node, "apply", &[SCALED]), "apply after the kill");
+            assert_eq!(
+                per_table(&node.save()),
+                new,
+                "{backend:?} run {i}: no convergence"
+            );
+            assert_eq!(
+                run(&node, "diff", &[SCALED]).status.code(),
+                Some(0),
+                "{backend:?} run {i}: diff after convergence"
+            );
+            ok(&run(&node, "apply", &[CLUSTER]), "back to old");
+        }
+        eprintln!(
+            "faults: {backend:?}: {} runs, {killed_midway} killed before they ended (apply takes about {span} µs)",
+            runs()
+        );
+    }
+}
+
+/// Another writer (as kube-proxy's neighbours do) loops
+/// `iptables-restore --noflush -w`, each round appending one rule to its
+/// own chain, while kpinspect applies and cleans up: every one of its rules
+/// is there at the end, and kpinspect's end state is right.
+#[test]
+fn another_writer_during_apply_and_cleanup_loses_nothing() {
+    if !available() {
+        return;
+    }
+    for backend in Backend::ALL {
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
+        add_foreign_state(&node);
+        node.restore("*filter\n:OTHER-WRITER - [0:0]\nCOMMIT\n")
+            .expect("the other writer's chain");
+        let rounds = 40;
+        let restore = backend.restore();
+        let netns = node.node.clone();
+        let writer = std::thread::spawn(move || {
+            for i in 0..rounds {
+                let mut child = Command::new("ip")
+                    .args(["netns", "exec", &netns, &restore, "--noflush", "-w"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("other writer");
+                use std::io::Write as _;
+                let text = format!(
+                    "*filter\n-A OTHER-WRITER -m comment --comment \"round {i}\" -j RETURN\nCOMMIT\n"
+                );
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(text.as_bytes())
+                    .expect("write");
+                let out = child.wait_with_output().expect("wait");
+                assert!(
+                    out.status.success(),
+                    "other writer round {i}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        });
+        for _ in 0..3 {
+            ok(&run(&node, "apply", &[CLUSTER]), "apply");
+            ok(&run(&node, "apply", &[SCALED]), "apply scaled");
+        }
+        let cleanup = kp(&node, &["cleanup", "--mode", "iptables"]);
+        ok(&cleanup, "cleanup");
+        writer.join().expect("the other writer");
+        let save = node.save();
+        for i in 0..rounds {
+            assert!(
+                save.contains(&format!("--comment \"round {i}\"")),
+                "{backend:?}: the other writer's round {i} is lost:\n{save}"
+            );
+        }
+        assert!(
+            kube_proxy_state(&save).is_empty(),
+            "{backend:?}: kube-proxy rules left after cleanup:\n{save}"
+        );
+        ok(&run(&node, "apply", &[SCALED]), "apply after cleanup");
+        assert_eq!(run(&node, "diff", &[SCALED]).status.code(), Some(0));
+    }
+}
+
+/// `dump`, `diff`, `trace` and `compile` read the node and never write it.
+#[test]
+fn read_only_commands_never_write() {
+    if !available() {
+        return;
+    }
+    for backend in Backend::ALL {
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend,
+            ipv6: false,
+        });
+        add_foreign_state(&node);
+        ok(&run(&node, "apply", &[CLUSTER]), "apply");
+        let before = node_state(&node);
+        let cluster = root().join(CLUSTER).display().to_string();
+        let config = root().join(CONFIG).display().to_string();
+        let commands: Vec<Vec<String>> = vec![
+            vec!["dump".into()],
+            vec!["dump".into(), "--format".into(), "json".into()],
+            vec!["dump".into(), "--cluster".into(), cluster.clone()],
+            args(&[SCALED])
+                .into_iter()
+                .fold(vec!["diff".into()], |mut v, a| {
+                    v.push(a);
+                    v
+                }),
+            vec![
+                "trace".into(),
+                "--src".into(),
+                "192.168.0.9".into(),
+                "--dst".into(),
+                "172.30.0.10:80/tcp".into(),
+            ],
+            vec![
+                "compile".into(),
+                "--config".into(),
+                config.clone(),
+                cluster.clone(),
+            ],
+            vec!["dump".into(), "--mode".into(), "nftables".into()],
+        ];
+        for argv in &commands {
+            let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let out = kp(&node, &refs);
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{backend:?} {argv:?}: {}",
+                stderr(&out)
+            );
+            assert_same(
+                &node_state(&node),
+                &before,
+                &format!("{backend:?}: {argv:?}"),
+            );
+        }
+    }
+}
+
+/// `apply` of every malformed cluster in `fixtures/bad/` fails (exit 2)
+/// and leaves the node as it was.
+#[test]
+fn apply_of_bad_input_changes_nothing() {
+    if !available() {
+        return;
+    }
+    let cases = std::fs::read_to_string(root().join("fixtures/bad/CASES")).expect("CASES");
+    let bad: Vec<Vec<String>> = cases
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            // The Kubernetes cases (their last words are the input files);
+            // skipped objects and empty files are not errors.
+            (words[0].starts_with("k8s-")
+                && words.get(1) == Some(&"compile")
+                && !words[0].starts_with("k8s-skipped")
+                && !words[0].starts_with("k8s-slice-bad-address")
+                && !words[0].starts_with("k8s-slice-mixed")
+                && !words[0].starts_with("k8s-empty")
+                && !words[0].starts_with("k8s-comments"))
+            .then(|| {
+                words
+                    .iter()
+                    .skip(2)
+                    .filter(|w| w.starts_with("fixtures/bad/"))
+                    .map(|w| (*w).to_string())
+                    .collect()
+            })
+        })
+        .collect();
+    assert!(bad.len() >= 30, "{} bad clusters", bad.len());
+    let node = TestNode::new(Layout {
+        pods: 0,
+        backend: Backend::Nft,
+        ipv6: false,
+    });
+    add_foreign_state(&node);
+    ok(&run(&node, "apply", &[CLUSTER]), "apply");
+    let before = node_state(&node);
+    for files in &bad {
+        let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+        let out = run(&node, "apply", &refs);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{files:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{files:?}: {err}");
+        assert_eq!(
+            node_state(&node),
+            before,
+            "{files:?}: apply changed the node"
+        );
+    }
+}
+
+/// No shell anywhere in the programs: every tool runs from an argv vector
+/// with its input on stdin. (Tests may use `sh` for their own plumbing.)
+#[test]
+fn no_shell_in_the_programs() {
+    let mut found = Vec::new();
+    let mut dirs = vec![root().join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                // Only sources of the programs: not tests, examples, benches.
+                if !matches!(name, "tests" | "examples" | "benches" | "testdata") {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".rs") && name != "tests.rs" {
+                let text = std::fs::read_to_string(&path).expect("read");
+                // Code before the unit tests of the file.
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for needle in [
+                    "Command::new(\"sh\")",
+                    "Command::new(\"bash\")",
+                    "Command::new(\"/bin/sh\")",
+                    "\"sh\", &[\"-c\"",
+                    "\"-c\"",
+                ] {
+                    if code.contains(needle) {
+                        found.push(format!("{}: {needle}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "a shell in the programs: {found:#?}");
+}
