@@ -4,6 +4,7 @@
 mod apply;
 mod apply_traffic;
 mod cli;
+mod conventions;
 mod converge;
 mod deletes;
 mod dump;

@@ -4,6 +4,24 @@
 //! input files, prints output and reports, and maps errors to exit statuses
 //! (2 for bad input or usage).
 
+/// `eprintln!` unless `--quiet`: warnings, notes and progress.
+macro_rules! note {
+    ($($t:tt)*) => {
+        if !$crate::quiet() {
+            eprintln!($($t)*)
+        }
+    };
+}
+
+/// `eprint!` unless `--quiet`.
+macro_rules! note_raw {
+    ($($t:tt)*) => {
+        if !$crate::quiet() {
+            eprint!($($t)*)
+        }
+    };
+}
+
 mod args;
 mod dump;
 mod facts;
@@ -13,12 +31,14 @@ mod live;
 mod nft_sync;
 mod report;
 mod rules;
+mod sniff;
 mod sync;
 mod trace;
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use clap::Parser;
@@ -59,8 +79,17 @@ impl From<kpinspect_node::SyncError> for UsageError {
     }
 }
 
+/// `--quiet`: set once, before any command runs.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether `--quiet` was given: stderr gets errors only.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -80,7 +109,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => sync::diff(args),
         Command::Apply(args) => sync::apply(args),
         Command::Cleanup(args) => sync::cleanup(args),
-        Command::Golden(cmd) => golden::run(cmd),
+        Command::Golden(cmd) => golden::run(cmd, cli.quiet),
     }
 }
 
@@ -105,11 +134,14 @@ pub fn load_cluster(files: &[std::path::PathBuf]) -> Result<kpinspect_core::mode
     for path in files {
         let text = read_input(path)?;
         let name = path.display().to_string();
+        if let Some(m) = sniff::misplaced(&name, &text, "a cluster file") {
+            anyhow::bail!(UsageError::msg(m));
+        }
         loaded.extend(kpinspect_k8s::load_objects(&text, &name).map_err(UsageError::from)?);
     }
     let (cluster, warnings) = loaded.finish();
     for w in warnings {
-        eprintln!("kpinspect: warning: {w}");
+        note!("kpinspect: warning: {w}");
     }
     Ok(cluster)
 }
@@ -150,7 +182,7 @@ fn compile_iptables(
 ) -> Result<String> {
     if !matches!(format, FormatArg::Restore | FormatArg::Sorted) {
         anyhow::bail!(UsageError::msg(format!(
-            "--format {}: iptables mode has restore and sorted",
+            "-o {}: iptables mode has restore and sorted",
             format_name(format)
         )));
     }
@@ -158,7 +190,7 @@ fn compile_iptables(
     for family in families {
         let state = ProxyState::build(cluster, config, *family);
         for n in &state.notices {
-            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+            note!("kpinspect: warning: {}: {}", n.object, n.message);
         }
         let text = iptables::compile(&state, config).render();
         if families.len() > 1 {
@@ -183,7 +215,7 @@ fn compile_ipvs(
 ) -> Result<String> {
     if matches!(format, FormatArg::Sorted | FormatArg::Nft) {
         anyhow::bail!(UsageError::msg(format!(
-            "--format {}: IPVS mode has restore, ipvsadm, ipset, addresses and json",
+            "-o {}: IPVS mode has restore, ipvsadm, ipset, addresses and json",
             format_name(format)
         )));
     }
@@ -193,7 +225,7 @@ fn compile_ipvs(
             let state = ProxyState::build(cluster, config, *family);
             let c = ipvs::compile(&state, config);
             for n in &c.notices {
-                eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+                note!("kpinspect: warning: {}: {}", n.object, n.message);
             }
             c
         })
@@ -236,7 +268,7 @@ fn compile_nftables(
         FormatArg::Restore | FormatArg::Nft | FormatArg::Sorted | FormatArg::Json
     ) {
         anyhow::bail!(UsageError::msg(format!(
-            "--format {}: nftables mode has nft, sorted and json",
+            "-o {}: nftables mode has nft, sorted and json",
             format_name(format)
         )));
     }
@@ -246,7 +278,7 @@ fn compile_nftables(
             let state = ProxyState::build(cluster, config, *family);
             let c = nftables::compile(&state, config);
             for n in &c.notices {
-                eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+                note!("kpinspect: warning: {}: {}", n.object, n.message);
             }
             c
         })

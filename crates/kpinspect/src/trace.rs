@@ -89,7 +89,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         let s = crate::rules::read_live(&node, Some(family))?.remove(0);
         let ipvs = if ipvs_mode {
             Some(crate::dump::read_live_ipvs(&node).unwrap_or_else(|| {
-                eprintln!(
+                note!(
                     "kpinspect: warning: no IPVS virtual server read from this node \
                      (none, or IPVS not loaded): no packet is taken by IPVS"
                 );
@@ -230,7 +230,7 @@ fn run_nftables(
         let state = ProxyState::build(&cluster, &node.config, family);
         let compiled = nftables::compile(&state, &node.config);
         for n in &compiled.notices {
-            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+            note!("kpinspect: warning: {}: {}", n.object, n.message);
         }
         let table = compiled
             .state()
