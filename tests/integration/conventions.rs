@@ -229,3 +229,79 @@ fn node_tool_texts_passed_as_cluster_files_are_named() {
     let out = c.output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `doc/kpinspect.1` is what `kpinspect man` generates from the clap
+/// definitions; a changed flag or help text without regenerating it fails
+/// here (and so in CI).
+#[test]
+fn the_checked_in_man_page_is_the_generated_one() {
+    let out = run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let generated = stdout(&out);
+    let checked_in =
+        std::fs::read_to_string(root().join("doc/kpinspect.1")).expect("doc/kpinspect.1");
+    assert!(
+        generated == checked_in,
+        "doc/kpinspect.1 is out of date: regenerate it with\n  cargo run -p kpinspect -- man > doc/kpinspect.1"
+    );
+    assert!(generated.starts_with(".ie "), "not roff: {generated}");
+    for needle in [
+        ".SH \"KPINSPECT DUMP\"",
+        ".SH \"KPINSPECT GOLDEN CHECK\"",
+        "\\-\\-output",
+        "\\-\\-quiet",
+    ] {
+        assert!(generated.contains(needle), "{needle}");
+    }
+    // The hidden alias stays hidden.
+    assert!(
+        !generated.contains("\\-\\-format"),
+        "--format in the man page"
+    );
+}
+
+#[test]
+fn completions_come_from_the_same_definitions() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for needle in [
+            "kpinspect",
+            "compile",
+            "cleanup",
+            "golden",
+            "output",
+            "iptables-save",
+        ] {
+            assert!(script.contains(needle), "{shell}: {needle} missing");
+        }
+    }
+    let bad = run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    // Bash's script completes subcommands and formats.
+    if Command::new("bash").arg("--version").output().is_err() {
+        eprintln!("skipped: no bash");
+        return;
+    }
+    let script = stdout(&run(&["completions", "bash"]));
+    let path =
+        std::env::temp_dir().join(format!("kpinspect-completion-{}.bash", std::process::id()));
+    std::fs::write(&path, script).expect("write");
+    let complete = |words: &str, cword: usize| -> String {
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; _kpinspect kpinspect \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\"",
+            path.display()
+        );
+        let out = Command::new("bash")
+            .args(["-c", &probe])
+            .output()
+            .expect("bash");
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    assert_eq!(complete("kpinspect com", 1), "compile completions");
+    assert_eq!(complete("kpinspect dump -o ''", 3), "table json");
+    assert_eq!(complete("kpinspect diff --output ''", 3), "text json");
+    let _ = std::fs::remove_file(&path);
+}

@@ -42,6 +42,20 @@ pub enum Command {
     /// pinned outputs, or pin them (bless).
     #[command(subcommand)]
     Golden(GoldenCommand),
+    /// Print a shell completion script (e.g. `kpinspect completions bash >
+    /// /etc/bash_completion.d/kpinspect`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff; `kpinspect man | man -l -`), the same
+    /// as `doc/kpinspect.1`.
+    Man,
+}
+
+/// `kpinspect completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `kpinspect golden`.

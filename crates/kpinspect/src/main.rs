@@ -110,7 +110,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apply(args) => sync::apply(args),
         Command::Cleanup(args) => sync::cleanup(args),
         Command::Golden(cmd) => golden::run(cmd, cli.quiet),
+        Command::Completions(args) => {
+            write_stdout(&completions(args.shell))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            write_stdout(&man_page()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The completion script for `shell`, from the same clap definitions as
+/// the parser.
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "kpinspect", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The manual page (roff): the command's page with its subcommands, then
+/// one section per subcommand with its options, all from the clap
+/// definitions.
+fn man_page() -> Result<String> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    for sub in cmd.get_subcommands() {
+        man_subcommand(&mut out, sub, "kpinspect")?;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One subcommand's section (and its own subcommands'), as clap_mangen
+/// renders a page's description and options.
+fn man_subcommand(out: &mut Vec<u8>, sub: &clap::Command, parent: &str) -> Result<()> {
+    let name = format!("{parent} {}", sub.get_name());
+    writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+    let man = clap_mangen::Man::new(sub.clone().bin_name(name.clone()));
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    if sub.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(out)?;
+    }
+    for s in sub.get_subcommands() {
+        man_subcommand(out, s, &name)?;
+    }
+    Ok(())
 }
 
 /// Reads a file, or stdin for `-`.
