@@ -301,7 +301,7 @@ fn completions_come_from_the_same_definitions() {
         stdout(&out).trim().to_string()
     };
     assert_eq!(complete("kpinspect com", 1), "compile completions");
-    assert_eq!(complete("kpinspect dump -o ''", 3), "table json");
+    assert_eq!(complete("kpinspect dump -o ''", 3), "table json dot svg");
     assert_eq!(complete("kpinspect diff --output ''", 3), "text json");
     let _ = std::fs::remove_file(&path);
 }

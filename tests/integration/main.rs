@@ -11,6 +11,7 @@ mod dump;
 mod facts;
 mod fixtures;
 mod golden;
+mod graph;
 mod ipvs;
 mod ipvs_dump;
 mod netns;

@@ -349,6 +349,12 @@ pub enum TraceFormat {
     Text,
     /// Stable JSON (see the README).
     Json,
+    /// A Graphviz DOT graph: the packet, the chains it goes through (each
+    /// edge the rule that sent it on), each outcome with its probability
+    /// and masquerade.
+    Dot,
+    /// The DOT graph rendered with Graphviz's `dot -Tsvg` (needs graphviz).
+    Svg,
 }
 
 #[derive(Debug, Args)]
@@ -453,6 +459,14 @@ pub enum DumpFormat {
     Table,
     /// Stable JSON (see the README).
     Json,
+    /// A Graphviz DOT graph of each service port's path: entry → dispatch
+    /// (KUBE-SERVICES / nftables maps / IPVS ipset matches) → service
+    /// chains or virtual servers → endpoint chains → endpoints, edges
+    /// labelled with the match and the probability; local endpoints
+    /// filled, masquerading edges and chains with anomalies marked.
+    Dot,
+    /// The DOT graph rendered with Graphviz's `dot -Tsvg` (needs graphviz).
+    Svg,
 }
 
 #[derive(Debug, Args)]

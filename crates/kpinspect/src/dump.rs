@@ -144,6 +144,8 @@ fn finish(
     let out = match args.format {
         DumpFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
         DumpFormat::Table => table(&result, notes, colour()),
+        DumpFormat::Dot => crate::dot::dump(&result),
+        DumpFormat::Svg => crate::svg(&crate::dot::dump(&result))?,
     };
     crate::write_stdout(&out)?;
     if !found {

@@ -23,6 +23,7 @@ macro_rules! note_raw {
 }
 
 mod args;
+mod dot;
 mod dump;
 mod facts;
 mod fmt;
@@ -160,6 +161,12 @@ fn man_subcommand(out: &mut Vec<u8>, sub: &clap::Command, parent: &str) -> Resul
         man_subcommand(out, s, &name)?;
     }
     Ok(())
+}
+
+/// `-o svg`: the DOT text rendered by Graphviz's `dot` (exit 2 when it is
+/// not installed).
+pub fn svg(dot: &str) -> Result<String> {
+    kpinspect_node::render_svg(dot).map_err(|e| UsageError::msg(e.to_string()).into())
 }
 
 /// Reads a file, or stdin for `-`.

@@ -145,6 +145,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
         TraceFormat::Text => text(&t, &packet, &header, false),
+        TraceFormat::Dot => crate::dot::trace(&t, &dot_title(&packet, &header)),
+        TraceFormat::Svg => crate::svg(&crate::dot::trace(&t, &dot_title(&packet, &header)))?,
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -266,6 +268,8 @@ fn run_nftables(
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
         TraceFormat::Text => text(&t, &packet, &header, true),
+        TraceFormat::Dot => crate::dot::trace(&t, &dot_title(&packet, &header)),
+        TraceFormat::Svg => crate::svg(&crate::dot::trace(&t, &dot_title(&packet, &header)))?,
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -291,6 +295,12 @@ fn parse_destination(s: &str) -> Result<(SocketAddr, Protocol)> {
 /// One line per outcome first (verdict, probability, masquerade,
 /// conditions), then each outcome's path (each of its ways, lettered, when
 /// several branches joined into it), then the assumptions.
+/// The trace graph's title: the packet and where its rules come from.
+fn dot_title(p: &Packet, source: &str) -> String {
+    let dst = SocketAddr::new(p.dst, p.dport);
+    format!("{} -> {dst}/{} in {source}", p.src, p.protocol)
+}
+
 fn text(t: &Trace, p: &Packet, source: &str, nft: bool) -> String {
     let mut out = String::new();
     let hook = match (t.hook, nft) {
