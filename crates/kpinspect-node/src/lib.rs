@@ -67,6 +67,8 @@
 //! assert_eq!(node.writes().len(), 2);
 //! ```
 
+#![deny(missing_docs)]
+
 use kpinspect_core::net::IpFamily;
 
 mod conntrack;

@@ -119,7 +119,7 @@ pub enum DiffFormat {
     /// `FAMILY: in sync|different`. `+` lines are green and `-` lines red
     /// on a terminal (never with NO_COLOR or when piped).
     Text,
-    /// One JSON object: {"node": [facts], "families": [{"family",
+    /// One JSON object: {"node": ["fact"], "families": [{"family",
     /// "compared_with", "services", ...}], "in_sync"}.
     Json,
 }
@@ -240,7 +240,7 @@ pub struct ApplyArgs {
     pub node_ports: NodePortRangeArg,
     /// Report format. text: one line per family on stderr (a dry run
     /// prints the payload or commands on stdout). json: one object on
-    /// stdout, {"dry_run", "node": [facts], "sysctls": [{"name", "want",
+    /// stdout, {"dry_run", "node": ["fact"], "sysctls": [{"name", "want",
     /// "have"}], "families": [{"family", "read_from", "in_sync",
     /// "iptables": {"payload", "chains_written", "rules_added",
     /// "rules_deleted", "chains_deleted", "chains_kept"}, "warnings",
