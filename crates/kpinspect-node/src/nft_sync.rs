@@ -74,6 +74,7 @@ pub fn read_kube_proxy_table<N: Nftables + ?Sized>(
 
 /// Why an nftables cycle failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum NftSyncError {
     /// Reading or writing the node failed (no nft, no privileges, ...).
     #[error(transparent)]

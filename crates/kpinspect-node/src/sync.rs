@@ -67,6 +67,7 @@ use crate::{IpSets, Iptables};
 /// the node's own error, which is therefore not also given as
 /// [`source`](std::error::Error::source).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SyncError {
     /// Reading (or writing ipsets for) the node failed: a missing tool,
     /// missing privileges, a tool that failed.
