@@ -367,6 +367,7 @@ pub enum ConntrackError {
         /// Matching entries that could not be deleted.
         failed: usize,
         /// The first failure.
+        #[source]
         first: NetlinkError,
     },
 }
