@@ -134,7 +134,14 @@ fn apply_converges(backend: Backend) {
     let report = ok(
         &kp(
             &node,
-            &["cleanup", "--mode", "iptables", "--family", "ipv4"],
+            &[
+                "cleanup",
+                "--mode",
+                "iptables",
+                "--family",
+                "ipv4",
+                "--verbose",
+            ],
         ),
         "cleanup",
     );
@@ -511,7 +518,17 @@ fn dump_live_reports_rules_in_both_backends() {
     // The stale backend is cleaned on its own; the one in use is untouched.
     let before = node.save();
     let removed = ok(
-        &kp(&node, &["cleanup", "--backend", "legacy", "--mode", "all"]),
+        &kp(
+            &node,
+            &[
+                "cleanup",
+                "--backend",
+                "legacy",
+                "--mode",
+                "all",
+                "--verbose",
+            ],
+        ),
         "cleanup --backend legacy",
     );
     assert!(

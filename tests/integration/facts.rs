@@ -88,7 +88,7 @@ fn the_first_apply_creates_the_nfacct_counters() {
         let err = stderr(&again);
         assert_eq!(err.matches("in sync, nothing written").count(), 2, "{err}");
         // The counters go with iptables mode's rules.
-        let out = kp(&node, &["cleanup", "--mode", "iptables"]);
+        let out = kp(&node, &["cleanup", "--mode", "iptables", "--verbose"]);
         let report = stdout(&out);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         for c in [

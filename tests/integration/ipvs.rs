@@ -400,7 +400,7 @@ fn formats_are_per_mode() {
         assert_eq!(out.status.code(), Some(2), "{mode} {format}");
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(&format!("--format {format}")), "{err}");
+        assert!(err.contains(&format!("-o {format}: ")), "{err}");
     }
 }
 

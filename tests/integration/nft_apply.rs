@@ -441,7 +441,10 @@ fn cleanup_all_includes_the_nftables_tables() {
         &run(&node, "apply", IPT_CONFIG, CLUSTER, &[]),
         "apply iptables",
     );
-    let out = ok(&kp(&node, &["cleanup", "--mode", "all"]), "cleanup");
+    let out = ok(
+        &kp(&node, &["cleanup", "--mode", "all", "--verbose"]),
+        "cleanup",
+    );
     assert!(
         out.contains("removed nftables table ip kube-proxy"),
         "{out}"
@@ -472,7 +475,10 @@ fn stale_only_cleanup_after_switching_ipvs_to_nftables() {
     );
     let config = root(NFT_CONFIG);
     let out = ok(
-        &kp(&switched, &["cleanup", "--stale-only", "--config", &config]),
+        &kp(
+            &switched,
+            &["cleanup", "--stale-only", "--config", &config, "--verbose"],
+        ),
         "cleanup",
     );
     assert!(out.contains("removed ipset KUBE-CLUSTER-IP"), "{out}");
@@ -532,4 +538,112 @@ fn affinity_entries_the_kernel_added_are_left_alone() {
         stderr(&again)
     );
     assert!(nft_list(&node, "ip", "kube-proxy").contains("10.0.0.7"));
+}
+
+/// `apply` and `cleanup` in nftables mode report in JSON like the other
+/// modes (`families[].nftables` for the transaction, `nftables` for the
+/// tables a cleanup deletes); a cleanup of a node with more than a screen
+/// of state prints its summary, and the list only with `--verbose`.
+#[test]
+fn nftables_reports_in_json_and_cleanup_summarises() {
+    if !available() {
+        return;
+    }
+    let node = fresh(Backend::Legacy, None);
+    let json = |out: &Output, what: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(out, what)).expect("JSON")
+    };
+    let dry = json(
+        &run(
+            &node,
+            "apply",
+            NFT_CONFIG,
+            CLUSTER,
+            &["--dry-run", "-o", "json"],
+        ),
+        "dry run",
+    );
+    assert_eq!(dry["dry_run"], true);
+    let v4 = &dry["families"][0];
+    assert_eq!(v4["family"], "ipv4", "{dry:#}");
+    assert_eq!(v4["in_sync"], false, "{dry:#}");
+    let tx = v4["nftables"]["transaction"].as_str().expect("transaction");
+    assert!(tx.contains("add table ip kube-proxy"), "{tx}");
+    assert_eq!(
+        v4["nftables"]["operations"].as_u64(),
+        Some(tx.lines().count() as u64),
+        "{dry:#}"
+    );
+    assert!(tables(&node).iter().all(|t| !t.ends_with(" kube-proxy")));
+    let done = json(
+        &run(&node, "apply", NFT_CONFIG, CLUSTER, &["-o", "json"]),
+        "apply",
+    );
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(done["families"][0]["nftables"]["transaction"], tx);
+    assert!(nft_list(&node, "ip", "kube-proxy").contains("routed/web/tcp/http"));
+    let again = json(
+        &run(&node, "apply", NFT_CONFIG, CLUSTER, &["-o", "json"]),
+        "again",
+    );
+    assert_eq!(again["families"][0]["in_sync"], true, "{again:#}");
+    assert_eq!(again["families"][0]["nftables"]["operations"], 0);
+
+    let dry = json(
+        &kp(
+            &node,
+            &["cleanup", "--mode", "nftables", "--dry-run", "-o", "json"],
+        ),
+        "cleanup dry run",
+    );
+    assert_eq!(dry["nftables"]["removed"], false, "{dry:#}");
+    let tables_of = |v: &serde_json::Value| -> Vec<String> {
+        v["nftables"]["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}",
+                    t["family"].as_str().unwrap_or(""),
+                    t["table"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(tables_of(&dry), ["ip kube-proxy", "ip6 kube-proxy"]);
+
+    // An iptables-mode node too, for the summary of a cleanup of all.
+    ok(
+        &run(&node, "apply", IPT_CONFIG, CLUSTER, &[]),
+        "apply iptables",
+    );
+    let summary = kp(&node, &["cleanup", "--mode", "all", "--dry-run"]);
+    let err = stderr(&summary);
+    assert!(err.starts_with("summary: would remove "), "{err}");
+    assert!(err.contains("nftables tables"), "{err}");
+    assert!(err.contains("--verbose prints them"), "{err}");
+    assert!(!err.contains("would remove chain "), "{err}");
+    let verbose = kp(
+        &node,
+        &["cleanup", "--mode", "all", "--dry-run", "--verbose"],
+    );
+    let long = stderr(&verbose);
+    assert!(long.starts_with("summary: would remove "), "{long}");
+    assert!(
+        long.contains("would remove chain nat KUBE-SERVICES\n"),
+        "{long}"
+    );
+    assert!(
+        long.contains("would remove nftables table ip kube-proxy\n"),
+        "{long}"
+    );
+
+    let done = json(
+        &kp(&node, &["cleanup", "--mode", "nftables", "-o", "json"]),
+        "cleanup",
+    );
+    assert_eq!(done["nftables"]["removed"], true, "{done:#}");
+    assert_eq!(tables_of(&done), ["ip kube-proxy", "ip6 kube-proxy"]);
+    assert!(!tables(&node).iter().any(|t| t.ends_with(" kube-proxy")));
 }

@@ -58,7 +58,7 @@ fn cleanup_json_says_what_the_text_says() {
     }
     let node = node();
     program_ipvs_mode(&node);
-    let argv = ["cleanup", "--mode", "ipvs", "--family", "ipv4"];
+    let argv = ["cleanup", "--mode", "ipvs", "--family", "ipv4", "--verbose"];
     let with = |extra: &[&str]| {
         let mut a = argv.to_vec();
         a.extend(extra);

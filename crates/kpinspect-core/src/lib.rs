@@ -82,6 +82,8 @@
 //! assert!(iptables::check_rule_jumps(&text).is_empty());
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod diff;
 pub mod excerpt;

@@ -5,6 +5,7 @@ use thiserror::Error;
 /// A message or attribute that does not decode. Every message is one line
 /// and names what was being read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum IpvsDecodeError {
     /// Fewer bytes than the structure needs.
     #[error("{what}: {len} bytes, need at least {need}")]

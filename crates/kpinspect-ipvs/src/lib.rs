@@ -49,6 +49,8 @@
 //! [`Emitable`]: netlink_packet_core::Emitable
 //! [`DefaultNla`]: netlink_packet_core::DefaultNla
 
+#![deny(missing_docs)]
+
 mod attr;
 pub mod config;
 pub mod ctrl;

@@ -20,7 +20,7 @@
 //!     "svc.yaml: Service default/web: spec.ports[0].protocol: unknown protocol \"HTTP\" (expected TCP, UDP or SCTP)"
 //! );
 //! ```
-
+//!
 //! `cargo run -p kpinspect-k8s --example compile -- CLUSTER CONFIG`
 //! (`crates/kpinspect-k8s/examples/compile.rs`) compiles a cluster file
 //! and a kube-proxy configuration to the restore input kube-proxy writes.
@@ -48,6 +48,8 @@
 //! [`golden`] reads golden case directories (cluster objects, configuration,
 //! node flags, expected outputs per proxy mode) and checks or blesses them;
 //! [`golden::assert_golden`] does it from a Rust test.
+
+#![deny(missing_docs)]
 
 mod config;
 mod error;

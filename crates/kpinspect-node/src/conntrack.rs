@@ -354,6 +354,7 @@ pub fn stale_entry_filters(
 
 /// A failure to read or clean the conntrack table.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ConntrackError {
     /// Talking to the kernel failed (listing, or opening the socket).
     #[error(transparent)]
@@ -366,6 +367,7 @@ pub enum ConntrackError {
         /// Matching entries that could not be deleted.
         failed: usize,
         /// The first failure.
+        #[source]
         first: NetlinkError,
     },
 }

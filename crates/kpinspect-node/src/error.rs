@@ -5,6 +5,7 @@ use thiserror::Error;
 
 /// A failure to read or write the node's rules. Every message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum NodeError {
     /// The program is not installed (not on `PATH`, nor in `/usr/sbin`,
     /// `/sbin`, `/usr/local/sbin`).

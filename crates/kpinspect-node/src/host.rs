@@ -38,6 +38,7 @@ pub const RANDOM_FULLY_MIN_VERSION: (u32, u32, u32) = (1, 6, 2);
 
 /// A failure to detect a host fact.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum HostFactsError {
     /// The node name (override or kernel hostname) is empty once trimmed.
     #[error("empty hostname is invalid")]

@@ -35,6 +35,7 @@ const NLMSG_DONE: u16 = 3;
 
 /// A failure to read or change IPVS. Every message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum IpvsError {
     /// The kernel has no `IPVS` generic netlink family: IPVS is not built,
     /// or its module could not be loaded (the family lookup loads it on

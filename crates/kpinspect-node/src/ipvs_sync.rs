@@ -50,6 +50,7 @@ use crate::{
 
 /// Why an IPVS-mode cycle failed. Every message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum IpvsSyncError {
     /// Reading or writing iptables rules or ipsets failed.
     #[error(transparent)]

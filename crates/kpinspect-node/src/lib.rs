@@ -20,6 +20,7 @@
 //!   and apply `nft -f` scripts atomically, by [`SystemNftables`] (the
 //!   `nft` binary) and [`MemoryNode`] (knftables' fake per table);
 //! * [`LiveNode`]: this node, through the detected backend's tools;
+//! * [`render_svg`]: Graphviz's `dot -Tsvg` for the CLI's `-o svg`;
 //! * [`kube_proxy_running`]: whether a kube-proxy process runs;
 //!   [`hostname`]: the node name kube-proxy would take;
 //! * [`lock_rules`]: the lock that serialises read → plan → write cycles
@@ -66,11 +67,14 @@
 //! assert_eq!(node.writes().len(), 2);
 //! ```
 
+#![deny(missing_docs)]
+
 use kpinspect_core::net::IpFamily;
 
 mod conntrack;
 mod detect;
 mod error;
+mod graphviz;
 mod host;
 mod ipset;
 mod ipvs;
@@ -92,6 +96,7 @@ pub use detect::{
     Detection, KUBELET_HINT_CHAINS, decide_backend, detect_backend, detect_backend_with,
 };
 pub use error::{NodeError, classify_failure, restore_error_line};
+pub use graphviz::{GraphvizError, render_svg, render_svg_with};
 pub use host::{
     DefaultRoute, HostFacts, HostFactsError, HostInputs, HostProbe, Interface, IptablesVersion,
     NodeIps, RANDOM_FULLY_MIN_VERSION, SystemHost, TCP_BE_LIBERAL_SYSCTL, choose_node_ips,

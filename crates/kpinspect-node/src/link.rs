@@ -78,6 +78,7 @@ pub enum AddressAdded {
 
 /// A failure to read or change a link or its addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum LinkError {
     /// The name is empty, longer than [`LINK_NAME_MAX_LEN`] bytes or holds
     /// `/`, `:`, whitespace or a NUL (the kernel's `dev_valid_name`).

@@ -31,6 +31,7 @@ pub(crate) const EEXIST: i32 = 17;
 
 /// A failure talking nfnetlink to the kernel. Every message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum NetlinkError {
     /// The netlink socket could not be opened or used (e.g. a kernel
     /// without nfnetlink).

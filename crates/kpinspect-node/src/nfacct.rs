@@ -82,6 +82,7 @@ pub enum Ensured {
 
 /// A failure to read or change nfacct counters.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum NfAcctError {
     /// The name is empty.
     #[error("nfacct counter name is empty")]

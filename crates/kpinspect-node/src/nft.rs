@@ -17,6 +17,7 @@ pub const NFT: &str = "nft";
 
 /// A failure to list or change the node's nftables.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NftError {
     /// `nft` is not installed.
     #[error("nft not found (is the nftables package installed?)")]

@@ -74,23 +74,24 @@ pub fn read_kube_proxy_table<N: Nftables + ?Sized>(
 
 /// Why an nftables cycle failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum NftSyncError {
     /// Reading or writing the node failed (no nft, no privileges, ...).
     #[error(transparent)]
     Node(#[from] NftError),
     /// The node's listing does not parse.
-    #[error("{0}")]
+    #[error(transparent)]
     Listing(ListingError),
     /// The node's table, as listed, is inconsistent (a rule naming a
     /// missing chain or set).
     #[error("the node's kube-proxy table as listed: {0}")]
-    Listed(FakeError),
+    Listed(#[source] FakeError),
     /// The compiled transaction does not apply to an empty table (a
     /// compiler bug).
     #[error("compiled transaction: {0}")]
-    Compiled(FakeError),
+    Compiled(#[source] FakeError),
     /// nft refused a line of the transaction; nothing was changed.
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(Box<NftRefusedLine>),
 }
 
@@ -111,6 +112,7 @@ pub struct NftRefusedLine {
     /// The line itself.
     pub text: Option<String>,
     /// nft's error.
+    #[source]
     pub error: NftError,
 }
 

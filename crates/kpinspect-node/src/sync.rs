@@ -63,10 +63,11 @@ use crate::error::NodeError;
 use crate::ipset::{IpSetError, IpSetState};
 use crate::{IpSets, Iptables};
 
-/// Why a cycle failed. Every message is one line and complete: it includes
-/// the node's own error, which is therefore not also given as
-/// [`source`](std::error::Error::source).
+/// Why a cycle failed. Every message is one line and complete (it includes
+/// the node's own error); that error is also its
+/// [`source`](std::error::Error::source), for programs that walk the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SyncError {
     /// Reading (or writing ipsets for) the node failed: a missing tool,
     /// missing privileges, a tool that failed.
@@ -78,23 +79,24 @@ pub enum SyncError {
         /// Where it was read from, e.g. `the live node (iptables-nft-save)`.
         from: String,
         /// What is wrong with it.
+        #[source]
         error: SaveParseError,
     },
     /// The compiled rules do not parse (a compiler bug).
     #[error("compiled rules: {0}")]
-    Compiled(SaveParseError),
+    Compiled(#[source] SaveParseError),
     /// `ipset save` printed something that does not parse.
     #[error("ipset save: {0}")]
-    IpSetParse(IpSetError),
+    IpSetParse(#[source] IpSetError),
     /// The node refused a line of an apply payload. The table that line is
     /// in was left as it was; the tables committed before it were applied.
-    #[error("{0}")]
+    #[error(transparent)]
     ApplyRefused(Box<RefusedLine>),
     /// An apply payload was not written, for a reason that names no line.
     #[error(
         "apply failed (each table of the payload is committed whole or not at all; run diff to see what stands): {0}"
     )]
-    ApplyFailed(NodeError),
+    ApplyFailed(#[source] NodeError),
     /// A cleanup payload was refused or not written.
     #[error(
         "cleanup failed for {program}, the failing table was left as it was (tables before it in the payload were applied): {error}"
@@ -103,12 +105,13 @@ pub enum SyncError {
         /// The restore program, e.g. `iptables-nft-restore`.
         program: String,
         /// The node's error.
+        #[source]
         error: NodeError,
     },
     /// The ipsets' cleanup was refused or not written (the lines before a
     /// refused one were applied).
     #[error("cleanup of ipsets failed: {0}")]
-    IpSetCleanupFailed(NodeError),
+    IpSetCleanupFailed(#[source] NodeError),
 }
 
 /// A line of an apply payload the node refused, with what it wrote.
@@ -132,6 +135,7 @@ pub struct RefusedLine {
     /// The tables of the payload committed before that line.
     pub committed: Vec<String>,
     /// The node's error.
+    #[source]
     pub error: NodeError,
 }
 
@@ -700,4 +704,50 @@ pub fn clear_stale_conntrack<C: Conntrack + ?Sized>(
         stale,
         deleted: !dry_run,
     })
+}
+
+#[cfg(test)]
+mod error_tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn cycle_errors_keep_the_nodes_error_as_their_source() {
+        let node = NodeError::Restore {
+            line: Some(3),
+            message: "bad rule".into(),
+        };
+        let e = SyncError::CleanupFailed {
+            program: "iptables-nft-restore".into(),
+            error: node.clone(),
+        };
+        assert!(
+            e.to_string()
+                .ends_with(": restore failed at line 3: bad rule"),
+            "{e}"
+        );
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), node.to_string());
+        // A refused line: the message is the line's, the source the node's.
+        let refused = SyncError::ApplyRefused(Box::new(RefusedLine {
+            line: 3,
+            chain: Some("KUBE-SVC-X".into()),
+            service: Some("ns/web:http".into()),
+            committed: vec![],
+            error: node.clone(),
+        }));
+        assert!(
+            refused
+                .to_string()
+                .starts_with("apply failed at payload line 3: KUBE-SVC-X for ns/web:http"),
+            "{refused}"
+        );
+        assert_eq!(
+            refused.source().map(ToString::to_string),
+            Some(node.to_string())
+        );
+        assert!(SyncError::ApplyFailed(node.clone()).source().is_some());
+        assert!(SyncError::IpSetCleanupFailed(node).source().is_some());
+    }
 }

@@ -154,6 +154,7 @@ pub fn ipvs_sysctls(ipvs: &IpvsConfig, kernel: KernelVersion) -> Vec<DesiredSysc
 
 /// A failure to read or write a sysctl.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SysctlError {
     /// The name is empty, absolute or climbs out of `/proc/sys`.
     #[error("invalid sysctl name {name:?}")]

@@ -16,6 +16,10 @@ use crate::UsageError;
 #[derive(Debug, Parser)]
 #[command(name = "kpinspect", version, about, long_about = None)]
 pub struct Cli {
+    /// Print only the output asked for and errors: no warnings, notes or
+    /// progress on stderr (golden check: only failures and the summary).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -38,6 +42,20 @@ pub enum Command {
     /// pinned outputs, or pin them (bless).
     #[command(subcommand)]
     Golden(GoldenCommand),
+    /// Print a shell completion script (e.g. `kpinspect completions bash >
+    /// /etc/bash_completion.d/kpinspect`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff; `kpinspect man | man -l -`), the same
+    /// as `doc/kpinspect.1`.
+    Man,
+}
+
+/// `kpinspect completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `kpinspect golden`.
@@ -57,9 +75,6 @@ pub struct GoldenArgs {
     /// A case directory (with cluster.yaml), or a directory of cases.
     #[arg(value_name = "DIR", required = true)]
     pub dirs: Vec<PathBuf>,
-    /// Print only failures and the summary.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -79,10 +94,34 @@ pub struct DiffArgs {
     #[arg(long = "iptables-save", value_name = "FILE")]
     pub saves: Vec<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: TraceFormat,
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub format: DiffFormat,
     #[command(flatten)]
     pub node_ports: NodePortRangeArg,
+}
+
+/// How `diff` reports.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DiffFormat {
+    /// For people, per family: `FAMILY: compared with SOURCE`, one line per
+    /// service port with its state (in sync, missing, stale, rules differ,
+    /// endpoints differ with `+IP:PORT` added and `-IP:PORT` removed), then
+    /// each differing chain (`missing|changed|stale chain TABLE CHAIN`)
+    /// with the rules the node lacks (`+ RULE`) and has in excess (`- RULE`),
+    /// missing jump rules, set and map elements (nftables), and
+    /// `FAMILY: in sync|different`. `+` lines are green and `-` lines red
+    /// on a terminal (never with NO_COLOR or when piped).
+    Text,
+    /// One JSON object: {"node": ["fact"], "families": [{"family",
+    /// "compared_with", "services", ...}], "in_sync"}.
+    Json,
 }
 
 /// The cluster's node-port range, for IPVS mode's ownership.
@@ -201,18 +240,28 @@ pub struct ApplyArgs {
     pub node_ports: NodePortRangeArg,
     /// Report format. text: one line per family on stderr (a dry run
     /// prints the payload or commands on stdout). json: one object on
-    /// stdout, {"dry_run", "node" (the facts), "sysctls": [{"name", "want",
+    /// stdout, {"dry_run", "node": ["fact"], "sysctls": [{"name", "want",
     /// "have"}], "families": [{"family", "read_from", "in_sync",
     /// "iptables": {"payload", "chains_written", "rules_added",
     /// "rules_deleted", "chains_deleted", "chains_kept"}, "warnings",
     /// "conntrack": {"family", "deleted", "stale": [{"src", "src_port",
     /// "dst", "dst_port", "endpoint", "endpoint_port"}], "error"} | null;
     /// IPVS mode also "counts", "ipvs" (the plan: "ops", "kept",
-    /// "draining"), "commands"}], "drain": {"timeout_seconds",
+    /// "draining"), "commands"; nftables mode "nftables": {"transaction",
+    /// "operations", "chains_written", "chains_deleted", "elements_added",
+    /// "elements_deleted", "sets", "elements"} instead of "iptables"}],
+    /// "drain": {"timeout_seconds",
     /// "waited_seconds", "real_servers": [{"service", "address", "port",
     /// "end", "after_seconds", "active_connections",
     /// "inactive_connections"}]} | null}.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub format: ReportFormat,
 }
 
@@ -256,7 +305,13 @@ pub struct CleanupArgs {
     pub backend: Option<BackendArg>,
     #[command(flatten)]
     pub node_ports: NodePortRangeArg,
-    /// Report format. text: what goes and stays, one line each (a dry run
+    /// List every chain, rule, set and table removed, however many (by
+    /// default a large cleanup prints a summary per table only).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Report format. text: a summary (chains, rules and sets per table;
+    /// virtual servers, addresses, nftables tables), then what goes and
+    /// stays, one line each (more than 20 lines only with --verbose) (a dry run
     /// prints the commands and payloads on stdout, the lines on stderr).
     /// json: one object on stdout, {"dry_run", "ipvs": {"removed",
     /// "virtual_servers": [{"address", "protocol", "port"}], "addresses",
@@ -264,10 +319,18 @@ pub struct CleanupArgs {
     /// {"link", "why"} | null} | null, "iptables": {"removed",
     /// "payloads": [{"family", "program", "payload"}], "ipset_payload",
     /// "chains": [{"table", "chain"}], "rules": [{"table", "rule"}],
-    /// "ipsets", "kept": [{"what", "why"}]}, "nfacct_counters": [{"name",
+    /// "ipsets", "kept": [{"what", "why"}]} | null, "nftables": {"removed",
+    /// "tables": [{"family", "table"}]} | null, "nfacct_counters": [{"name",
     /// "removed"}]} ("removed": false for what is kept; in a dry run it
     /// says what would be).
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub format: ReportFormat,
 }
 
@@ -286,6 +349,12 @@ pub enum TraceFormat {
     Text,
     /// Stable JSON (see the README).
     Json,
+    /// A Graphviz DOT graph: the packet, the chains it goes through (each
+    /// edge the rule that sent it on), each outcome with its probability
+    /// and masquerade.
+    Dot,
+    /// The DOT graph rendered with Graphviz's `dot -Tsvg` (needs graphviz).
+    Svg,
 }
 
 #[derive(Debug, Args)]
@@ -351,7 +420,14 @@ pub struct TraceArgs {
     #[arg(long, value_name = "CIDR", requires = "cluster")]
     pub service_cidr: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub format: TraceFormat,
 }
 
@@ -378,10 +454,19 @@ impl TraceArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum DumpFormat {
-    /// For people: one block per service port.
+    /// For people: one block per service port (also spelt `text`).
+    #[value(alias = "text")]
     Table,
     /// Stable JSON (see the README).
     Json,
+    /// A Graphviz DOT graph of each service port's path: entry → dispatch
+    /// (KUBE-SERVICES / nftables maps / IPVS ipset matches) → service
+    /// chains or virtual servers → endpoint chains → endpoints, edges
+    /// labelled with the match and the probability; local endpoints
+    /// filled, masquerading edges and chains with anomalies marked.
+    Dot,
+    /// The DOT graph rendered with Graphviz's `dot -Tsvg` (needs graphviz).
+    Svg,
 }
 
 #[derive(Debug, Args)]
@@ -415,7 +500,14 @@ pub struct DumpArgs {
     #[arg(long, value_name = "NS/NAME")]
     pub service: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "table"
+    )]
     pub format: DumpFormat,
     #[command(flatten)]
     pub node: NodeArgs,
@@ -541,7 +633,14 @@ pub struct CompileArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value = "restore")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "restore"
+    )]
     pub format: FormatArg,
 }
 
@@ -587,6 +686,11 @@ impl NodeArgs {
         if let Some(path) = &self.config {
             let name = path.display().to_string();
             let text = crate::read_input(path)?;
+            if let Some(m) =
+                crate::sniff::misplaced(&name, &text, "a kube-proxy configuration (--config)")
+            {
+                bail!(UsageError::msg(m));
+            }
             let kpc =
                 kpinspect_k8s::parse_kube_proxy_config(&text, &name).map_err(UsageError::from)?;
             kpc.apply_to(&mut config).map_err(UsageError::from)?;

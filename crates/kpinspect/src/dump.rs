@@ -144,6 +144,8 @@ fn finish(
     let out = match args.format {
         DumpFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
         DumpFormat::Table => table(&result, notes, colour()),
+        DumpFormat::Dot => crate::dot::dump(&result),
+        DumpFormat::Svg => crate::svg(&crate::dot::dump(&result))?,
     };
     crate::write_stdout(&out)?;
     if !found {
@@ -152,7 +154,7 @@ fn finish(
             .sources
             .iter()
             .any(|s| s.generation.mode == RulesMode::Ipvs);
-        eprintln!(
+        note!(
             "kpinspect: dump: service {} not found: no kube-proxy rule of {} names it{}",
             args.service.clone().unwrap_or_default(),
             read.join(", "),
@@ -207,7 +209,7 @@ fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
             // nft cannot list some other program's table: kube-proxy's own
             // tables, one by one (as knftables does since v0.0.20).
             Err(e @ kpinspect_node::NftError::Other(_)) => {
-                eprintln!("kpinspect: warning: {e}; listing the kube-proxy tables only");
+                note!("kpinspect: warning: {e}; listing the kube-proxy tables only");
                 for family in [Family::Ip, Family::Ip6] {
                     let Some(text) = nft
                         .list_table(family, TABLE)
@@ -248,7 +250,7 @@ fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
         match read {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("kpinspect: warning: iptables rules not read ({e:#})");
+                note!("kpinspect: warning: iptables rules not read ({e:#})");
                 Vec::new()
             }
         }
@@ -381,7 +383,7 @@ pub(crate) fn read_live_ipvs(node: &LiveNode) -> Option<(IpvsState, Vec<SourceDu
         Ok(servers) => servers,
         Err(IpvsError::NotAvailable) => return None,
         Err(e) => {
-            eprintln!("kpinspect: warning: {e}; IPVS virtual servers not read");
+            note!("kpinspect: warning: {e}; IPVS virtual servers not read");
             return None;
         }
     };
@@ -419,7 +421,7 @@ pub(crate) fn read_live_ipvs(node: &LiveNode) -> Option<(IpvsState, Vec<SourceDu
             Some(sets)
         }
         Err(e) => {
-            eprintln!("kpinspect: warning: ipset save: {e}; ipsets not read");
+            note!("kpinspect: warning: ipset save: {e}; ipsets not read");
             None
         }
     };
@@ -648,8 +650,7 @@ fn host_port(ip: &str, port: u16) -> String {
 
 /// Colour only on a terminal, and not with `NO_COLOR` set.
 fn colour() -> bool {
-    use std::io::IsTerminal as _;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    crate::fmt::stdout_colour()
 }
 
 /// `text` in SGR style `code` when `on`.

@@ -11,10 +11,12 @@ use kpinspect_k8s::golden::{Case, Outcome, cases};
 use crate::UsageError;
 use crate::args::{GoldenArgs, GoldenBlessArgs, GoldenCommand};
 
-pub fn run(cmd: GoldenCommand) -> Result<ExitCode> {
+/// Runs `golden check|bless`; `quiet` (the global `--quiet`) prints only
+/// failures, written files and the summary.
+pub fn run(cmd: GoldenCommand, quiet: bool) -> Result<ExitCode> {
     match cmd {
-        GoldenCommand::Check(args) => check(args),
-        GoldenCommand::Bless(args) => bless(args),
+        GoldenCommand::Check(args) => check(args, quiet),
+        GoldenCommand::Bless(args) => bless(args, quiet),
     }
 }
 
@@ -27,7 +29,7 @@ fn load(dirs: &[PathBuf]) -> Result<Vec<(Case, bool)>> {
         let loaded = cases(dir).map_err(|e| UsageError(format!("{e:#}")))?;
         for case in &loaded {
             for w in &case.warnings {
-                eprintln!("kpinspect: warning: {w}");
+                note!("kpinspect: warning: {w}");
             }
         }
         out.extend(loaded.into_iter().map(|c| (c, direct)));
@@ -39,7 +41,7 @@ fn label(case: &Case) -> String {
     case.dir.display().to_string()
 }
 
-fn check(args: GoldenArgs) -> Result<ExitCode> {
+fn check(args: GoldenArgs, quiet: bool) -> Result<ExitCode> {
     let cases = load(&args.dirs)?;
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (case, _) in &cases {
@@ -47,13 +49,13 @@ fn check(args: GoldenArgs) -> Result<ExitCode> {
         match &outcome {
             Outcome::Pass { .. } => {
                 passed += 1;
-                if !args.quiet {
+                if !quiet {
                     println!("ok    {}", label(case));
                 }
             }
             Outcome::Skipped(why) => {
                 skipped += 1;
-                if !args.quiet {
+                if !quiet {
                     println!("skip  {}: {why}", label(case));
                 }
             }
@@ -72,7 +74,7 @@ fn check(args: GoldenArgs) -> Result<ExitCode> {
     })
 }
 
-fn bless(args: GoldenBlessArgs) -> Result<ExitCode> {
+fn bless(args: GoldenBlessArgs, quiet: bool) -> Result<ExitCode> {
     if std::env::var_os("CI").is_some() && !args.force {
         anyhow::bail!(UsageError(
             "golden bless: CI is set; refusing to rewrite expected files (--force to do it anyway)"
@@ -84,7 +86,7 @@ fn bless(args: GoldenBlessArgs) -> Result<ExitCode> {
     for (case, direct) in &cases {
         if !direct && !case.blessable() {
             left += 1;
-            if !args.golden.quiet {
+            if !quiet {
                 println!(
                     "skip  {}: its expectations are assertions, not golden files (bless the case directory itself to pin it)",
                     label(case)

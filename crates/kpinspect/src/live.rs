@@ -27,7 +27,7 @@ pub fn node_with(backend: Option<Backend>) -> Result<LiveNode> {
         }
         _ => {
             if let Some(w) = detection.warning() {
-                eprintln!("kpinspect: warning: {w}");
+                note!("kpinspect: warning: {w}");
             }
         }
     }

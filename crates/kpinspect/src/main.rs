@@ -4,7 +4,26 @@
 //! input files, prints output and reports, and maps errors to exit statuses
 //! (2 for bad input or usage).
 
+/// `eprintln!` unless `--quiet`: warnings, notes and progress.
+macro_rules! note {
+    ($($t:tt)*) => {
+        if !$crate::quiet() {
+            eprintln!($($t)*)
+        }
+    };
+}
+
+/// `eprint!` unless `--quiet`.
+macro_rules! note_raw {
+    ($($t:tt)*) => {
+        if !$crate::quiet() {
+            eprint!($($t)*)
+        }
+    };
+}
+
 mod args;
+mod dot;
 mod dump;
 mod facts;
 mod fmt;
@@ -13,12 +32,14 @@ mod live;
 mod nft_sync;
 mod report;
 mod rules;
+mod sniff;
 mod sync;
 mod trace;
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use clap::Parser;
@@ -59,8 +80,17 @@ impl From<kpinspect_node::SyncError> for UsageError {
     }
 }
 
+/// `--quiet`: set once, before any command runs.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether `--quiet` was given: stderr gets errors only.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -81,8 +111,63 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => sync::diff(args),
         Command::Apply(args) => sync::apply(args),
         Command::Cleanup(args) => sync::cleanup(args),
-        Command::Golden(cmd) => golden::run(cmd),
+        Command::Golden(cmd) => golden::run(cmd, cli.quiet),
+        Command::Completions(args) => {
+            write_stdout(&completions(args.shell))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            write_stdout(&man_page()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The completion script for `shell`, from the same clap definitions as
+/// the parser.
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "kpinspect", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The manual page (roff): the command's page with its subcommands, then
+/// one section per subcommand with its options, all from the clap
+/// definitions.
+fn man_page() -> Result<String> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    for sub in cmd.get_subcommands() {
+        man_subcommand(&mut out, sub, "kpinspect")?;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One subcommand's section (and its own subcommands'), as clap_mangen
+/// renders a page's description and options.
+fn man_subcommand(out: &mut Vec<u8>, sub: &clap::Command, parent: &str) -> Result<()> {
+    let name = format!("{parent} {}", sub.get_name());
+    writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+    let man = clap_mangen::Man::new(sub.clone().bin_name(name.clone()));
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    if sub.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(out)?;
+    }
+    for s in sub.get_subcommands() {
+        man_subcommand(out, s, &name)?;
+    }
+    Ok(())
+}
+
+/// `-o svg`: the DOT text rendered by Graphviz's `dot` (exit 2 when it is
+/// not installed).
+pub fn svg(dot: &str) -> Result<String> {
+    kpinspect_node::render_svg(dot).map_err(|e| UsageError::msg(e.to_string()).into())
 }
 
 /// Reads a file, or stdin for `-`.
@@ -119,6 +204,9 @@ pub fn load_cluster_from(
     for path in files {
         let text = read_input(path)?;
         let name = path.display().to_string();
+        if let Some(m) = sniff::misplaced(&name, &text, "a cluster file") {
+            anyhow::bail!(UsageError::msg(m));
+        }
         if warn_empty && no_documents(&text) {
             eprintln!(
                 "kpinspect: warning: {}: no Kubernetes objects (the file is empty): read as a cluster without Services",
@@ -131,7 +219,7 @@ pub fn load_cluster_from(
     }
     let (cluster, warnings) = loaded.finish();
     for w in warnings {
-        eprintln!("kpinspect: warning: {w}");
+        note!("kpinspect: warning: {w}");
     }
     Ok(cluster)
 }
@@ -181,7 +269,7 @@ fn compile_iptables(
 ) -> Result<String> {
     if !matches!(format, FormatArg::Restore | FormatArg::Sorted) {
         anyhow::bail!(UsageError::msg(format!(
-            "--format {}: iptables mode has restore and sorted",
+            "-o {}: iptables mode has restore and sorted",
             format_name(format)
         )));
     }
@@ -189,7 +277,7 @@ fn compile_iptables(
     for family in families {
         let state = ProxyState::build(cluster, config, *family);
         for n in &state.notices {
-            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+            note!("kpinspect: warning: {}: {}", n.object, n.message);
         }
         let text = iptables::compile(&state, config).render();
         if families.len() > 1 {
@@ -214,7 +302,7 @@ fn compile_ipvs(
 ) -> Result<String> {
     if matches!(format, FormatArg::Sorted | FormatArg::Nft) {
         anyhow::bail!(UsageError::msg(format!(
-            "--format {}: IPVS mode has restore, ipvsadm, ipset, addresses and json",
+            "-o {}: IPVS mode has restore, ipvsadm, ipset, addresses and json",
             format_name(format)
         )));
     }
@@ -224,7 +312,7 @@ fn compile_ipvs(
             let state = ProxyState::build(cluster, config, *family);
             let c = ipvs::compile(&state, config);
             for n in &c.notices {
-                eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+                note!("kpinspect: warning: {}: {}", n.object, n.message);
             }
             c
         })
@@ -267,7 +355,7 @@ fn compile_nftables(
         FormatArg::Restore | FormatArg::Nft | FormatArg::Sorted | FormatArg::Json
     ) {
         anyhow::bail!(UsageError::msg(format!(
-            "--format {}: nftables mode has nft, sorted and json",
+            "-o {}: nftables mode has nft, sorted and json",
             format_name(format)
         )));
     }
@@ -277,7 +365,7 @@ fn compile_nftables(
             let state = ProxyState::build(cluster, config, *family);
             let c = nftables::compile(&state, config);
             for n in &c.notices {
-                eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+                note!("kpinspect: warning: {}: {}", n.object, n.message);
             }
             c
         })

@@ -14,9 +14,12 @@ use kpinspect_core::proxy::ProxyState;
 use kpinspect_node::{PlannedNftApply, SystemNftables};
 
 use crate::UsageError;
-use crate::args::{ApplyArgs, CleanupArgs, DiffArgs, TraceFormat};
+use crate::args::{ApplyArgs, CleanupArgs, DiffArgs, DiffFormat, ReportFormat};
 use crate::live;
-use crate::sync::{Guard, Inputs, clear_conntrack, live_config, refuse_if_kube_proxy_runs};
+use crate::sync::{
+    Guard, Inputs, clear_conntrack, conntrack_step, live_config, print_apply_json,
+    refuse_if_kube_proxy_runs,
+};
 
 /// One family's plan with the proxier view it was compiled from.
 type Planned = (PlannedNftApply, ProxyState);
@@ -56,7 +59,7 @@ fn plan_families(
         let state = ProxyState::build(&inputs.cluster, &config, family);
         let compiled = nftables::compile(&state, &config);
         for n in &compiled.notices {
-            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+            note!("kpinspect: warning: {}: {}", n.object, n.message);
         }
         let p = kpinspect_node::plan_nft_apply(&SystemNftables, &compiled)
             .map_err(|e| UsageError::msg(e.to_string()))?;
@@ -80,7 +83,7 @@ pub(crate) fn diff(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
     let planned: Vec<PlannedNftApply> = planned.into_iter().map(|(p, _)| p).collect();
     let in_sync = planned.iter().all(|p| p.plan.in_sync());
     let out = match args.format {
-        TraceFormat::Json => {
+        DiffFormat::Json => {
             let families: Vec<serde_json::Value> = planned
                 .iter()
                 .map(|p| {
@@ -101,7 +104,7 @@ pub(crate) fn diff(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
                 "in_sync": in_sync,
             }))? + "\n"
         }
-        TraceFormat::Text => {
+        DiffFormat::Text => {
             let mut out = String::new();
             if !facts.is_empty() {
                 let _ = writeln!(out, "node facts:");
@@ -116,7 +119,7 @@ pub(crate) fn diff(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
                 }
                 out.push_str(&diff_text(p));
             }
-            out
+            crate::fmt::colour_diff(&out, crate::fmt::stdout_colour())
         }
     };
     crate::write_stdout(&out)?;
@@ -223,9 +226,12 @@ pub(crate) fn apply(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<E
     kpinspect_node::require_net_admin("nft").map_err(|e| UsageError::msg(e.to_string()))?;
     let _lock = live::lock()?;
     let (facts, planned) = plan_families(inputs, &args.cluster.node, Some(guard))?;
+    if args.format == ReportFormat::Json {
+        return apply_json(args, &facts, planned);
+    }
     if args.dry_run {
         for f in &facts {
-            eprintln!("kpinspect: {f}");
+            note!("kpinspect: {f}");
         }
         let several = planned.iter().filter(|(p, _)| !p.is_empty()).count() > 1;
         let mut out = String::new();
@@ -252,13 +258,33 @@ pub(crate) fn apply(args: &ApplyArgs, inputs: &Inputs, guard: Guard) -> Result<E
         let report = p
             .write(&SystemNftables)
             .map_err(|e| UsageError::msg(e.to_string()))?;
-        eprintln!("kpinspect: {report}");
+        note!("kpinspect: {report}");
         // kube-proxy's conntrack reconciler runs after nftables syncs too.
         if !args.no_conntrack_cleanup {
             clear_conntrack(state.family, &serving, false);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `apply --mode nftables -o json`: one report on stdout in the shape of
+/// the other modes' (`families[].nftables` instead of `iptables`).
+fn apply_json(args: &ApplyArgs, facts: &[String], planned: Vec<Planned>) -> Result<ExitCode> {
+    let mut families = Vec::new();
+    for (p, state) in planned {
+        let serving = p.serving_endpoints(&state);
+        let mut family = if args.dry_run {
+            crate::report::nft_family(&p.plan, &p.from)
+        } else {
+            let report = p
+                .write(&SystemNftables)
+                .map_err(|e| UsageError::msg(e.to_string()))?;
+            crate::report::nft_family(&report.plan, &report.from)
+        };
+        family["conntrack"] = conntrack_step(args, state.family, &serving, args.dry_run);
+        families.push(family);
+    }
+    print_apply_json(args.dry_run, facts, &[], families, None)
 }
 
 /// `cleanup --mode nftables`: `delete table ip|ip6 kube-proxy`, nothing
@@ -272,12 +298,16 @@ pub(crate) fn cleanup_tables(args: &CleanupArgs) -> Result<ExitCode> {
     let planned =
         kpinspect_node::plan_nft_cleanup(&SystemNftables, args.family.map(IpFamily::from))
             .map_err(|e| UsageError::msg(e.to_string()))?;
+    let json = args.format == ReportFormat::Json;
+    if json && args.dry_run {
+        return cleanup_json(true, &planned);
+    }
     if args.dry_run {
         crate::write_stdout(&planned.commands())?;
         if planned.is_empty() {
-            eprintln!("nothing to remove");
+            note!("nothing to remove");
         } else {
-            eprint!("{planned}");
+            note_raw!("{planned}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -285,10 +315,28 @@ pub(crate) fn cleanup_tables(args: &CleanupArgs) -> Result<ExitCode> {
     let done = planned
         .write(&SystemNftables)
         .map_err(|e| UsageError::msg(e.to_string()))?;
+    if json {
+        return cleanup_json(false, &done);
+    }
     if empty {
         crate::write_stdout("nothing to remove\n")?;
     } else {
         crate::write_stdout(&done.to_string())?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cleanup --mode nftables -o json`: the other modes' cleanup report
+/// with only `nftables` filled in.
+fn cleanup_json(dry_run: bool, c: &kpinspect_node::NftCleanup) -> Result<ExitCode> {
+    crate::write_stdout(
+        &(serde_json::to_string_pretty(&serde_json::json!({
+            "dry_run": dry_run,
+            "ipvs": null,
+            "iptables": null,
+            "nftables": crate::report::nft_cleanup(c),
+            "nfacct_counters": [],
+        }))? + "\n"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

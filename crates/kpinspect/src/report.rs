@@ -4,10 +4,12 @@
 //! nothing here reads the node.
 
 use kpinspect_core::mode::ipvs::{IpvsOp, IpvsPlan};
+use kpinspect_core::mode::nftables::{ElementChange, NftPlan};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::plan::{CleanupPlan, Plan};
 use kpinspect_node::{
-    ConntrackError, ConntrackReport, CounterCleanup, DrainReport, IpvsCleanup, SysctlDiff,
+    ConntrackError, ConntrackReport, CounterCleanup, DrainReport, IpvsCleanup, NftCleanup,
+    SysctlDiff,
 };
 use serde_json::{Value, json};
 
@@ -67,6 +69,56 @@ pub fn iptables_family(family: IpFamily, rules: &Plan, from: &str, warnings: Vec
         "in_sync": rules.is_empty(),
         "iptables": iptables_plan(rules),
         "warnings": warnings,
+    })
+}
+
+/// An nftables plan: its `nft -f` transaction and what it changes (the
+/// numbers of the text report's line, then the names).
+pub fn nft_plan(p: &NftPlan) -> Value {
+    let added = p
+        .elements
+        .iter()
+        .filter(|e| e.change != ElementChange::Stale)
+        .count();
+    let deleted = p
+        .elements
+        .iter()
+        .filter(|e| e.change != ElementChange::Missing)
+        .count();
+    json!({
+        "transaction": p.transaction.render(),
+        "operations": p.transaction.len(),
+        "chains_written": p.chains_written,
+        "chains_deleted": p.chains_deleted,
+        "elements_added": added,
+        "elements_deleted": deleted,
+        "sets": p.containers,
+        "elements": p.elements,
+    })
+}
+
+/// One family of an nftables-mode apply (written, or planned in a dry
+/// run), in the shape of the other modes' families.
+pub fn nft_family(p: &NftPlan, from: &str) -> Value {
+    json!({
+        "family": p.family,
+        "read_from": from,
+        "in_sync": p.is_empty(),
+        "nftables": nft_plan(p),
+        "warnings": Vec::<String>::new(),
+    })
+}
+
+/// The `kube-proxy` nftables tables a cleanup removes (`removed` once
+/// written).
+pub fn nft_cleanup(c: &NftCleanup) -> Value {
+    json!({
+        "removed": c.written,
+        "tables": c
+            .tables
+            .iter()
+            .map(|f| json!({"family": f.to_string(), "table": "kube-proxy"}))
+            .collect::<Vec<_>>(),
     })
 }
 

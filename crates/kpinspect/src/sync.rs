@@ -21,8 +21,8 @@ use kpinspect_node::{
 
 use crate::UsageError;
 use crate::args::{
-    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, Node, NodeArgs, ReportFormat,
-    TraceFormat,
+    ApplyArgs, CleanupArgs, CleanupMode, ClusterArgs, DiffArgs, DiffFormat, Node, NodeArgs,
+    ReportFormat,
 };
 use crate::live;
 
@@ -80,11 +80,11 @@ pub(crate) fn live_config(
     if let Some(problem) = crate::facts::node_port_addresses_problem(&config) {
         match guard {
             Some(guard) => guard.check_problem(&problem)?,
-            None => eprintln!("kpinspect: warning: {problem}"),
+            None => note!("kpinspect: warning: {problem}"),
         }
     }
     if let Some(w) = crate::facts::node_name_warning(&inputs.cluster, &config.node.name) {
-        eprintln!("kpinspect: warning: {w}");
+        note!("kpinspect: warning: {w}");
     }
     Ok((config, facts))
 }
@@ -120,7 +120,7 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     }
     let in_sync = results.iter().all(|(_, _, d)| d.in_sync());
     let out = match args.format {
-        TraceFormat::Json => {
+        DiffFormat::Json => {
             let families: Vec<serde_json::Value> = results
                 .iter()
                 .map(|(family, source, d)| {
@@ -138,7 +138,7 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
                 "in_sync": in_sync,
             }))? + "\n"
         }
-        TraceFormat::Text => {
+        DiffFormat::Text => {
             let mut out = String::new();
             if !facts.is_empty() {
                 let _ = writeln!(out, "node facts:");
@@ -153,7 +153,7 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
                 }
                 out.push_str(&diff_text(*family, d, source));
             }
-            out
+            crate::fmt::colour_diff(&out, crate::fmt::stdout_colour())
         }
     };
     crate::write_stdout(&out)?;
@@ -244,9 +244,9 @@ impl Guard {
     /// [`Guard::check`] for a problem described in one line.
     fn check_problem(self, refusal: &str) -> Result<()> {
         if self.force {
-            eprintln!("kpinspect: warning: {refusal} (applied: --force)");
+            note!("kpinspect: warning: {refusal} (applied: --force)");
         } else if self.dry_run {
-            eprintln!("kpinspect: warning: {refusal}; apply refuses this without --force");
+            note!("kpinspect: warning: {refusal}; apply refuses this without --force");
         } else {
             anyhow::bail!(UsageError::msg(format!(
                 "refusing to apply: {refusal}; pass --force to apply anyway"
@@ -286,7 +286,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     let (mut config, facts) = live_config(&inputs, &args.cluster.node, &node, Some(guard))?;
     if args.dry_run {
         for f in &facts {
-            eprintln!("kpinspect: {f}");
+            note!("kpinspect: {f}");
         }
     }
     let families = live_families(&args.cluster.node, &node);
@@ -307,7 +307,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         && !args.dry_run
         && let Err(why) = kpinspect_node::ensure_counters_for_rules(&SystemNfAcct)
     {
-        eprintln!("kpinspect: warning: {why}; rules without -m nfacct");
+        note!("kpinspect: warning: {why}; rules without -m nfacct");
         config.node.nfacct = false;
         let wants = compile(&config)?;
         let planned = plan_families(&node, &wants, guard, &progress)?;
@@ -332,7 +332,7 @@ fn plan_families<'a>(
         ));
         let p = kpinspect_node::plan_apply(node, want).map_err(UsageError::from)?;
         for w in p.warnings() {
-            eprintln!("kpinspect: warning: {w}");
+            note!("kpinspect: warning: {w}");
         }
         if let Some(refusal) = p.refusal() {
             progress.done();
@@ -405,7 +405,7 @@ fn write_planned(
         let mut value =
             crate::report::iptables_family(family, &report.plan, &report.from, report.warnings());
         if !json {
-            eprintln!("kpinspect: {report}");
+            note!("kpinspect: {report}");
         }
         value["conntrack"] = conntrack_step(args, family, serving, false);
         families.push(value);
@@ -419,7 +419,7 @@ fn write_planned(
 /// Clears (or with `dry_run` lists) `family`'s stale UDP conntrack entries
 /// unless `--no-conntrack-cleanup`: in text, says so on stderr; returns the
 /// JSON report (null when skipped).
-fn conntrack_step(
+pub(crate) fn conntrack_step(
     args: &ApplyArgs,
     family: IpFamily,
     serving: &kpinspect_node::ServingEndpoints,
@@ -436,7 +436,7 @@ fn conntrack_step(
 }
 
 /// Prints an apply's JSON report.
-fn print_apply_json(
+pub(crate) fn print_apply_json(
     dry_run: bool,
     facts: &[String],
     sysctls: &[serde_json::Value],
@@ -485,7 +485,7 @@ fn plan_ipvs_families(
         let p = kpinspect_node::plan_ipvs_apply(&parts, &want, &owner)
             .map_err(|e| UsageError::msg(e.to_string()))?;
         for w in p.warnings() {
-            eprintln!("kpinspect: warning: {w}");
+            note!("kpinspect: warning: {w}");
         }
         if let (Some(guard), Some(refusal)) = (guard, p.refusal()) {
             guard.check(&refusal)?;
@@ -578,7 +578,7 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
     } = plan_ipvs_families(inputs, &args.cluster.node, node_port_range, &node, None)?;
     let in_sync = planned.iter().all(|p| p.is_empty()) && !sysctl_diff.iter().any(sysctl_written);
     let out = match args.format {
-        TraceFormat::Json => {
+        DiffFormat::Json => {
             let families: Vec<serde_json::Value> = planned
                 .iter()
                 .map(|p| {
@@ -605,7 +605,7 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
                 "in_sync": in_sync,
             }))? + "\n"
         }
-        TraceFormat::Text => {
+        DiffFormat::Text => {
             let mut out = String::new();
             for f in &facts {
                 let _ = writeln!(out, "node fact: {f}");
@@ -626,7 +626,7 @@ fn diff_ipvs(args: &DiffArgs, inputs: &Inputs) -> Result<ExitCode> {
                     if p.is_empty() { "in sync" } else { "different" }
                 );
             }
-            out
+            crate::fmt::colour_diff(&out, crate::fmt::stdout_colour())
         }
     };
     crate::write_stdout(&out)?;
@@ -663,12 +663,12 @@ fn apply_ipvs(
         Some(guard),
     )?;
     for d in sysctl_diff.iter().filter(|d| !sysctl_written(d)) {
-        eprintln!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
+        note!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
     }
     let json = args.format == ReportFormat::Json;
     if args.dry_run {
         for f in &facts {
-            eprintln!("kpinspect: {f}");
+            note!("kpinspect: {f}");
         }
         let several = planned.len() > 1;
         let mut out: String = sysctl_diff
@@ -685,7 +685,7 @@ fn apply_ipvs(
         }
         let draining = planned.iter().map(|p| p.ipvs.draining.len()).sum::<usize>();
         if !drain_timeout.is_zero() && draining > 0 {
-            eprintln!(
+            note!(
                 "kpinspect: would wait up to {} for {draining} draining real servers, deleting each as its connections end",
                 kpinspect_node::seconds_text(drain_timeout)
             );
@@ -707,7 +707,7 @@ fn apply_ipvs(
     let set: Vec<_> = set.iter().filter(|d| sysctl_written(d)).collect();
     if !json {
         for d in &set {
-            eprintln!("kpinspect: sysctl set: {d}");
+            note!("kpinspect: sysctl set: {d}");
         }
     }
     let parts = ipvs_parts(&node);
@@ -719,7 +719,7 @@ fn apply_ipvs(
             .write(&parts)
             .map_err(|e| UsageError::msg(e.to_string()))?;
         if !json {
-            eprintln!("kpinspect: {report}");
+            note!("kpinspect: {report}");
         }
         let mut value = crate::report::ipvs_family(
             &report.ipvs,
@@ -736,7 +736,7 @@ fn apply_ipvs(
     let mut drained = None;
     if !drain_timeout.is_zero() && !draining.is_empty() {
         if !json {
-            eprintln!(
+            note!(
                 "kpinspect: waiting up to {} for {} draining real servers",
                 kpinspect_node::seconds_text(drain_timeout),
                 draining.len()
@@ -752,7 +752,7 @@ fn apply_ipvs(
         .map_err(|e| UsageError::msg(e.to_string()))?;
         if !json {
             for line in report.to_string().lines() {
-                eprintln!("kpinspect: {line}");
+                note!("kpinspect: {line}");
             }
         }
         drained = Some(crate::report::drain(&report));
@@ -786,8 +786,8 @@ fn say_conntrack(
 ) {
     match result {
         Ok(r) if r.stale.is_empty() => {}
-        Ok(r) => eprintln!("kpinspect: {r}"),
-        Err(e) => eprintln!(
+        Ok(r) => note!("kpinspect: {r}"),
+        Err(e) => note!(
             "kpinspect: warning: {}: stale UDP conntrack entries not cleared: {e}",
             family.as_k8s_str()
         ),
@@ -811,13 +811,13 @@ impl Progress {
 
     fn say(&self, what: &str) {
         if self.on {
-            eprint!("\r\x1b[2Kkpinspect: {what}...");
+            note_raw!("\r\x1b[2Kkpinspect: {what}...");
         }
     }
 
     fn done(&self) {
         if self.on {
-            eprint!("\r\x1b[2K");
+            note_raw!("\r\x1b[2K");
         }
     }
 }
@@ -917,29 +917,36 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
             return print_cleanup_json(
                 true,
                 ipvs.as_ref(),
+                nft.as_ref(),
                 &planned.families,
                 &planned.plan,
                 &would,
             );
         }
         let mut commands = String::new();
+        let mut list = String::new();
         if let Some(i) = &ipvs {
             commands.push_str(&i.commands());
-            eprint!("{i}");
+            list.push_str(&i.to_string());
         }
         commands.push_str(&planned.restore_input());
         if let Some(n) = &nft {
             commands.push_str(&n.commands());
-            eprint!("{n}");
+            list.push_str(&n.to_string());
         }
         crate::write_stdout(&commands)?;
         if !quiet(planned.is_empty(), !planned.plan.kept.is_empty()) {
-            eprint!("{planned}");
+            list.push_str(&planned.to_string());
         }
         for c in would {
             let (CounterCleanup::Removed(n) | CounterCleanup::InUse(n)) = c;
-            eprintln!("would remove nfacct counter {n} (once no rule uses it)");
+            let _ = writeln!(
+                list,
+                "would remove nfacct counter {n} (once no rule uses it)"
+            );
         }
+        let summary = CleanupSummary::of(&planned.plan, ipvs.as_ref(), nft.as_ref());
+        note_raw!("{}", summary.with_list(&list, true, args.verbose));
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
@@ -957,12 +964,16 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     if !quiet(report.is_empty(), !report.plan.kept.is_empty()) {
         out.push_str(&report.to_string());
     }
-    if let Some(n) = nft {
-        let done = n
-            .write(&kpinspect_node::SystemNftables)
-            .map_err(|e| UsageError::msg(e.to_string()))?;
-        out.push_str(&done.to_string());
-    }
+    let nft_done = match nft {
+        Some(n) => {
+            let done = n
+                .write(&kpinspect_node::SystemNftables)
+                .map_err(|e| UsageError::msg(e.to_string()))?;
+            out.push_str(&done.to_string());
+            Some(done)
+        }
+        None => None,
+    };
     let mut removed_counters = Vec::new();
     if counters {
         match cleanup_kube_proxy_counters(&SystemNfAcct, false) {
@@ -972,13 +983,18 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
                 }
                 removed_counters = done;
             }
-            Err(e) => eprintln!("kpinspect: warning: nfacct counters not removed: {e}"),
+            Err(e) => note!("kpinspect: warning: nfacct counters not removed: {e}"),
         }
+    }
+    if !json {
+        let summary = CleanupSummary::of(&report.plan, ipvs.as_ref(), nft_done.as_ref());
+        out = summary.with_list(&out, false, args.verbose);
     }
     if json {
         return print_cleanup_json(
             false,
             ipvs.as_ref(),
+            nft_done.as_ref(),
             &report.families,
             &report.plan,
             &removed_counters,
@@ -988,10 +1004,131 @@ pub fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many lines of a cleanup's list are printed without `--verbose`.
+const CLEANUP_LIST_LINES: usize = 20;
+
+/// What a cleanup removes, counted: chains, rules and ipsets per table,
+/// IPVS mode's objects and the nftables tables.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CleanupSummary {
+    /// (table, chains, rules), tables in the order first met.
+    tables: Vec<(String, usize, usize)>,
+    ipsets: usize,
+    virtual_servers: usize,
+    addresses: usize,
+    link: bool,
+    nft_tables: usize,
+}
+
+impl CleanupSummary {
+    fn of(
+        plan: &kpinspect_core::plan::CleanupPlan,
+        ipvs: Option<&kpinspect_node::IpvsCleanup>,
+        nft: Option<&kpinspect_node::NftCleanup>,
+    ) -> CleanupSummary {
+        let mut s = CleanupSummary::default();
+        let mut slot = |table: &str| -> usize {
+            match s.tables.iter().position(|(t, _, _)| t == table) {
+                Some(i) => i,
+                None => {
+                    s.tables.push((table.to_string(), 0, 0));
+                    s.tables.len() - 1
+                }
+            }
+        };
+        let chain_slots: Vec<usize> = plan.removed_chains.iter().map(|(t, _)| slot(t)).collect();
+        let rule_slots: Vec<usize> = plan.removed_rules.iter().map(|(t, _)| slot(t)).collect();
+        for i in chain_slots {
+            s.tables[i].1 += 1;
+        }
+        for i in rule_slots {
+            s.tables[i].2 += 1;
+        }
+        s.ipsets = plan.removed_ipsets.len();
+        if let Some(i) = ipvs {
+            s.virtual_servers = i.services.len();
+            s.addresses = i.addresses.len();
+            s.link = i.delete_link;
+        }
+        s.nft_tables = nft.map_or(0, |n| n.tables.len());
+        s
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == CleanupSummary::default()
+    }
+
+    /// One line: `summary: would remove 12 chains, 30 rules (nat: 10
+    /// chains, 25 rules; filter: ...), 17 ipsets, ...`.
+    fn line(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let chains: usize = self.tables.iter().map(|t| t.1).sum();
+        let rules: usize = self.tables.iter().map(|t| t.2).sum();
+        let mut parts = vec![format!(
+            "{}, {}",
+            plural(chains, "chain", "chains"),
+            plural(rules, "rule", "rules")
+        )];
+        if !self.tables.is_empty() {
+            let per: Vec<String> = self
+                .tables
+                .iter()
+                .map(|(t, c, r)| {
+                    format!(
+                        "{t}: {}, {}",
+                        plural(*c, "chain", "chains"),
+                        plural(*r, "rule", "rules")
+                    )
+                })
+                .collect();
+            parts[0].push_str(&format!(" ({})", per.join("; ")));
+        }
+        parts.push(plural(self.ipsets, "ipset", "ipsets"));
+        if self.virtual_servers > 0 || self.addresses > 0 || self.link {
+            parts.push(plural(
+                self.virtual_servers,
+                "virtual server",
+                "virtual servers",
+            ));
+            parts.push(plural(
+                self.addresses,
+                "kube-ipvs0 address",
+                "kube-ipvs0 addresses",
+            ));
+            if self.link {
+                parts.push("the kube-ipvs0 link".into());
+            }
+        }
+        if self.nft_tables > 0 {
+            parts.push(plural(self.nft_tables, "nftables table", "nftables tables"));
+        }
+        format!("summary: {verb} {}\n", parts.join(", "))
+    }
+
+    /// The summary line (when anything goes), then the list: whole when
+    /// short or `verbose`, else a line saying how to see it.
+    fn with_list(&self, list: &str, dry_run: bool, verbose: bool) -> String {
+        if self.is_empty() {
+            return list.to_string();
+        }
+        let mut out = self.line(dry_run);
+        let lines = list.lines().count();
+        if verbose || lines <= CLEANUP_LIST_LINES {
+            out.push_str(list);
+        } else {
+            let _ = writeln!(out, "({lines} lines listing each; --verbose prints them)");
+        }
+        out
+    }
+}
+
 /// Prints a cleanup's JSON report.
 fn print_cleanup_json(
     dry_run: bool,
     ipvs: Option<&kpinspect_node::IpvsCleanup>,
+    nft: Option<&kpinspect_node::NftCleanup>,
     families: &[(IpFamily, String)],
     plan: &kpinspect_core::plan::CleanupPlan,
     counters: &[CounterCleanup],
@@ -1001,6 +1138,7 @@ fn print_cleanup_json(
             "dry_run": dry_run,
             "ipvs": ipvs.map(crate::report::ipvs_cleanup),
             "iptables": crate::report::cleanup_plan(families, plan, !dry_run),
+            "nftables": nft.map(crate::report::nft_cleanup),
             "nfacct_counters": crate::report::counters(counters),
         }))? + "\n"),
     )?;
@@ -1014,6 +1152,58 @@ mod tests {
     use kpinspect_node::NodeError;
 
     use super::*;
+
+    #[test]
+    fn a_large_cleanup_prints_its_summary_and_the_list_only_when_verbose() {
+        let mut plan = kpinspect_core::plan::CleanupPlan::default();
+        for i in 0..30 {
+            plan.removed_chains
+                .push(("nat".into(), format!("KUBE-SEP-{i}")));
+        }
+        plan.removed_chains
+            .push(("filter".into(), "KUBE-FORWARD".into()));
+        plan.removed_rules
+            .push(("filter".into(), "-A FORWARD -j KUBE-FORWARD".into()));
+        plan.removed_ipsets.push("KUBE-CLUSTER-IP".into());
+        let ipvs = kpinspect_node::IpvsCleanup {
+            services: vec![],
+            kept_services: vec![],
+            addresses: vec!["10.0.0.1".parse().unwrap()],
+            delete_link: true,
+            kept_link: None,
+            written: false,
+        };
+        let s = CleanupSummary::of(&plan, Some(&ipvs), None);
+        let list: String = plan
+            .removed_chains
+            .iter()
+            .map(|(t, c)| format!("would remove chain {t} {c}\n"))
+            .collect();
+        let short = s.with_list(&list, true, false);
+        assert_eq!(
+            short.lines().next().unwrap(),
+            "summary: would remove 31 chains, 1 rule (nat: 30 chains, 0 rules; filter: 1 chain, 1 rule), 1 ipset, 0 virtual servers, 1 kube-ipvs0 address, the kube-ipvs0 link"
+        );
+        assert!(!short.contains("KUBE-SEP-3"), "{short}");
+        assert!(
+            short.ends_with("(31 lines listing each; --verbose prints them)\n"),
+            "{short}"
+        );
+        let long = s.with_list(&list, true, true);
+        assert!(
+            long.contains("would remove chain nat KUBE-SEP-29\n"),
+            "{long}"
+        );
+        assert_eq!(long.lines().count(), 32);
+        // A short list is printed whole; nothing at all has no summary.
+        let few = "would remove chain nat KUBE-SEP-0\n";
+        assert_eq!(s.with_list(few, false, false).lines().count(), 2);
+        let none = CleanupSummary::of(&Default::default(), None, None);
+        assert_eq!(
+            none.with_list("nothing to remove\n", false, false),
+            "nothing to remove\n"
+        );
+    }
 
     /// The CLI's desired state carries what names a refused line's
     /// Service, and the message is one line.

@@ -89,7 +89,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         let s = crate::rules::read_live(&node, Some(family))?.remove(0);
         let ipvs = if ipvs_mode {
             Some(crate::dump::read_live_ipvs(&node).unwrap_or_else(|| {
-                eprintln!(
+                note!(
                     "kpinspect: warning: no IPVS virtual server read from this node \
                      (none, or IPVS not loaded): no packet is taken by IPVS"
                 );
@@ -145,6 +145,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
         TraceFormat::Text => text(&t, &packet, &header, false),
+        TraceFormat::Dot => crate::dot::trace(&t, &dot_title(&packet, &header)),
+        TraceFormat::Svg => crate::svg(&crate::dot::trace(&t, &dot_title(&packet, &header)))?,
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -230,7 +232,7 @@ fn run_nftables(
         let state = ProxyState::build(&cluster, &node.config, family);
         let compiled = nftables::compile(&state, &node.config);
         for n in &compiled.notices {
-            eprintln!("kpinspect: warning: {}: {}", n.object, n.message);
+            note!("kpinspect: warning: {}: {}", n.object, n.message);
         }
         let table = compiled
             .state()
@@ -266,6 +268,8 @@ fn run_nftables(
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
         TraceFormat::Text => text(&t, &packet, &header, true),
+        TraceFormat::Dot => crate::dot::trace(&t, &dot_title(&packet, &header)),
+        TraceFormat::Svg => crate::svg(&crate::dot::trace(&t, &dot_title(&packet, &header)))?,
     };
     crate::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -291,6 +295,12 @@ fn parse_destination(s: &str) -> Result<(SocketAddr, Protocol)> {
 /// One line per outcome first (verdict, probability, masquerade,
 /// conditions), then each outcome's path (each of its ways, lettered, when
 /// several branches joined into it), then the assumptions.
+/// The trace graph's title: the packet and where its rules come from.
+fn dot_title(p: &Packet, source: &str) -> String {
+    let dst = SocketAddr::new(p.dst, p.dport);
+    format!("{} -> {dst}/{} in {source}", p.src, p.protocol)
+}
+
 fn text(t: &Trace, p: &Packet, source: &str, nft: bool) -> String {
     let mut out = String::new();
     let hook = match (t.hook, nft) {

@@ -225,13 +225,13 @@ kp apply --force
 kp diff
 ipvsadm -A -t 192.0.2.1:443 -s wrr
 ipvsadm -Sn | grep -q -- '-A -t 192\.168\.0\.10:30080 '
-dry=$("$KPINSPECT" cleanup --mode ipvs --dry-run 2>&1)
+dry=$("$KPINSPECT" cleanup --mode ipvs --dry-run --verbose 2>&1)
 echo "$dry"
 grep -q '^ipvsadm -D -t 192\.168\.0\.10:30080$' <<<"$dry"
 grep -q '^ip link del kube-ipvs0$' <<<"$dry"
 grep -q '^kept virtual server 192\.0\.2\.1:443/TCP' <<<"$dry"
 ip link show kube-ipvs0
-out=$("$KPINSPECT" cleanup --mode ipvs --force)
+out=$("$KPINSPECT" cleanup --mode ipvs --force --verbose)
 echo "$out"
 grep -q '^removed link kube-ipvs0$' <<<"$out"
 grep -q '^removed ipset KUBE-' <<<"$out"

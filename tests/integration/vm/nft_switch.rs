@@ -33,7 +33,7 @@ test -n "$(ipvsadm -Sn)"
 ip link show kube-ipvs0
 test -n "$(kube_iptables)"
 kp apply --force --mode nftables
-dry=$("$KPINSPECT" cleanup --stale-only --config "$nftcfg" --family ipv4 --dry-run 2>&1)
+dry=$("$KPINSPECT" cleanup --stale-only --config "$nftcfg" --family ipv4 --dry-run --verbose 2>&1)
 echo "$dry"
 grep -q '^ipvsadm -D ' <<<"$dry"
 if grep -q 'delete table' <<<"$dry"; then echo "nftables mode keeps its tables"; exit 1; fi

@@ -8,6 +8,7 @@ use super::{Chain, Element, Family, Map, Object, Op, Rule, Set, Table, Transacti
 /// Why a transaction does not apply to a [`Fake`] (nothing of it is
 /// applied then, as with `nft -f`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FakeError {
     /// The transaction is for another table.
     #[error("transaction is for table {family} {table}, not this one")]

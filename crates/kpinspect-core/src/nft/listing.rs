@@ -14,6 +14,7 @@ use super::{BaseChain, Chain, Element, Family, KeyType, Map, Set, Table};
 
 /// Why a listing does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListingError {
     /// The text is not what `nft list` prints.
     #[error("nft listing, line {line}: {message}")]

@@ -20,6 +20,7 @@ use super::Plan;
 
 /// Why an apply would do harm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The input holds no Service at all.
     #[error(

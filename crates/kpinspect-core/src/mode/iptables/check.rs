@@ -11,6 +11,7 @@ use crate::netfilter::{BUILTIN_CHAINS, Ruleset, SaveParseError, is_target};
 
 /// What is inconsistent in a dump.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum JumpError {
     /// The text does not parse.
     #[error(transparent)]

@@ -131,6 +131,7 @@ pub struct ServiceDump {
 /// What kind of thing is wrong or stale (ordered by its name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum AnomalyKind {
     /// kube-proxy chains in both iptables backends (live nodes only).
     BothBackends,
