@@ -98,6 +98,8 @@ row "dump of the $N x $M save vs iptables-legacy-save" "$(secs "$d")" "$(secs "$
 # restore); the payload restored alone is the change's, the apply times
 # the change back (the same size of payload, the other way).
 ns=$(newns apply)
+# kubelet's hint chain, as on any node whose kubelet uses iptables-nft.
+ip netns exec "$ns" iptables-nft -t mangle -N KUBE-IPTABLES-HINT
 t full ip netns exec "$ns" "$KP" apply "${NODE[@]}" --force "$W/base.json" 2>/dev/null
 row "full apply $N x $M vs iptables-nft-restore of the text" "$(secs "$full")" "$(secs "$restore_nft")" "$(ratio "$full" "$restore_nft")"
 ip netns exec "$ns" "$KP" apply "${NODE[@]}" --dry-run "$W/changed.json" >"$W/payload" 2>/dev/null
