@@ -97,6 +97,9 @@ pub fn restore_line(raw: &str) -> Option<RestoreLine<'_>> {
 /// ```
 pub fn parse_save(text: &str) -> Result<Vec<SetText>, IpSetError> {
     let mut sets: Vec<SetText> = Vec::new();
+    // Per set, where each member (its first word) is in `members`: a
+    // lookup per `add` (a large node's sets hold tens of thousands).
+    let mut index: Vec<std::collections::HashMap<String, usize>> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let Some(l) = restore_line(raw) else {
             continue;
@@ -121,20 +124,26 @@ pub fn parse_save(text: &str) -> Result<Vec<SetText>, IpSetError> {
                     options: first_word(&l.rest).1.to_string(),
                     members: Vec::new(),
                 });
+                index.push(std::collections::HashMap::new());
             }
             ["add" | "a" | "-A" | "--add", name, member, ..] => {
-                let set = sets
-                    .iter_mut()
-                    .find(|s| s.name == *name)
+                let at = sets
+                    .iter()
+                    .position(|s| s.name == *name)
                     .ok_or_else(|| err("The set with the given name does not exist"))?;
-                match set.members.iter().position(|m| first_word(m).0 == *member) {
+                let (set, members) = (&mut sets[at], &mut index[at]);
+                match members.get(*member) {
                     Some(_) if !l.exist => {
                         return Err(err(
                             "Element cannot be added to the set: it's already added",
                         ));
                     }
-                    Some(at) => set.members[at] = l.rest,
-                    None => set.members.push(l.rest),
+                    Some(&at) => set.members[at] = l.rest,
+                    None => {
+                        let key = first_word(&l.rest).0.to_string();
+                        members.entry(key).or_insert(set.members.len());
+                        set.members.push(l.rest);
+                    }
                 }
             }
             [

@@ -147,14 +147,26 @@ impl Loaded {
 /// assert!(warnings.is_empty());
 /// ```
 pub fn load_objects(text: &str, file: &str) -> Result<Loaded, LoadError> {
-    let docs = parse_documents(text, file)?;
     let mut loaded = Loaded::default();
-    for (i, doc) in docs.into_iter().enumerate() {
-        if doc.is_null() {
-            continue;
+    if looks_like_json(text) {
+        // JSON is decoded straight from the text into the typed objects,
+        // one object at a time (see `load_json`); YAML goes through values.
+        load_json(text, file, &mut loaded)?;
+    } else {
+        let docs = parse_documents(text, file)?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            if doc.is_null() {
+                continue;
+            }
+            load_value(doc, file, &format!("document {}", i + 1), &mut loaded)?;
         }
-        load_value(doc, file, &format!("document {}", i + 1), &mut loaded)?;
     }
+    summarise_skipped(&mut loaded, file);
+    Ok(loaded)
+}
+
+/// One warning per file for the objects of kinds kube-proxy does not read.
+fn summarise_skipped(loaded: &mut Loaded, file: &str) {
     let skipped = std::mem::take(&mut loaded.skipped_kinds);
     if !skipped.is_empty() {
         let total: usize = skipped.values().sum();
@@ -170,7 +182,6 @@ pub fn load_objects(text: &str, file: &str) -> Result<Loaded, LoadError> {
             ),
         });
     }
-    Ok(loaded)
 }
 
 /// Parses YAML or JSON text into documents.
@@ -182,7 +193,7 @@ pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, Load
         field: None,
         message,
     };
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+    if looks_like_json(trimmed) {
         // JSON: one value, or several concatenated (as `kubectl get -o json` of
         // several resources never does, but `cat a.json b.json` might).
         let mut out = Vec::new();
@@ -213,6 +224,147 @@ pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, Load
     })
 }
 
+/// JSON starts with `{` or `[`; anything else is YAML.
+fn looks_like_json(text: &str) -> bool {
+    let trimmed = text.trim_start();
+    trimmed.starts_with('{') || trimmed.starts_with('[')
+}
+
+/// What an object's envelope says, read from its text without decoding
+/// the rest (`items` is kept as text).
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    kind: Option<Value>,
+    #[serde(rename = "apiVersion")]
+    api_version: Option<Value>,
+    metadata: Option<EnvelopeMeta>,
+    #[serde(borrow)]
+    items: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct EnvelopeMeta {
+    name: Option<Value>,
+    namespace: Option<Value>,
+}
+
+/// JSON input, fast: each top-level value and each list item is kept as
+/// text, its envelope read, and a Service, EndpointSlice or Endpoints is
+/// decoded from its text straight into the k8s-openapi type — no
+/// `serde_json::Value` of the whole input, no copies of it. Whenever this
+/// path meets something it does not take (an error, a duplicate key, ...)
+/// the object is decoded again the slow way, through a `Value`, so that
+/// errors and edge cases are exactly those of [`load_value`].
+fn load_json(text: &str, file: &str, out: &mut Loaded) -> Result<(), LoadError> {
+    // The whole text is checked first, as the value parser did: a syntax
+    // error anywhere comes before any object's error.
+    let docs: Result<Vec<&serde_json::value::RawValue>, _> =
+        serde_json::Deserializer::from_str(text)
+            .into_iter()
+            .collect();
+    let Ok(docs) = docs else {
+        // Let the value parser report it, as it always has.
+        parse_documents(text, file)?;
+        return Err(LoadError {
+            file: file.to_string(),
+            object: None,
+            field: None,
+            message: "invalid JSON".to_string(),
+        });
+    };
+    for (i, raw) in docs.into_iter().enumerate() {
+        if raw.get() == "null" {
+            continue;
+        }
+        load_raw(raw.get(), file, &format!("document {}", i + 1), out)?;
+    }
+    Ok(())
+}
+
+fn value_str(v: &Option<Value>) -> Option<&str> {
+    v.as_ref().and_then(Value::as_str)
+}
+
+/// One JSON object (or list) given as its text; see [`load_json`].
+fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(), LoadError> {
+    let slow = |out: &mut Loaded| -> Result<(), LoadError> {
+        let v: Value = serde_json::from_str(raw).map_err(|e| LoadError {
+            file: file.to_string(),
+            object: None,
+            field: None,
+            message: format!("invalid JSON: {e}"),
+        })?;
+        load_value(v, file, where_, out)
+    };
+    if !raw.starts_with('{') {
+        return slow(out);
+    }
+    let Ok(env) = serde_json::from_str::<Envelope<'_>>(raw) else {
+        return slow(out);
+    };
+    let Some(kind) = value_str(&env.kind) else {
+        return slow(out);
+    };
+    let api_version = value_str(&env.api_version).unwrap_or("");
+    let name = env.metadata.as_ref().and_then(|m| value_str(&m.name));
+    let ns = env.metadata.as_ref().and_then(|m| value_str(&m.namespace));
+    let object = match (ns, name) {
+        (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
+        (None, Some(name)) => format!("{kind} {name}"),
+        _ => format!("{kind} in {where_}"),
+    };
+    let ctx = Ctx { file, object };
+    let want = match kind {
+        "List" | "ServiceList" | "EndpointSliceList" | "EndpointsList" => {
+            let items: Vec<&serde_json::value::RawValue> = match env.items {
+                None => Vec::new(),
+                Some(items) if items.get() == "null" => Vec::new(),
+                Some(items) => match serde_json::from_str(items.get()) {
+                    Ok(items) => items,
+                    Err(_) => return slow(out),
+                },
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                load_raw(item.get(), file, &format!("{where_} items[{i}]"), out)?;
+            }
+            return Ok(());
+        }
+        "Service" | "Endpoints" => "v1",
+        "EndpointSlice" => "discovery.k8s.io/v1",
+        _ => return slow(out),
+    };
+    if !api_version.is_empty() && api_version != want {
+        return slow(out);
+    }
+    match kind {
+        "Service" => {
+            let Ok(svc) = serde_json::from_str::<core::Service>(raw) else {
+                return slow(out);
+            };
+            if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
+                out.cluster.services.push(svc);
+            }
+        }
+        "EndpointSlice" => {
+            let Ok(slice) = serde_json::from_str::<discovery::EndpointSlice>(raw) else {
+                return slow(out);
+            };
+            if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
+                out.cluster.endpoint_slices.push(slice);
+            }
+        }
+        _ => {
+            let Ok(eps) = serde_json::from_str::<core::Endpoints>(raw) else {
+                return slow(out);
+            };
+            for slice in convert_endpoints(eps, &ctx, &mut out.warnings)? {
+                out.legacy_endpoints.push(slice);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
     for p in path {
@@ -231,7 +383,7 @@ fn describe(v: &Value, kind: &str, fallback: &str) -> String {
     }
 }
 
-fn load_value(v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<(), LoadError> {
+fn load_value(mut v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<(), LoadError> {
     let top = Ctx {
         file,
         object: where_.to_string(),
@@ -262,8 +414,8 @@ fn load_value(v: Value, file: &str, where_: &str, out: &mut Loaded) -> Result<()
     };
     match kind.as_str() {
         "List" | "ServiceList" | "EndpointSliceList" | "EndpointsList" => {
-            let items = match v.get("items") {
-                Some(Value::Array(items)) => items.clone(),
+            let items = match v.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => items,
                 Some(Value::Null) | None => Vec::new(),
                 Some(_) => return Err(ctx.error("items", "expected a list")),
             };
@@ -805,6 +957,75 @@ mod tests {
         assert_eq!(from_json, from_yaml);
         assert_eq!(from_json.services[0].ports[0].protocol, Protocol::Tcp);
         assert_eq!(from_json.services[0].ports[0].name, "");
+    }
+
+    /// The way every input was read before JSON got its fast path: the
+    /// whole text as values, then each object from its value.
+    fn load_through_values(text: &str) -> Result<(Cluster, Vec<Warning>), LoadError> {
+        let mut loaded = Loaded::default();
+        for (i, doc) in parse_documents(text, "t.json")?.into_iter().enumerate() {
+            if !doc.is_null() {
+                load_value(doc, "t.json", &format!("document {}", i + 1), &mut loaded)?;
+            }
+        }
+        summarise_skipped(&mut loaded, "t.json");
+        Ok(loaded.finish())
+    }
+
+    #[test]
+    fn json_fast_path_reads_and_fails_exactly_as_values_do() {
+        let svc = |spec: &str| {
+            format!(
+                r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"a","namespace":"n"}},"spec":{spec}}}"#
+            )
+        };
+        let good = svc(
+            r#"{"clusterIP":"10.0.0.1","ports":[{"name":"h","port":80,"nodePort":30001}],"type":"NodePort"}"#,
+        );
+        let slice = r#"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"a-x","namespace":"n","labels":{"kubernetes.io/service-name":"a"}},"addressType":"IPv4","endpoints":[{"addresses":["10.1.0.1"],"conditions":{"ready":true}}],"ports":[{"name":"h","port":8080}]}"#;
+        let eps = r#"{"apiVersion":"v1","kind":"Endpoints","metadata":{"name":"b","namespace":"n"},"subsets":[{"addresses":[{"ip":"10.1.0.2"}],"ports":[{"port":81}]}]}"#;
+        let list =
+            |items: &str| format!(r#"{{"apiVersion":"v1","kind":"List","items":[{items}]}}"#);
+        let cases = [
+            list(&format!("{good},{slice},{eps}")),
+            format!(
+                "{good}
+{slice}
+null
+{eps}"
+            ),
+            list(&format!(
+                r#"{good},{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p"}}}}"#
+            )),
+            list(r#"1,2"#),
+            list(&svc(
+                r#"{"clusterIP":"10.0.0.1","ports":[{"port":"eighty"}]}"#,
+            )),
+            list(&svc(
+                r#"{"clusterIP":"10.0.0.1","ports":[{"port":80,"protocol":"HTTP"}]}"#,
+            )),
+            list(&svc(
+                r#"{"clusterIP":"10.0.0.1","clusterIP":"10.0.0.2","ports":[{"port":80}]}"#,
+            )),
+            list(r#"{"apiVersion":"v1","metadata":{"name":"a"}}"#),
+            list(r#"{"apiVersion":"apps/v1","kind":"Service","metadata":{"name":"a"}}"#),
+            list(
+                r#"{"apiVersion":"v1","kind":"Service","kind":"Service","metadata":{"name":"a"},"spec":{}}"#,
+            ),
+            r#"{"apiVersion":"v1","kind":"List","items":{"a":1}}"#.to_string(),
+            r#"{"apiVersion":"v1","kind":"List","items":null}"#.to_string(),
+            format!(
+                "{}\n{{\"kind\": ",
+                list(r#"{"kind":"Service","metadata":{"name":"a"}}"#)
+            ),
+            "[1]".to_string(),
+        ];
+        for text in &cases {
+            let fast = load_objects(text, "t.json").map(Loaded::finish);
+            assert_eq!(fast, load_through_values(text), "{text}");
+        }
+        let (c, _) = load_objects(&cases[0], "t.json").expect("loads").finish();
+        assert_eq!((c.services.len(), c.endpoint_slices.len()), (1, 2));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use kpinspect_core::net::IpFamily;
 
 use crate::Iptables as _;
 use crate::error::NodeError;
-use crate::system::{Backend, SystemIptables};
+use crate::system::{Backend, SystemIptables, run};
 
 /// The chains kubelet creates in the `mangle` table of the backend it uses.
 pub const KUBELET_HINT_CHAINS: [&str; 2] = ["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
@@ -132,8 +132,70 @@ pub fn decide_backend(legacy: &str, nft: &str) -> Detection {
 }
 
 /// Probes the node with the real tools and [`decide_backend`]s.
+///
+/// Where kubelet's hint chain is in iptables-nft's `mangle` table (a node
+/// whose kubelet uses nft), the decision is nft whatever the nft backend's
+/// other tables hold, so only that table is saved from nft
+/// (`iptables-nft-save -t mangle`, which creates nothing): the full nft
+/// save — the node's whole ruleset, seconds on a large node — is left to
+/// the caller's read. The legacy backend is still saved in full (see
+/// [`decide_backend`]). The result is the same as with full saves
+/// ([`detect_backend_hinted`]).
 pub fn detect_backend() -> Result<Detection, NodeError> {
-    detect_backend_with(|backend, family| SystemIptables::new(backend).save(family))
+    detect_backend_hinted(
+        |family| run(&Backend::Nft.save_program(family), &["-t", "mangle"], None),
+        |backend, family| SystemIptables::new(backend).save(family),
+    )
+}
+
+/// [`detect_backend_with`], first looking for kubelet's hint in
+/// `nft_mangle` (iptables-nft's `mangle` table of a family): when one of
+/// the families has it, nft is decided from that table and the full legacy
+/// saves, without the full nft saves.
+///
+/// ```
+/// use kpinspect_core::net::IpFamily;
+/// use kpinspect_node::{Backend, detect_backend_hinted};
+/// let hint = "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n";
+/// let d = detect_backend_hinted(
+///     |family| Ok(if family == IpFamily::V4 { hint.to_string() } else { String::new() }),
+///     |backend, _| match backend {
+///         Backend::Legacy => Ok(String::new()),
+///         Backend::Nft => panic!("the full nft save is not needed"),
+///     },
+/// )
+/// .unwrap();
+/// assert_eq!(d.backend, Backend::Nft);
+/// assert!(d.nft_has_kube && !d.legacy_has_kube);
+/// ```
+pub fn detect_backend_hinted(
+    nft_mangle: impl Fn(IpFamily) -> Result<String, NodeError>,
+    save: impl Fn(Backend, IpFamily) -> Result<String, NodeError>,
+) -> Result<Detection, NodeError> {
+    let mut mangle = String::new();
+    for family in [IpFamily::V4, IpFamily::V6] {
+        match nft_mangle(family) {
+            Ok(text) => {
+                mangle.push_str(&text);
+                if !text.ends_with('\n') && !text.is_empty() {
+                    mangle.push('\n');
+                }
+            }
+            Err(e @ (NodeError::Permission { .. } | NodeError::Io { .. })) => return Err(e),
+            // Missing or failing: the full probe says why.
+            Err(_) => return detect_backend_with(save),
+        }
+    }
+    if facts(&mangle).hint.is_none() {
+        return detect_backend_with(save);
+    }
+    // The hint decides nft: the full nft saves would add nothing to the
+    // decision (the hint chain is itself a KUBE-* chain).
+    detect_backend_with(|backend, family| match backend {
+        Backend::Nft if family == IpFamily::V4 => Ok(mangle.clone()),
+        Backend::Nft => Ok(String::new()),
+        Backend::Legacy => save(backend, family),
+    })
 }
 
 /// Runs `save` for both backends and both families and
@@ -179,6 +241,70 @@ mod tests {
     const KUBE_PROXY: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n";
     const FIREWALL: &str =
         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n-A INPUT -j DROP\nCOMMIT\n";
+
+    /// The mangle table of a save, as `-t mangle` prints it.
+    fn mangle_of(save: &str) -> String {
+        let mut out = String::new();
+        let mut keep = false;
+        for line in save.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                keep = t == "mangle";
+            }
+            if keep {
+                out.push_str(line);
+                out.push('\n');
+            }
+            if line == "COMMIT" {
+                keep = false;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hinted_detection_decides_as_the_full_saves_do() {
+        let with_rules = format!("{KUBE_PROXY}{FIREWALL}");
+        let texts = [
+            "",
+            HINT,
+            CANARY_ONLY,
+            KUBE_PROXY,
+            FIREWALL,
+            with_rules.as_str(),
+        ];
+        for legacy in texts {
+            for nft in texts {
+                let save = |backend: Backend, family: IpFamily| -> Result<String, NodeError> {
+                    Ok(match (backend, family) {
+                        (Backend::Legacy, IpFamily::V4) => legacy.to_string(),
+                        (Backend::Nft, IpFamily::V6) => nft.to_string(),
+                        _ => String::new(),
+                    })
+                };
+                let full = detect_backend_with(save).expect("decides");
+                let full_nft_saves = std::cell::Cell::new(0);
+                let hinted = detect_backend_hinted(
+                    |family| {
+                        Ok(if family == IpFamily::V6 {
+                            mangle_of(nft)
+                        } else {
+                            String::new()
+                        })
+                    },
+                    |backend, family| {
+                        if backend == Backend::Nft {
+                            full_nft_saves.set(full_nft_saves.get() + 1);
+                        }
+                        save(backend, family)
+                    },
+                )
+                .expect("decides");
+                assert_eq!(hinted, full, "legacy {legacy:?}, nft {nft:?}");
+                let hint = nft.contains("HINT") || nft.contains("CANARY");
+                assert_eq!(full_nft_saves.get() == 0, hint, "nft {nft:?}");
+            }
+        }
+    }
 
     #[test]
     fn kubelet_hint_decides_nft_first() {

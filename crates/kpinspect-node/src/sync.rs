@@ -621,7 +621,7 @@ pub fn serving_endpoints(desired: &ProxyState, actual: &Ruleset) -> ServingEndpo
             out.node_ports.insert(info.node_port, serving.clone());
         }
     }
-    for gone in iptables::dump(actual, None).services {
+    for gone in iptables::dump::services(actual, None) {
         if gone.protocol != "udp" {
             continue;
         }

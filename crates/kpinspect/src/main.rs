@@ -245,11 +245,37 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
     };
     let out = match node.config.mode {
         ProxyMode::Iptables => compile_iptables(&cluster, &node.config, &families, args.format)?,
-        ProxyMode::Ipvs => compile_ipvs(&cluster, &node.config, &families, args.format)?,
-        ProxyMode::Nftables => compile_nftables(&cluster, &node.config, &families, args.format)?,
+        ProxyMode::Ipvs => vec![Piece::Text(compile_ipvs(
+            &cluster,
+            &node.config,
+            &families,
+            args.format,
+        )?)],
+        ProxyMode::Nftables => vec![Piece::Text(compile_nftables(
+            &cluster,
+            &node.config,
+            &families,
+            args.format,
+        )?)],
     };
-    write_stdout(&out)?;
+    // The cluster is not needed for writing: give its memory back first.
+    drop(cluster);
+    let parts: Vec<&str> = out
+        .iter()
+        .flat_map(|piece| match piece {
+            Piece::Text(text) => vec![text.as_str()],
+            Piece::Restore(restore) => restore.parts().to_vec(),
+        })
+        .collect();
+    write_stdout_parts(&parts)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A piece of a compile's output: text, or a restore input written from
+/// its buffers (a 10k-service restore is tens of megabytes: not copied).
+enum Piece {
+    Text(String),
+    Restore(Box<kpinspect_core::netfilter::Restore>),
 }
 
 /// The line naming the restore tool of `family`, above each family's text
@@ -266,26 +292,28 @@ fn compile_iptables(
     config: &kpinspect_core::config::ProxyConfig,
     families: &[IpFamily],
     format: FormatArg,
-) -> Result<String> {
+) -> Result<Vec<Piece>> {
     if !matches!(format, FormatArg::Restore | FormatArg::Sorted) {
         anyhow::bail!(UsageError::msg(format!(
             "-o {}: iptables mode has restore and sorted",
             format_name(format)
         )));
     }
-    let mut out = String::new();
+    let mut out = Vec::new();
     for family in families {
         let state = ProxyState::build(cluster, config, *family);
         for n in &state.notices {
             note!("kpinspect: warning: {}: {}", n.object, n.message);
         }
-        let text = iptables::compile(&state, config).render();
+        let restore = iptables::compile(&state, config);
         if families.len() > 1 {
-            out.push_str(restore_tool_line(*family));
+            out.push(Piece::Text(restore_tool_line(*family).to_string()));
         }
         match format {
-            FormatArg::Sorted => out.push_str(&iptables::sort_iptables_rules(&text)?),
-            _ => out.push_str(&text),
+            FormatArg::Sorted => out.push(Piece::Text(iptables::sort_iptables_rules(
+                &restore.render(),
+            )?)),
+            _ => out.push(Piece::Restore(Box::new(restore))),
         }
     }
     Ok(out)
@@ -412,9 +440,16 @@ fn dual_stack(cluster: &kpinspect_core::model::Cluster) -> bool {
 
 /// Writes `out` to stdout; a closed pipe (`| head`) is not an error.
 pub fn write_stdout(out: &str) -> Result<()> {
+    write_stdout_parts(&[out])
+}
+
+/// Writes `parts` one after the other to stdout; a closed pipe is not an
+/// error.
+pub fn write_stdout_parts(parts: &[&str]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(out.as_bytes())
+    if let Err(e) = parts
+        .iter()
+        .try_for_each(|part| stdout.write_all(part.as_bytes()))
         .and_then(|_| stdout.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {

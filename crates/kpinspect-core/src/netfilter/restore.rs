@@ -99,26 +99,47 @@ impl Restore {
 
     /// The restore text.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(
-            self.filter.chains.as_str().len()
-                + self.filter.rules.as_str().len()
-                + self.nat.chains.as_str().len()
-                + self.nat.rules.as_str().len()
-                + 32,
-        );
-        let tables = match self.order {
-            TableOrder::FilterFirst => [("filter", &self.filter), ("nat", &self.nat)],
-            TableOrder::NatFirst => [("nat", &self.nat), ("filter", &self.filter)],
-        };
-        for (name, table) in tables {
-            out.push('*');
-            out.push_str(name);
-            out.push('\n');
-            out.push_str(table.chains.as_str());
-            out.push_str(table.rules.as_str());
-            out.push_str("COMMIT\n");
+        let parts = self.parts();
+        let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            out.push_str(part);
         }
         out
+    }
+
+    /// The text of [`Restore::render`] as the pieces it is kept in, in
+    /// order, without copying them into one string: a caller writing a large
+    /// restore input (tens of megabytes) writes these one after the other.
+    ///
+    /// ```
+    /// use kpinspect_core::net::IpFamily;
+    /// use kpinspect_core::netfilter::{Restore, TableOrder};
+    /// let mut r = Restore {
+    ///     family: IpFamily::V4,
+    ///     order: TableOrder::NatFirst,
+    ///     filter: Default::default(),
+    ///     nat: Default::default(),
+    /// };
+    /// r.nat.chains.write_str_line(":KUBE-SERVICES - [0:0]");
+    /// assert!(r.render().starts_with("*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*filter\n"));
+    /// assert_eq!(r.parts().concat(), r.render());
+    /// ```
+    pub fn parts(&self) -> [&str; 8] {
+        let tables = match self.order {
+            TableOrder::FilterFirst => [("*filter\n", &self.filter), ("*nat\n", &self.nat)],
+            TableOrder::NatFirst => [("*nat\n", &self.nat), ("*filter\n", &self.filter)],
+        };
+        let [(first, a), (second, b)] = tables;
+        [
+            first,
+            a.chains.as_str(),
+            a.rules.as_str(),
+            "COMMIT\n",
+            second,
+            b.chains.as_str(),
+            b.rules.as_str(),
+            "COMMIT\n",
+        ]
     }
 }
 

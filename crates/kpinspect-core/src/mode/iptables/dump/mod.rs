@@ -295,8 +295,19 @@ pub fn dump(rs: &Ruleset, cluster: Option<&ProxyState>) -> NodeDump {
     }
 }
 
-/// The service ports of `rs`.
-fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> {
+/// The service ports of `rs` as [`dump`] lists them, without the rest of
+/// the dump (the anomalies compare every rule in its kernel form: a
+/// caller that only needs the services, such as an apply's conntrack
+/// cleanup, skips that).
+///
+/// ```
+/// let save = include_str!("../../../../../../fixtures/iptables-save/affinity.nft.txt");
+/// let rs = kpinspect_core::netfilter::Ruleset::parse(save).unwrap();
+/// let services = kpinspect_core::mode::iptables::dump::services(&rs, None);
+/// assert_eq!(services, kpinspect_core::mode::iptables::dump(&rs, None).services);
+/// assert_eq!(services[0].name, "svc1");
+/// ```
+pub fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> {
     let empty = Table {
         name: String::new(),
         chains: vec![],
