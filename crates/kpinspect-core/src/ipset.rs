@@ -223,6 +223,18 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             .last_mut()
             .ok_or_else(|| err("a line before the first set's Name:"))?;
         if in_members {
+            // A member is words of printable text (`10.0.0.1,tcp:80`,
+            // then options such as `timeout 10` or `nomatch`); none starts
+            // with `-`, which `ipset restore` would read as a flag.
+            if line.chars().any(char::is_control)
+                || line.split_whitespace().any(|w| w.starts_with('-'))
+            {
+                return Err(err(&format!(
+                    "bad member {} in set {}",
+                    crate::excerpt::excerpt(line),
+                    crate::excerpt::excerpt(&set.name)
+                )));
+            }
             // As in a save, an element (the member's first word) is
             // listed once.
             if !members_seen.insert(first_word(line).0.to_string()) {
@@ -248,7 +260,20 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
                     }
                     set.set_type = value.to_string()
                 }
-                "Header" => set.options = value.to_string(),
+                "Header" => {
+                    // Words of printable text (`family inet hashsize 1024
+                    // ...`); none starts with `-` (a flag to `ipset restore`).
+                    if value.chars().any(char::is_control)
+                        || value.split_whitespace().any(|w| w.starts_with('-'))
+                    {
+                        return Err(err(&format!(
+                            "bad header {} of set {}",
+                            crate::excerpt::excerpt(value),
+                            crate::excerpt::excerpt(&set.name)
+                        )));
+                    }
+                    set.options = value.to_string()
+                }
                 "Members" => in_members = true,
                 "Revision" | "Size in memory" | "References" | "Number of entries"
                 | "Referenced by" => {}
