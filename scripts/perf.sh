@@ -25,9 +25,12 @@ GEN=$ROOT/target/release/kpinspect-gen
 NODE=(--hostname node1 --node-ip 192.168.0.2 --cluster-cidr 10.128.0.0/9)
 
 W=$(mktemp -d)
-NS=()
+# newns runs in a command substitution (a subshell): the namespaces are
+# found by their prefix, not remembered.
 cleanup() {
-    for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    for ns in $(ip netns list | awk '{print $1}' | grep "^kpperf-$$-"); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -35,7 +38,6 @@ trap cleanup EXIT
 newns() {
     local ns="kpperf-$$-$1"
     ip netns add "$ns"
-    NS+=("$ns")
     ip netns exec "$ns" ip link set lo up
     # The nfacct counters kube-proxy creates at start-up (its rules use them).
     ip netns exec "$ns" nfacct add ct_state_invalid_dropped_pkts

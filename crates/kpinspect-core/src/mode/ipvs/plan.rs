@@ -11,7 +11,7 @@
 //! those it can prove are kube-proxy's ([`Ownership`]) and reports the
 //! others as [`Kept`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
@@ -403,20 +403,27 @@ fn set_ops(desired: &[IpSet], actual: &[SetText], ops: &mut Vec<IpvsOp>) {
             });
         }
         let members: &[String] = current.map_or(&[], |s| &s.members);
-        let matches = |m: &str, e: &IpSetEntry| {
-            let word = first_word(m).0;
-            IpSetEntry::parse(word).is_some_and(|p| p == *e) || word == e.to_string()
-        };
-        for m in members {
-            if !set.entries.iter().any(|e| matches(m, e)) {
+        // A member matches an entry when it parses to it or is spelled as
+        // it prints; both sides are indexed both ways (large sets).
+        let words: Vec<&str> = members.iter().map(|m| first_word(m).0).collect();
+        let parsed: HashSet<IpSetEntry> =
+            words.iter().filter_map(|w| IpSetEntry::parse(w)).collect();
+        let spelled: HashSet<&str> = words.iter().copied().collect();
+        let entries: HashSet<&IpSetEntry> = set.entries.iter().collect();
+        let printed: Vec<String> = set.entries.iter().map(IpSetEntry::to_string).collect();
+        let printed_set: HashSet<&str> = printed.iter().map(String::as_str).collect();
+        for word in &words {
+            let matched = IpSetEntry::parse(word).is_some_and(|p| entries.contains(&p))
+                || printed_set.contains(word);
+            if !matched {
                 dels.push(IpvsOp::DelMember {
                     set: set.name.clone(),
-                    member: first_word(m).0.to_string(),
+                    member: word.to_string(),
                 });
             }
         }
-        for e in &set.entries {
-            if !members.iter().any(|m| matches(m, e)) {
+        for (e, text) in set.entries.iter().zip(&printed) {
+            if !(parsed.contains(e) || spelled.contains(text.as_str())) {
                 adds.push(IpvsOp::AddMember {
                     set: set.name.clone(),
                     member: e.to_string(),
@@ -522,16 +529,26 @@ pub fn plan(desired: &Compiled, actual: &IpvsNode, owner: &Ownership) -> IpvsPla
         .copied()
         .filter(|ip| IpFamily::of(ip) == family && bound_counts(ip))
         .collect();
+    // Lookups by address and by key: a large node binds and serves tens
+    // of thousands.
+    let want_set: HashSet<IpAddr> = want_bound.iter().copied().collect();
+    let have_set: HashSet<IpAddr> = have_bound.iter().copied().collect();
     for ip in &want_bound {
-        if !have_bound.contains(ip) {
+        if !have_set.contains(ip) {
             ops.push(IpvsOp::Bind(*ip));
         }
     }
 
+    let mut by_key: std::collections::HashMap<ServiceKey, &VirtualServer> =
+        std::collections::HashMap::new();
+    for v in &actual.servers {
+        // The first of a key, as a scan finds it.
+        by_key.entry(ServiceKey::of(v)).or_insert(v);
+    }
     let mut owned = 0;
     for want in &desired.virtual_servers {
         let key = ServiceKey::of(want);
-        match actual.servers.iter().find(|v| ServiceKey::of(v) == key) {
+        match by_key.get(&key).copied() {
             None => {
                 ops.push(IpvsOp::AddService(bare(want)));
                 for rs in &want.real_servers {
@@ -555,7 +572,7 @@ pub fn plan(desired: &Compiled, actual: &IpvsNode, owner: &Ownership) -> IpvsPla
     }
 
     for ip in &have_bound {
-        if !want_bound.contains(ip) {
+        if !want_set.contains(ip) {
             ops.push(IpvsOp::Unbind(*ip));
         }
     }
