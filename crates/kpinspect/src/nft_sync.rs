@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kpinspect_core::diff::ServiceState;
 use kpinspect_core::mode::nftables::{self, ElementChange};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::plan::ChainChange;
@@ -137,24 +136,7 @@ fn diff_text(p: &PlannedNftApply) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{fam}: compared with {}", p.from);
     for s in &plan.services {
-        let state = match s.state {
-            ServiceState::InSync => "in sync".to_string(),
-            ServiceState::Missing => "missing".into(),
-            ServiceState::Stale => "stale (not in the cluster files)".into(),
-            ServiceState::RulesDiffer => "rules differ".into(),
-            ServiceState::EndpointsDiffer => {
-                let mut parts: Vec<String> =
-                    s.endpoints_added.iter().map(|e| format!("+{e}")).collect();
-                parts.extend(s.endpoints_removed.iter().map(|e| format!("-{e}")));
-                format!("endpoints differ ({})", parts.join(" "))
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{:<50} {}",
-            format!("{} ({})", s.service, s.protocol),
-            state
-        );
+        crate::sync::service_line(&mut out, s);
     }
     for c in &plan.containers {
         let what = match c.change {

@@ -164,28 +164,34 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     })
 }
 
+/// One service port's line of diff's text: its name and protocol, then its
+/// state (shared by every mode's diff).
+pub(crate) fn service_line(out: &mut String, s: &kpinspect_core::diff::ServiceStatus) {
+    let state = match s.state {
+        ServiceState::InSync => "in sync".to_string(),
+        ServiceState::Missing => "missing".into(),
+        ServiceState::Stale => "stale (not in the cluster files)".into(),
+        ServiceState::RulesDiffer => "rules differ".into(),
+        ServiceState::EndpointsDiffer => {
+            let mut parts: Vec<String> =
+                s.endpoints_added.iter().map(|e| format!("+{e}")).collect();
+            parts.extend(s.endpoints_removed.iter().map(|e| format!("-{e}")));
+            format!("endpoints differ ({})", parts.join(" "))
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{:<50} {}",
+        format!("{} ({})", s.service, s.protocol),
+        state
+    );
+}
+
 fn diff_text(family: IpFamily, d: &NodeDiff, source: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}: compared with {source}", family.as_k8s_str());
     for s in &d.services {
-        let state = match s.state {
-            ServiceState::InSync => "in sync".to_string(),
-            ServiceState::Missing => "missing".into(),
-            ServiceState::Stale => "stale (not in the cluster files)".into(),
-            ServiceState::RulesDiffer => "rules differ".into(),
-            ServiceState::EndpointsDiffer => {
-                let mut parts: Vec<String> =
-                    s.endpoints_added.iter().map(|e| format!("+{e}")).collect();
-                parts.extend(s.endpoints_removed.iter().map(|e| format!("-{e}")));
-                format!("endpoints differ ({})", parts.join(" "))
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{:<50} {}",
-            format!("{} ({})", s.service, s.protocol),
-            state
-        );
+        service_line(&mut out, s);
     }
     for c in &d.iptables.chains {
         let what = match c.change {
