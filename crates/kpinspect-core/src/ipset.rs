@@ -2,7 +2,9 @@
 //! `ipset restore` lines it is made of) and `ipset list`. Members are kept
 //! as written (`10.96.0.1,tcp:443`, with any options such as `comment "x"`
 //! or `timeout 10`); two members are the same when their first word is.
-//! Set types and options are not validated. kube-proxy's sets with typed
+//! Set types and `create` options are not validated, nor the options of a
+//! save's `add` lines; a listing's member options are
+//! ([`check_member_options`]). kube-proxy's sets with typed
 //! members are [`crate::mode::ipvs::IpSet`].
 
 /// A line the text cannot hold, with its 1-based line.
@@ -164,8 +166,128 @@ pub fn parse_save(text: &str) -> Result<Vec<SetText>, IpSetError> {
     Ok(sets)
 }
 
+/// The fields `ipset list` prints before a set's members.
+const LIST_FIELDS: [&str; 9] = [
+    "Name",
+    "Type",
+    "Revision",
+    "Header",
+    "Size in memory",
+    "References",
+    "Referenced by",
+    "Number of entries",
+    "Members",
+];
+
+/// The options `ipset list` prints after a member's element (the
+/// extensions among ipset's `add` arguments, in its `lib/args.c`
+/// spelling), and whether each takes a value.
+pub const MEMBER_OPTIONS: [(&str, bool); 9] = [
+    ("timeout", true),
+    ("nomatch", false),
+    ("wildcard", false),
+    ("packets", true),
+    ("bytes", true),
+    ("comment", true),
+    ("skbmark", true),
+    ("skbprio", true),
+    ("skbqueue", true),
+];
+
+/// Checks the options after a listed member's element (`timeout 10
+/// packets 0 bytes 0 comment "x y"`): each one of [`MEMBER_OPTIONS`], at
+/// most once, with its value where it takes one — decimal for the
+/// counters, timeout and skbqueue, `0xMARK[/0xMASK]` for skbmark,
+/// `MAJOR:MINOR` (hex) for skbprio, a double-quoted text for comment.
+/// The error says what is wrong, in words.
+///
+/// ```
+/// use kpinspect_core::ipset::check_member_options;
+/// assert!(check_member_options("timeout 10 comment \"a b\" nomatch").is_ok());
+/// assert!(check_member_options("of entries: 7").is_err());
+/// assert!(check_member_options("timeout").is_err());
+/// ```
+pub fn check_member_options(options: &str) -> Result<(), String> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut rest = options.trim();
+    while !rest.is_empty() {
+        let (word, after) = first_word(rest);
+        let Some(&(name, takes_value)) = MEMBER_OPTIONS.iter().find(|(n, _)| *n == word) else {
+            let known: Vec<&str> = MEMBER_OPTIONS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "{} is not a member option ({})",
+                crate::excerpt::excerpt(word),
+                known.join(", ")
+            ));
+        };
+        if seen.contains(&name) {
+            return Err(format!("{name} given twice"));
+        }
+        seen.push(name);
+        rest = after;
+        if !takes_value {
+            continue;
+        }
+        let (value, after) = if name == "comment" {
+            quoted(rest).ok_or("comment without its double-quoted text")?
+        } else {
+            first_word(rest)
+        };
+        if value.is_empty() {
+            return Err(format!("{name} without its value"));
+        }
+        let hex = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_hexdigit())
+        };
+        let ok = match name {
+            "comment" => true,
+            "skbmark" => {
+                let mut parts = value.split('/');
+                parts
+                    .next()
+                    .is_some_and(|m| m.strip_prefix("0x").is_some_and(|m| hex(m, 8)))
+                    && parts
+                        .next()
+                        .is_none_or(|m| m.strip_prefix("0x").is_some_and(|m| hex(m, 8)))
+                    && parts.next().is_none()
+            }
+            "skbprio" => value
+                .split_once(':')
+                .is_some_and(|(a, b)| hex(a, 4) && hex(b, 4)),
+            _ => {
+                value.len() <= 20
+                    && value.bytes().all(|b| b.is_ascii_digit())
+                    && value.parse::<u64>().is_ok()
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "bad {name} value {}",
+                crate::excerpt::excerpt(value)
+            ));
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+/// A double-quoted text at the start of `s` (quotes included) and the
+/// rest; `None` unless it is closed and followed by a space or the end.
+fn quoted(s: &str) -> Option<(&str, &str)> {
+    let body = s.strip_prefix('"')?;
+    let end = body.find('"')? + 2;
+    let (value, after) = s.split_at(end);
+    if !after.is_empty() && !after.starts_with(char::is_whitespace) {
+        return None;
+    }
+    Some((value, after.trim_start()))
+}
+
 /// Reads `ipset list` output (`Name:`, `Type:`, `Header:`, ...,
-/// `Members:` then one member a line; blank lines between sets).
+/// `Members:` then one member a line; blank lines between sets). A
+/// member's element is kept as written; after it only the options ipset
+/// prints are taken ([`check_member_options`]), and a line reading as one
+/// of the listing's fields among the members is refused.
 ///
 /// ```
 /// let text = "Name: KUBE-NODE-PORT-TCP\nType: bitmap:port\nRevision: 3\n\
@@ -195,8 +317,11 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             in_members = false;
             // A set's name is one word of at most 31 bytes (IPSET_MAXNAMELEN).
             let n = name.trim();
+            // None starts with `-`: `ipset restore` would read the save's
+            // `create -exist ...` as a flag.
             if n.is_empty()
                 || n.len() > 31
+                || n.starts_with('-')
                 || n.chars().any(|c| c.is_whitespace() || c.is_control())
             {
                 return Err(err(&format!("bad set name {}", crate::excerpt::excerpt(n))));
@@ -223,6 +348,17 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             .last_mut()
             .ok_or_else(|| err("a line before the first set's Name:"))?;
         if in_members {
+            // A field of the listing among the members: the blank line
+            // ending the members is missing (or the text was cut up).
+            if let Some(field) = LIST_FIELDS.iter().find(|f| {
+                line.strip_prefix(**f)
+                    .is_some_and(|rest| rest.starts_with(':'))
+            }) {
+                return Err(err(&format!(
+                    "{field}: among the members of set {} (a blank line ends a set's members)",
+                    crate::excerpt::excerpt(&set.name)
+                )));
+            }
             // A member is words of printable text (`10.0.0.1,tcp:80`,
             // then options such as `timeout 10` or `nomatch`); none starts
             // with `-`, which `ipset restore` would read as a flag.
@@ -231,6 +367,14 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             {
                 return Err(err(&format!(
                     "bad member {} in set {}",
+                    crate::excerpt::excerpt(line),
+                    crate::excerpt::excerpt(&set.name)
+                )));
+            }
+            // After the element, only the options ipset prints.
+            if let Err(why) = check_member_options(first_word(line).1) {
+                return Err(err(&format!(
+                    "bad member {} in set {}: {why}",
                     crate::excerpt::excerpt(line),
                     crate::excerpt::excerpt(&set.name)
                 )));
@@ -249,8 +393,10 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
             let value = value.trim();
             match key {
                 "Type" => {
-                    // One word (`hash:ip,port`), as ipset prints it.
+                    // One word (`hash:ip,port`), as ipset prints it; not
+                    // a flag to `ipset restore` (`create S -exist ...`).
                     if value.is_empty()
+                        || value.starts_with('-')
                         || value.chars().any(|c| c.is_whitespace() || c.is_control())
                     {
                         return Err(err(&format!(
@@ -275,8 +421,7 @@ pub fn parse_list(text: &str) -> Result<Vec<SetText>, IpSetError> {
                     set.options = value.to_string()
                 }
                 "Members" => in_members = true,
-                "Revision" | "Size in memory" | "References" | "Number of entries"
-                | "Referenced by" => {}
+                f if LIST_FIELDS.contains(&f) => {}
                 _ => {
                     return Err(err(&format!(
                         "unknown field {} of ipset list",
@@ -348,6 +493,70 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn listed_member_options_are_ipsets() {
+        let text = "Name: S\nType: hash:net,iface\nHeader: family inet counters comment skbinfo\n\
+                    Members:\n\
+                    10.0.0.0/8,eth0 timeout 10 packets 3 bytes 180 comment \"a -b c\" skbmark 0x1/0xff skbprio 1:2 skbqueue 3\n\
+                    10.1.0.0/16,eth1 nomatch wildcard\n\
+                    10.2.0.0/16,eth1 comment \"x\"\n";
+        // A quoted comment's word starting with `-` is still refused (as
+        // `-exist` it would be a flag to `ipset restore`).
+        assert!(parse_list(text).is_err());
+        let text = text.replace("a -b c", "a b c");
+        let sets = parse_list(&text).expect("listing");
+        assert_eq!(sets[0].members.len(), 3);
+        assert_eq!(
+            sets[0].members[0],
+            "10.0.0.0/8,eth0 timeout 10 packets 3 bytes 180 comment \"a b c\" skbmark 0x1/0xff skbprio 1:2 skbqueue 3"
+        );
+        let save = render_save(&sets);
+        assert_eq!(parse(&save).expect("save"), sets);
+    }
+
+    #[test]
+    fn member_lines_with_other_words_are_refused_naming_the_line() {
+        let head = "Name: S\nType: hash:ip,port\nHeader: family inet\nMembers:\n10.0.0.1,tcp:80\n";
+        for (member, says) in [
+            ("References: 2", "References: among the members"),
+            ("Members:", "Members: among the members"),
+            ("Number of entries: 7", "Number of entries: among"),
+            ("Size in memory: 648", "Size in memory: among"),
+            (
+                "10.244.0: family inet hashsize 1024",
+                "\"family\" is not a member option",
+            ),
+            ("10.0.0.2,tcp:80 timeout", "timeout without its value"),
+            ("10.0.0.2,tcp:80 timeout 1x", "bad timeout value"),
+            ("10.0.0.2,tcp:80 timeout 1 timeout 2", "timeout given twice"),
+            ("10.0.0.2,tcp:80 comment x", "double-quoted"),
+            ("10.0.0.2,tcp:80 comment \"x", "double-quoted"),
+            ("10.0.0.2,tcp:80 comment \"x\"y", "double-quoted"),
+            ("10.0.0.2,tcp:80 skbmark 1", "bad skbmark value"),
+            ("10.0.0.2,tcp:80 skbprio 1", "bad skbprio value"),
+            (
+                "10.0.0.2,tcp:80 before X",
+                "\"before\" is not a member option",
+            ),
+        ] {
+            let e = parse_list(&format!("{head}{member}\n")).unwrap_err();
+            assert_eq!(e.line, 6, "{member}: {e}");
+            assert!(e.message.contains(says), "{member}: {e}");
+            assert!(e.to_string().starts_with("Error in line 6: "), "{e}");
+        }
+        assert!(parse_list(head).is_ok());
+    }
+
+    #[test]
+    fn names_and_types_that_read_as_flags_are_refused() {
+        for text in [
+            "Name: S\nType: --exist\nMembers:\n",
+            "Name: -exist\nType: hash:ip\nMembers:\n",
+        ] {
+            assert!(parse_list(text).is_err(), "{text:?}");
+        }
+    }
 
     const LIST: &str = "Name: KUBE-CLUSTER-IP
 Type: hash:ip,port
