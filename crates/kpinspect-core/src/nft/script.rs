@@ -184,8 +184,9 @@ fn parse_line(line: &str) -> Result<(Family, String, Op), String> {
             let mut t = Table::default();
             if !rest.is_empty() {
                 for (k, v) in properties(braces(rest)?)? {
-                    if k == "comment" {
-                        t.comment = Some(v);
+                    match k.as_str() {
+                        "comment" => t.comment = Some(v),
+                        other => return Err(unsupported("table", other, "comment")),
                     }
                 }
             }
@@ -195,34 +196,12 @@ fn parse_line(line: &str) -> Result<(Family, String, Op), String> {
             let (name, rest) = word(rest);
             let mut c = Chain::regular(name);
             if !rest.is_empty() {
-                let (mut ty, mut hook, mut prio) = (None, None, None);
                 for (k, v) in properties(braces(rest)?)? {
                     match k.as_str() {
-                        "type" => {
-                            // `type T hook H priority P`
-                            let w: Vec<&str> = v.split_whitespace().collect();
-                            ty = w.first().map(|s| s.to_string());
-                            if let Some(i) = w.iter().position(|x| *x == "hook") {
-                                hook = w.get(i + 1).map(|s| s.to_string());
-                            }
-                            if let Some(i) = w.iter().position(|x| *x == "priority") {
-                                let p = w[i + 1..].join(" ");
-                                prio = Some(
-                                    priority_value(family_name, &p)
-                                        .ok_or_else(|| format!("unknown priority {p:?}"))?,
-                                );
-                            }
-                        }
+                        "type" => c.base = Some(base_chain(family_name, &v)?),
                         "comment" => c.comment = Some(v),
-                        _ => {}
+                        other => return Err(unsupported("chain", other, "type, comment")),
                     }
-                }
-                if let (Some(chain_type), Some(hook)) = (ty, hook) {
-                    c.base = Some(BaseChain {
-                        chain_type,
-                        hook,
-                        priority: prio.unwrap_or(0),
-                    });
                 }
             }
             c.into()
@@ -253,7 +232,13 @@ fn parse_line(line: &str) -> Result<(Family, String, Op), String> {
                             )
                         }
                         "comment" => comment = Some(v),
-                        _ => {}
+                        other => {
+                            return Err(unsupported(
+                                kind,
+                                other,
+                                "type, typeof, flags, timeout, comment",
+                            ));
+                        }
                     }
                 }
             }
@@ -332,6 +317,66 @@ fn parse_line(line: &str) -> Result<(Family, String, Op), String> {
     Ok((family, table, Op { verb, object }))
 }
 
+/// The error for a property of a declaration that [`Transaction`] does
+/// not hold (knftables writes no other for kube-proxy): refused rather
+/// than dropped, so that what is read is what is applied.
+fn unsupported(kind: &str, property: &str, known: &str) -> String {
+    format!(
+        "{kind} property {} is not supported ({known})",
+        crate::excerpt::excerpt(property)
+    )
+}
+
+/// The chain types nft knows.
+const CHAIN_TYPES: [&str; 3] = ["filter", "nat", "route"];
+
+/// The hooks of the `ip`, `ip6` and `inet` families.
+const HOOKS: [&str; 6] = [
+    "prerouting",
+    "input",
+    "forward",
+    "output",
+    "postrouting",
+    "ingress",
+];
+
+/// A base chain's `type T hook H priority P` (the value after `type`),
+/// exactly in that order, as knftables writes it and nft requires it.
+fn base_chain(family: &str, value: &str) -> Result<BaseChain, String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let (chain_type, hook, priority) = match words.as_slice() {
+        [t, "hook", h, "priority", p @ ..] if !p.is_empty() => (t, h, p),
+        _ => {
+            return Err(format!(
+                "a base chain is {{ type TYPE hook HOOK priority PRIORITY ; }}, got type {}",
+                crate::excerpt::excerpt(value)
+            ));
+        }
+    };
+    if !CHAIN_TYPES.contains(chain_type) {
+        return Err(format!(
+            "unknown chain type {} ({})",
+            crate::excerpt::excerpt(chain_type),
+            CHAIN_TYPES.join(", ")
+        ));
+    }
+    if !HOOKS.contains(hook) {
+        return Err(format!(
+            "unknown hook {} ({})",
+            crate::excerpt::excerpt(hook),
+            HOOKS.join(", ")
+        ));
+    }
+    let p = priority.join(" ");
+    let priority = priority_value(family, &p)
+        .ok_or_else(|| format!("unknown priority {}", crate::excerpt::excerpt(&p)))?;
+    Ok(BaseChain {
+        chain_type: chain_type.to_string(),
+        hook: hook.to_string(),
+        priority,
+    })
+}
+
 /// An element body split at its ` : ` outside quotes.
 fn split_value(body: &str) -> Option<(&str, &str)> {
     let mut quoted = false;
@@ -403,6 +448,55 @@ mod tests {
             panic!("an element");
         };
         assert_eq!(e.value, ["goto a"]);
+    }
+
+    #[test]
+    fn a_base_chain_is_type_hook_priority_in_that_order() {
+        let chain = |body: &str| parse_script(&format!("add chain ip t c {{ {body} ; }}"));
+        for (body, says) in [
+            // The fuzz finding: a chain type `hook` read the second `hook`
+            // as the hook, and rendered `type hook hook hook`.
+            (
+                "type hook hook forward priority 0",
+                "unknown chain type \"hook\"",
+            ),
+            ("type filter hook hook priority 0", "unknown hook \"hook\""),
+            ("type filte\0 hook input priority 0", "unknown chain type"),
+            ("type filter hook input", "a base chain is"),
+            ("type filter priority 0 hook input", "a base chain is"),
+            ("type filter", "a base chain is"),
+            ("type filter hook input priority", "a base chain is"),
+            (
+                "type filter hook input priority sideways",
+                "unknown priority",
+            ),
+            ("policy drop", "chain property \"policy\" is not supported"),
+            ("C\0 type nat hook output priority -100", "chain property"),
+        ] {
+            let e = chain(body).expect_err(body);
+            assert!(e.message.contains(says), "{body}: {e}");
+            assert_eq!(e.line, 1);
+        }
+        let txs = chain("type nat hook output priority dstnat").expect("parses");
+        let Object::Chain(c) = &txs[0].ops[0].object else {
+            panic!("a chain");
+        };
+        assert_eq!(
+            c.base,
+            Some(BaseChain {
+                chain_type: "nat".into(),
+                hook: "output".into(),
+                priority: -100
+            })
+        );
+        for bad in [
+            "add table ip t { flags dormant ; }",
+            "add set ip t s { type ipv4_addr ; size 10 ; }",
+            "add map ip t m { type ipv4_addr : verdict ; policy memory ; }",
+        ] {
+            let e = parse_script(bad).expect_err(bad);
+            assert!(e.message.contains("is not supported"), "{bad}: {e}");
+        }
     }
 
     #[test]
