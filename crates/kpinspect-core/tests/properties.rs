@@ -4,19 +4,23 @@
 //! * `diff(x, x)` is empty, and so is the diff of a node a plan brought to x;
 //! * `plan(a → b)` applied to a node holding `a` (and other programs'
 //!   rules, which must survive untouched) gives a node that diffs clean
-//!   against `b` — iptables mode, on the in-memory `Ruleset::restore`;
+//!   against `b` — iptables mode, on the in-memory `Ruleset::restore`
+//!   (IPVS and nftables modes: `kpinspect-node`'s `tests/properties.rs`,
+//!   on `MemoryNode`; the random clusters of both are
+//!   `tests/support/clusters.rs`);
 //! * compile is deterministic and independent of the order of the input's
 //!   Services and EndpointSlices (iptables, IPVS and nftables modes);
 //! * the probabilities of a traced connection to a service add up to 1;
 //! * parse → render → parse is stable for iptables-save, ipset save and
 //!   nft -f scripts.
 
-use std::net::{IpAddr, Ipv4Addr};
+#[path = "support/clusters.rs"]
+mod clusters;
 
-use kpinspect_core::config::{NodeFacts, ProxyConfig};
+use clusters::{clusters, config, v4};
 use kpinspect_core::ipset;
 use kpinspect_core::mode::{ProxyMode, iptables, ipvs, nftables};
-use kpinspect_core::model::*;
+use kpinspect_core::model::Cluster;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::{RestoreFlush, Ruleset};
 use kpinspect_core::nft::parse_script;
@@ -24,154 +28,6 @@ use kpinspect_core::plan::{diff, plan};
 use kpinspect_core::proxy::ProxyState;
 use kpinspect_core::trace::{Packet, TraceOptions, trace};
 use proptest::prelude::*;
-
-fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-
-/// One Service of a random cluster, before it is laid out.
-#[derive(Debug, Clone)]
-struct SvcSpec {
-    kind: u8,
-    ports: u8,
-    udp: bool,
-    endpoints: Vec<(bool, bool, bool)>,
-    etp_local: bool,
-    itp_local: bool,
-    affinity: bool,
-}
-
-fn svc_spec() -> impl Strategy<Value = SvcSpec> {
-    (
-        0u8..3,
-        1u8..3,
-        any::<bool>(),
-        prop::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 0..4),
-        any::<bool>(),
-        any::<bool>(),
-        prop::bool::weighted(0.2),
-    )
-        .prop_map(
-            |(kind, ports, udp, endpoints, etp_local, itp_local, affinity)| SvcSpec {
-                kind,
-                ports,
-                udp,
-                endpoints,
-                etp_local,
-                itp_local,
-                affinity,
-            },
-        )
-}
-
-/// A cluster from specs: Service `i` is `ns{i%2}/svc{i}` on 10.96.0.(i+1),
-/// its endpoints 10.244.i.(e+1) on node1 or node2.
-fn cluster(specs: &[Option<SvcSpec>]) -> Cluster {
-    let mut c = Cluster::default();
-    for (i, spec) in specs.iter().enumerate() {
-        let Some(s) = spec else { continue };
-        let i8 = i as u8;
-        let service_type = match s.kind {
-            0 => ServiceType::ClusterIp,
-            1 => ServiceType::NodePort,
-            _ => ServiceType::LoadBalancer,
-        };
-        let protocol = if s.udp { Protocol::Udp } else { Protocol::Tcp };
-        let ports: Vec<ServicePort> = (0..s.ports)
-            .map(|p| ServicePort {
-                name: format!("p{p}"),
-                protocol,
-                port: 80 + u16::from(p),
-                node_port: if service_type == ServiceType::ClusterIp {
-                    0
-                } else {
-                    30000 + 10 * i as u16 + u16::from(p)
-                },
-            })
-            .collect();
-        let namespace = format!("ns{}", i % 2);
-        let external = service_type != ServiceType::ClusterIp;
-        c.services.push(Service {
-            namespace: namespace.clone(),
-            name: format!("svc{i}"),
-            service_type,
-            cluster_ips: vec![v4(10, 96, 0, i8 + 1)],
-            ports: ports.clone(),
-            external_ips: vec![],
-            has_external_ips: false,
-            load_balancer_ingress: if service_type == ServiceType::LoadBalancer {
-                vec![LoadBalancerIngress {
-                    ip: v4(172, 17, 0, i8 + 1),
-                    ip_mode: IpMode::Vip,
-                }]
-            } else {
-                vec![]
-            },
-            load_balancer_source_ranges: vec![],
-            external_traffic_policy: if external && s.etp_local {
-                TrafficPolicy::Local
-            } else {
-                TrafficPolicy::Cluster
-            },
-            internal_traffic_policy: if s.itp_local {
-                TrafficPolicy::Local
-            } else {
-                TrafficPolicy::Cluster
-            },
-            health_check_node_port: if external && s.etp_local {
-                32000 + i as u16
-            } else {
-                0
-            },
-            session_affinity_timeout: s.affinity.then_some(10800),
-        });
-        c.endpoint_slices.push(EndpointSlice {
-            namespace,
-            name: format!("svc{i}-abcde"),
-            service_name: format!("svc{i}"),
-            address_type: AddressType::Ipv4,
-            ports: ports
-                .iter()
-                .map(|p| EndpointPort {
-                    name: Some(p.name.clone()),
-                    port: Some(8000 + p.port),
-                    protocol: p.protocol,
-                })
-                .collect(),
-            endpoints: s
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(e, &(ready, local, terminating))| Endpoint {
-                    address: Some(v4(10, 244, i8, e as u8 + 1)),
-                    ready: ready && !terminating,
-                    serving: ready,
-                    terminating,
-                    node_name: Some(if local { "node1" } else { "node2" }.into()),
-                    zone_hints: vec![],
-                    node_hints: vec![],
-                })
-                .collect(),
-        });
-    }
-    c
-}
-
-fn clusters() -> impl Strategy<Value = Cluster> {
-    prop::collection::vec(prop::option::weighted(0.8, svc_spec()), 0..6).prop_map(|s| cluster(&s))
-}
-
-fn config() -> ProxyConfig {
-    ProxyConfig {
-        node: NodeFacts {
-            name: "node1".into(),
-            ips: vec![v4(192, 168, 0, 2)],
-            ..NodeFacts::default()
-        },
-        cluster_cidrs: vec!["10.244.0.0/16".parse().expect("cidr")],
-        ..ProxyConfig::default()
-    }
-}
 
 fn compile_iptables(c: &Cluster) -> String {
     let config = config();
