@@ -170,10 +170,7 @@ fn assert_consistent(t: &Trace, what: &str) {
 fn check_flows(fx: &Fixture) -> usize {
     let (table, local_ips) = compiled_table(fx);
     let flows: Vec<Flow> = yaml(&fx.read("flows.yaml"));
-    let opts = TraceOptions {
-        local_ips,
-        ..Default::default()
-    };
+    let opts = TraceOptions::new().with_local_ips(local_ips);
     for f in &flows {
         let t = trace_nftables(&table, &f.packet(), &opts);
         assert_consistent(&t, &format!("{}: flow {:?}", fx.name, f.name));
@@ -229,10 +226,7 @@ fn nft_affinity_is_a_condition() {
         dir: root().join("fixtures/nftables/overall"),
     };
     let (table, local_ips) = compiled_table(&fx);
-    let opts = TraceOptions {
-        local_ips,
-        ..Default::default()
-    };
+    let opts = TraceOptions::new().with_local_ips(local_ips);
     let p = Packet::new(
         "10.0.0.2".parse().expect("ip"),
         "172.30.0.45".parse().expect("ip"),

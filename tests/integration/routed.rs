@@ -133,10 +133,7 @@ fn check_backend(backend: Backend) {
 
     let saved = node.save();
     let rules = Ruleset::parse(&saved).expect("iptables-save output parses");
-    let opts = TraceOptions {
-        local_ips: node.local_ips(),
-        ..TraceOptions::default()
-    };
+    let opts = TraceOptions::new().with_local_ips(node.local_ips());
     for flow in flows() {
         check_flow(&node, &rules, &opts, &flow);
     }

@@ -179,10 +179,7 @@ fn routed_traffic_matches_the_nftables_trace() {
     // kernel (6.18), so it is off in the node's namespace.
     node.node_exec_ok(&["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0"]);
     node.start_servers(&[8080, 8081, 8082]);
-    let opts = TraceOptions {
-        local_ips: node.local_ips(),
-        ..TraceOptions::default()
-    };
+    let opts = TraceOptions::new().with_local_ips(node.local_ips());
     // The table as the kernel lists it, read back (text and JSON): it
     // traces as the compiled one does, and it is what the flows walk.
     let mut listed = Vec::new();

@@ -59,14 +59,8 @@ fn summary(t: &Trace) -> (String, bool) {
 fn check_flows(fx: &Fixture, rules: &str) -> usize {
     let rules = Ruleset::parse(rules).expect("rules parse");
     let flows: Vec<Flow> = yaml(&fx.read("flows.yaml"));
-    let opts = TraceOptions {
-        local_ips: fx
-            .node_ips()
-            .iter()
-            .map(|s| s.parse().expect("node ip"))
-            .collect(),
-        ..Default::default()
-    };
+    let opts = TraceOptions::new()
+        .with_local_ips(fx.node_ips().iter().map(|s| s.parse().expect("node ip")));
     for f in &flows {
         let protocol = match f
             .protocol
@@ -397,11 +391,11 @@ const WEAVE_NODE: [&str; 5] = [
 fn weave_trace(src: &str, dst: &str, port: u16, protocol: Protocol, iface: Option<&str>) -> Trace {
     let text = std::fs::read_to_string(crate::util::root().join(WEAVE)).expect("capture");
     let rules = Ruleset::parse(&text).expect("capture parses");
-    let opts = TraceOptions {
-        local_ips: WEAVE_NODE.iter().map(|s| s.parse().expect("ip")).collect(),
-        in_interface: iface.map(str::to_string),
-        ..Default::default()
-    };
+    let mut opts =
+        TraceOptions::new().with_local_ips(WEAVE_NODE.iter().map(|s| s.parse().expect("ip")));
+    if let Some(iface) = iface {
+        opts = opts.with_in_interface(iface);
+    }
     let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
     trace(
         &rules,

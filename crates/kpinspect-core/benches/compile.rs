@@ -132,10 +132,7 @@ fn trace_nftables_10k_services_x_10_endpoints(bencher: divan::Bencher) {
         80,
         Protocol::Tcp,
     );
-    let opts = TraceOptions {
-        local_ips: vec![synthetic::ip(0xc0a8_0002)],
-        ..TraceOptions::default()
-    };
+    let opts = TraceOptions::new().with_local_ips([synthetic::ip(0xc0a8_0002)]);
     bencher.bench(|| divan::black_box(trace_nftables(&table, &packet, &opts)));
 }
 

@@ -124,8 +124,24 @@ impl Packet {
     }
 }
 
-/// What the trace knows about the node.
+/// What the trace knows about the node. Built from
+/// [`TraceOptions::new`] (or `default()`) with the `with_*` setters; its
+/// fields stay readable and assignable, and new ones may come
+/// (`#[non_exhaustive]`).
+///
+/// ```
+/// use kpinspect_core::mode::ProxyMode;
+/// use kpinspect_core::trace::TraceOptions;
+/// let opts = TraceOptions::new()
+///     .with_local_ips(["192.168.0.2".parse().unwrap()])
+///     .with_in_interface("eth0")
+///     .with_mode(ProxyMode::Ipvs)
+///     .with_source("node1.save");
+/// assert_eq!(opts.local_ips.len(), 1);
+/// assert_eq!((opts.in_interface.as_deref(), opts.mark), (Some("eth0"), 0));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TraceOptions {
     /// The node's own addresses (`--src-type/--dst-type LOCAL`, and where
     /// the walk starts). Loopback addresses are always local.
@@ -153,6 +169,60 @@ pub struct TraceOptions {
     /// as the node's own (kube-proxy binds them on `kube-ipvs0`). When
     /// `None`, IPVS is not modelled.
     pub virtual_servers: Option<Vec<VirtualServer>>,
+}
+
+impl TraceOptions {
+    /// Options that know nothing of the node: no local addresses, no
+    /// interface, mark 0, iptables mode's jump rules, no ipsets, IPVS not
+    /// modelled.
+    pub fn new() -> TraceOptions {
+        TraceOptions::default()
+    }
+
+    /// With the node's own addresses ([`TraceOptions::local_ips`]).
+    pub fn with_local_ips(mut self, ips: impl IntoIterator<Item = IpAddr>) -> TraceOptions {
+        self.local_ips = ips.into_iter().collect();
+        self
+    }
+
+    /// With the interface a non-local packet arrives on
+    /// ([`TraceOptions::in_interface`]).
+    pub fn with_in_interface(mut self, interface: impl Into<String>) -> TraceOptions {
+        self.in_interface = Some(interface.into());
+        self
+    }
+
+    /// With the packet's firewall mark on arrival ([`TraceOptions::mark`]).
+    pub fn with_mark(mut self, mark: u32) -> TraceOptions {
+        self.mark = mark;
+        self
+    }
+
+    /// With the proxy mode whose jump rules missing built-in chains are
+    /// assumed to hold ([`TraceOptions::mode`]).
+    pub fn with_mode(mut self, mode: ProxyMode) -> TraceOptions {
+        self.mode = mode;
+        self
+    }
+
+    /// With where the rules come from, for the notes
+    /// ([`TraceOptions::source`]).
+    pub fn with_source(mut self, source: impl Into<String>) -> TraceOptions {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// With the node's ipsets ([`TraceOptions::ipsets`]).
+    pub fn with_ipsets(mut self, sets: Vec<SetText>) -> TraceOptions {
+        self.ipsets = Some(sets);
+        self
+    }
+
+    /// With IPVS's virtual servers ([`TraceOptions::virtual_servers`]).
+    pub fn with_virtual_servers(mut self, servers: Vec<VirtualServer>) -> TraceOptions {
+        self.virtual_servers = Some(servers);
+        self
+    }
 }
 
 /// Where the walk started.

@@ -132,15 +132,13 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         // Saves without built-in chains hold iptables mode's restore input.
         None => (ProxyMode::Iptables, None, None),
     };
-    let opts = TraceOptions {
-        local_ips,
-        in_interface: args.in_interface.clone(),
-        mark: 0,
-        mode,
-        source: Some(source),
-        ipsets,
-        virtual_servers,
-    };
+    let mut opts = TraceOptions::new()
+        .with_local_ips(local_ips)
+        .with_mode(mode)
+        .with_source(source);
+    opts.in_interface = args.in_interface.clone();
+    opts.ipsets = ipsets;
+    opts.virtual_servers = virtual_servers;
     let t = trace(&rules, &packet, &opts);
     let out = match args.format {
         TraceFormat::Json => serde_json::to_string_pretty(&t)? + "\n",
@@ -254,15 +252,11 @@ fn run_nftables(
         );
         (table, header)
     };
-    let opts = TraceOptions {
-        local_ips,
-        in_interface: args.in_interface.clone(),
-        mark: 0,
-        mode: ProxyMode::Nftables,
-        source: Some(header.clone()),
-        ipsets: None,
-        virtual_servers: None,
-    };
+    let mut opts = TraceOptions::new()
+        .with_local_ips(local_ips)
+        .with_mode(ProxyMode::Nftables)
+        .with_source(header.clone());
+    opts.in_interface = args.in_interface.clone();
     let mut t = trace_nftables(&table, &packet, &opts);
     t.notes.extend(notes);
     let out = match args.format {

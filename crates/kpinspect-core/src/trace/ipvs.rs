@@ -75,7 +75,7 @@ use crate::netfilter::addr_matches;
 ///         RealServer { weight: 3, ..RealServer::new(ip("192.168.0.11"), 6443) },
 ///     ],
 /// };
-/// let opts = TraceOptions { virtual_servers: Some(vec![vs]), ..Default::default() };
+/// let opts = TraceOptions::new().with_virtual_servers(vec![vs]);
 /// let rules = Ruleset::parse("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n").unwrap();
 /// let packet = Packet::new(ip("10.0.0.5"), ip("10.96.0.1"), 443, Protocol::Tcp);
 /// let t = trace(&rules, &packet, &opts);
