@@ -160,8 +160,17 @@ impl Default for NftablesConfig {
 
 /// What kube-proxy learns about its node at start-up: from the Node object
 /// and from the host (kernel, iptables binary, sysctls). Defaults are those
-/// of a current node.
+/// of a current node. Built from [`NodeFacts::new`] (or `default()`) with
+/// the `with_*` setters; its fields stay readable and assignable, and new
+/// ones may come (`#[non_exhaustive]`).
+///
+/// ```
+/// use kpinspect_core::config::NodeFacts;
+/// let node = NodeFacts::new("node1").with_ips(["192.168.0.2".parse().unwrap()]);
+/// assert_eq!((node.name.as_str(), node.ips.len(), node.nfacct), ("node1", 1, true));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct NodeFacts {
     /// The node name (`hostnameOverride`, else the hostname; trimmed and
     /// lower-cased).
@@ -202,6 +211,59 @@ impl Default for NodeFacts {
 }
 
 impl NodeFacts {
+    /// A current node named `name` (the defaults otherwise).
+    pub fn new(name: impl Into<String>) -> NodeFacts {
+        NodeFacts {
+            name: name.into(),
+            ..NodeFacts::default()
+        }
+    }
+
+    /// With its zone label ([`NodeFacts::zone`]).
+    pub fn with_zone(mut self, zone: impl Into<String>) -> NodeFacts {
+        self.zone = Some(zone.into());
+        self
+    }
+
+    /// With its addresses ([`NodeFacts::ips`]).
+    pub fn with_ips(mut self, ips: impl IntoIterator<Item = IpAddr>) -> NodeFacts {
+        self.ips = ips.into_iter().collect();
+        self
+    }
+
+    /// With its `spec.podCIDRs` ([`NodeFacts::pod_cidrs`]).
+    pub fn with_pod_cidrs(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> NodeFacts {
+        self.pod_cidrs = cidrs.into_iter().collect();
+        self
+    }
+
+    /// Whether nfacct counters can be created ([`NodeFacts::nfacct`]).
+    pub fn with_nfacct(mut self, supported: bool) -> NodeFacts {
+        self.nfacct = supported;
+        self
+    }
+
+    /// Whether iptables supports `--random-fully`
+    /// ([`NodeFacts::random_fully`]).
+    pub fn with_random_fully(mut self, supported: bool) -> NodeFacts {
+        self.random_fully = supported;
+        self
+    }
+
+    /// Whether the host already sets `nf_conntrack_tcp_be_liberal`
+    /// ([`NodeFacts::tcp_be_liberal`]).
+    pub fn with_tcp_be_liberal(mut self, set: bool) -> NodeFacts {
+        self.tcp_be_liberal = set;
+        self
+    }
+
+    /// Whether nftables accepts object comments
+    /// ([`NodeFacts::nft_object_comments`]).
+    pub fn with_nft_object_comments(mut self, supported: bool) -> NodeFacts {
+        self.nft_object_comments = supported;
+        self
+    }
+
     /// The primary node IP of `family`.
     pub fn primary_ip(&self, family: IpFamily) -> Option<IpAddr> {
         self.ips
@@ -212,8 +274,21 @@ impl NodeFacts {
 }
 
 /// Everything that decides what kube-proxy programs, besides the cluster
-/// objects. Defaults are kube-proxy's defaults on a current node.
+/// objects. Defaults are kube-proxy's defaults on a current node. Built
+/// from [`ProxyConfig::new`] (or `default()`) with the `with_*` setters;
+/// its fields (and theirs) stay readable and assignable, and new ones may
+/// come (`#[non_exhaustive]`).
+///
+/// ```
+/// use kpinspect_core::config::{NodeFacts, ProxyConfig, ProxyMode};
+/// let config = ProxyConfig::new()
+///     .with_mode(ProxyMode::Nftables)
+///     .with_node(NodeFacts::new("node1"))
+///     .with_cluster_cidrs(["10.244.0.0/16".parse().unwrap()]);
+/// assert_eq!((config.mode, config.node.name.as_str()), (ProxyMode::Nftables, "node1"));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// `mode`.
     pub mode: ProxyMode,
@@ -243,6 +318,78 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
+    /// kube-proxy's defaults (iptables mode) on a current node with no name
+    /// or addresses.
+    pub fn new() -> ProxyConfig {
+        ProxyConfig::default()
+    }
+
+    /// With `mode` ([`ProxyConfig::mode`]).
+    pub fn with_mode(mut self, mode: ProxyMode) -> ProxyConfig {
+        self.mode = mode;
+        self
+    }
+
+    /// With what kube-proxy learns about the node ([`ProxyConfig::node`]).
+    pub fn with_node(mut self, node: NodeFacts) -> ProxyConfig {
+        self.node = node;
+        self
+    }
+
+    /// With `clusterCIDR` ([`ProxyConfig::cluster_cidrs`]).
+    pub fn with_cluster_cidrs(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> ProxyConfig {
+        self.cluster_cidrs = cidrs.into_iter().collect();
+        self
+    }
+
+    /// With `detectLocalMode` ([`ProxyConfig::detect_local`]).
+    pub fn with_detect_local(mut self, detect_local: DetectLocal) -> ProxyConfig {
+        self.detect_local = detect_local;
+        self
+    }
+
+    /// With the cluster's service CIDRs ([`ProxyConfig::service_cidrs`]).
+    pub fn with_service_cidrs(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> ProxyConfig {
+        self.service_cidrs = cidrs.into_iter().collect();
+        self
+    }
+
+    /// With `nodePortAddresses` ([`ProxyConfig::node_port_addresses`]).
+    pub fn with_node_port_addresses(mut self, addresses: NodePortAddressesConfig) -> ProxyConfig {
+        self.node_port_addresses = Some(addresses);
+        self
+    }
+
+    /// With `featureGates` ([`ProxyConfig::feature_gates`]).
+    pub fn with_feature_gates(mut self, gates: FeatureGates) -> ProxyConfig {
+        self.feature_gates = gates;
+        self
+    }
+
+    /// With `conntrack` ([`ProxyConfig::conntrack`]).
+    pub fn with_conntrack(mut self, conntrack: ConntrackConfig) -> ProxyConfig {
+        self.conntrack = conntrack;
+        self
+    }
+
+    /// With `iptables` ([`ProxyConfig::iptables`]).
+    pub fn with_iptables(mut self, iptables: IptablesConfig) -> ProxyConfig {
+        self.iptables = iptables;
+        self
+    }
+
+    /// With `ipvs` ([`ProxyConfig::ipvs`]).
+    pub fn with_ipvs(mut self, ipvs: IpvsConfig) -> ProxyConfig {
+        self.ipvs = ipvs;
+        self
+    }
+
+    /// With `nftables` ([`ProxyConfig::nftables`]).
+    pub fn with_nftables(mut self, nftables: NftablesConfig) -> ProxyConfig {
+        self.nftables = nftables;
+        self
+    }
+
     /// The family a single-stack run should compile for: that of the first
     /// node IP, else of the cluster CIDRs if all are IPv6, else IPv4.
     pub fn default_family(&self) -> IpFamily {

@@ -73,7 +73,7 @@
 //!     }],
 //! };
 //! let cluster = Cluster { services: vec![svc], endpoint_slices: vec![slice] };
-//! let config = ProxyConfig { cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()], ..Default::default() };
+//! let config = ProxyConfig::new().with_cluster_cidrs(["10.0.0.0/8".parse().unwrap()]);
 //! let state = ProxyState::build(&cluster, &config, IpFamily::V4);
 //! let text = iptables::compile(&state, &config).render();
 //! assert!(text.contains(

@@ -156,13 +156,7 @@ pub fn clusters() -> impl Strategy<Value = Cluster> {
 
 /// node1's configuration (192.168.0.2, cluster CIDR 10.244.0.0/16).
 pub fn config() -> ProxyConfig {
-    ProxyConfig {
-        node: NodeFacts {
-            name: "node1".into(),
-            ips: vec![v4(192, 168, 0, 2)],
-            ..NodeFacts::default()
-        },
-        cluster_cidrs: vec!["10.244.0.0/16".parse().expect("cidr")],
-        ..ProxyConfig::default()
-    }
+    ProxyConfig::new()
+        .with_node(NodeFacts::new("node1").with_ips([v4(192, 168, 0, 2)]))
+        .with_cluster_cidrs(["10.244.0.0/16".parse().expect("cidr")])
 }

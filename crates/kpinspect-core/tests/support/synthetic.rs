@@ -83,13 +83,7 @@ pub fn cluster(services: u32, endpoints: u32) -> Cluster {
 }
 
 pub fn config() -> ProxyConfig {
-    ProxyConfig {
-        node: NodeFacts {
-            name: "node1".into(),
-            ips: vec![ip(0xc0a8_0002)],
-            ..NodeFacts::default()
-        },
-        cluster_cidrs: vec!["10.244.0.0/16".parse().expect("cidr")],
-        ..ProxyConfig::default()
-    }
+    ProxyConfig::new()
+        .with_node(NodeFacts::new("node1").with_ips([ip(0xc0a8_0002)]))
+        .with_cluster_cidrs(["10.244.0.0/16".parse().expect("cidr")])
 }
