@@ -7,6 +7,11 @@
 #
 #   sudo scripts/perf.sh [SERVICES [ENDPOINTS]]      (default 1000 10)
 #
+# nftables mode: compile and dump vs nft -f and nft list table, the apply
+# of the whole state into an empty namespace vs nft -f of the compiled text,
+# and a one-endpoint change's apply vs nft -f of its payload alone. IPVS
+# mode's figures need the VM: scripts/perf-ipvs.sh.
+#
 # KPINSPECT_PERF_COMPILE=N: the size of the compile figure (default 10000).
 # Needs root (network namespaces), iptables (nft and legacy), nft. The
 # cluster comes from kpinspect-gen (deterministic). The namespaces it makes
@@ -121,3 +126,19 @@ row "compile --mode nftables $N x $M vs nft -f of it" "$(secs "$cn")" "$(secs "$
 t sn ip netns exec "$ns" nft list table ip kube-proxy >"$W/node.nft"
 t dn "$KP" dump --mode nftables --nft "$W/node.nft" >/dev/null
 row "dump --mode nftables vs nft list table printing it" "$(secs "$dn")" "$(secs "$sn")" "$(ratio "$dn" "$sn")"
+
+# 6. nftables apply: into an empty namespace vs nft -f of the compiled text
+# (step 5's namespace took it), then the one-endpoint change: apply vs
+# nft -f of its payload alone (into step 5's namespace, which holds the
+# same state), and the read + plan share (apply --dry-run).
+ns_nfa=$(newns nftapply)
+t na ip netns exec "$ns_nfa" "$KP" apply --mode nftables "${NODE[@]}" "$W/base.json" 2>/dev/null
+row "apply --mode nftables $N x $M (empty node) vs nft -f of it" "$(secs "$na")" "$(secs "$nf")" "$(ratio "$na" "$nf")"
+ip netns exec "$ns_nfa" "$KP" apply --mode nftables "${NODE[@]}" --dry-run "$W/changed.json" >"$W/nft.payload" 2>/dev/null
+t np ip netns exec "$ns" nft -f "$W/nft.payload"
+t nd ip netns exec "$ns_nfa" "$KP" apply --mode nftables "${NODE[@]}" --dry-run "$W/changed.json" >/dev/null 2>&1
+t nc ip netns exec "$ns_nfa" "$KP" apply --mode nftables "${NODE[@]}" "$W/changed.json" 2>/dev/null
+row "  one-endpoint apply vs nft -f of its payload alone" "$(secs "$nc")" "$(secs "$np")" "$(ratio "$nc" "$np")"
+row "  payload: $(stat -c %s "$W/nft.payload") bytes; of which read + plan" "$(secs "$nd")" "" ""
+t ns_list ip netns exec "$ns_nfa" nft list table ip kube-proxy >/dev/null
+row "  vs nft list table + nft -f of the payload" "$(secs "$nc")" "$(secs "$(echo "$ns_list + $np" | bc -l)")" "$(ratio "$nc" "$(echo "$ns_list + $np" | bc -l)")"

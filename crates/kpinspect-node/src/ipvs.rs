@@ -95,6 +95,99 @@ pub trait Ipvs {
     fn timeouts(&self) -> Result<Timeouts, IpvsError>;
     /// Sets the timeouts given (the others stay).
     fn set_timeouts(&self, timeouts: Timeouts) -> Result<(), IpvsError>;
+
+    /// Every service with its destinations, in the kernel's order. By
+    /// default [`Ipvs::services`], then [`Ipvs::destinations`] of each;
+    /// [`SystemIpvs`] reads them all over one socket.
+    fn services_with_destinations(&self) -> Result<Vec<(Service, Vec<Destination>)>, IpvsError> {
+        self.services()?
+            .into_iter()
+            .map(|s| {
+                let dests = self.destinations(&s)?;
+                Ok((s, dests))
+            })
+            .collect()
+    }
+
+    /// Makes `writes` in order; the first failure is returned. By default
+    /// one call each, stopping at the first failure; [`SystemIpvs`] sends
+    /// them over one socket, up to 128 messages a datagram, and a failure
+    /// there does not stop the rest of its datagram (the kernel handles
+    /// them all).
+    fn write_all(&self, writes: &[IpvsWrite]) -> Result<(), IpvsError> {
+        for w in writes {
+            match w {
+                IpvsWrite::NewService(s) => self.new_service(s)?,
+                IpvsWrite::SetService(s) => self.set_service(s)?,
+                IpvsWrite::DelService(s) => self.del_service(s)?,
+                IpvsWrite::NewDestination(s, d) => self.new_destination(s, d)?,
+                IpvsWrite::SetDestination(s, d) => self.set_destination(s, d)?,
+                IpvsWrite::DelDestination(s, d) => self.del_destination(s, d)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One change [`Ipvs::write_all`] makes: each is one netlink message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpvsWrite {
+    /// [`Ipvs::new_service`].
+    NewService(Service),
+    /// [`Ipvs::set_service`].
+    SetService(Service),
+    /// [`Ipvs::del_service`].
+    DelService(Service),
+    /// [`Ipvs::new_destination`] of the service.
+    NewDestination(Service, Destination),
+    /// [`Ipvs::set_destination`] of the service.
+    SetDestination(Service, Destination),
+    /// [`Ipvs::del_destination`] of the service.
+    DelDestination(Service, Destination),
+}
+
+impl IpvsWrite {
+    /// The request (without its family id) and its flags, without
+    /// `NLM_F_ACK`.
+    fn request(&self) -> (IpvsMessage, u16) {
+        match self {
+            IpvsWrite::NewService(s) => (
+                msg(IpvsCommand::NewService).with_service(s.clone()),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ),
+            IpvsWrite::SetService(s) => (msg(IpvsCommand::SetService).with_service(s.clone()), 0),
+            IpvsWrite::DelService(s) => (msg(IpvsCommand::DelService).with_service(s.key()), 0),
+            IpvsWrite::NewDestination(s, d) => (
+                msg(IpvsCommand::NewDest)
+                    .with_service(s.key())
+                    .with_destination(d.clone()),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ),
+            IpvsWrite::SetDestination(s, d) => (
+                msg(IpvsCommand::SetDest)
+                    .with_service(s.key())
+                    .with_destination(d.clone()),
+                0,
+            ),
+            IpvsWrite::DelDestination(s, d) => (
+                msg(IpvsCommand::DelDest)
+                    .with_service(s.key())
+                    .with_destination(d.key()),
+                0,
+            ),
+        }
+    }
+
+    fn subject(&self) -> Subject<'_> {
+        match self {
+            IpvsWrite::NewService(s) | IpvsWrite::SetService(s) | IpvsWrite::DelService(s) => {
+                Subject::Service(s)
+            }
+            IpvsWrite::NewDestination(s, d)
+            | IpvsWrite::SetDestination(s, d)
+            | IpvsWrite::DelDestination(s, d) => Subject::Destination(s, d),
+        }
+    }
 }
 
 /// A service as ipvsadm lists it: `TCP 10.96.0.10:80`,
@@ -289,6 +382,78 @@ impl Ipvs for SystemIpvs {
         let request = msg(IpvsCommand::SetConfig).with_timeouts(timeouts);
         self.call(request, NLM_F_ACK, Subject::None).map(drop)
     }
+
+    /// One socket and one family lookup for the whole read: the service
+    /// dump, then each service's destination dump.
+    fn services_with_destinations(&self) -> Result<Vec<(Service, Vec<Destination>)>, IpvsError> {
+        let op = "ipvs GetService, GetDest of each";
+        let mut socket = GenlSocket::open(op)?;
+        let family = socket.resolve_family(op)?;
+        let services: Vec<Service> = socket
+            .ipvs(family, msg(IpvsCommand::GetService), NLM_F_DUMP, op)
+            .map_err(|e| Subject::None.error(e))?
+            .into_iter()
+            .filter_map(|m| m.service)
+            .collect();
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            let request = msg(IpvsCommand::GetDest).with_service(s.key());
+            let dests = socket
+                .ipvs(family, request, NLM_F_DUMP, op)
+                .map_err(|e| Subject::Service(&s).error(e))?
+                .into_iter()
+                .filter_map(|m| m.destination)
+                .collect();
+            out.push((s, dests));
+        }
+        Ok(out)
+    }
+
+    /// One socket and one family lookup; up to
+    /// [`BATCH_MESSAGES`](crate::netlink::BATCH_MESSAGES) requests a
+    /// datagram, only the last asking for an acknowledgement (a failure is
+    /// answered regardless). The first failure is returned after its
+    /// datagram: the requests after it in that datagram were handled too.
+    fn write_all(&self, writes: &[IpvsWrite]) -> Result<(), IpvsError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let op = format!("ipvs: {} writes", writes.len());
+        let mut socket = GenlSocket::open(&op)?;
+        let family = socket.resolve_family(&op)?;
+        for chunk in writes.chunks(crate::netlink::BATCH_MESSAGES) {
+            let mut batch = crate::netlink::Batch::default();
+            for (i, w) in chunk.iter().enumerate() {
+                let (request, flags) = w.request();
+                let request = IpvsMessage {
+                    family_id: family,
+                    ..request
+                };
+                let flags = if i + 1 == chunk.len() {
+                    flags | NLM_F_ACK
+                } else {
+                    flags
+                };
+                socket.seq = socket.seq.wrapping_add(1);
+                batch.push(&encode(request, flags, socket.seq), socket.seq);
+            }
+            let errors = crate::netlink::send_batch(&socket.socket, &batch, &op)?;
+            if let Some(&(seq, errno)) = errors.first() {
+                // A number of this batch (the answer takes no other).
+                let at = batch
+                    .first
+                    .map_or(0, |first| seq.wrapping_sub(first) as usize);
+                let Some(w) = chunk.get(at).or(chunk.last()) else {
+                    continue;
+                };
+                let (request, _) = w.request();
+                let subject = w.subject();
+                let what = format!("ipvs {:?}{subject}", request.command);
+                return Err(subject.error(NetlinkError::from_errno(&what, errno)));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The node's IPVS table as kpinspect's core reads `ipvsadm` text: every
@@ -315,15 +480,11 @@ impl Ipvs for SystemIpvs {
 /// ```
 pub fn read_virtual_servers(ipvs: &impl Ipvs) -> Result<Vec<VirtualServer>, IpvsError> {
     let mut servers = Vec::new();
-    for service in ipvs.services()? {
+    for (service, dests) in ipvs.services_with_destinations()? {
         let Some(mut vs) = virtual_server(&service) else {
             continue;
         };
-        vs.real_servers = ipvs
-            .destinations(&service)?
-            .iter()
-            .filter_map(real_server)
-            .collect();
+        vs.real_servers = dests.iter().filter_map(real_server).collect();
         vs.real_servers.sort_by_key(|a| (a.address, a.port));
         servers.push(vs);
     }
@@ -483,6 +644,30 @@ impl GenlSocket {
             )?,
             seq: 0,
         })
+    }
+
+    /// Sends an IPVS `request` of family `family` and decodes its answer.
+    fn ipvs(
+        &mut self,
+        family: u16,
+        request: IpvsMessage,
+        flags: u16,
+        operation: &str,
+    ) -> Result<Vec<IpvsMessage>, NetlinkError> {
+        let request = IpvsMessage {
+            family_id: family,
+            ..request
+        };
+        self.request(request, flags, operation)?
+            .into_iter()
+            .filter(|(kind, _)| *kind == family)
+            .map(|(_, payload)| {
+                IpvsMessage::parse(family, &payload).map_err(|e| NetlinkError::Decode {
+                    operation: operation.into(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// The `IPVS` family's id: [`IpvsError::NotAvailable`] without it. The

@@ -44,8 +44,8 @@ use thiserror::Error;
 use crate::error::NodeError;
 use crate::sync::{SyncError, read_rules};
 use crate::{
-    AddressAdded, DummyLink, IpSets, Iptables, Ipvs, IpvsError, KUBE_IPVS0, Link, LinkEnsured,
-    LinkError, ServingEndpoints,
+    AddressAdded, DummyLink, IpSets, Iptables, Ipvs, IpvsError, IpvsWrite, KUBE_IPVS0, Link,
+    LinkEnsured, LinkError, ServingEndpoints,
 };
 
 /// Why an IPVS-mode cycle failed. Every message is one line.
@@ -169,8 +169,7 @@ pub fn read_ipvs_node<N: Ipvs + IpSets + DummyLink + ?Sized>(
     node: &N,
 ) -> Result<IpvsNode, IpvsSyncError> {
     let mut servers = Vec::new();
-    for s in node.services()? {
-        let dests = node.destinations(&s)?;
+    for (s, dests) in node.services_with_destinations()? {
         servers.extend(virtual_server(&s, &dests));
     }
     let sets = match node.save() {
@@ -300,6 +299,58 @@ fn set_line(op: &IpvsOp) -> Option<String> {
     }
 }
 
+/// What kind of write an op is: consecutive ops of one kind go to the
+/// node together (one `ipset restore`, one batch of address changes, one
+/// batch of IPVS messages), in the plan's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Set,
+    Bind,
+    Unbind,
+    Ipvs,
+}
+
+fn write_kind(op: &IpvsOp) -> WriteKind {
+    match op {
+        IpvsOp::CreateSet { .. } | IpvsOp::AddMember { .. } | IpvsOp::DelMember { .. } => {
+            WriteKind::Set
+        }
+        IpvsOp::Bind(_) => WriteKind::Bind,
+        IpvsOp::Unbind(_) => WriteKind::Unbind,
+        IpvsOp::AddService(_)
+        | IpvsOp::UpdateService(_)
+        | IpvsOp::DelService(_)
+        | IpvsOp::AddRealServer { .. }
+        | IpvsOp::SetWeight { .. }
+        | IpvsOp::DelRealServer { .. } => WriteKind::Ipvs,
+    }
+}
+
+/// The IPVS message of an op (none for set and address ops).
+pub(crate) fn ipvs_write(op: &IpvsOp) -> Option<IpvsWrite> {
+    Some(match op {
+        IpvsOp::AddService(vs) => IpvsWrite::NewService(kernel_service(vs)),
+        IpvsOp::UpdateService(vs) => IpvsWrite::SetService(kernel_service(vs)),
+        IpvsOp::DelService(vs) => IpvsWrite::DelService(kernel_service(vs).key()),
+        IpvsOp::AddRealServer { service, server } => {
+            IpvsWrite::NewDestination(service_of_key(service), kernel_destination(server))
+        }
+        IpvsOp::SetWeight { service, server } => {
+            IpvsWrite::SetDestination(service_of_key(service), kernel_destination(server))
+        }
+        IpvsOp::DelRealServer { service, server } => {
+            IpvsWrite::DelDestination(service_of_key(service), kernel_destination(server).key())
+        }
+        IpvsOp::CreateSet { .. }
+        | IpvsOp::AddMember { .. }
+        | IpvsOp::DelMember { .. }
+        | IpvsOp::Bind(_)
+        | IpvsOp::Unbind(_) => return None,
+    })
+}
+
+/// Writes `ops`: the set lines first in one `ipset restore`, then each run
+/// of consecutive address or IPVS ops as one batch.
 fn write_ops<N: Ipvs + IpSets + DummyLink + ?Sized>(
     node: &N,
     ops: &[&IpvsOp],
@@ -312,26 +363,36 @@ fn write_ops<N: Ipvs + IpSets + DummyLink + ?Sized>(
     if !lines.is_empty() {
         node.restore(&lines)?;
     }
-    for op in ops {
-        match op {
-            IpvsOp::CreateSet { .. } | IpvsOp::AddMember { .. } | IpvsOp::DelMember { .. } => {}
-            IpvsOp::Bind(ip) => {
-                node.add_address(KUBE_IPVS0, *ip)?;
+    let mut rest = ops
+        .iter()
+        .copied()
+        .filter(|o| write_kind(o) != WriteKind::Set)
+        .peekable();
+    while let Some(op) = rest.next() {
+        let kind = write_kind(op);
+        let mut run = vec![op];
+        while let Some(next) = rest.next_if(|o| write_kind(o) == kind) {
+            run.push(next);
+        }
+        let addresses = || -> Vec<IpAddr> {
+            run.iter()
+                .filter_map(|o| match o {
+                    IpvsOp::Bind(ip) | IpvsOp::Unbind(ip) => Some(*ip),
+                    _ => None,
+                })
+                .collect()
+        };
+        match kind {
+            WriteKind::Set => {}
+            WriteKind::Bind => {
+                node.add_addresses(KUBE_IPVS0, &addresses())?;
             }
-            IpvsOp::Unbind(ip) => {
-                node.del_address(KUBE_IPVS0, *ip)?;
+            WriteKind::Unbind => {
+                node.del_addresses(KUBE_IPVS0, &addresses())?;
             }
-            IpvsOp::AddService(vs) => node.new_service(&kernel_service(vs))?,
-            IpvsOp::UpdateService(vs) => node.set_service(&kernel_service(vs))?,
-            IpvsOp::DelService(vs) => node.del_service(&kernel_service(vs).key())?,
-            IpvsOp::AddRealServer { service, server } => {
-                node.new_destination(&service_of_key(service), &kernel_destination(server))?
-            }
-            IpvsOp::SetWeight { service, server } => {
-                node.set_destination(&service_of_key(service), &kernel_destination(server))?
-            }
-            IpvsOp::DelRealServer { service, server } => {
-                node.del_destination(&service_of_key(service), &kernel_destination(server).key())?
+            WriteKind::Ipvs => {
+                let writes: Vec<IpvsWrite> = run.iter().filter_map(|o| ipvs_write(o)).collect();
+                node.write_all(&writes)?;
             }
         }
     }
@@ -522,6 +583,12 @@ impl<R: ?Sized, V: Ipvs + ?Sized, L: ?Sized> Ipvs for NodeParts<'_, R, V, L> {
     fn set_timeouts(&self, timeouts: Timeouts) -> Result<(), IpvsError> {
         self.ipvs.set_timeouts(timeouts)
     }
+    fn services_with_destinations(&self) -> Result<Vec<(Service, Vec<Destination>)>, IpvsError> {
+        self.ipvs.services_with_destinations()
+    }
+    fn write_all(&self, writes: &[IpvsWrite]) -> Result<(), IpvsError> {
+        self.ipvs.write_all(writes)
+    }
 }
 
 impl<R: ?Sized, V: ?Sized, L: DummyLink + ?Sized> DummyLink for NodeParts<'_, R, V, L> {
@@ -542,6 +609,16 @@ impl<R: ?Sized, V: ?Sized, L: DummyLink + ?Sized> DummyLink for NodeParts<'_, R,
     }
     fn del_address(&self, name: &str, address: IpAddr) -> Result<bool, LinkError> {
         self.links.del_address(name, address)
+    }
+    fn add_addresses(
+        &self,
+        name: &str,
+        addresses: &[IpAddr],
+    ) -> Result<Vec<AddressAdded>, LinkError> {
+        self.links.add_addresses(name, addresses)
+    }
+    fn del_addresses(&self, name: &str, addresses: &[IpAddr]) -> Result<Vec<bool>, LinkError> {
+        self.links.del_addresses(name, addresses)
     }
 }
 

@@ -105,7 +105,9 @@ pub use host::{
     parse_proc_net_ipv6_route, parse_proc_net_route, parse_sysctl_bool,
 };
 pub use ipset::{IpSet, IpSetError, IpSetState};
-pub use ipvs::{Ipvs, IpvsError, SystemIpvs, destination_name, read_virtual_servers, service_name};
+pub use ipvs::{
+    Ipvs, IpvsError, IpvsWrite, SystemIpvs, destination_name, read_virtual_servers, service_name,
+};
 /// The IPVS codec ([`Ipvs`]'s values: `Service`, `Destination`, `Timeouts`).
 pub use kpinspect_ipvs;
 pub use live::LiveNode;

@@ -174,6 +174,31 @@ pub trait DummyLink {
     /// `Ok(false)` if it was not (`EADDRNOTAVAIL`/`ENXIO`, which
     /// kube-proxy ignores too).
     fn del_address(&self, name: &str, address: IpAddr) -> Result<bool, LinkError>;
+
+    /// Binds each of `addresses` to link `name`, in order: what
+    /// [`DummyLink::add_address`] found for each. By default one call
+    /// each; [`SystemLinks`] sends them over one socket, many a datagram
+    /// (a failure there does not stop the rest of its datagram).
+    fn add_addresses(
+        &self,
+        name: &str,
+        addresses: &[IpAddr],
+    ) -> Result<Vec<AddressAdded>, LinkError> {
+        addresses
+            .iter()
+            .map(|a| self.add_address(name, *a))
+            .collect()
+    }
+
+    /// Unbinds each of `addresses` from link `name`, in order: what
+    /// [`DummyLink::del_address`] found for each (batched like
+    /// [`DummyLink::add_addresses`]).
+    fn del_addresses(&self, name: &str, addresses: &[IpAddr]) -> Result<Vec<bool>, LinkError> {
+        addresses
+            .iter()
+            .map(|a| self.del_address(name, *a))
+            .collect()
+    }
 }
 
 /// Which addresses to bind to and unbind from kube-ipvs0.
@@ -474,6 +499,63 @@ pub struct SystemLinks;
 
 impl SystemLinks {
     /// The index of link `name`, or [`LinkError::NoSuchLink`].
+    /// Binds (`add`) or unbinds `addresses` on link `name` in batches:
+    /// `outcome` maps each request's errno (none: it succeeded) to its
+    /// result, or to `None` for a failure, the first of which is returned.
+    fn batch<T>(
+        &self,
+        name: &str,
+        addresses: &[IpAddr],
+        add: bool,
+        outcome: impl Fn(Option<i32>) -> Option<T>,
+    ) -> Result<Vec<T>, LinkError> {
+        validate_link_name(name)?;
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let verb = if add { "add" } else { "del" };
+        let op = format!("ip addr {verb} ({} addresses) dev {name}", addresses.len());
+        let mut sock = RtnlSocket::open(&op)?;
+        let index = self.index(&mut sock, name, &op)?;
+        let mut out = Vec::with_capacity(addresses.len());
+        for chunk in addresses.chunks(crate::netlink::BATCH_MESSAGES) {
+            let mut batch = crate::netlink::Batch::default();
+            for (i, address) in chunk.iter().enumerate() {
+                let (request, flags) = if add {
+                    (new_address_request(index, *address), NEW_FLAGS & !NLM_F_ACK)
+                } else {
+                    (del_address_request(index, *address), 0)
+                };
+                let flags = if i + 1 == chunk.len() {
+                    flags | NLM_F_ACK
+                } else {
+                    flags
+                };
+                sock.seq = sock.seq.wrapping_add(1);
+                batch.push(&encode(request, flags, sock.seq), sock.seq);
+            }
+            let errors = crate::netlink::send_batch(&sock.socket, &batch, &op)?;
+            let first = batch.first.unwrap_or(0);
+            let mut errors = errors.into_iter().peekable();
+            for (i, address) in chunk.iter().enumerate() {
+                let errno = errors
+                    .next_if(|(seq, _)| seq.wrapping_sub(first) as usize == i)
+                    .map(|(_, errno)| errno);
+                match outcome(errno) {
+                    Some(found) => out.push(found),
+                    None => {
+                        let what = format!(
+                            "ip addr {verb} {address}/{} dev {name}",
+                            host_prefix(*address)
+                        );
+                        return Err(kernel_error(&what, errno.unwrap_or(0)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn index(&self, sock: &mut RtnlSocket, name: &str, op: &str) -> Result<u32, LinkError> {
         match get_link(sock, name, op)? {
             Some(link) => Ok(link.index),
@@ -559,6 +641,30 @@ impl DummyLink for SystemLinks {
             Err(EEXIST) => Ok(AddressAdded::AlreadyBound),
             Err(errno) => Err(kernel_error(&op, errno)),
         }
+    }
+
+    /// One socket and one link lookup; up to
+    /// [`BATCH_MESSAGES`](crate::netlink::BATCH_MESSAGES) requests a
+    /// datagram.
+    fn add_addresses(
+        &self,
+        name: &str,
+        addresses: &[IpAddr],
+    ) -> Result<Vec<AddressAdded>, LinkError> {
+        self.batch(name, addresses, true, |errno| match errno {
+            None => Some(AddressAdded::Added),
+            Some(EEXIST) => Some(AddressAdded::AlreadyBound),
+            Some(_) => None,
+        })
+    }
+
+    /// One socket and one link lookup, as [`SystemLinks::add_addresses`].
+    fn del_addresses(&self, name: &str, addresses: &[IpAddr]) -> Result<Vec<bool>, LinkError> {
+        self.batch(name, addresses, false, |errno| match errno {
+            None => Some(true),
+            Some(EADDRNOTAVAIL | ENXIO) => Some(false),
+            Some(_) => None,
+        })
     }
 
     fn del_address(&self, name: &str, address: IpAddr) -> Result<bool, LinkError> {

@@ -367,6 +367,132 @@ pub(crate) fn open_socket(
     Ok(socket)
 }
 
+/// The most requests [`send_batch`] puts in one datagram. Each request
+/// may fail, and every failure is an error message queued on the socket
+/// until the batch is read back: 128 of them stay well inside the default
+/// receive buffer (212,992 bytes), so none is dropped.
+pub(crate) const BATCH_MESSAGES: usize = 128;
+
+/// `NLMSG_ERROR`: an error or, with code 0, an acknowledgement.
+const NLMSG_ERROR: u16 = 2;
+
+/// The answer to a batch: requests numbered `first..=last` in one datagram,
+/// only the last sent with `NLM_F_ACK`. The kernel handles the requests
+/// of a datagram in order, answers each failure with an error message
+/// (whatever its flags) and the last request with its acknowledgement or
+/// error: once that is in, every failure before it is too. Pure: fed with
+/// received bytes.
+#[derive(Debug)]
+pub(crate) struct BatchAnswer {
+    first: u32,
+    last: u32,
+    /// The failed requests' numbers and errnos, in order.
+    errors: Vec<(u32, i32)>,
+    finished: bool,
+}
+
+impl BatchAnswer {
+    /// Waits for the answers to requests `first..=last`.
+    pub fn new(first: u32, last: u32) -> BatchAnswer {
+        BatchAnswer {
+            first,
+            last,
+            errors: Vec::new(),
+            finished: false,
+        }
+    }
+
+    fn in_batch(&self, seq: u32) -> bool {
+        seq.wrapping_sub(self.first) <= self.last.wrapping_sub(self.first)
+    }
+
+    /// Takes one received datagram: `Ok(true)` once the last request is
+    /// answered; messages of other requests are ignored.
+    pub fn feed(&mut self, datagram: &[u8]) -> Result<bool, String> {
+        let mut pos = 0;
+        while pos < datagram.len() {
+            let buf = NetlinkBuffer::new_checked(&datagram[pos..]).map_err(|e| e.to_string())?;
+            let len = buf.length() as usize;
+            let (kind, seq) = (buf.message_type(), buf.sequence_number());
+            let code = buf
+                .payload()
+                .get(..4)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            pos += len.next_multiple_of(4).max(4);
+            if kind != NLMSG_ERROR || self.finished || !self.in_batch(seq) {
+                continue;
+            }
+            let code = code.ok_or("short error message")?;
+            if code < 0 {
+                self.errors.push((seq, -code));
+            }
+            if seq == self.last {
+                self.finished = true;
+            }
+        }
+        Ok(self.finished)
+    }
+
+    /// The failed requests' numbers and errnos, in order.
+    pub fn into_errors(self) -> Vec<(u32, i32)> {
+        self.errors
+    }
+}
+
+/// A batch of requests being encoded for [`send_batch`]: each is padded to
+/// netlink's 4-byte alignment and numbered in turn.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub bytes: Vec<u8>,
+    /// The first request's number, once there is one.
+    pub first: Option<u32>,
+    /// The last request's number.
+    pub last: u32,
+}
+
+impl Batch {
+    /// Adds one encoded request numbered `seq`.
+    pub fn push(&mut self, request: &[u8], seq: u32) {
+        self.bytes.extend_from_slice(request);
+        self.bytes.resize(self.bytes.len().next_multiple_of(4), 0);
+        self.first.get_or_insert(seq);
+        self.last = seq;
+    }
+}
+
+/// Sends `batch` (its last request asks for an acknowledgement) in one
+/// datagram on `socket` and returns the failed requests (number, errno),
+/// in order. A failure does not stop the requests after it in the batch:
+/// the kernel handles them all.
+pub(crate) fn send_batch(
+    socket: &netlink_sys::Socket,
+    batch: &Batch,
+    operation: &str,
+) -> Result<Vec<(u32, i32)>, NetlinkError> {
+    let Some(first) = batch.first else {
+        return Ok(Vec::new());
+    };
+    let io = |e: std::io::Error| NetlinkError::Socket {
+        operation: operation.into(),
+        message: e.to_string(),
+    };
+    socket.send(&batch.bytes, 0).map_err(io)?;
+    let mut answer = BatchAnswer::new(first, batch.last);
+    loop {
+        let (datagram, _) = socket.recv_from_full().map_err(io)?;
+        match answer.feed(&datagram) {
+            Ok(true) => return Ok(answer.into_errors()),
+            Ok(false) => {}
+            Err(message) => {
+                return Err(NetlinkError::Decode {
+                    operation: operation.into(),
+                    message,
+                });
+            }
+        }
+    }
+}
+
 /// A blocking `NETLINK_NETFILTER` socket that sends one request at a time
 /// and collects its answer.
 pub(crate) struct NfnlSocket {
@@ -453,6 +579,51 @@ mod tests {
         assert_eq!(attrs[0].0, 1, "the nested flag is masked");
         assert_eq!(attrs[1], (2, &[0x11][..]));
         assert!(parse_attrs(&[1, 0]).is_err());
+    }
+
+    /// An `NLMSG_ERROR` message answering request `seq` with `code`.
+    fn error_message(seq: u32, code: i32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend(36u32.to_ne_bytes());
+        m.extend(NLMSG_ERROR.to_ne_bytes());
+        m.extend(0u16.to_ne_bytes());
+        m.extend(seq.to_ne_bytes());
+        m.extend(0u32.to_ne_bytes());
+        m.extend(code.to_ne_bytes());
+        m.extend([0; 16]);
+        m
+    }
+
+    #[test]
+    fn a_batch_answer_collects_failures_until_the_last_is_acknowledged() {
+        let mut answer = BatchAnswer::new(10, 14);
+        // Request 11 failed (EEXIST), 13 too (ENOENT), in one datagram,
+        // with another request's answer in between.
+        let mut datagram = error_message(11, -17);
+        datagram.extend(error_message(99, -1));
+        datagram.extend(error_message(13, -2));
+        assert_eq!(answer.feed(&datagram), Ok(false));
+        // The last request's acknowledgement ends it.
+        assert_eq!(answer.feed(&error_message(14, 0)), Ok(true));
+        assert_eq!(answer.into_errors(), vec![(11, 17), (13, 2)]);
+
+        // The last request's own failure ends it too; numbers may wrap.
+        let mut answer = BatchAnswer::new(u32::MAX, 1);
+        assert_eq!(answer.feed(&error_message(0, -3)), Ok(false));
+        assert_eq!(answer.feed(&error_message(1, -22)), Ok(true));
+        assert_eq!(answer.into_errors(), vec![(0, 3), (1, 22)]);
+
+        let mut answer = BatchAnswer::new(1, 2);
+        assert!(answer.feed(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn a_batch_pads_and_numbers_its_requests() {
+        let mut batch = Batch::default();
+        batch.push(&[1, 2, 3, 4, 5], 7);
+        batch.push(&[6, 7, 8, 9], 8);
+        assert_eq!(batch.bytes, [1, 2, 3, 4, 5, 0, 0, 0, 6, 7, 8, 9]);
+        assert_eq!((batch.first, batch.last), (Some(7), 8));
     }
 
     #[test]

@@ -218,10 +218,10 @@ fn run_nftables(args: DumpArgs) -> Result<ExitCode> {
                         continue;
                     };
                     let node = read_listing(&text).map_err(|e| {
-                        UsageError::msg(format!("nft -j list table {family} {TABLE}: {e}"))
+                        UsageError::msg(format!("nft list table {family} {TABLE}: {e}"))
                     })?;
                     listings.push((
-                        format!("the live node (nft -j list table {family} {TABLE})"),
+                        format!("the live node (nft list table {family} {TABLE})"),
                         node,
                     ));
                 }

@@ -187,7 +187,7 @@ fn run_nftables(
                 }
                 (
                     listed,
-                    format!("nft -j list table {nft_family} {}", nftables::TABLE),
+                    format!("nft list table {nft_family} {}", nftables::TABLE),
                 )
             }
         };

@@ -100,6 +100,10 @@ pub static CHECKS: &[Check] = &[
         super::reports_ipvs::DRAIN_TIMEOUT,
     ),
     Check::rust(
+        "kpinspect apply --mode ipvs, one endpoint changed: the writes (one netlink message each) and ipvsadm -Sn touch only that service's real servers",
+        super::ipvs_change::one_endpoint_change,
+    ),
+    Check::rust(
         "kpinspect apply --mode ipvs converges: seeded random cluster changes, each step in sync, foreign state kept, equal to a fresh apply",
         super::converge_ipvs::converge_ipvs,
     )

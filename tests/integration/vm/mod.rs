@@ -37,6 +37,7 @@ mod checks;
 mod converge_ipvs;
 mod cpio;
 mod host;
+mod ipvs_change;
 mod ipvs_e2e;
 mod nft_switch;
 mod reports_ipvs;
@@ -216,7 +217,69 @@ fn vm_checks() {
     let checks: Vec<_> = all_checks()
         .filter(|(c, must_fail)| must_fail.is_some() || c.name.contains(&filter))
         .collect();
+    let deadline = std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let vm = boot_with(&machine, &checks, deadline);
+    let (work, image, built, outcomes) = (&vm.work, &vm.image, vm.built, &vm.outcomes);
+    let run = vm.booted(&machine);
+    match report(&run, outcomes) {
+        Ok(summary) => {
+            note(&format!(
+                "{summary}\n  initramfs {:.1} MB built in {:.2} s",
+                *image as f64 / 1e6,
+                built.as_secs_f64()
+            ));
+            if !env_flag(KEEP_ENV) {
+                let _ = fs::remove_dir_all(work);
+            }
+        }
+        Err(failure) => panic!(
+            "{failure}\n(the work directory is kept: {})",
+            work.display()
+        ),
+    }
+}
 
+/// One boot: its work directory, the initramfs's size and build time, the
+/// checks' outcomes and how qemu went.
+struct Vm {
+    work: PathBuf,
+    image: usize,
+    built: Duration,
+    outcomes: Vec<Outcome>,
+    boot: host::Boot,
+    uname: Option<String>,
+    finished: bool,
+    guest_started: Option<f64>,
+    deadline: Duration,
+    console_tail: String,
+    qemu_log: String,
+}
+
+impl Vm {
+    fn booted<'a>(&'a self, machine: &'a Machine) -> Booted<'a> {
+        Booted {
+            release: &machine.release,
+            uname: self.uname.clone(),
+            finished: self.finished,
+            boot: &self.boot,
+            guest_started: self.guest_started,
+            deadline: self.deadline,
+            console_tail: self.console_tail.clone(),
+            qemu_log: self.qemu_log.clone(),
+        }
+    }
+}
+
+/// Boots the VM once, runs `checks` in it (each prepared on the host
+/// first) and reads how each went.
+fn boot_with(
+    machine: &Machine,
+    checks: &[(&'static Check, Option<&'static MustFail>)],
+    deadline: Duration,
+) -> Vm {
     let work = std::env::temp_dir().join(format!(
         "kpinspect-vm-{}-{}",
         std::process::id(),
@@ -250,10 +313,6 @@ fn vm_checks() {
     fs::write(&initrd, &image).expect("write initramfs");
     let built = built.elapsed();
 
-    let deadline = std::env::var(TIMEOUT_ENV)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let console = work.join("console.log");
     let boot = machine
         .boot(&BootParams {
@@ -266,36 +325,73 @@ fn vm_checks() {
         })
         .unwrap_or_else(|e| panic!("running qemu: {e}"));
 
-    let outcomes: Vec<Outcome> = checks
+    let outcomes = checks
         .iter()
         .enumerate()
         .map(|(i, (c, must_fail))| Outcome::read(c, *must_fail, &check_dir(&xfer, i)))
         .collect();
-    let run = Booted {
-        release: &machine.release,
+    Vm {
+        image: image.len(),
+        built,
+        outcomes,
+        boot,
         uname: read_trimmed(&xfer.join("uname")),
         finished: xfer.join("done").exists(),
-        boot: &boot,
         guest_started: read_trimmed(&xfer.join("started"))
             .and_then(|s| s.split_whitespace().next()?.parse().ok()),
         deadline,
         console_tail: tail(&fs::read_to_string(&console).unwrap_or_default(), 30),
         qemu_log: fs::read_to_string(work.join("qemu.log")).unwrap_or_default(),
-    };
-    match report(&run, &outcomes) {
-        Ok(summary) => {
-            note(&format!(
-                "{summary}\n  initramfs {:.1} MB built in {:.2} s",
-                image.len() as f64 / 1e6,
-                built.as_secs_f64()
-            ));
+        work,
+    }
+}
+
+/// The script [`vm_script`] runs.
+const SCRIPT_ENV: &str = "KPINSPECT_VM_SCRIPT";
+/// Its time limit in seconds.
+const SCRIPT_TIMEOUT_ENV: &str = "KPINSPECT_VM_SCRIPT_TIMEOUT";
+/// The default time limit of a script.
+const SCRIPT_TIMEOUT_SECS: u32 = 3000;
+
+/// Runs the bash script `KPINSPECT_VM_SCRIPT` names in the VM (as a check:
+/// its own network namespace, from the repository root, `bash -euo
+/// pipefail`) and prints its output; fails if the script fails. Not a
+/// check: the entry of scripts that need IPVS, e.g. `scripts/perf-ipvs.sh`.
+/// `KPINSPECT_VM_SCRIPT_TIMEOUT` (default 3000 s) bounds the script.
+#[test]
+#[ignore = "runs the script KPINSPECT_VM_SCRIPT names in the VM (scripts/perf-ipvs.sh)"]
+fn vm_script() {
+    if env_flag(IN_VM_ENV) {
+        return;
+    }
+    let path = std::env::var_os(SCRIPT_ENV)
+        .unwrap_or_else(|| panic!("{SCRIPT_ENV}: the script to run in the VM"));
+    let script = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{SCRIPT_ENV}={}: {e}", Path::new(&path).display()));
+    let machine = Machine::find().unwrap_or_else(|why| panic!("cannot boot the VM: {why}"));
+    let timeout_secs = std::env::var(SCRIPT_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SCRIPT_TIMEOUT_SECS);
+    // One boot per test run: leaking the check's script is harmless.
+    let check: &'static Check = Box::leak(Box::new(
+        Check::shell("script", Box::leak(script.into_boxed_str())).timeout(timeout_secs),
+    ));
+    let deadline = Duration::from_secs(u64::from(timeout_secs) + 300);
+    let vm = boot_with(&machine, &[(check, None)], deadline);
+    let outcome = &vm.outcomes[0];
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(outcome.log.as_bytes());
+    let _ = out.flush();
+    match report(&vm.booted(&machine), &vm.outcomes) {
+        Ok(_) => {
             if !env_flag(KEEP_ENV) {
-                let _ = fs::remove_dir_all(&work);
+                let _ = fs::remove_dir_all(&vm.work);
             }
         }
         Err(failure) => panic!(
             "{failure}\n(the work directory is kept: {})",
-            work.display()
+            vm.work.display()
         ),
     }
 }

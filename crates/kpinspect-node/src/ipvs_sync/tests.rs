@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use kpinspect_core::config::ProxyConfig;
@@ -267,5 +268,154 @@ fn deleted_udp_virtual_servers_have_no_serving_endpoint() {
     assert_eq!(
         serving.frontends.get(&(ip("10.96.0.10"), 53)),
         Some(&Default::default())
+    );
+}
+
+/// IPVS and links over a [`MemoryNode`], counting the batches the writer
+/// hands over and the single calls it makes.
+#[derive(Default)]
+struct Counting {
+    node: MemoryNode,
+    batches: std::cell::RefCell<Vec<String>>,
+    single: std::cell::Cell<usize>,
+}
+
+impl Counting {
+    fn single(&self) {
+        self.single.set(self.single.get() + 1);
+    }
+}
+
+impl Ipvs for Counting {
+    fn services(&self) -> Result<Vec<Service>, IpvsError> {
+        self.node.services()
+    }
+    fn destinations(&self, s: &Service) -> Result<Vec<Destination>, IpvsError> {
+        self.node.destinations(s)
+    }
+    fn new_service(&self, s: &Service) -> Result<(), IpvsError> {
+        self.single();
+        self.node.new_service(s)
+    }
+    fn set_service(&self, s: &Service) -> Result<(), IpvsError> {
+        self.single();
+        self.node.set_service(s)
+    }
+    fn del_service(&self, s: &Service) -> Result<(), IpvsError> {
+        self.single();
+        self.node.del_service(s)
+    }
+    fn new_destination(&self, s: &Service, d: &Destination) -> Result<(), IpvsError> {
+        self.single();
+        self.node.new_destination(s, d)
+    }
+    fn set_destination(&self, s: &Service, d: &Destination) -> Result<(), IpvsError> {
+        self.single();
+        self.node.set_destination(s, d)
+    }
+    fn del_destination(&self, s: &Service, d: &Destination) -> Result<(), IpvsError> {
+        self.single();
+        self.node.del_destination(s, d)
+    }
+    fn timeouts(&self) -> Result<Timeouts, IpvsError> {
+        self.node.timeouts()
+    }
+    fn set_timeouts(&self, t: Timeouts) -> Result<(), IpvsError> {
+        self.node.set_timeouts(t)
+    }
+    fn write_all(&self, writes: &[IpvsWrite]) -> Result<(), IpvsError> {
+        self.batches
+            .borrow_mut()
+            .push(format!("ipvs {}", writes.len()));
+        self.node.write_all(writes)
+    }
+}
+
+impl DummyLink for Counting {
+    fn link(&self, name: &str) -> Result<Option<Link>, LinkError> {
+        self.node.link(name)
+    }
+    fn ensure_dummy(&self, name: &str) -> Result<LinkEnsured, LinkError> {
+        self.node.ensure_dummy(name)
+    }
+    fn delete_link(&self, name: &str) -> Result<(), LinkError> {
+        self.node.delete_link(name)
+    }
+    fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, LinkError> {
+        self.node.addresses(name)
+    }
+    fn add_address(&self, name: &str, a: IpAddr) -> Result<AddressAdded, LinkError> {
+        self.single();
+        self.node.add_address(name, a)
+    }
+    fn del_address(&self, name: &str, a: IpAddr) -> Result<bool, LinkError> {
+        self.single();
+        self.node.del_address(name, a)
+    }
+    fn add_addresses(&self, name: &str, a: &[IpAddr]) -> Result<Vec<AddressAdded>, LinkError> {
+        self.batches.borrow_mut().push(format!("bind {}", a.len()));
+        self.node.add_addresses(name, a)
+    }
+    fn del_addresses(&self, name: &str, a: &[IpAddr]) -> Result<Vec<bool>, LinkError> {
+        self.batches
+            .borrow_mut()
+            .push(format!("unbind {}", a.len()));
+        self.node.del_addresses(name, a)
+    }
+}
+
+/// The writer hands every run of address or IPVS writes over as one
+/// batch (SystemIpvs and SystemLinks send a batch over one socket, many
+/// messages a datagram), in the plan's order; one endpoint changed is two
+/// IPVS messages on that virtual server only.
+#[test]
+fn writes_go_to_the_node_in_batches() {
+    let counting = Counting::default();
+    let parts = NodeParts {
+        rules: &counting.node,
+        ipvs: &counting,
+        links: &counting,
+    };
+    let servers: Vec<VirtualServer> = (1..=5)
+        .map(|i| {
+            vs(
+                &format!("10.96.0.{i}"),
+                Protocol::Tcp,
+                80,
+                &[("10.244.1.2", 8080), ("10.244.2.2", 8080)],
+            )
+        })
+        .collect();
+    apply_ipvs(&parts, &desired(servers.clone()), &Ownership::default()).expect("apply");
+    // 5 virtual servers and 10 real servers; 5 addresses.
+    assert_eq!(*counting.batches.borrow(), ["bind 5", "ipvs 15"]);
+    assert_eq!(counting.single.get(), 0, "no single calls");
+    assert_eq!(counting.node.services().expect("services").len(), 5);
+
+    // One endpoint of the third changes: its new real server added, the
+    // old one (no connections) deleted; a stale virtual server and its
+    // address go.
+    counting.batches.borrow_mut().clear();
+    let mut changed = servers.clone();
+    changed[2].real_servers[1] = RealServer::new(ip("10.244.3.3"), 8080);
+    changed.pop();
+    let report =
+        apply_ipvs(&parts, &desired(changed.clone()), &Ownership::default()).expect("apply");
+    assert_eq!(*counting.batches.borrow(), ["ipvs 2", "unbind 1", "ipvs 1"]);
+    let touched: BTreeSet<String> = report
+        .ipvs
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            IpvsOp::AddRealServer { service, .. }
+            | IpvsOp::SetWeight { service, .. }
+            | IpvsOp::DelRealServer { service, .. } => Some(service.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(touched, BTreeSet::from(["10.96.0.3:80/TCP".to_string()]));
+    assert_eq!(
+        reals(&counting.node, &changed[2]),
+        [("10.244.1.2:8080".into(), 1), ("10.244.3.3:8080".into(), 1)]
     );
 }
