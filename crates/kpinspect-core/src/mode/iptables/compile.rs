@@ -52,6 +52,13 @@ pub fn compile_sync(
 
     let mut filter = RestoreTable::default();
     let mut nat = RestoreTable::default();
+    // Room for the whole output at once (generous: kube-proxy's lines are
+    // at most a few hundred bytes per endpoint and service port), so the
+    // tens of megabytes of a large cluster are never copied while growing.
+    let (ports, endpoints) = (state.ports.len(), state.total_endpoints());
+    nat.rules.reserve(1024 * ports + 768 * endpoints);
+    nat.chains.reserve(192 * ports + 48 * endpoints);
+    filter.rules.reserve(1024 * ports);
     let fc = &mut filter.chains;
     for c in [
         "KUBE-SERVICES",
