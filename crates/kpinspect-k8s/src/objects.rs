@@ -238,8 +238,11 @@ struct Envelope<'a> {
     #[serde(rename = "apiVersion")]
     api_version: Option<Value>,
     metadata: Option<EnvelopeMeta>,
+    /// A list's items, each kept as text (read in the same pass as the
+    /// envelope; anything but an array or `null` sends the list to the
+    /// value path).
     #[serde(borrow)]
-    items: Option<&'a serde_json::value::RawValue>,
+    items: Option<Vec<&'a serde_json::value::RawValue>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -316,15 +319,7 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
     let ctx = Ctx { file, object };
     let want = match kind {
         "List" | "ServiceList" | "EndpointSliceList" | "EndpointsList" => {
-            let items: Vec<&serde_json::value::RawValue> = match env.items {
-                None => Vec::new(),
-                Some(items) if items.get() == "null" => Vec::new(),
-                Some(items) => match serde_json::from_str(items.get()) {
-                    Ok(items) => items,
-                    Err(_) => return slow(out),
-                },
-            };
-            for (i, item) in items.into_iter().enumerate() {
+            for (i, item) in env.items.into_iter().flatten().enumerate() {
                 load_raw(item.get(), file, &format!("{where_} items[{i}]"), out)?;
             }
             return Ok(());
