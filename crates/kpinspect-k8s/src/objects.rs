@@ -343,6 +343,7 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
                 return slow(out);
             };
             if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
+                out.record("Service", svc.key(), &ctx, where_)?;
                 out.cluster.services.push(svc);
             }
         }
@@ -351,6 +352,8 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
                 return slow(out);
             };
             if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
+                let key = format!("{}/{}", slice.namespace, slice.name);
+                out.record("EndpointSlice", key, &ctx, where_)?;
                 out.cluster.endpoint_slices.push(slice);
             }
         }
@@ -430,6 +433,7 @@ fn load_typed(
             };
             let ctx = ctx(&svc.metadata);
             if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
+                out.record("Service", svc.key(), &ctx, where_)?;
                 out.cluster.services.push(svc);
             }
         }
@@ -439,6 +443,8 @@ fn load_typed(
             };
             let ctx = ctx(&slice.metadata);
             if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
+                let key = format!("{}/{}", slice.namespace, slice.name);
+                out.record("EndpointSlice", key, &ctx, where_)?;
                 out.cluster.endpoint_slices.push(slice);
             }
         }
@@ -1089,6 +1095,9 @@ null
                 r#"{good},{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p"}}}}"#
             )),
             list(r#"1,2"#),
+            // A Service or EndpointSlice defined twice in one file.
+            list(&format!("{good},{slice},{good}")),
+            format!("{slice}\n{slice}"),
             list(&svc(
                 r#"{"clusterIP":"10.0.0.1","ports":[{"port":"eighty"}]}"#,
             )),
