@@ -6,7 +6,7 @@
 //! kube-proxy's service and endpoints change trackers and
 //! `CategorizeEndpoints`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::config::ProxyConfig;
@@ -140,19 +140,25 @@ impl ProxyState {
     /// change trackers do.
     pub fn build(cluster: &Cluster, config: &ProxyConfig, family: IpFamily) -> ProxyState {
         let mut notices = Vec::new();
-        let endpoints = build_endpoints(cluster, config, family);
+        let mut endpoints = build_endpoints(cluster, config, family);
         let mut ports = Vec::new();
         for svc in &cluster.services {
             for info in service_port_infos(svc, family, &mut notices) {
-                let eps = endpoints.get(&info.name).cloned().unwrap_or_default();
                 ports.push(ServicePortEntry {
                     info,
-                    endpoints: eps,
+                    endpoints: Vec::new(),
                 });
             }
         }
         ports.sort_by_cached_key(|p| (p.info.name.to_kube_string(), p.info.name.protocol));
         ports.dedup_by(|a, b| a.info.name == b.info.name);
+        // After the dedup each name is left once: its endpoints are moved
+        // out of the map, not copied.
+        for p in &mut ports {
+            if let Some(eps) = endpoints.remove(&p.info.name) {
+                p.endpoints = eps;
+            }
+        }
         ProxyState {
             family,
             ports,
@@ -250,7 +256,7 @@ fn build_endpoints(
     cluster: &Cluster,
     config: &ProxyConfig,
     family: IpFamily,
-) -> HashMap<ServicePortName, Vec<EndpointInfo>> {
+) -> BTreeMap<ServicePortName, Vec<EndpointInfo>> {
     let mut by_port: BTreeMap<ServicePortName, BTreeMap<String, EndpointInfo>> = BTreeMap::new();
     let mut slices: Vec<_> = cluster
         .endpoint_slices

@@ -238,8 +238,11 @@ struct Envelope<'a> {
     #[serde(rename = "apiVersion")]
     api_version: Option<Value>,
     metadata: Option<EnvelopeMeta>,
+    /// A list's items, each kept as text (read in the same pass as the
+    /// envelope; anything but an array or `null` sends the list to the
+    /// value path).
     #[serde(borrow)]
-    items: Option<&'a serde_json::value::RawValue>,
+    items: Option<Vec<&'a serde_json::value::RawValue>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -299,6 +302,14 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
     if !raw.starts_with('{') {
         return slow(out);
     }
+    // kubectl writes `apiVersion` and `kind` first: then the object is
+    // decoded once, straight into its type (which refuses another kind or
+    // API version), and named from the decoded metadata.
+    if let Some(kind) = sniff_kind(raw)
+        && load_typed(raw, kind, file, where_, out)?
+    {
+        return Ok(());
+    }
     let Ok(env) = serde_json::from_str::<Envelope<'_>>(raw) else {
         return slow(out);
     };
@@ -308,23 +319,13 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
     let api_version = value_str(&env.api_version).unwrap_or("");
     let name = env.metadata.as_ref().and_then(|m| value_str(&m.name));
     let ns = env.metadata.as_ref().and_then(|m| value_str(&m.namespace));
-    let object = match (ns, name) {
-        (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
-        (None, Some(name)) => format!("{kind} {name}"),
-        _ => format!("{kind} in {where_}"),
+    let ctx = Ctx {
+        file,
+        object: object_name(kind, ns, name, where_),
     };
-    let ctx = Ctx { file, object };
     let want = match kind {
         "List" | "ServiceList" | "EndpointSliceList" | "EndpointsList" => {
-            let items: Vec<&serde_json::value::RawValue> = match env.items {
-                None => Vec::new(),
-                Some(items) if items.get() == "null" => Vec::new(),
-                Some(items) => match serde_json::from_str(items.get()) {
-                    Ok(items) => items,
-                    Err(_) => return slow(out),
-                },
-            };
-            for (i, item) in items.into_iter().enumerate() {
+            for (i, item) in env.items.into_iter().flatten().enumerate() {
                 load_raw(item.get(), file, &format!("{where_} items[{i}]"), out)?;
             }
             return Ok(());
@@ -342,6 +343,7 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
                 return slow(out);
             };
             if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
+                out.record("Service", svc.key(), &ctx, where_)?;
                 out.cluster.services.push(svc);
             }
         }
@@ -350,6 +352,8 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
                 return slow(out);
             };
             if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
+                let key = format!("{}/{}", slice.namespace, slice.name);
+                out.record("EndpointSlice", key, &ctx, where_)?;
                 out.cluster.endpoint_slices.push(slice);
             }
         }
@@ -363,6 +367,99 @@ fn load_raw(raw: &str, file: &str, where_: &str, out: &mut Loaded) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// How errors and warnings name an object: `KIND NS/NAME`, `KIND NAME`,
+/// or `KIND in WHERE` (the document or list item).
+fn object_name(kind: &str, ns: Option<&str>, name: Option<&str>, where_: &str) -> String {
+    match (ns, name) {
+        (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
+        (None, Some(name)) => format!("{kind} {name}"),
+        _ => format!("{kind} in {where_}"),
+    }
+}
+
+/// The `kind` of an object whose text starts with members whose keys and
+/// values are plain strings (no escapes), `kind` among the first four —
+/// as kubectl writes objects. `None` when the text does not start so
+/// (the envelope decides then).
+fn sniff_kind(raw: &str) -> Option<&str> {
+    fn plain_string(s: &str) -> Option<(&str, &str)> {
+        let s = s.strip_prefix('"')?;
+        let end = s.find('"')?;
+        let v = &s[..end];
+        if v.contains('\\') {
+            return None;
+        }
+        Some((v, &s[end + 1..]))
+    }
+    let mut rest = raw.strip_prefix('{')?;
+    for _ in 0..4 {
+        let (key, r) = plain_string(rest.trim_start())?;
+        let r = r.trim_start().strip_prefix(':')?;
+        let (value, r) = plain_string(r.trim_start())?;
+        if key == "kind" {
+            return Some(value);
+        }
+        rest = r.trim_start().strip_prefix(',')?;
+    }
+    None
+}
+
+/// Decodes a Service, EndpointSlice or Endpoints whose kind was sniffed
+/// straight into its type; `Ok(false)` when it is another kind or the
+/// decoding fails (the caller then takes the envelope's way, and its
+/// errors).
+fn load_typed(
+    raw: &str,
+    kind: &str,
+    file: &str,
+    where_: &str,
+    out: &mut Loaded,
+) -> Result<bool, LoadError> {
+    let ctx = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| Ctx {
+        file,
+        object: object_name(
+            kind,
+            meta.namespace.as_deref(),
+            meta.name.as_deref(),
+            where_,
+        ),
+    };
+    match kind {
+        "Service" => {
+            let Ok(svc) = serde_json::from_str::<core::Service>(raw) else {
+                return Ok(false);
+            };
+            let ctx = ctx(&svc.metadata);
+            if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
+                out.record("Service", svc.key(), &ctx, where_)?;
+                out.cluster.services.push(svc);
+            }
+        }
+        "EndpointSlice" => {
+            let Ok(slice) = serde_json::from_str::<discovery::EndpointSlice>(raw) else {
+                return Ok(false);
+            };
+            let ctx = ctx(&slice.metadata);
+            if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
+                let key = format!("{}/{}", slice.namespace, slice.name);
+                out.record("EndpointSlice", key, &ctx, where_)?;
+                out.cluster.endpoint_slices.push(slice);
+            }
+        }
+        "Endpoints" => {
+            let Ok(eps) = serde_json::from_str::<core::Endpoints>(raw) else {
+                return Ok(false);
+            };
+            let ctx = ctx(&eps.metadata);
+            for slice in convert_endpoints(eps, &ctx, &mut out.warnings)? {
+                out.legacy_endpoints.push(slice);
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -998,6 +1095,9 @@ null
                 r#"{good},{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p"}}}}"#
             )),
             list(r#"1,2"#),
+            // A Service or EndpointSlice defined twice in one file.
+            list(&format!("{good},{slice},{good}")),
+            format!("{slice}\n{slice}"),
             list(&svc(
                 r#"{"clusterIP":"10.0.0.1","ports":[{"port":"eighty"}]}"#,
             )),
@@ -1019,6 +1119,23 @@ null
                 list(r#"{"kind":"Service","metadata":{"name":"a"}}"#)
             ),
             "[1]".to_string(),
+            // The kind read from the text's first members (kubectl's
+            // layout, compact or indented), and texts that must not be
+            // taken so: no top-level kind, an escaped kind, a wrong API
+            // version, a slice without its Service label.
+            list(
+                "{\n  \"apiVersion\" : \"v1\",\n  \"kind\" : \"Service\",\n  \"metadata\" : {\"name\":\"p\",\"namespace\":\"n\"},\n  \"spec\" : {\"clusterIP\":\"10.0.0.3\",\"ports\":[{\"port\":80}]}\n}",
+            ),
+            list(
+                r#"{"apiVersion":"discovery.k8s.io/v1","metadata":{"name":"a-y","ownerReferences":[{"kind":"Service","name":"a"}]},"addressType":"IPv4"}"#,
+            ),
+            list(
+                r#"{"apiVersion":"v1","kind":"Serv\u0069ce","metadata":{"name":"a"},"spec":{"clusterIP":"10.0.0.1","ports":[{"port":80}]}}"#,
+            ),
+            list(r#"{"apiVersion":"v2","kind":"Endpoints","metadata":{"name":"b"}}"#),
+            list(
+                r#"{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"a-z","namespace":"n"},"addressType":"IPv4","endpoints":[]}"#,
+            ),
         ];
         for text in &cases {
             let fast = load_objects(text, "t.json").map(Loaded::finish);

@@ -251,31 +251,59 @@ fn compile(args: CompileArgs) -> Result<ExitCode> {
             &families,
             args.format,
         )?)],
-        ProxyMode::Nftables => vec![Piece::Text(compile_nftables(
-            &cluster,
-            &node.config,
-            &families,
-            args.format,
-        )?)],
+        ProxyMode::Nftables => compile_nftables(&cluster, &node.config, &families, args.format)?,
     };
     // The cluster is not needed for writing: give its memory back first.
     drop(cluster);
-    let parts: Vec<&str> = out
-        .iter()
-        .flat_map(|piece| match piece {
-            Piece::Text(text) => vec![text.as_str()],
-            Piece::Restore(restore) => restore.parts().to_vec(),
-        })
-        .collect();
-    write_stdout_parts(&parts)?;
+    write_pieces(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// A piece of a compile's output: text, or a restore input written from
-/// its buffers (a 10k-service restore is tens of megabytes: not copied).
+/// A piece of a compile's output: text, a restore input written from its
+/// buffers (a 10k-service restore is tens of megabytes: not copied), or an
+/// nftables transaction written line by line (not rendered into one string).
 enum Piece {
     Text(String),
     Restore(Box<kpinspect_core::netfilter::Restore>),
+    Nft(Box<nftables::Compiled>),
+}
+
+/// Writes the pieces to stdout, a transaction's lines in chunks of about
+/// 64 KB; a closed pipe is not an error.
+fn write_pieces(pieces: &[Piece]) -> Result<()> {
+    const CHUNK: usize = 64 * 1024;
+    let write = || -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        let mut buf = String::with_capacity(CHUNK + 4096);
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => stdout.write_all(text.as_bytes())?,
+                Piece::Restore(restore) => {
+                    for part in restore.parts() {
+                        stdout.write_all(part.as_bytes())?;
+                    }
+                }
+                Piece::Nft(compiled) => {
+                    let tx = &compiled.transaction;
+                    for op in &tx.ops {
+                        tx.render_op(&mut buf, op);
+                        buf.push('\n');
+                        if buf.len() >= CHUNK {
+                            stdout.write_all(buf.as_bytes())?;
+                            buf.clear();
+                        }
+                    }
+                    stdout.write_all(buf.as_bytes())?;
+                    buf.clear();
+                }
+            }
+        }
+        stdout.flush()
+    };
+    match write() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The line naming the restore tool of `family`, above each family's text
@@ -377,7 +405,7 @@ fn compile_nftables(
     config: &kpinspect_core::config::ProxyConfig,
     families: &[IpFamily],
     format: FormatArg,
-) -> Result<String> {
+) -> Result<Vec<Piece>> {
     if !matches!(
         format,
         FormatArg::Restore | FormatArg::Nft | FormatArg::Sorted | FormatArg::Json
@@ -401,19 +429,20 @@ fn compile_nftables(
     if format == FormatArg::Json {
         let mut text = serde_json::to_string_pretty(&compiled)?;
         text.push('\n');
-        return Ok(text);
+        return Ok(vec![Piece::Text(text)]);
     }
-    let mut out = String::new();
-    for c in &compiled {
-        if compiled.len() > 1 {
-            out.push_str(&format!(
+    let several = compiled.len() > 1;
+    let mut out = Vec::new();
+    for c in compiled {
+        if several {
+            out.push(Piece::Text(format!(
                 "# table {} {}\n",
                 c.transaction.family, c.transaction.table
-            ));
+            )));
         }
         match format {
-            FormatArg::Sorted => out.push_str(&c.sorted()?),
-            _ => out.push_str(&c.render()),
+            FormatArg::Sorted => out.push(Piece::Text(c.sorted()?)),
+            _ => out.push(Piece::Nft(Box::new(c))),
         }
     }
     Ok(out)

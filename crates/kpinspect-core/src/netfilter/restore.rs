@@ -29,6 +29,13 @@ impl LineBuffer {
         self.lines += 1;
     }
 
+    /// Reserves room for `additional` more bytes. Room never written costs
+    /// no memory (the kernel backs pages only when they are touched), and
+    /// a buffer that never grows is never copied.
+    pub fn reserve(&mut self, additional: usize) {
+        self.buf.reserve(additional);
+    }
+
     /// The number of lines written.
     pub fn lines(&self) -> usize {
         self.lines

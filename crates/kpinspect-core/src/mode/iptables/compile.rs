@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::names::{endpoint_chain, is_service_chain, service_port_suffix};
+use super::names::{ServicePortHasher, is_service_chain};
 use crate::config::{LocalDetector, NodePortAddresses, ProxyConfig};
 use crate::net::IpFamily;
 use crate::netfilter::{LineBuffer, Restore, RestoreTable, TableOrder, wln};
@@ -52,6 +52,13 @@ pub fn compile_sync(
 
     let mut filter = RestoreTable::default();
     let mut nat = RestoreTable::default();
+    // Room for the whole output at once (generous: kube-proxy's lines are
+    // at most a few hundred bytes per endpoint and service port), so the
+    // tens of megabytes of a large cluster are never copied while growing.
+    let (ports, endpoints) = (state.ports.len(), state.total_endpoints());
+    nat.rules.reserve(1024 * ports + 768 * endpoints);
+    nat.chains.reserve(192 * ports + 48 * endpoints);
+    filter.rules.reserve(1024 * ports);
     let fc = &mut filter.chains;
     for c in [
         "KUBE-SERVICES",
@@ -89,8 +96,11 @@ pub fn compile_sync(
         probabilities: Probabilities::default(),
     };
     let mut ctx = ctx;
+    // The chains written are only needed to find stale ones.
+    let track = !existing_nat_chains.is_empty();
     for entry in &state.ports {
-        ctx.write_service_port(entry, &mut filter.rules, &mut nat, &mut active);
+        let active = if track { Some(&mut active) } else { None };
+        ctx.write_service_port(entry, &mut filter.rules, &mut nat, active);
     }
 
     // Stale service chains: flushed by declaration, then deleted.
@@ -254,15 +264,21 @@ impl Ctx<'_> {
         entry: &ServicePortEntry,
         filter_rules: &mut LineBuffer,
         nat: &mut RestoreTable,
-        active: &mut HashSet<String>,
+        mut active: Option<&mut HashSet<String>>,
     ) {
+        let mut note_active = |chain: &str| {
+            if let Some(active) = active.as_mut() {
+                active.insert(chain.to_string());
+            }
+        };
         let info = &entry.info;
         let eps = &entry.endpoints;
         let s = info.name.to_kube_string();
         let p = info.name.protocol.as_str();
         let port = info.port;
         let cat = categorize(info, eps, self.config);
-        let suffix = service_port_suffix(&info.name);
+        let hasher = ServicePortHasher::new(&info.name);
+        let suffix = hasher.suffix();
         let cluster_chain = format!("KUBE-SVC-{suffix}");
         let local_chain = format!("KUBE-SVL-{suffix}");
         let ext_chain = format!("KUBE-EXT-{suffix}");
@@ -397,7 +413,7 @@ impl Ctx<'_> {
         // B2: the external-destinations chain.
         if uses_ext_chain {
             wln!(nat.chains, ":{ext_chain} - [0:0]");
-            active.insert(ext_chain.clone());
+            note_active(&ext_chain);
             if !info.external_policy_local {
                 wln!(
                     nr,
@@ -426,7 +442,7 @@ impl Ctx<'_> {
         // B3: the load-balancer source-range firewall.
         if uses_fw {
             wln!(nat.chains, ":{fw_chain} - [0:0]");
-            active.insert(fw_chain.clone());
+            note_active(&fw_chain);
             let mut allow_from_node = false;
             for cidr in &info.load_balancer_source_ranges {
                 wln!(
@@ -454,14 +470,14 @@ impl Ctx<'_> {
         // Endpoint chain names, for every endpoint some traffic can reach.
         let mut sep: Vec<Option<String>> = vec![None; eps.len()];
         for &i in &cat.all {
-            sep[i] = Some(endpoint_chain(&info.name, &eps[i].endpoint));
+            sep[i] = Some(hasher.endpoint_chain(&eps[i].endpoint));
         }
         let sep_of = |i: usize| -> &str { sep[i].as_deref().unwrap_or_default() };
 
         // B4/B5: the Cluster and Local dispatch chains.
         if uses_cluster_chain {
             wln!(nat.chains, ":{cluster_chain} - [0:0]");
-            active.insert(cluster_chain.clone());
+            note_active(&cluster_chain);
             self.write_dispatch(
                 nr,
                 &s,
@@ -474,7 +490,7 @@ impl Ctx<'_> {
         }
         if uses_local_chain {
             wln!(nat.chains, ":{local_chain} - [0:0]");
-            active.insert(local_chain.clone());
+            note_active(&local_chain);
             self.write_dispatch(
                 nr,
                 &s,
@@ -496,7 +512,7 @@ impl Ctx<'_> {
             let ep: &EndpointInfo = &eps[i];
             let chain = sep_of(i);
             wln!(nat.chains, ":{chain} - [0:0]");
-            active.insert(chain.to_string());
+            note_active(chain);
             wln!(nr, "-A {chain}{comment} -s {} -j KUBE-MARK-MASQ", ep.ip);
             if info.session_affinity_timeout.is_some() {
                 wln!(

@@ -13,10 +13,73 @@ use crate::proxy::ServicePortName;
 /// assert_eq!(hash_suffix("default/kubernetes:httpstcp"), "NPX46M4PTMTKRN6Y");
 /// ```
 pub fn hash_suffix(input: &str) -> String {
-    let digest = Sha256::digest(input.as_bytes());
-    let mut encoded = BASE32.encode(&digest);
-    encoded.truncate(16);
-    encoded
+    let mut out = String::with_capacity(16);
+    push_suffix(&mut out, Sha256::new_with_prefix(input.as_bytes()));
+    out
+}
+
+/// Appends the 16 base32 characters of `hasher`'s digest to `out`: they
+/// are the encoding of the digest's first 10 bytes (80 bits), so only
+/// those are encoded.
+fn push_suffix(out: &mut String, hasher: Sha256) {
+    let digest = hasher.finalize();
+    let mut buf = [0u8; 16];
+    BASE32.encode_mut(&digest[..10], &mut buf);
+    // Base32 output is ASCII.
+    out.extend(buf.iter().map(|&b| char::from(b)));
+}
+
+/// The hashes of one service port's chains, its `ns/name:port` + protocol
+/// hashed once: [`endpoint_chain`] and [`service_port_suffix`] without
+/// formatting the service port's name again for each endpoint.
+///
+/// ```
+/// use kpinspect_core::mode::iptables::names::{ServicePortHasher, endpoint_chain};
+/// use kpinspect_core::proxy::ServicePortName;
+/// let name = ServicePortName {
+///     namespace: "ns1".into(), name: "svc1".into(), port: "p80".into(),
+///     protocol: kpinspect_core::model::Protocol::Tcp,
+/// };
+/// let h = ServicePortHasher::new(&name);
+/// assert_eq!(h.endpoint_chain("10.180.0.1:80"), endpoint_chain(&name, "10.180.0.1:80"));
+/// assert_eq!(h.suffix(), "XPGD46QRK7WJZT7O");
+/// ```
+#[derive(Clone)]
+pub struct ServicePortHasher {
+    prefix: Sha256,
+}
+
+impl ServicePortHasher {
+    /// The hasher of `name`'s chains.
+    pub fn new(name: &ServicePortName) -> ServicePortHasher {
+        let mut prefix = Sha256::new();
+        prefix.update(name.namespace.as_bytes());
+        prefix.update(b"/");
+        prefix.update(name.name.as_bytes());
+        if !name.port.is_empty() {
+            prefix.update(b":");
+            prefix.update(name.port.as_bytes());
+        }
+        prefix.update(name.protocol.as_str().as_bytes());
+        ServicePortHasher { prefix }
+    }
+
+    /// [`service_port_suffix`].
+    pub fn suffix(&self) -> String {
+        let mut out = String::with_capacity(16);
+        push_suffix(&mut out, self.prefix.clone());
+        out
+    }
+
+    /// [`endpoint_chain`] of `endpoint` (`ip:port`).
+    pub fn endpoint_chain(&self, endpoint: &str) -> String {
+        let mut hasher = self.prefix.clone();
+        hasher.update(endpoint.as_bytes());
+        let mut out = String::with_capacity(25);
+        out.push_str("KUBE-SEP-");
+        push_suffix(&mut out, hasher);
+        out
+    }
 }
 
 /// The suffix shared by a service port's SVC, SVL, EXT and FW chains:

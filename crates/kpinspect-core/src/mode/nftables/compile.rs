@@ -3,7 +3,7 @@
 //! of `setupNFTables`, then every service port as `syncProxyRules` writes
 //! it).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use crate::config::{LocalDetector, NodePortAddresses, ProxyConfig, ProxyMode};
@@ -486,24 +486,31 @@ impl<'a> Writer<'a> {
         }
 
         let all: Vec<&EndpointInfo> = cat.all.iter().map(|&i| &eps[i]).collect();
-        // Each endpoint's hashed name base, computed once.
-        let bases: HashMap<usize, String> = cat
-            .all
-            .iter()
-            .chain(&cat.cluster)
-            .chain(&cat.local)
-            .map(|&i| (i, endpoint_chain_base(&info.name, &eps[i].ip, eps[i].port)))
-            .collect();
-        let ep_chain = |i: usize| format!("endpoint-{}", bases[&i]);
-        let ep_affinity = |i: usize| format!("affinity-{}", bases[&i]);
+        // Each endpoint's chain and affinity set names, computed once (by
+        // endpoint index; the cluster and local sets are subsets of all).
+        let mut names: Vec<Option<(String, String)>> = vec![None; eps.len()];
+        for &i in cat.all.iter().chain(&cat.cluster).chain(&cat.local) {
+            if names[i].is_none() {
+                let base = endpoint_chain_base(&info.name, &eps[i].ip, eps[i].port);
+                names[i] = Some((format!("endpoint-{base}"), format!("affinity-{base}")));
+            }
+        }
+        let ep_names = |i: usize| -> (&str, &str) {
+            names[i]
+                .as_ref()
+                .map(|(c, a)| (c.as_str(), a.as_str()))
+                .unwrap_or_default()
+        };
+        let ep_chain = |i: usize| ep_names(i).0;
+        let ep_affinity = |i: usize| ep_names(i).1;
         let affinity = info.session_affinity_timeout;
         // 1-4: chains.
         for &i in &cat.all {
             let current =
-                self.endpoint_chain_current(&ep_chain(i), &ep_affinity(i), affinity.is_some());
-            self.ensure_chain_unless(&ep_chain(i), skip || current);
+                self.endpoint_chain_current(ep_chain(i), ep_affinity(i), affinity.is_some());
+            self.ensure_chain_unless(ep_chain(i), skip || current);
             if affinity.is_some() {
-                self.affinity_sets.insert(ep_affinity(i));
+                self.affinity_sets.insert(ep_affinity(i).to_string());
             }
         }
         if uses_cluster {
@@ -683,38 +690,30 @@ impl<'a> Writer<'a> {
         }
         let affine = affinity.is_some();
         if uses_cluster {
-            let list: Vec<(String, String)> = cat
-                .cluster
-                .iter()
-                .map(|&i| (ep_chain(i), ep_affinity(i)))
-                .collect();
+            let list: Vec<(&str, &str)> = cat.cluster.iter().map(|&i| ep_names(i)).collect();
             self.endpoint_dispatch(&chains.cluster, affine, &list);
         }
         if uses_local {
-            let list: Vec<(String, String)> = cat
-                .local
-                .iter()
-                .map(|&i| (ep_chain(i), ep_affinity(i)))
-                .collect();
+            let list: Vec<(&str, &str)> = cat.local.iter().map(|&i| ep_names(i)).collect();
             self.endpoint_dispatch(&chains.local, affine, &list);
         }
         for (&i, ep) in cat.all.iter().zip(&all) {
             let chain = ep_chain(i);
-            if self.endpoint_chain_current(&chain, &ep_affinity(i), affine) {
+            if self.endpoint_chain_current(chain, ep_affinity(i), affine) {
                 continue;
             }
             self.rule(
-                &chain,
+                chain,
                 format!("{ip} saddr {} jump {MARK_FOR_MASQUERADE}", ep.ip),
             );
             if affine {
                 self.rule(
-                    &chain,
+                    chain,
                     format!("update @{} {{ {ip} saddr }}", ep_affinity(i)),
                 );
             }
             self.rule(
-                &chain,
+                chain,
                 format!("meta l4proto {proto} dnat to {}", ep.endpoint),
             );
         }
@@ -722,7 +721,7 @@ impl<'a> Writer<'a> {
 
     /// `writeServiceToEndpointRules`: affinity lookups, then a random pick,
     /// over endpoints given as (chain, affinity set).
-    fn endpoint_dispatch(&mut self, chain: &str, affinity: bool, eps: &[(String, String)]) {
+    fn endpoint_dispatch(&mut self, chain: &str, affinity: bool, eps: &[(&str, &str)]) {
         if affinity {
             for (ep_chain, ep_set) in eps {
                 let rule = format!("{} saddr @{ep_set} goto {ep_chain}", self.ip);

@@ -136,9 +136,9 @@ impl ChangedServices {
 
     /// Whether Service `namespace`/`name` changed.
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
+        // A lookup, not a scan: a sync asks once per service port.
         self.names
-            .iter()
-            .any(|(ns, n)| ns == namespace && n == name)
+            .contains(&(namespace.to_string(), name.to_string()))
     }
 
     /// The number of changed Services.
