@@ -194,6 +194,12 @@ impl Ruleset {
     /// );
     /// ```
     pub fn check_chains_declared(&self) -> Result<(), SaveParseError> {
+        // Each table's declared names, looked up once per rule.
+        let declared: Vec<std::collections::HashSet<&str>> = self
+            .tables
+            .iter()
+            .map(|t| t.chains.iter().map(|c| c.name.as_str()).collect())
+            .collect();
         for (i, l) in self.lines.iter().enumerate() {
             let Line::Rule { table, index, .. } = l else {
                 continue;
@@ -204,7 +210,9 @@ impl Ruleset {
             let Some(rule) = t.rules.get(*index) else {
                 continue;
             };
-            if t.chain(&rule.chain).is_none() && !builtin_chain(&t.name, &rule.chain) {
+            if !declared[*table].contains(rule.chain.as_str())
+                && !builtin_chain(&t.name, &rule.chain)
+            {
                 return Err(SaveParseError {
                     line: i + 1,
                     message: format!(
