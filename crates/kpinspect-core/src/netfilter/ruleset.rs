@@ -328,6 +328,44 @@ impl Ruleset {
     }
 }
 
+impl Ruleset {
+    /// The text of each rule of table `index` as read (trimmed, without
+    /// its `[packets:bytes]`), by rule index; `None` for a rule without
+    /// text.
+    pub(crate) fn rule_texts(&self, index: usize) -> Vec<Option<&str>> {
+        let mut out = vec![None; self.tables.get(index).map_or(0, |t| t.rules.len())];
+        for l in &self.lines {
+            if let Line::Rule {
+                table,
+                index: i,
+                text,
+            } = l
+                && *table == index
+                && let Some(slot) = out.get_mut(*i)
+            {
+                let t = self.source[text.clone()].trim();
+                let t = match t.strip_prefix('[') {
+                    Some(rest) => rest.split_once(']').map_or(t, |(_, r)| r.trim_start()),
+                    None => t,
+                };
+                *slot = Some(t);
+            }
+        }
+        out
+    }
+
+    /// The index of the table called `name`.
+    pub(crate) fn table_index(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == name)
+    }
+}
+
+/// `rule` as `iptables-save` prints it: its kernel form, in iptables-save's
+/// order, quoting and spacing.
+pub(crate) fn save_text(rule: &Rule) -> String {
+    render(&rule.kernel_form(), true)
+}
+
 /// Renders a rule in iptables-save's argument order and quoting, for rules
 /// that were not read from text.
 pub fn render_rule(rule: &Rule) -> String {
