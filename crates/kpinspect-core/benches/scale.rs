@@ -147,6 +147,24 @@ fn plan_iptables_one_endpoint_change(bencher: divan::Bencher, n: u32) {
         .bench(|| divan::black_box(plan::plan(&desired, &actual, ProxyMode::Iptables.profile())));
 }
 
+/// The same plan against the node as `iptables-save` prints it (the
+/// rules in their kernel form, what `apply` reads): unchanged chains are
+/// found equal from the printed text, without canonical forms.
+#[divan::bench(args = SIZES, sample_count = 3, sample_size = 1)]
+fn plan_iptables_one_endpoint_change_saved(bencher: divan::Bencher, n: u32) {
+    let config = config_for(ProxyMode::Iptables);
+    let mut actual = Ruleset::default();
+    actual
+        .restore(
+            &save_text(&synthetic::cluster(n, 10), &config),
+            kpinspect_core::netfilter::RestoreFlush::NoFlush,
+        )
+        .expect("restores");
+    let desired = Ruleset::parse(&save_text(&one_endpoint_changed(n), &config)).expect("parse");
+    bencher
+        .bench(|| divan::black_box(plan::plan(&desired, &actual, ProxyMode::Iptables.profile())));
+}
+
 /// IPVS mode's apply plan after one endpoint changed (the node read back
 /// from `ipvsadm -Sn` and `ipset save`).
 #[divan::bench(args = SIZES, sample_count = 3, sample_size = 1)]

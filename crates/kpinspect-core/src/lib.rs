@@ -87,6 +87,7 @@
 pub mod config;
 pub mod diff;
 pub mod excerpt;
+mod fasthash;
 pub mod golden;
 pub mod ipset;
 pub mod mode;

@@ -87,6 +87,7 @@ mod nft;
 mod procs;
 mod sync;
 mod system;
+mod times;
 
 pub use conntrack::{
     Conntrack, ConntrackEntry, ConntrackError, ConntrackFilter, ConntrackTuple, ServingEndpoints,
@@ -132,6 +133,7 @@ pub use sync::{
 pub use system::{
     Backend, SystemIpSets, SystemIptables, find_program, local_addresses, parse_ip_addr_show,
 };
+pub use times::{PhaseTimer, TRACE_TIMES};
 
 /// A node's iptables, as text: what `iptables-save` prints and what
 /// `iptables-restore --noflush` accepts, per IP family.

@@ -312,12 +312,24 @@ pub fn plan_apply<'a, N: Iptables + ?Sized>(
     node: &N,
     desired: &'a Desired,
 ) -> Result<PlannedApply<'a>, SyncError> {
-    let actual = read_rules(node, desired.family)?;
+    let mut timer = crate::PhaseTimer::from_env();
+    let family = desired.family.as_k8s_str();
+    let text = node.save(desired.family)?;
+    timer.mark(&format!("{family}: read ({} bytes)", text.len()));
+    let from = format!("the live node ({})", node.save_program(desired.family));
+    let actual = Ruleset::parse(&text).map_err(|error| SyncError::Parse {
+        from: from.clone(),
+        error,
+    })?;
+    drop(text);
+    timer.mark(&format!("{family}: parse"));
+    let plan = plan(&desired.rules, &actual, ProxyMode::Iptables.profile());
+    timer.mark(&format!("{family}: plan"));
     Ok(PlannedApply {
         desired,
-        from: actual.from,
-        plan: plan(&desired.rules, &actual.rules, ProxyMode::Iptables.profile()),
-        actual: actual.rules,
+        from,
+        plan,
+        actual,
     })
 }
 

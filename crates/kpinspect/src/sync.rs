@@ -283,13 +283,17 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         ProxyMode::Nftables => return crate::nft_sync::apply(&args, &inputs, guard),
         ProxyMode::Iptables => {}
     }
+    let mut timer = kpinspect_node::PhaseTimer::from_env();
+    timer.mark("input");
     let node = live::node()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
         .map_err(|e| UsageError::msg(e.to_string()))?;
+    timer.mark("backend detection");
     // Read, plan and write under one lock: a second apply plans against
     // what this one wrote.
     let _lock = live::lock()?;
     let (mut config, facts) = live_config(&inputs, &args.cluster.node, &node, Some(guard))?;
+    timer.mark("node facts");
     if args.dry_run {
         for f in &facts {
             note!("kpinspect: {f}");
@@ -304,7 +308,9 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
             .collect()
     };
     let wants = compile(&config)?;
+    timer.mark("compile");
     let planned = plan_families(&node, &wants, guard, &progress)?;
+    timer.mark("read and plan");
     // The rules may use -m nfacct once kube-proxy's counters exist: they are
     // created after the plan passed the guards, right before writing (not
     // in a dry run); where the kernel cannot create them, the rules are
@@ -359,6 +365,7 @@ fn write_planned(
     facts: &[String],
 ) -> Result<ExitCode> {
     let json = args.format == ReportFormat::Json;
+    let mut timer = kpinspect_node::PhaseTimer::from_env();
     // kube-proxy's conntrack reconciler, per family.
     let serving: Vec<_> = planned
         .iter()
@@ -371,6 +378,7 @@ fn write_planned(
             kpinspect_node::serving_endpoints(state, &p.actual)
         })
         .collect();
+    timer.mark("serving endpoints");
     let mut families = Vec::new();
     if args.dry_run {
         progress.done();
@@ -405,8 +413,10 @@ fn write_planned(
                 p.payload().len()
             ));
         }
+        let mut timer = kpinspect_node::PhaseTimer::from_env();
         let report = p.write(node).map_err(UsageError::from);
         progress.done();
+        timer.mark(&format!("{}: write", family.as_k8s_str()));
         let report = report?;
         let mut value =
             crate::report::iptables_family(family, &report.plan, &report.from, report.warnings());
@@ -414,6 +424,7 @@ fn write_planned(
             note!("kpinspect: {report}");
         }
         value["conntrack"] = conntrack_step(args, family, serving, false);
+        timer.mark(&format!("{}: conntrack", family.as_k8s_str()));
         families.push(value);
     }
     if json {

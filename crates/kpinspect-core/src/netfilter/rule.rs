@@ -122,10 +122,16 @@ impl Rule {
     /// Parses the arguments of a rule (`-A CHAIN ...` without the `-A`):
     /// `args[0]` is the chain.
     pub fn from_args(args: &[String], counters: Option<(u64, u64)>) -> Result<Rule, RuleError> {
+        Rule::from_owned_args(args.to_vec(), counters)
+    }
+
+    /// [`Rule::from_args`] on arguments it may keep: each becomes part of
+    /// the rule without a copy.
+    fn from_owned_args(args: Vec<String>, counters: Option<(u64, u64)>) -> Result<Rule, RuleError> {
+        let mut args = args.into_iter().peekable();
         let chain = args
-            .first()
-            .ok_or_else(|| RuleError("rule without a chain".into()))?
-            .clone();
+            .next()
+            .ok_or_else(|| RuleError("rule without a chain".into()))?;
         name_word("chain", &chain)?;
         let mut rule = Rule {
             chain,
@@ -134,31 +140,28 @@ impl Rule {
             matches: Vec::new(),
             target: None,
         };
-        // Where `--options` go: 0 = last match, 1 = target.
+        // Where `--options` go: the last match, or the target.
         let mut in_target = false;
         let mut negate = false;
-        let mut i = 1;
-        while i < args.len() {
-            let a = args[i].as_str();
-            i += 1;
+        while let Some(a) = args.next() {
             if a == "!" {
                 negate = true;
                 continue;
             }
             if let Some((_, short)) = BASE_OPTS.iter().find(|(long, _)| *long == a) {
                 let v = args
-                    .get(i)
+                    .next()
                     .ok_or_else(|| RuleError(format!("{a} needs a value")))?;
-                i += 1;
+                let name = if a == *short { a } else { short.to_string() };
                 rule.base.push(Opt {
                     negated: negate,
-                    name: short.to_string(),
-                    values: vec![v.clone()],
+                    name,
+                    values: vec![v],
                 });
                 negate = false;
                 continue;
             }
-            match a {
+            match a.as_str() {
                 "-f" | "--fragment" => {
                     rule.base.push(Opt {
                         negated: negate,
@@ -168,12 +171,11 @@ impl Rule {
                 }
                 "-m" | "--match" => {
                     let m = args
-                        .get(i)
+                        .next()
                         .ok_or_else(|| RuleError("-m needs a module".into()))?;
-                    name_word("match module", m)?;
-                    i += 1;
+                    name_word("match module", &m)?;
                     rule.matches.push(Match {
-                        module: m.clone(),
+                        module: m,
                         options: Vec::new(),
                     });
                     in_target = false;
@@ -183,12 +185,11 @@ impl Rule {
                         return Err(RuleError("more than one target".into()));
                     }
                     let t = args
-                        .get(i)
+                        .next()
                         .ok_or_else(|| RuleError(format!("{a} needs a target")))?;
-                    name_word("target", t)?;
-                    i += 1;
+                    name_word("target", &t)?;
                     rule.target = Some(Target {
-                        name: t.clone(),
+                        name: t,
                         goto: a == "-g" || a == "--goto",
                         options: Vec::new(),
                     });
@@ -196,19 +197,21 @@ impl Rule {
                 }
                 opt if opt.starts_with("--") => {
                     let mut values = Vec::new();
-                    while i < args.len() && !is_option(&args[i]) {
-                        values.push(args[i].clone());
-                        i += 1;
+                    while let Some(v) = args.next_if(|v| !is_option(v)) {
+                        values.push(v);
                     }
-                    let o = Opt {
-                        negated: negate,
-                        name: opt.to_string(),
-                        values,
-                    };
-                    if in_target {
-                        rule.target.as_mut().expect("in target").options.push(o);
+                    if let (true, Some(t)) = (in_target, rule.target.as_mut()) {
+                        t.options.push(Opt {
+                            negated: negate,
+                            name: a,
+                            values,
+                        });
                     } else if let Some(m) = rule.matches.last_mut() {
-                        m.options.push(o);
+                        m.options.push(Opt {
+                            negated: negate,
+                            name: a,
+                            values,
+                        });
                     } else {
                         // An option of the implicit protocol match (`-p tcp --dport 80`).
                         let proto = rule
@@ -218,10 +221,14 @@ impl Rule {
                             .find(|b| b.name == "-p")
                             .and_then(|b| b.values.first())
                             .cloned()
-                            .ok_or_else(|| RuleError(format!("option {opt} outside of a match")))?;
+                            .ok_or_else(|| RuleError(format!("option {a} outside of a match")))?;
                         rule.matches.push(Match {
                             module: proto,
-                            options: vec![o],
+                            options: vec![Opt {
+                                negated: negate,
+                                name: a,
+                                values,
+                            }],
                         });
                     }
                 }
@@ -356,8 +363,7 @@ impl Rule {
             .strip_prefix("-A ")
             .or_else(|| rest.strip_prefix("--append "))
             .ok_or_else(|| RuleError("a rule starts with -A".into()))?;
-        let args = split_args(rest)?;
-        Rule::from_args(&args, counters)
+        Rule::from_owned_args(split_args(rest)?, counters)
     }
 }
 
@@ -409,39 +415,44 @@ pub fn mark_pair(v: &str) -> Option<(u32, u32)> {
 /// separates, double quotes group (and are removed), `\"` and `\\` escape.
 pub fn split_args(text: &str) -> Result<Vec<String>, RuleError> {
     let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        // Most arguments hold no quote: they are copied whole.
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '"')
+            .unwrap_or(rest.len());
+        let (arg, len) = if rest[end..].starts_with('"') {
+            quoted_arg(rest)?
+        } else {
+            (rest[..end].to_string(), end)
+        };
+        out.push(arg);
+        rest = rest[len..].trim_start();
+    }
+    Ok(out)
+}
+
+/// The argument `text` starts with (not with whitespace), one with a quote
+/// in it, and the length of text it took.
+fn quoted_arg(text: &str) -> Result<(String, usize), RuleError> {
     let mut cur = String::new();
-    let mut has = false;
     let mut quoted = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
         match c {
             '\\' if quoted => match chars.next() {
-                Some(n) => cur.push(n),
+                Some((_, n)) => cur.push(n),
                 None => return Err(RuleError("trailing backslash".into())),
             },
-            '"' => {
-                quoted = !quoted;
-                has = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if has {
-                    out.push(std::mem::take(&mut cur));
-                    has = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                has = true;
-            }
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => return Ok((cur, i)),
+            c => cur.push(c),
         }
     }
     if quoted {
         return Err(RuleError("unterminated quote".into()));
     }
-    if has {
-        out.push(cur);
-    }
-    Ok(out)
+    Ok((cur, text.len()))
 }
 
 /// Whether `ip` is inside the `-s`/`-d` value `spec` (an address or CIDR).
@@ -515,6 +526,76 @@ mod tests {
         same(
             "-A KUBE-IPVS-OUT-FILTER -s 203.0.113.7 -m ipvs --vaddr 203.0.113.7 --vproto tcp --vport 80 -j DROP",
             "-A KUBE-IPVS-OUT-FILTER -s 203.0.113.7/32 -m ipvs --vproto 6 --vaddr 203.0.113.7 --vport 80 -j DROP",
+        );
+    }
+
+    /// The splitter as it was written first, character by character: the
+    /// reference the fast one is held to.
+    fn split_args_reference(text: &str) -> Result<Vec<String>, RuleError> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut has = false;
+        let mut quoted = false;
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if quoted => match chars.next() {
+                    Some(n) => cur.push(n),
+                    None => return Err(RuleError("trailing backslash".into())),
+                },
+                '"' => {
+                    quoted = !quoted;
+                    has = true;
+                }
+                c if c.is_whitespace() && !quoted => {
+                    if has {
+                        out.push(std::mem::take(&mut cur));
+                        has = false;
+                    }
+                }
+                c => {
+                    cur.push(c);
+                    has = true;
+                }
+            }
+        }
+        if quoted {
+            return Err(RuleError("unterminated quote".into()));
+        }
+        if has {
+            out.push(cur);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn split_args_splits_as_iptables_restore() {
+        let cases = [
+            "",
+            "   ",
+            "-A X -j ACCEPT",
+            "  -A\tX  -m comment --comment \"a b\" -j Y  ",
+            "--comment \"\"",
+            "--comment \"\" -j X",
+            "a\"b c\"d e",
+            "\"a\\\"b\" c",
+            "\"a\\\\b\"",
+            "a\\b \"c",
+            "\"a\\",
+            "x\"\"y",
+            "\u{a0}a\u{2003}b\u{a0}",
+            "é \"ü ß\"ñ",
+            "\"\"\"\"",
+            "a\"",
+        ];
+        for text in cases {
+            let got = split_args(text).map_err(|e| e.0);
+            let want = split_args_reference(text).map_err(|e| e.0);
+            assert_eq!(got, want, "{text:?}");
+        }
+        assert_eq!(
+            split_args("-m comment --comment \"a \\\"b\\\"\" -j X").expect("splits"),
+            ["-m", "comment", "--comment", "a \"b\"", "-j", "X"]
         );
     }
 

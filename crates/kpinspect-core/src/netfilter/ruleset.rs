@@ -54,16 +54,17 @@ impl Table {
     }
 }
 
+/// One line of the text, its bytes in [`Ruleset`]'s `source`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Line {
     /// A line kept verbatim (comments, blank lines, `*table`, `COMMIT`,
     /// declarations, `-X`).
-    Verbatim(String),
-    /// Rule `index` of table `table`, with its original text.
+    Verbatim,
+    /// Rule `index` of table `table`, with the range of its original text.
     Rule {
         table: usize,
         index: usize,
-        text: String,
+        text: std::ops::Range<usize>,
     },
 }
 
@@ -75,6 +76,8 @@ pub struct Ruleset {
     /// [`Ruleset::restore`], which renders `lines` anew, so the two never
     /// disagree.
     pub(super) tables: Vec<Table>,
+    /// The text, kept whole (one copy, not one per line).
+    source: String,
     lines: Vec<Line>,
 }
 
@@ -95,13 +98,16 @@ impl Ruleset {
         let mut open: Option<usize> = None;
         // Declared chain names per table, to refuse a second declaration.
         let mut declared: Vec<std::collections::HashSet<String>> = Vec::new();
+        let mut offset = 0;
         for (i, raw) in text.split_inclusive('\n').enumerate() {
             let n = i + 1;
+            let start = offset;
+            offset += raw.len();
             let err = |message: String| SaveParseError { line: n, message };
             let line = raw.trim_end_matches(['\n', '\r']);
             let t = line.trim();
             if t.is_empty() || t.starts_with('#') {
-                lines.push(Line::Verbatim(raw.to_string()));
+                lines.push(Line::Verbatim);
                 continue;
             }
             if let Some(name) = t.strip_prefix('*') {
@@ -119,7 +125,7 @@ impl Ruleset {
                 });
                 open = Some(tables.len() - 1);
                 declared.push(Default::default());
-                lines.push(Line::Verbatim(raw.to_string()));
+                lines.push(Line::Verbatim);
                 continue;
             }
             let ti = open.ok_or_else(|| {
@@ -131,7 +137,7 @@ impl Ruleset {
             let table = &mut tables[ti];
             if t == "COMMIT" {
                 open = None;
-                lines.push(Line::Verbatim(raw.to_string()));
+                lines.push(Line::Verbatim);
             } else if let Some(decl) = t.strip_prefix(':') {
                 let parts: Vec<&str> = decl.split_whitespace().collect();
                 let (name, policy, counters) = match parts.as_slice() {
@@ -152,17 +158,17 @@ impl Ruleset {
                     policy: policy.filter(|p| *p != "-").map(String::from),
                     counters,
                 });
-                lines.push(Line::Verbatim(raw.to_string()));
+                lines.push(Line::Verbatim);
             } else if let Some(chain) = t.strip_prefix("-X ") {
                 table.deleted.push(chain.trim().to_string());
-                lines.push(Line::Verbatim(raw.to_string()));
+                lines.push(Line::Verbatim);
             } else if t.starts_with("-A ") || t.starts_with('[') {
                 let rule = Rule::parse(t).map_err(|e| err(e.0))?;
                 table.rules.push(rule);
                 lines.push(Line::Rule {
                     table: ti,
                     index: table.rules.len() - 1,
-                    text: raw.to_string(),
+                    text: start..offset,
                 });
             } else {
                 return Err(err(format!("unexpected line {}", excerpt(t))));
@@ -174,7 +180,11 @@ impl Ruleset {
                 message: "missing COMMIT".into(),
             });
         }
-        Ok(Ruleset { tables, lines })
+        Ok(Ruleset {
+            tables,
+            source: text.to_string(),
+            lines,
+        })
     }
 
     /// Checks what `iptables-restore` (without `--noflush`) checks beyond
@@ -194,6 +204,12 @@ impl Ruleset {
     /// );
     /// ```
     pub fn check_chains_declared(&self) -> Result<(), SaveParseError> {
+        // Each table's declared names, looked up once per rule.
+        let declared: Vec<std::collections::HashSet<&str>> = self
+            .tables
+            .iter()
+            .map(|t| t.chains.iter().map(|c| c.name.as_str()).collect())
+            .collect();
         for (i, l) in self.lines.iter().enumerate() {
             let Line::Rule { table, index, .. } = l else {
                 continue;
@@ -204,7 +220,9 @@ impl Ruleset {
             let Some(rule) = t.rules.get(*index) else {
                 continue;
             };
-            if t.chain(&rule.chain).is_none() && !builtin_chain(&t.name, &rule.chain) {
+            if !declared[*table].contains(rule.chain.as_str())
+                && !builtin_chain(&t.name, &rule.chain)
+            {
                 return Err(SaveParseError {
                     line: i + 1,
                     message: format!(
@@ -232,14 +250,7 @@ impl Ruleset {
     /// The text this was parsed from; after a [`restore`](Ruleset::restore),
     /// the tables in `iptables-save`'s layout.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        for l in &self.lines {
-            match l {
-                Line::Verbatim(s) => out.push_str(s),
-                Line::Rule { text, .. } => out.push_str(text),
-            }
-        }
-        out
+        self.source.clone()
     }
 
     /// Replaces the kept text with `iptables-save`'s layout of
@@ -248,25 +259,30 @@ impl Ruleset {
     /// iptables-save's double space after `--nfacct-name`), `COMMIT`.
     pub(super) fn rerender(&mut self) {
         let mut lines = Vec::new();
+        let mut source = String::new();
         for (ti, t) in self.tables.iter().enumerate() {
-            lines.push(Line::Verbatim(format!("*{}\n", t.name)));
+            source.push_str(&format!("*{}\n", t.name));
+            lines.push(Line::Verbatim);
             for c in &t.chains {
                 let (packets, bytes) = c.counters.unwrap_or((0, 0));
                 let policy = c.policy.as_deref().unwrap_or("-");
-                lines.push(Line::Verbatim(format!(
-                    ":{} {policy} [{packets}:{bytes}]\n",
-                    c.name
-                )));
+                source.push_str(&format!(":{} {policy} [{packets}:{bytes}]\n", c.name));
+                lines.push(Line::Verbatim);
             }
             for (index, r) in t.rules.iter().enumerate() {
+                let start = source.len();
+                source.push_str(&render(r, true));
+                source.push('\n');
                 lines.push(Line::Rule {
                     table: ti,
                     index,
-                    text: format!("{}\n", render(r, true)),
+                    text: start..source.len(),
                 });
             }
-            lines.push(Line::Verbatim("COMMIT\n".into()));
+            source.push_str("COMMIT\n");
+            lines.push(Line::Verbatim);
         }
+        self.source = source;
         self.lines = lines;
     }
 
@@ -305,11 +321,49 @@ impl Ruleset {
         self.lines.iter().filter_map(move |l| match l {
             Line::Rule { table, index, text } => {
                 let t = &self.tables[*table];
-                Some((t, &t.rules[*index], text.trim()))
+                Some((t, &t.rules[*index], self.source[text.clone()].trim()))
             }
-            Line::Verbatim(_) => None,
+            Line::Verbatim => None,
         })
     }
+}
+
+impl Ruleset {
+    /// The text of each rule of table `index` as read (trimmed, without
+    /// its `[packets:bytes]`), by rule index; `None` for a rule without
+    /// text.
+    pub(crate) fn rule_texts(&self, index: usize) -> Vec<Option<&str>> {
+        let mut out = vec![None; self.tables.get(index).map_or(0, |t| t.rules.len())];
+        for l in &self.lines {
+            if let Line::Rule {
+                table,
+                index: i,
+                text,
+            } = l
+                && *table == index
+                && let Some(slot) = out.get_mut(*i)
+            {
+                let t = self.source[text.clone()].trim();
+                let t = match t.strip_prefix('[') {
+                    Some(rest) => rest.split_once(']').map_or(t, |(_, r)| r.trim_start()),
+                    None => t,
+                };
+                *slot = Some(t);
+            }
+        }
+        out
+    }
+
+    /// The index of the table called `name`.
+    pub(crate) fn table_index(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == name)
+    }
+}
+
+/// `rule` as `iptables-save` prints it: its kernel form, in iptables-save's
+/// order, quoting and spacing.
+pub(crate) fn save_text(rule: &Rule) -> String {
+    render(&rule.kernel_form(), true)
 }
 
 /// Renders a rule in iptables-save's argument order and quoting, for rules
@@ -356,16 +410,25 @@ fn push_opts<'a>(out: &mut String, opts: impl IntoIterator<Item = &'a Opt>, quir
         }
         for v in &o.values {
             out.push(' ');
-            out.push_str(&quote(v, o.name == "--comment"));
+            push_quoted(out, v, o.name == "--comment");
         }
     }
 }
 
-fn quote(v: &str, always: bool) -> String {
+/// Appends `v`, in double quotes (with `\` and `"` escaped) when `always`
+/// or when it is empty or holds whitespace or a quote.
+fn push_quoted(out: &mut String, v: &str, always: bool) {
     if always || v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
-        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+        out.push('"');
+        for c in v.chars() {
+            if c == '\\' || c == '"' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
     } else {
-        v.to_string()
+        out.push_str(v);
     }
 }
 

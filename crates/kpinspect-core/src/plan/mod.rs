@@ -44,8 +44,11 @@ mod guard;
 pub use cleanup::{CleanupPlan, CleanupScope, cleanup_plan};
 pub use guard::{Refusal, check_input, check_plan};
 
+use crate::fasthash::{FastMap, FastSet};
 use crate::mode::Profile;
-use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, deletable_by_spec, render_rule};
+use crate::netfilter::{
+    BUILTIN_CHAINS, Rule, Ruleset, Table, deletable_by_spec, render_rule, save_text,
+};
 
 /// How a chain differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,20 +165,30 @@ struct TablePlan<'a> {
 
 fn plan_table<'a>(
     desired: &'a Table,
-    actual: Option<&'a Table>,
+    actual: Option<(&'a Table, Vec<Option<&'a str>>)>,
     profile: &Profile,
 ) -> TablePlan<'a> {
-    let mut by_chain: HashMap<&str, Vec<&Rule>> = HashMap::new();
+    let (actual, texts) = match actual {
+        Some((t, texts)) => (Some(t), texts),
+        None => (None, Vec::new()),
+    };
+    // Each actual rule with its text as the node printed it.
+    let mut by_chain: FastMap<&str, Vec<&Rule>> = FastMap::default();
+    let mut text_by_chain: FastMap<&str, Vec<Option<&str>>> = FastMap::default();
     if let Some(a) = actual {
-        for r in &a.rules {
+        for (i, r) in a.rules.iter().enumerate() {
             by_chain.entry(r.chain.as_str()).or_default().push(r);
+            text_by_chain
+                .entry(r.chain.as_str())
+                .or_default()
+                .push(texts.get(i).copied().flatten());
         }
     }
-    let actual_names: HashSet<&str> = actual
+    let actual_names: FastSet<&str> = actual
         .map(|a| a.chains.iter().map(|c| c.name.as_str()).collect())
         .unwrap_or_default();
     let declared = |c: &str| actual_names.contains(c);
-    let mut wanted: HashMap<&str, Vec<&Rule>> = HashMap::new();
+    let mut wanted: FastMap<&str, Vec<&Rule>> = FastMap::default();
     for r in &desired.rules {
         wanted.entry(r.chain.as_str()).or_default().push(r);
     }
@@ -185,6 +198,14 @@ fn plan_table<'a>(
         let have = by_chain.get(c.name.as_str()).cloned().unwrap_or_default();
         let (plan, missing, extra) = if !declared(&c.name) {
             (ChainPlan::Write(want.clone()), want.clone(), vec![])
+        } else if printed_as(
+            &want,
+            text_by_chain
+                .get(c.name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        ) {
+            (ChainPlan::Same, vec![], vec![])
         } else {
             let (deletes, inserts) = edit_script(&have, &want);
             let missing: Vec<&Rule> = inserts.iter().map(|i| want[*i]).collect();
@@ -222,7 +243,7 @@ fn plan_table<'a>(
                 .is_some_and(|rules| rules.iter().any(|r| r.same_as(j)))
         })
         .collect();
-    let desired_declared: HashSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
+    let desired_declared: FastSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
     let mut creates: Vec<String> = Vec::new();
     for j in &jumps {
         let t = j.target_name().unwrap_or_default();
@@ -232,7 +253,7 @@ fn plan_table<'a>(
     }
     // Stale service chains, unless a rule kube-proxy does not own still
     // jumps to them (then they, and what they jump to, stay).
-    let desired_names: HashSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
+    let desired_names: FastSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
     let mut stale: Vec<String> = actual
         .map(|a| {
             a.chains
@@ -280,12 +301,32 @@ fn plan_table<'a>(
     }
 }
 
+/// Whether `want` is, rule for rule, what the node printed (`have`, each
+/// rule's text as read): then the chain is as desired, with no rule put
+/// into its canonical form. A node's save prints each rule in its kernel
+/// form, which is what [`save_text`] renders; a chain whose texts differ
+/// in any way (another iptables's spelling, a rule more or less) is
+/// compared rule by rule in canonical form instead.
+fn printed_as(want: &[&Rule], have: &[Option<&str>]) -> bool {
+    want.len() == have.len()
+        && want
+            .iter()
+            .zip(have)
+            .all(|(w, h)| h.is_some_and(|h| save_text(w) == h))
+}
+
+/// The actual table `name` of `actual`, with its rules' texts.
+fn actual_table<'a>(actual: &'a Ruleset, name: &str) -> Option<(&'a Table, Vec<Option<&'a str>>)> {
+    let i = actual.table_index(name)?;
+    Some((&actual.tables()[i], actual.rule_texts(i)))
+}
+
 /// The semantic difference between `desired` (compiled restore input) and
 /// `actual` (an `iptables-save` of the node), for the mode of `profile`.
 pub fn diff(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> RulesDiff {
     let mut out = RulesDiff::default();
     for t in desired.tables() {
-        let p = plan_table(t, actual.table(&t.name), profile);
+        let p = plan_table(t, actual_table(actual, &t.name), profile);
         for (chain, plan, missing, extra, new) in &p.chains {
             let change = match plan {
                 ChainPlan::Same => continue,
@@ -334,7 +375,7 @@ pub fn diff(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> RulesDiff
 pub fn plan(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> Plan {
     let mut out = Plan::default();
     for t in desired.tables() {
-        let p = plan_table(t, actual.table(&t.name), profile);
+        let p = plan_table(t, actual_table(actual, &t.name), profile);
         out.chains_kept.extend(p.kept.iter().cloned());
         let changed = p.chains.iter().any(|c| !matches!(c.1, ChainPlan::Same))
             || !p.jumps.is_empty()
@@ -720,6 +761,60 @@ COMMIT
         ] {
             assert!(!deletable_by_spec(&rule(rewrite)), "{rewrite}");
         }
+    }
+
+    /// A node that printed every desired rule as `save_text` renders it
+    /// is found in sync from the texts alone; one printed otherwise (an
+    /// iptables that orders options its own way) is in sync all the same,
+    /// through the rules' canonical forms, and a real difference is found
+    /// either way.
+    #[test]
+    fn chains_compare_by_text_first_then_canonically() {
+        let desired = Ruleset::parse(DESIRED).unwrap();
+        let mut node = Ruleset::default();
+        node.restore(DESIRED, crate::netfilter::RestoreFlush::NoFlush)
+            .expect("applies");
+        let nat = desired.table("nat").unwrap();
+        let (table, texts) = actual_table(&node, "nat").unwrap();
+        for c in &nat.chains {
+            let want: Vec<&Rule> = nat.rules_of(&c.name).collect();
+            let have: Vec<Option<&str>> = table
+                .rules
+                .iter()
+                .zip(&texts)
+                .filter(|(r, _)| r.chain == c.name)
+                .map(|(_, t)| *t)
+                .collect();
+            assert!(printed_as(&want, &have), "{}", c.name);
+        }
+        assert!(
+            plan(&desired, &node, IPTABLES)
+                .payload
+                .lines()
+                .all(|l| !l.starts_with(":KUBE-S"))
+        );
+        // The same rules, another order of base options and spelling.
+        let respelled = node.render().replace(
+            "-p tcp -m tcp -j DNAT --to-destination 10.1.0.1:80",
+            "-p tcp -m tcp -j DNAT --to-destination 10.1.0.1:80 ",
+        ).replace(
+            "-d 172.30.0.41/32 -p tcp -m comment --comment \"ns/a:p cluster IP\" -m tcp --dport 80",
+            "-p tcp -d 172.30.0.41 -m comment --comment \"ns/a:p cluster IP\" -m tcp --dport 80",
+        );
+        let other = Ruleset::parse(&respelled).unwrap();
+        assert_ne!(other.render(), node.render());
+        assert_eq!(
+            plan(&desired, &other, IPTABLES),
+            plan(&desired, &node, IPTABLES)
+        );
+        // A real difference.
+        let moved = Ruleset::parse(&node.render().replace("10.1.0.1:80", "10.1.0.9:80")).unwrap();
+        let p = plan(&desired, &moved, IPTABLES);
+        assert!(
+            p.payload.contains(":KUBE-SEP-A1 - [0:0]\n"),
+            "{}",
+            p.payload
+        );
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! mode and generation they show ([`Generation`]): one anomaly per chain
 //! concerned, whatever the number of rules that show it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::super::names::{is_old_service_chain, is_service_chain, service_chain_suffix};
 use super::generation::{Generation, RulesMode, Version};
 use super::{Anomaly, AnomalyKind, chain_rules};
+use crate::fasthash::{FastBuild, FastSet};
 use crate::mode::ipvs;
 use crate::net::parse_ip_sloppy;
 use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, Target, is_target, render_rule};
@@ -188,10 +189,10 @@ fn table_anomalies(
             message,
         })
     };
-    let declared: BTreeSet<&str> = table.chains.iter().map(|c| c.name.as_str()).collect();
+    let declared: FastSet<&str> = table.chains.iter().map(|c| c.name.as_str()).collect();
     let rules = chain_rules(table);
     // Chains that exist as far as the text goes: declared, or with rules.
-    let known: BTreeSet<&str> = rules.keys().copied().collect();
+    let known: FastSet<&str> = rules.keys().copied().collect();
     let jumpers = |chain: &str| -> Vec<&Rule> {
         table
             .rules
@@ -268,7 +269,7 @@ fn table_anomalies(
         .iter()
         .map(|(_, _, c, _)| *c)
         .chain(ipvs::JUMP_RULES.iter().map(|j| j.target));
-    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    let mut reached: FastSet<&str> = FastSet::default();
     let mut todo: Vec<&str> = BUILTIN_CHAINS
         .iter()
         .copied()
@@ -439,11 +440,7 @@ fn table_anomalies(
 
     // Duplicate rules within a chain, once per chain.
     for (chain, list) in &rules {
-        let mut seen = BTreeSet::new();
-        let dups: Vec<&&Rule> = list
-            .iter()
-            .filter(|r| !seen.insert(r.canonical()))
-            .collect();
+        let dups = duplicates(list);
         let Some(first) = dups.first() else { continue };
         let message = if dups.len() == 1 {
             format!(
@@ -485,6 +482,74 @@ fn table_anomalies(
 
     out.sort_by(|a, b| (&a.kind, &a.chain).cmp(&(&b.kind, &b.chain)));
     out
+}
+
+/// The rules of `list` (one chain's, in order) the kernel holds as the same
+/// rule as an earlier one, in order.
+///
+/// Putting a rule into its kernel form ([`Rule::canonical`]) costs a copy
+/// and a rendering; a chain of distinct rules, what every save holds,
+/// needs none. Two rules the kernel holds as one have the same target
+/// (and `-g`/`-j`), the same match modules in the same order and the same
+/// comments: the kernel form changes none of these (it fills in defaults,
+/// folds aliases and spellings of values). So rules are grouped by a hash
+/// of those ([`shape`]) first, and only rules that share a group with
+/// another are compared in their kernel form.
+fn duplicates<'a>(list: &[&'a Rule]) -> Vec<&'a Rule> {
+    if list.len() < 2 {
+        return Vec::new();
+    }
+    let mut shapes: Vec<(u64, usize)> = list
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (shape(r), i))
+        .collect();
+    shapes.sort_unstable();
+    let mut dups: Vec<usize> = Vec::new();
+    let mut start = 0;
+    while start < shapes.len() {
+        let end = start
+            + shapes[start..]
+                .iter()
+                .take_while(|(h, _)| *h == shapes[start].0)
+                .count();
+        if end - start > 1 {
+            // Indices ascend within a group (sorted by hash, then index).
+            let mut seen = HashSet::new();
+            for (_, i) in &shapes[start..end] {
+                if !seen.insert(list[*i].canonical()) {
+                    dups.push(*i);
+                }
+            }
+        }
+        start = end;
+    }
+    dups.sort_unstable();
+    dups.into_iter().map(|i| list[i]).collect()
+}
+
+/// A hash of what the kernel form of `rule` keeps as written: its target's
+/// name and kind (`-j`/`-g`), its match modules in order, and the options
+/// of its `comment` matches (in any order, as the kernel compares them).
+fn shape(rule: &Rule) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let build = FastBuild::default();
+    let mut h = build.build_hasher();
+    rule.target
+        .as_ref()
+        .map(|t| (t.name.as_str(), t.goto))
+        .hash(&mut h);
+    for m in &rule.matches {
+        m.module.hash(&mut h);
+        if m.module == "comment" {
+            // Order-independent: a sum of each option's own hash.
+            let sum = m.options.iter().fold(0u64, |acc, o| {
+                acc.wrapping_add(build.hash_one((&o.name, &o.values, o.negated)))
+            });
+            sum.hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 fn target_kind(text: &str) -> &str {
@@ -599,6 +664,47 @@ mod tests {
             "{}",
             got[0].message
         );
+    }
+
+    /// Duplicates are the rules the kernel holds as one, however they are
+    /// spelled; rules that differ only where the kernel form does not
+    /// look (comments, modules, targets) are not.
+    #[test]
+    fn duplicate_rules_are_found_in_any_spelling() {
+        let rules: Vec<Rule> = [
+            "-A C -d 10.0.0.1/32 -p tcp -m comment --comment \"a\" -m tcp --dport 80 -j X",
+            "-A C -m comment --comment b -j X",
+            "-A C -m comment --comment a -m tcp -p tcp -d 10.0.0.1 --dport 80 -j X",
+            "-A C -m comment --comment \"a\" -d 10.0.0.1/32 -p tcp -m tcp --dport 80 -g X",
+            "-A C -j MARK --or-mark 0x4000",
+            "-A C -j MARK --set-xmark 0x4000/0x4000",
+            "-A C -m comment --comment b -j X",
+            "-A C -m comment --comment c -j X",
+            "-A C -m comment --comment a -m comment --comment b -j Y",
+            "-A C -m comment --comment b -m comment --comment a -j Y",
+            "-A C -m comment --comment \"a\" -m comment --comment \"b\" -j Y",
+        ]
+        .iter()
+        .map(|t| Rule::parse(t).expect("parses"))
+        .collect();
+        let list: Vec<&Rule> = rules.iter().collect();
+        let got: Vec<usize> = duplicates(&list)
+            .iter()
+            .map(|d| {
+                rules
+                    .iter()
+                    .position(|r| std::ptr::eq(r, *d))
+                    .expect("in list")
+            })
+            .collect();
+        assert_eq!(got, [2, 5, 6, 10]);
+        // The same as comparing every rule's kernel form.
+        let mut seen = HashSet::new();
+        let all: Vec<usize> = (0..rules.len())
+            .filter(|i| !seen.insert(rules[*i].canonical()))
+            .collect();
+        assert_eq!(got, all);
+        assert!(duplicates(&list[..1]).is_empty());
     }
 
     #[test]

@@ -32,6 +32,7 @@ use serde::Serialize;
 pub use generation::{Generation, RulesMode, Version};
 
 use super::names::{endpoint_chain, hash_suffix, service_chain_suffix, service_port_suffix};
+use crate::fasthash::FastMap;
 use crate::model::Protocol;
 use crate::net::{IpFamily, parse_ip_sloppy, split_host_port};
 use crate::netfilter::{Rule, Ruleset, Table};
@@ -374,10 +375,10 @@ pub fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> 
             let dst = destination(r);
             if let Some(s) = comment.strip_suffix(" health check node port") {
                 // The health check is per Service; attach it to every port of it.
-                let service = s_service(s);
+                let (ns, name) = s_service(s).split_once('/').unwrap_or((s_service(s), ""));
                 for svc in services
                     .values_mut()
-                    .filter(|v| service_string(v) == service)
+                    .filter(|v| v.namespace == ns && v.name == name)
                 {
                     svc.health_check_node_port = dport(r);
                 }
@@ -541,7 +542,7 @@ pub fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> 
 /// The hash suffix of a service port whose cluster-IP rule is missing (no
 /// endpoints): today's hash, or that of kube-proxy before 1.19, whose
 /// unnamed ports were `ns/name:` (with the colon).
-fn guess_suffix(svc: &ServiceDump, nat_chains: &HashMap<&str, Vec<&Rule>>) -> Option<String> {
+fn guess_suffix(svc: &ServiceDump, nat_chains: &FastMap<&str, Vec<&Rule>>) -> Option<String> {
     let p = protocol(&svc.protocol)?;
     let current = service_port_suffix(&port_name(svc, p));
     if !svc.port_name.is_empty() {
@@ -564,7 +565,7 @@ fn guess_suffix(svc: &ServiceDump, nat_chains: &HashMap<&str, Vec<&Rule>>) -> Op
 /// (`dispatch`): through `KUBE-EXT-` to its last unconditional jump (1.24
 /// and newer), or into `KUBE-XLB-` (older, externalTrafficPolicy Local).
 fn external_view(
-    chains: &HashMap<&str, Vec<&Rule>>,
+    chains: &FastMap<&str, Vec<&Rule>>,
     suffix: &str,
     dispatch: Option<&str>,
 ) -> Option<Vec<EndpointDump>> {
@@ -694,8 +695,8 @@ fn push_unique(list: &mut Vec<String>, addr: Option<String>) {
 
 /// The rules of each chain, declared or not (a chain with rules but no
 /// declaration is listed too).
-fn chain_rules(table: &Table) -> HashMap<&str, Vec<&Rule>> {
-    let mut out: HashMap<&str, Vec<&Rule>> = HashMap::new();
+fn chain_rules(table: &Table) -> FastMap<&str, Vec<&Rule>> {
+    let mut out: FastMap<&str, Vec<&Rule>> = FastMap::default();
     for c in &table.chains {
         out.entry(c.name.as_str()).or_default();
     }
@@ -734,10 +735,6 @@ pub(crate) fn new_service(s: &str, proto: &str) -> ServiceDump {
         chains: vec![],
         scheduler: None,
     }
-}
-
-fn service_string(s: &ServiceDump) -> String {
-    format!("{}/{}", s.namespace, s.name)
 }
 
 /// `ns/name` of a service-port string.
@@ -792,7 +789,7 @@ fn dport(r: &Rule) -> Option<u16> {
 
 /// Endpoints reached from dispatch chain `chain`, with effective
 /// probabilities, and the affinity timeout if `recent` rules are present.
-fn endpoints(chains: &HashMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
+fn endpoints(chains: &FastMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
     let mut out = Vec::new();
     let mut affinity = None;
     let mut remaining = 1.0f64;
@@ -838,7 +835,7 @@ fn endpoints(chains: &HashMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
 /// jump, else the IP of the chain's hairpin rule (`-s IP -j
 /// KUBE-MARK-MASQ`) with port 0. `None` when the chain does not exist.
 fn endpoint_address(
-    chains: &HashMap<&str, Vec<&Rule>>,
+    chains: &FastMap<&str, Vec<&Rule>>,
     sep: &str,
     jump: &Rule,
 ) -> Option<(String, u16)> {
