@@ -91,12 +91,17 @@ impl Loaded {
         ctx: &Ctx<'_>,
         where_: &str,
     ) -> Result<(), LoadError> {
-        let origin = format!("{}: {where_}", ctx.file);
-        if let Some(first) = self.origins.get(&(kind, key.clone())) {
-            return Err(ctx.error("metadata.name", format!("defined twice (first in {first})")));
+        use std::collections::hash_map::Entry;
+        match self.origins.entry((kind, key)) {
+            Entry::Occupied(first) => Err(ctx.error(
+                "metadata.name",
+                format!("defined twice (first in {})", first.get()),
+            )),
+            Entry::Vacant(slot) => {
+                slot.insert(format!("{}: {where_}", ctx.file));
+                Ok(())
+            }
         }
-        self.origins.insert((kind, key), origin);
-        Ok(())
     }
 
     /// Resolves legacy Endpoints: the EndpointSlice mirroring controller
@@ -1060,7 +1065,7 @@ fn convert_slice(
             protocol: protocol(p.protocol.as_deref(), ctx, &field("protocol"))?,
         });
     }
-    let mut endpoints = Vec::new();
+    let mut endpoints = Vec::with_capacity(slice.endpoints.items().len());
     for (i, ep) in slice.endpoints.items().iter().enumerate() {
         let address = match ep.addresses.first() {
             None => None,
