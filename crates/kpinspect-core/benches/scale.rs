@@ -1,6 +1,7 @@
 //! The core at 1,000, 10,000 and 50,000 services × 10 endpoints (the mix of
 //! `tests/support/synthetic.rs`: every fourth a NodePort, every tenth a
-//! LoadBalancer): each mode's compiler, the parsers of what the tools
+//! LoadBalancer): the core alone as `kpinspect compile` runs it
+//! (`core_iptables`), each mode's compiler, the parsers of what the tools
 //! print (`iptables-save`, `ipset save`, `ipvsadm -Sn`, `nft list`), the
 //! semantic diff and the apply plans after one endpoint changed.
 //!
@@ -46,6 +47,33 @@ fn one_endpoint_changed(n: u32) -> Cluster {
 
 fn save_text(cluster: &Cluster, config: &ProxyConfig) -> String {
     iptables::compile(&ProxyState::build(cluster, config, IpFamily::V4), config).render()
+}
+
+/// The core alone, as `kpinspect compile` runs it after reading its input:
+/// the model objects of `kpinspect-gen N 10` (`Cluster`, built before
+/// timing) → `ProxyState::build` → `iptables::compile` → the restore text
+/// written out from its buffers (`Restore::parts`, as the CLI writes it to
+/// stdout; here into `io::sink`, as to `/dev/null`), everything dropped.
+/// The node is the README's compile figure's (`--hostname n1 --node-ip
+/// 192.168.0.2 --cluster-cidr 10.128.0.0/9`), so `kpinspect compile` of
+/// the generator's JSON minus this is the cost of the input edge.
+#[divan::bench(args = SIZES, sample_count = 3, sample_size = 1)]
+fn core_iptables(bencher: divan::Bencher, n: u32) {
+    use std::io::Write as _;
+    let config = synthetic::cli_config();
+    let cluster = synthetic::kubectl_cluster(n, 10);
+    bencher.bench(|| {
+        let state = ProxyState::build(&cluster, &config, IpFamily::V4);
+        let restore = iptables::compile(&state, &config);
+        let mut out = std::io::sink();
+        let mut written = 0;
+        for part in restore.parts() {
+            out.write_all(part.as_bytes())
+                .expect("a sink takes anything");
+            written += part.len();
+        }
+        divan::black_box(written)
+    });
 }
 
 /// iptables mode: proxier view → restore text.

@@ -94,18 +94,30 @@ fn normalize_mapped(ip: IpAddr) -> IpAddr {
 }
 
 fn parse_ipv4_sloppy(s: &str) -> Option<Ipv4Addr> {
+    // Four parts of one to three ASCII digits, each at most 255, in one
+    // pass over the bytes (endpoint addresses are read by the hundred
+    // thousand).
     let mut octets = [0u8; 4];
-    let mut parts = s.split('.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+    let mut done = 0;
+    let (mut value, mut digits) = (0u16, 0);
+    for b in s.bytes() {
+        match b {
+            b'0'..=b'9' if digits < 3 => {
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && done < 3 && value <= 255 => {
+                octets[done] = value as u8;
+                done += 1;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
         }
-        *octet = part.parse::<u16>().ok().filter(|v| *v <= 255)? as u8;
     }
-    if parts.next().is_some() {
+    if done != 3 || digits == 0 || value > 255 {
         return None;
     }
+    octets[3] = value as u8;
     Some(Ipv4Addr::from(octets))
 }
 
@@ -172,6 +184,29 @@ mod tests {
         assert!(parse_ip_sloppy(" 1.2.3.4").is_none());
         assert!(parse_ip_sloppy("1.2.3.0004").is_none());
         assert!(parse_ip_sloppy("").is_none());
+        for bad in [
+            "1.2.3.",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.256",
+            "256.1.2.3",
+            "1.2.3.4 ",
+            "1.2.3.+4",
+            "1.2.3.٤",
+            "999.1.1.1",
+            "1.2.3.4.",
+        ] {
+            assert!(parse_ip_sloppy(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            parse_ip_sloppy("255.000.0.255").unwrap().to_string(),
+            "255.0.0.255"
+        );
+        // Every dotted quad std reads, sloppy reads the same.
+        for n in (0..=u32::MAX).step_by(9_999_991) {
+            let ip = Ipv4Addr::from(n);
+            assert_eq!(parse_ip_sloppy(&ip.to_string()), Some(IpAddr::V4(ip)));
+        }
     }
 
     #[test]

@@ -91,12 +91,17 @@ impl Loaded {
         ctx: &Ctx<'_>,
         where_: &str,
     ) -> Result<(), LoadError> {
-        let origin = format!("{}: {where_}", ctx.file);
-        if let Some(first) = self.origins.get(&(kind, key.clone())) {
-            return Err(ctx.error("metadata.name", format!("defined twice (first in {first})")));
+        use std::collections::hash_map::Entry;
+        match self.origins.entry((kind, key)) {
+            Entry::Occupied(first) => Err(ctx.error(
+                "metadata.name",
+                format!("defined twice (first in {})", first.get()),
+            )),
+            Entry::Vacant(slot) => {
+                slot.insert(format!("{}: {where_}", ctx.file));
+                Ok(())
+            }
         }
-        self.origins.insert((kind, key), origin);
-        Ok(())
     }
 
     /// Resolves legacy Endpoints: the EndpointSlice mirroring controller
@@ -251,14 +256,29 @@ struct EnvelopeMeta {
     namespace: Option<Value>,
 }
 
-/// JSON input, fast: each top-level value and each list item is kept as
-/// text, its envelope read, and a Service, EndpointSlice or Endpoints is
-/// decoded from its text straight into the k8s-openapi type — no
-/// `serde_json::Value` of the whole input, no copies of it. Whenever this
-/// path meets something it does not take (an error, a duplicate key, ...)
-/// the object is decoded again the slow way, through a `Value`, so that
-/// errors and edge cases are exactly those of [`load_value`].
+/// JSON input, in one pass over the text when it is laid out as kubectl
+/// writes it (see [`load_json_stream`]); anything that pass does not take
+/// — an error of any kind included — is read again from scratch by
+/// [`load_json_checked`], the way JSON has always been read, so results
+/// and error messages are exactly that path's.
 fn load_json(text: &str, file: &str, out: &mut Loaded) -> Result<(), LoadError> {
+    let mut fast = Loaded::default();
+    if load_json_stream(text, file, &mut fast).is_some() {
+        *out = fast;
+        return Ok(());
+    }
+    load_json_checked(text, file, out)
+}
+
+/// JSON input, checked first: the whole text's syntax, then each top-level
+/// value and each list item kept as text, its envelope read, and a
+/// Service, EndpointSlice or Endpoints decoded from its text straight into
+/// the k8s-openapi type — no `serde_json::Value` of the whole input, no
+/// copies of it. Whenever this path meets something it does not take (an
+/// error, a duplicate key, ...) the object is decoded again the slow way,
+/// through a `Value`, so that errors and edge cases are exactly those of
+/// [`load_value`].
+fn load_json_checked(text: &str, file: &str, out: &mut Loaded) -> Result<(), LoadError> {
     // The whole text is checked first, as the value parser did: a syntax
     // error anywhere comes before any object's error.
     let docs: Result<Vec<&serde_json::value::RawValue>, _> =
@@ -282,6 +302,174 @@ fn load_json(text: &str, file: &str, out: &mut Loaded) -> Result<(), LoadError> 
         load_raw(raw.get(), file, &format!("document {}", i + 1), out)?;
     }
     Ok(())
+}
+
+/// JSON whitespace.
+fn skip_ws(text: &str, mut pos: usize) -> usize {
+    let bytes = text.as_bytes();
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(pos) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The first JSON value of `text` (which may go on after it), decoded as a
+/// `T`, and where it ends; `None` if it does not decode.
+fn next_value<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Option<(T, usize)> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
+    let value = stream.next()?.ok()?;
+    Some((value, stream.byte_offset()))
+}
+
+/// A member's key without escapes or control characters, and where it ends.
+fn plain_key(text: &str, pos: usize) -> Option<(&str, usize)> {
+    let rest = text.get(pos..)?.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let key = &rest[..end];
+    if key.bytes().any(|b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    Some((key, pos + end + 2))
+}
+
+/// JSON input in one pass, for texts that are top-level objects: a list
+/// (members in any order, as kubectl sorts them) has its items decoded
+/// where they stand in the text — a Service, EndpointSlice or Endpoints
+/// whose kind is among its first members straight into its type, anything
+/// else through [`load_raw`] — and every other member and the text between
+/// them are checked as JSON. `None` when the text is anything else, or on
+/// any error, duplicate key or doubt: the caller then reads the text again
+/// with [`load_json_checked`] (`out` is the caller's scratch). What this
+/// takes, it reads as that path does; whole-document syntax errors come
+/// first there, so this never reports an error itself.
+fn load_json_stream(text: &str, file: &str, out: &mut Loaded) -> Option<()> {
+    let mut pos = skip_ws(text, 0);
+    let mut doc = 0;
+    while pos < text.len() {
+        doc += 1;
+        let where_ = format!("document {doc}");
+        if !text[pos..].starts_with('{') {
+            return None;
+        }
+        let start = pos;
+        let kind = sniff_kind(&text[pos..]);
+        if kind.is_some_and(|k| !is_list_kind(k)) {
+            let (raw, len) = next_value::<&serde_json::value::RawValue>(&text[pos..])?;
+            load_raw(raw.get(), file, &where_, out).ok()?;
+            pos = skip_ws(text, pos + len);
+            continue;
+        }
+        // An object of unknown kind, or a list: its members one by one.
+        pos += 1;
+        let mut seen: Vec<&str> = Vec::new();
+        let mut kind: Option<String> = None;
+        let mut items_seen = false;
+        let mut items_null = false;
+        pos = skip_ws(text, pos);
+        if text[pos..].starts_with('}') {
+            return None;
+        }
+        loop {
+            let (key, after) = plain_key(text, pos)?;
+            if seen.contains(&key) {
+                return None;
+            }
+            seen.push(key);
+            pos = skip_ws(text, after);
+            if !text[pos..].starts_with(':') {
+                return None;
+            }
+            pos = skip_ws(text, pos + 1);
+            if key == "items" && text[pos..].starts_with('[') {
+                items_seen = true;
+                pos = load_items(text, pos + 1, file, &where_, out)?;
+            } else {
+                let (raw, len) = next_value::<&serde_json::value::RawValue>(&text[pos..])?;
+                match key {
+                    "kind" => kind = Some(serde_json::from_str::<String>(raw.get()).ok()?),
+                    "items" => {
+                        items_seen = true;
+                        items_null = raw.get() == "null";
+                        if !items_null {
+                            return None;
+                        }
+                    }
+                    _ => {}
+                }
+                pos += len;
+            }
+            pos = skip_ws(text, pos);
+            match text.as_bytes().get(pos) {
+                Some(b',') => pos = skip_ws(text, pos + 1),
+                Some(b'}') => break,
+                _ => return None,
+            }
+        }
+        pos += 1;
+        match kind.as_deref() {
+            Some(k) if is_list_kind(k) => {}
+            // Not a list: read as one object, unless items were taken.
+            _ if items_seen && !items_null => return None,
+            _ => load_raw(&text[start..pos], file, &where_, out).ok()?,
+        }
+        pos = skip_ws(text, pos);
+    }
+    Some(())
+}
+
+/// A list's items from just after its `[`, each decoded where it stands
+/// (see [`load_json_stream`]); where the array ends.
+fn load_items(
+    text: &str,
+    mut pos: usize,
+    file: &str,
+    where_: &str,
+    out: &mut Loaded,
+) -> Option<usize> {
+    pos = skip_ws(text, pos);
+    if text[pos..].starts_with(']') {
+        return Some(pos + 1);
+    }
+    for i in 0.. {
+        let item_where = format!("{where_} items[{i}]");
+        let rest = &text[pos..];
+        let len = match sniff_kind(rest) {
+            Some("Service") => {
+                let (svc, len) = next_value::<core::Service>(rest)?;
+                take_typed(Typed::Service(svc), file, &item_where, out).ok()?;
+                len
+            }
+            Some("EndpointSlice") => {
+                let (slice, len) = next_value::<discovery::EndpointSlice>(rest)?;
+                take_typed(Typed::EndpointSlice(slice), file, &item_where, out).ok()?;
+                len
+            }
+            Some("Endpoints") => {
+                let (eps, len) = next_value::<core::Endpoints>(rest)?;
+                take_typed(Typed::Endpoints(eps), file, &item_where, out).ok()?;
+                len
+            }
+            _ => {
+                let (raw, len) = next_value::<&serde_json::value::RawValue>(rest)?;
+                load_raw(raw.get(), file, &item_where, out).ok()?;
+                len
+            }
+        };
+        pos = skip_ws(text, pos + len);
+        match text.as_bytes().get(pos) {
+            Some(b',') => pos = skip_ws(text, pos + 1),
+            Some(b']') => return Some(pos + 1),
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn is_list_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "List" | "ServiceList" | "EndpointSliceList" | "EndpointsList"
+    )
 }
 
 fn value_str(v: &Option<Value>) -> Option<&str> {
@@ -406,6 +594,17 @@ fn sniff_kind(raw: &str) -> Option<&str> {
     None
 }
 
+/// A Service, EndpointSlice or Endpoints decoded into its k8s-openapi type.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per object, moved once into its conversion"
+)]
+enum Typed {
+    Service(core::Service),
+    EndpointSlice(discovery::EndpointSlice),
+    Endpoints(core::Endpoints),
+}
+
 /// Decodes a Service, EndpointSlice or Endpoints whose kind was sniffed
 /// straight into its type; `Ok(false)` when it is another kind or the
 /// decoding fails (the caller then takes the envelope's way, and its
@@ -417,7 +616,22 @@ fn load_typed(
     where_: &str,
     out: &mut Loaded,
 ) -> Result<bool, LoadError> {
-    let ctx = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| Ctx {
+    let typed = match kind {
+        "Service" => serde_json::from_str(raw).map(Typed::Service),
+        "EndpointSlice" => serde_json::from_str(raw).map(Typed::EndpointSlice),
+        "Endpoints" => serde_json::from_str(raw).map(Typed::Endpoints),
+        _ => return Ok(false),
+    };
+    let Ok(typed) = typed else {
+        return Ok(false);
+    };
+    take_typed(typed, file, where_, out)?;
+    Ok(true)
+}
+
+/// Converts a decoded object, named from its metadata, into `out`.
+fn take_typed(typed: Typed, file: &str, where_: &str, out: &mut Loaded) -> Result<(), LoadError> {
+    let ctx = |kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| Ctx {
         file,
         object: object_name(
             kind,
@@ -426,40 +640,30 @@ fn load_typed(
             where_,
         ),
     };
-    match kind {
-        "Service" => {
-            let Ok(svc) = serde_json::from_str::<core::Service>(raw) else {
-                return Ok(false);
-            };
-            let ctx = ctx(&svc.metadata);
+    match typed {
+        Typed::Service(svc) => {
+            let ctx = ctx("Service", &svc.metadata);
             if let Some(svc) = convert_service(svc, &ctx, &mut out.warnings)? {
                 out.record("Service", svc.key(), &ctx, where_)?;
                 out.cluster.services.push(svc);
             }
         }
-        "EndpointSlice" => {
-            let Ok(slice) = serde_json::from_str::<discovery::EndpointSlice>(raw) else {
-                return Ok(false);
-            };
-            let ctx = ctx(&slice.metadata);
+        Typed::EndpointSlice(slice) => {
+            let ctx = ctx("EndpointSlice", &slice.metadata);
             if let Some(slice) = convert_slice(slice, &ctx, &mut out.warnings)? {
                 let key = format!("{}/{}", slice.namespace, slice.name);
                 out.record("EndpointSlice", key, &ctx, where_)?;
                 out.cluster.endpoint_slices.push(slice);
             }
         }
-        "Endpoints" => {
-            let Ok(eps) = serde_json::from_str::<core::Endpoints>(raw) else {
-                return Ok(false);
-            };
-            let ctx = ctx(&eps.metadata);
+        Typed::Endpoints(eps) => {
+            let ctx = ctx("Endpoints", &eps.metadata);
             for slice in convert_endpoints(eps, &ctx, &mut out.warnings)? {
                 out.legacy_endpoints.push(slice);
             }
         }
-        _ => return Ok(false),
     }
-    Ok(true)
+    Ok(())
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -861,7 +1065,7 @@ fn convert_slice(
             protocol: protocol(p.protocol.as_deref(), ctx, &field("protocol"))?,
         });
     }
-    let mut endpoints = Vec::new();
+    let mut endpoints = Vec::with_capacity(slice.endpoints.items().len());
     for (i, ep) in slice.endpoints.items().iter().enumerate() {
         let address = match ep.addresses.first() {
             None => None,
@@ -1136,10 +1340,50 @@ null
             list(
                 r#"{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"a-z","namespace":"n"},"addressType":"IPv4","endpoints":[]}"#,
             ),
+            // kubectl's own layout (members sorted: items before kind),
+            // indented, and texts the one-pass reader must leave to the
+            // checked path: a syntax error after a bad item, trailing
+            // garbage, a non-list with items, keys twice or escaped.
+            format!(
+                "{{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n    {good},\n    {slice}\n  ],\n  \"kind\": \"List\",\n  \"metadata\": {{\"resourceVersion\": \"\"}}\n}}\n"
+            ),
+            format!(
+                r#"{{"apiVersion":"v1","items":[{},{slice}],"kind":"List","metadata":{{}}}} {{"kind": "#,
+                svc(r#"{"clusterIP":"bad","ports":[{"port":80}]}"#)
+            ),
+            format!(r#"{{"apiVersion":"v1","items":[{good}],"kind":"List"}} x"#),
+            format!(r#"{{"apiVersion":"v1","items":[{good}],"kind":"List"}},"#),
+            format!(r#"{{"apiVersion":"v1","items":[{good},],"kind":"List"}}"#),
+            format!(r#"{{"items":[{good}],"kind":"ServiceSet"}}"#),
+            format!(r#"{{"items":[{good}],"kind":"List","items":[{slice}]}}"#),
+            format!(r#"{{"items":[{good}],"kind":"List","kind":"List"}}"#),
+            format!(r#"{{"items":[{good}],"k\u0069nd":"List"}}"#),
+            format!(r#"{{"items":[{good}],"kind":7}}"#),
+            format!(r#"{{"items":null,"kind":"List"}} {good}"#),
+            format!(r#"{{"items":[],"kind":"List"}}{good}null"#),
+            format!(r#"{{"kind":"List","items":[{good}]}} 7"#),
         ];
         for text in &cases {
             let fast = load_objects(text, "t.json").map(Loaded::finish);
             assert_eq!(fast, load_through_values(text), "{text}");
+        }
+        // The one-pass reader takes kubectl's layouts (and the checked
+        // path is not what answered above).
+        for i in [0, 2, 16, 21, 31] {
+            let text = &cases[i];
+            let mut scratch = Loaded::default();
+            assert!(
+                load_json_stream(text, "t.json", &mut scratch).is_some(),
+                "{text}"
+            );
+        }
+        for i in [1, 22, 23, 24, 25, 26, 27, 28, 29, 30, 32, 33] {
+            let text = &cases[i];
+            let mut scratch = Loaded::default();
+            assert!(
+                load_json_stream(text, "t.json", &mut scratch).is_none(),
+                "{text}"
+            );
         }
         let (c, _) = load_objects(&cases[0], "t.json").expect("loads").finish();
         assert_eq!((c.services.len(), c.endpoint_slices.len()), (1, 2));
