@@ -148,6 +148,54 @@ pub fn detect_backend() -> Result<Detection, NodeError> {
     )
 }
 
+/// The full saves a detection ran, by backend and family (IPv4, IPv6): a
+/// caller that reads the chosen backend right after detecting it can use
+/// them instead of saving again ([`LiveNode::detect_keeping_saves`]).
+///
+/// [`LiveNode::detect_keeping_saves`]: crate::LiveNode::detect_keeping_saves
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectionSaves {
+    /// iptables-legacy's saves, IPv4 then IPv6 (`None`: not run or failed).
+    pub legacy: [Option<String>; 2],
+    /// iptables-nft's full saves (`None`: not run — e.g. the hint decided —
+    /// or failed).
+    pub nft: [Option<String>; 2],
+}
+
+impl DetectionSaves {
+    /// The save of `backend` and `family`, taken out.
+    pub fn take(&mut self, backend: Backend, family: IpFamily) -> Option<String> {
+        let i = match family {
+            IpFamily::V4 => 0,
+            IpFamily::V6 => 1,
+        };
+        match backend {
+            Backend::Legacy => self.legacy[i].take(),
+            Backend::Nft => self.nft[i].take(),
+        }
+    }
+}
+
+/// [`detect_backend`], keeping the full saves it ran.
+pub fn detect_backend_keeping_saves() -> Result<(Detection, DetectionSaves), NodeError> {
+    let kept = std::cell::RefCell::new(DetectionSaves::default());
+    let detection = detect_backend_hinted(
+        |family| run(&Backend::Nft.save_program(family), &["-t", "mangle"], None),
+        |backend, family| {
+            let text = SystemIptables::new(backend).save(family)?;
+            let i = usize::from(family == IpFamily::V6);
+            let mut kept = kept.borrow_mut();
+            let slot = match backend {
+                Backend::Legacy => &mut kept.legacy[i],
+                Backend::Nft => &mut kept.nft[i],
+            };
+            *slot = Some(text.clone());
+            Ok(text)
+        },
+    )?;
+    Ok((detection, kept.into_inner()))
+}
+
 /// [`detect_backend_with`], first looking for kubelet's hint in
 /// `nft_mangle` (iptables-nft's `mangle` table of a family): when one of
 /// the families has it, nft is decided from that table and the full legacy

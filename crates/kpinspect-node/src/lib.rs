@@ -94,8 +94,8 @@ pub use conntrack::{
     SystemConntrack, TupleMatch, protocol_number, stale_entry_filters,
 };
 pub use detect::{
-    Detection, KUBELET_HINT_CHAINS, decide_backend, detect_backend, detect_backend_hinted,
-    detect_backend_with,
+    Detection, DetectionSaves, KUBELET_HINT_CHAINS, decide_backend, detect_backend,
+    detect_backend_hinted, detect_backend_keeping_saves, detect_backend_with,
 };
 pub use error::{NodeError, classify_failure, restore_error_line};
 pub use graphviz::{GraphvizError, render_svg, render_svg_with};

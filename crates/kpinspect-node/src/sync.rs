@@ -633,10 +633,7 @@ pub fn serving_endpoints(desired: &ProxyState, actual: &Ruleset) -> ServingEndpo
             out.node_ports.insert(info.node_port, serving.clone());
         }
     }
-    for gone in iptables::dump::services(actual, None) {
-        if gone.protocol != "udp" {
-            continue;
-        }
+    for gone in iptables::dump::services_of_protocol(actual, None, "udp") {
         let Some(port) = gone.port else { continue };
         let ips = gone
             .cluster_ip

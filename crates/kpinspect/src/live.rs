@@ -34,6 +34,17 @@ pub fn node_with(backend: Option<Backend>) -> Result<LiveNode> {
     Ok(LiveNode::with_detection(detection))
 }
 
+/// [`node`], keeping the full saves detection ran so that the first read
+/// of each family reuses them ([`LiveNode::detect_keeping_saves`]): only
+/// under [`lock`], taken before this.
+pub fn node_keeping_saves() -> Result<LiveNode> {
+    let node = LiveNode::detect_keeping_saves().map_err(usage)?;
+    if let Some(w) = node.detection.warning() {
+        note!("kpinspect: warning: {w}");
+    }
+    Ok(node)
+}
+
 /// The node's own addresses.
 pub fn local_ips() -> Result<Vec<std::net::IpAddr>> {
     kpinspect_node::local_addresses().map_err(usage)

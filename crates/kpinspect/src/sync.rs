@@ -285,13 +285,14 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     }
     let mut timer = kpinspect_node::PhaseTimer::from_env();
     timer.mark("input");
-    let node = live::node()?;
+    // Detect, read, plan and write under one lock: a second apply plans
+    // against what this one wrote, and the saves detection ran serve as
+    // the read (nothing is written before it).
+    let _lock = live::lock()?;
+    let node = live::node_keeping_saves()?;
     kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
         .map_err(|e| UsageError::msg(e.to_string()))?;
     timer.mark("backend detection");
-    // Read, plan and write under one lock: a second apply plans against
-    // what this one wrote.
-    let _lock = live::lock()?;
     let (mut config, facts) = live_config(&inputs, &args.cluster.node, &node, Some(guard))?;
     timer.mark("node facts");
     if args.dry_run {

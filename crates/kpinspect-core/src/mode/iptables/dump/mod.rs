@@ -309,6 +309,36 @@ pub fn dump(rs: &Ruleset, cluster: Option<&ProxyState>) -> NodeDump {
 /// assert_eq!(services[0].name, "svc1");
 /// ```
 pub fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> {
+    services_where(rs, cluster, |_| true)
+}
+
+/// [`services`] of one protocol (`tcp`, `udp`, `sctp`, as iptables writes
+/// it): the same service ports `services` lists with that protocol, but
+/// only theirs are followed to their chains and endpoints (an apply's
+/// conntrack cleanup needs only the UDP ones).
+///
+/// ```
+/// let save = include_str!("../../../../../../fixtures/iptables-save/example.legacy.txt");
+/// let rs = kpinspect_core::netfilter::Ruleset::parse(save).unwrap();
+/// use kpinspect_core::mode::iptables::dump::{services, services_of_protocol};
+/// let udp = services_of_protocol(&rs, None, "udp");
+/// assert!(!udp.is_empty());
+/// let all: Vec<_> = services(&rs, None).into_iter().filter(|s| s.protocol == "udp").collect();
+/// assert_eq!(udp, all);
+/// ```
+pub fn services_of_protocol(
+    rs: &Ruleset,
+    cluster: Option<&ProxyState>,
+    protocol: &str,
+) -> Vec<ServiceDump> {
+    services_where(rs, cluster, |p| p == protocol)
+}
+
+fn services_where(
+    rs: &Ruleset,
+    cluster: Option<&ProxyState>,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<ServiceDump> {
     let empty = Table {
         name: String::new(),
         chains: vec![],
@@ -327,6 +357,9 @@ pub fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> 
             continue;
         };
         let proto = protocol_of(r);
+        if !keep(&proto) {
+            continue;
+        }
         let dst = destination(r);
         let dport = dport(r);
         if let Some(s) = comment.strip_suffix(" cluster IP") {
@@ -360,7 +393,10 @@ pub fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> 
         let (Some(s), Some(np)) = (r.comment(), dport(r)) else {
             continue;
         };
-        entry(&mut services, s, &protocol_of(r)).node_port = Some(np);
+        let proto = protocol_of(r);
+        if keep(&proto) {
+            entry(&mut services, s, &proto).node_port = Some(np);
+        }
     }
     let filter_chains = chain_rules(filter);
     for chain in [
@@ -382,6 +418,9 @@ pub fn services(rs: &Ruleset, cluster: Option<&ProxyState>) -> Vec<ServiceDump> 
                 {
                     svc.health_check_node_port = dport(r);
                 }
+                continue;
+            }
+            if !keep(&proto) {
                 continue;
             }
             if let Some((s, _)) = comment.split_once(" traffic not accepted by KUBE-FW-") {
@@ -878,4 +917,59 @@ fn hash_names(state: &ProxyState) -> HashMap<String, String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod protocol_tests {
+    use super::*;
+
+    const SAVES: [(&str, &str); 6] = [
+        (
+            "example.legacy",
+            include_str!("../../../../../../fixtures/iptables-save/example.legacy.txt"),
+        ),
+        (
+            "example.nft",
+            include_str!("../../../../../../fixtures/iptables-save/example.nft.txt"),
+        ),
+        (
+            "overall.legacy",
+            include_str!("../../../../../../fixtures/iptables-save/overall.legacy.txt"),
+        ),
+        (
+            "kube-proxy-1.11",
+            include_str!("../../../../../../fixtures/iptables-save/kube-proxy-1.11.txt"),
+        ),
+        (
+            "weave-1.11",
+            include_str!("../../../../../../fixtures/iptables-save/weave-1.11.txt"),
+        ),
+        (
+            "garbled-dnat",
+            include_str!("../../../../../../fixtures/iptables-save/garbled-dnat.txt"),
+        ),
+    ];
+
+    #[test]
+    fn services_of_a_protocol_are_the_full_lists_of_that_protocol() {
+        let mut compared = [0; 2];
+        for (name, text) in SAVES {
+            let rs = Ruleset::parse(text).expect(name);
+            let all = services(&rs, None);
+            for (i, protocol) in ["udp", "tcp"].into_iter().enumerate() {
+                let want: Vec<_> = all
+                    .iter()
+                    .filter(|s| s.protocol == protocol)
+                    .cloned()
+                    .collect();
+                compared[i] += want.len();
+                assert_eq!(
+                    services_of_protocol(&rs, None, protocol),
+                    want,
+                    "{name} {protocol}"
+                );
+            }
+        }
+        assert!(compared.iter().all(|n| *n > 0), "compared {compared:?}");
+    }
 }
