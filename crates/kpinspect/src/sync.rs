@@ -288,10 +288,12 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     // Detect, read, plan and write under one lock: a second apply plans
     // against what this one wrote, and the saves detection ran serve as
     // the read (nothing is written before it).
+    // Privileges first: without CAP_NET_ADMIN the lock file under /run is
+    // not ours to open either, and the user is told how to run apply.
+    kpinspect_node::require_net_admin("iptables-restore")
+        .map_err(|e| UsageError::msg(e.to_string()))?;
     let _lock = live::lock()?;
     let node = live::node_keeping_saves()?;
-    kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
-        .map_err(|e| UsageError::msg(e.to_string()))?;
     timer.mark("backend detection");
     let (mut config, facts) = live_config(&inputs, &args.cluster.node, &node, Some(guard))?;
     timer.mark("node facts");
