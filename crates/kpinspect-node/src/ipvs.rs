@@ -410,7 +410,7 @@ impl Ipvs for SystemIpvs {
     }
 
     /// One socket and one family lookup; up to
-    /// [`BATCH_MESSAGES`](crate::netlink::BATCH_MESSAGES) requests a
+    /// 128 requests a
     /// datagram, only the last asking for an acknowledgement (a failure is
     /// answered regardless). The first failure is returned after its
     /// datagram: the requests after it in that datagram were handled too.

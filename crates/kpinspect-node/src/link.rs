@@ -644,7 +644,7 @@ impl DummyLink for SystemLinks {
     }
 
     /// One socket and one link lookup; up to
-    /// [`BATCH_MESSAGES`](crate::netlink::BATCH_MESSAGES) requests a
+    /// 128 requests a
     /// datagram.
     fn add_addresses(
         &self,
