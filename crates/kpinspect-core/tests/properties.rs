@@ -34,22 +34,6 @@ fn compile_iptables(c: &Cluster) -> String {
     iptables::compile(&ProxyState::build(c, &config, IpFamily::V4), &config).render()
 }
 
-/// Other programs' rules on the node: `n` rules of a user's, a docker-like
-/// chain with its jump, each marked `foreign-N`.
-fn foreign(n: u8) -> String {
-    let mut s =
-        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-    for i in 0..n {
-        s.push_str(&format!(
-            "-A INPUT -s 1.2.3.{i}/32 -m comment --comment \"foreign-{i}\" -j DROP\n"
-        ));
-    }
-    s.push_str("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n");
-    s.push_str("-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"foreign-docker\" -j DOCKER\n");
-    s.push_str("-A DOCKER -i docker0 -m comment --comment \"foreign-return\" -j RETURN\nCOMMIT\n");
-    s
-}
-
 /// The node's `foreign-` rules, in order.
 fn foreign_lines(node: &Ruleset) -> Vec<String> {
     node.render()
@@ -76,7 +60,7 @@ proptest! {
         // and other programs' rules.
         let profile = ProxyMode::Iptables.profile();
         let compiled = Ruleset::parse(&compile_iptables(&c)).expect("compiled text parses");
-        let mut x = Ruleset::parse(&foreign(n)).expect("foreign parses");
+        let mut x = Ruleset::parse(&clusters::foreign_rules(n)).expect("foreign parses");
         apply(&compiled, &mut x);
         prop_assert!(diff(&x, &x, profile).is_empty(), "{:?}", diff(&x, &x, profile));
         prop_assert!(diff(&compiled, &x, profile).is_empty());
@@ -93,7 +77,7 @@ proptest! {
             Ruleset::parse(&compile_iptables(&a)).expect("a parses"),
             Ruleset::parse(&compile_iptables(&b)).expect("b parses"),
         );
-        let mut node = Ruleset::parse(&foreign(n)).expect("foreign parses");
+        let mut node = Ruleset::parse(&clusters::foreign_rules(n)).expect("foreign parses");
         let before = foreign_lines(&node);
         apply(&da, &mut node);
         prop_assert!(diff(&da, &node, profile).is_empty(), "a: {:?}", diff(&da, &node, profile));
@@ -162,7 +146,7 @@ proptest! {
         let text = compile_iptables(&c);
         let parsed = Ruleset::parse(&text).expect("parses");
         prop_assert_eq!(&parsed.render(), &text);
-        let mut node = Ruleset::parse(&foreign(n)).expect("foreign");
+        let mut node = Ruleset::parse(&clusters::foreign_rules(n)).expect("foreign");
         apply(&parsed, &mut node);
         let saved = node.render();
         let again = Ruleset::parse(&saved).expect("saved layout parses");

@@ -409,10 +409,9 @@ impl Ipvs for SystemIpvs {
         Ok(out)
     }
 
-    /// One socket and one family lookup; up to
-    /// 128 requests a
-    /// datagram, only the last asking for an acknowledgement (a failure is
-    /// answered regardless). The first failure is returned after its
+    /// One socket and one family lookup; up to 128 requests a datagram,
+    /// only the last asking for an acknowledgement (a failure is answered
+    /// regardless). The first failure is returned after its
     /// datagram: the requests after it in that datagram were handled too.
     fn write_all(&self, writes: &[IpvsWrite]) -> Result<(), IpvsError> {
         if writes.is_empty() {

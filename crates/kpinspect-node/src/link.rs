@@ -643,9 +643,7 @@ impl DummyLink for SystemLinks {
         }
     }
 
-    /// One socket and one link lookup; up to
-    /// 128 requests a
-    /// datagram.
+    /// One socket and one link lookup; up to 128 requests a datagram.
     fn add_addresses(
         &self,
         name: &str,

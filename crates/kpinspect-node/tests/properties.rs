@@ -41,28 +41,12 @@ use proptest::prelude::*;
 
 const V4: IpFamily = IpFamily::V4;
 
-/// Other programs' iptables rules: `n` of a user's in filter INPUT, a
-/// docker-like nat chain with its jump; each marked `foreign-`.
-fn foreign_rules(n: u8) -> String {
-    let mut s =
-        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-    for i in 0..n {
-        s.push_str(&format!(
-            "-A INPUT -s 1.2.3.{i}/32 -m comment --comment \"foreign-{i}\" -j DROP\n"
-        ));
-    }
-    s.push_str("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n");
-    s.push_str("-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"foreign-docker\" -j DOCKER\n");
-    s.push_str("-A DOCKER -i docker0 -m comment --comment \"foreign-return\" -j RETURN\nCOMMIT\n");
-    s
-}
-
 /// A node holding other programs' IPVS-related state: a keepalived-style
 /// virtual server with a real server, a fwmark service, an ipset with `n`
-/// members, and [`foreign_rules`].
+/// members, and [`clusters::foreign_rules`].
 fn ipvs_node(n: u8) -> MemoryNode {
     let node = MemoryNode::new()
-        .with_iptables(V4, &foreign_rules(n))
+        .with_iptables(V4, &clusters::foreign_rules(n))
         .expect("foreign rules");
     let keepalived = kernel_service(&VirtualServer {
         address: "192.168.1.100".parse().expect("ip"),

@@ -160,3 +160,19 @@ pub fn config() -> ProxyConfig {
         .with_node(NodeFacts::new("node1").with_ips([v4(192, 168, 0, 2)]))
         .with_cluster_cidrs(["10.244.0.0/16".parse().expect("cidr")])
 }
+
+/// Other programs' rules on the node: `n` rules of a user's, a docker-like
+/// chain with its jump, each marked `foreign-N`.
+pub fn foreign_rules(n: u8) -> String {
+    let mut s =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "-A INPUT -s 1.2.3.{i}/32 -m comment --comment \"foreign-{i}\" -j DROP\n"
+        ));
+    }
+    s.push_str("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n");
+    s.push_str("-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"foreign-docker\" -j DOCKER\n");
+    s.push_str("-A DOCKER -i docker0 -m comment --comment \"foreign-return\" -j RETURN\nCOMMIT\n");
+    s
+}
