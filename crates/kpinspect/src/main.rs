@@ -22,6 +22,14 @@ macro_rules! note_raw {
     };
 }
 
+/// The allocator: kpinspect's work is millions of small, short-lived
+/// allocations (one per rule argument when a 10 MB save is parsed), where
+/// glibc's malloc spends a fifth of a one-endpoint apply consolidating and
+/// freeing; mimalloc halves parsing and rendering and makes freeing a
+/// ruleset 3–4× cheaper (measured in the README's performance section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod dot;
 mod dump;
