@@ -27,7 +27,7 @@ pub use rule::{
     Match, Opt, Rule, RuleError, Target, addr_matches, mark_pair, parse_counters,
     quantize_probability, split_args,
 };
-pub(crate) use ruleset::save_text;
+pub(crate) use ruleset::save_text_into;
 pub use ruleset::{Chain, Ruleset, SaveParseError, Table, render_rule};
 
 #[cfg(test)]

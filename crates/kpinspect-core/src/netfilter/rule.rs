@@ -105,10 +105,14 @@ const BASE_OPTS: [(&str, &str); 10] = [
 /// A chain, match module or target name is one word, as the kernel and
 /// iptables-save know it (a quoted string with spaces is not one).
 fn name_word(what: &str, name: &str) -> Result<(), RuleError> {
+    // Names are printable ASCII but for the odd one: those are checked
+    // byte by byte, the rest char by char.
+    let plain = |b: &u8| b.is_ascii_graphic() && *b != b'"';
     if name.is_empty()
-        || name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+        || !name.bytes().all(|b| plain(&b))
+            && name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '"')
     {
         return Err(RuleError(format!(
             "bad {what} name {}",
@@ -414,13 +418,12 @@ pub fn mark_pair(v: &str) -> Option<(u32, u32)> {
 /// Splits rule text into arguments as iptables-restore does: whitespace
 /// separates, double quotes group (and are removed), `\"` and `\\` escape.
 pub fn split_args(text: &str) -> Result<Vec<String>, RuleError> {
-    let mut out = Vec::new();
+    // Room for the arguments of most rules (kube-proxy's longest have ~30).
+    let mut out = Vec::with_capacity(32);
     let mut rest = text.trim_start();
     while !rest.is_empty() {
         // Most arguments hold no quote: they are copied whole.
-        let end = rest
-            .find(|c: char| c.is_whitespace() || c == '"')
-            .unwrap_or(rest.len());
+        let end = arg_end(rest);
         let (arg, len) = if rest[end..].starts_with('"') {
             quoted_arg(rest)?
         } else {
@@ -432,10 +435,34 @@ pub fn split_args(text: &str) -> Result<Vec<String>, RuleError> {
     Ok(out)
 }
 
+/// Where the unquoted start of `text` ends: at its first whitespace or
+/// double quote (the text's length when it has neither). ASCII is looked
+/// at a byte at a time; only other characters are decoded.
+fn arg_end(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            if b.is_ascii_whitespace() || b == 0x0b || b == b'"' {
+                return i;
+            }
+            i += 1;
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            if c.is_whitespace() {
+                return i;
+            }
+            i += c.len_utf8();
+        }
+    }
+    bytes.len()
+}
+
 /// The argument `text` starts with (not with whitespace), one with a quote
 /// in it, and the length of text it took.
 fn quoted_arg(text: &str) -> Result<(String, usize), RuleError> {
-    let mut cur = String::new();
+    let mut cur = String::with_capacity(64);
     let mut quoted = false;
     let mut chars = text.char_indices();
     while let Some((i, c)) = chars.next() {

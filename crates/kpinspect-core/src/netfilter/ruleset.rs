@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::rule::{Opt, Rule, parse_counters};
 use crate::excerpt::excerpt;
+use crate::fasthash::FastSet;
 
 /// Malformed save text, with its 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -94,10 +95,12 @@ impl Ruleset {
     /// ```
     pub fn parse(text: &str) -> Result<Ruleset, SaveParseError> {
         let mut tables: Vec<Table> = Vec::new();
-        let mut lines = Vec::new();
+        // Lines are rarely shorter than 40 bytes: growing this vector (and
+        // each table's rules, below) by doubling copied it over and over.
+        let mut lines = Vec::with_capacity(text.len() / 40 + 8);
         let mut open: Option<usize> = None;
         // Declared chain names per table, to refuse a second declaration.
-        let mut declared: Vec<std::collections::HashSet<String>> = Vec::new();
+        let mut declared: Vec<FastSet<&str>> = Vec::new();
         let mut offset = 0;
         for (i, raw) in text.split_inclusive('\n').enumerate() {
             let n = i + 1;
@@ -120,7 +123,7 @@ impl Ruleset {
                 tables.push(Table {
                     name: name.into(),
                     chains: Vec::new(),
-                    rules: Vec::new(),
+                    rules: Vec::with_capacity(rules_ahead(&text[offset..])),
                     deleted: Vec::new(),
                 });
                 open = Some(tables.len() - 1);
@@ -150,7 +153,7 @@ impl Ruleset {
                     }
                     _ => return Err(err(format!("bad chain declaration {}", excerpt(t)))),
                 };
-                if !declared[ti].insert(name.to_string()) {
+                if !declared[ti].insert(name) {
                     return Err(err(format!("chain {name} declared twice")));
                 }
                 table.chains.push(Chain {
@@ -360,10 +363,21 @@ impl Ruleset {
     }
 }
 
-/// `rule` as `iptables-save` prints it: its kernel form, in iptables-save's
-/// order, quoting and spacing.
-pub(crate) fn save_text(rule: &Rule) -> String {
-    render(&rule.kernel_form(), true)
+/// How many rules the table that starts `text` (after its `*name` line)
+/// has, counted from its `-A` lines up to its `COMMIT` (an estimate for
+/// reserving room: a line it miscounts only costs a regrowth).
+fn rules_ahead(text: &str) -> usize {
+    let end = text.find("\nCOMMIT").unwrap_or(text.len());
+    let table = &text[..end];
+    table.matches("\n-A ").count() + usize::from(table.starts_with("-A "))
+}
+
+/// `rule` as `iptables-save` prints it (its kernel form, in iptables-save's
+/// order, quoting and spacing), written into `out`, which is cleared first:
+/// a caller comparing many rules reuses one buffer.
+pub(crate) fn save_text_into(rule: &Rule, out: &mut String) {
+    out.clear();
+    super::ext::render_kernel_into(rule, true, out);
 }
 
 /// Renders a rule in iptables-save's argument order and quoting, for rules
@@ -375,30 +389,39 @@ pub fn render_rule(rule: &Rule) -> String {
 /// [`render_rule`], with iptables-save's spacing quirks when `quirks` is set
 /// (`--nfacct-name` is followed by two spaces).
 fn render(rule: &Rule, quirks: bool) -> String {
-    let mut out = format!("-A {}", rule.chain);
+    // Room for most rules: growing a string by doubling copied each rule
+    // three or four times.
+    let mut out = String::with_capacity(192);
+    render_into(rule, quirks, &mut out);
+    out
+}
+
+/// [`render`], appended to `out`.
+pub(super) fn render_into(rule: &Rule, quirks: bool, out: &mut String) {
+    out.push_str("-A ");
+    out.push_str(&rule.chain);
     for name in ["-s", "-d", "-i", "-o", "-p", "-f"] {
-        push_opts(
-            &mut out,
-            rule.base.iter().filter(|o| o.name == name),
-            quirks,
-        );
+        push_opts(out, rule.base.iter().filter(|o| o.name == name), quirks);
     }
     for m in &rule.matches {
         out.push_str(" -m ");
         out.push_str(&m.module);
-        push_opts(&mut out, &m.options, quirks);
+        push_opts(out, &m.options, quirks);
     }
     if let Some(t) = &rule.target {
         out.push_str(if t.goto { " -g " } else { " -j " });
         out.push_str(&t.name);
-        push_opts(&mut out, &t.options, quirks);
+        push_opts(out, &t.options, quirks);
     }
-    out
 }
 
 /// Appends ` [!] --name value...`; comments are always quoted, as
 /// iptables-save does.
-fn push_opts<'a>(out: &mut String, opts: impl IntoIterator<Item = &'a Opt>, quirks: bool) {
+pub(super) fn push_opts<'a>(
+    out: &mut String,
+    opts: impl IntoIterator<Item = &'a Opt>,
+    quirks: bool,
+) {
     for o in opts {
         if o.negated {
             out.push_str(" !");
@@ -417,7 +440,7 @@ fn push_opts<'a>(out: &mut String, opts: impl IntoIterator<Item = &'a Opt>, quir
 
 /// Appends `v`, in double quotes (with `\` and `"` escaped) when `always`
 /// or when it is empty or holds whitespace or a quote.
-fn push_quoted(out: &mut String, v: &str, always: bool) {
+pub(super) fn push_quoted(out: &mut String, v: &str, always: bool) {
     if always || v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
         out.push('"');
         for c in v.chars() {

@@ -47,7 +47,7 @@ pub use guard::{Refusal, check_input, check_plan};
 use crate::fasthash::{FastMap, FastSet};
 use crate::mode::Profile;
 use crate::netfilter::{
-    BUILTIN_CHAINS, Rule, Ruleset, Table, deletable_by_spec, render_rule, save_text,
+    BUILTIN_CHAINS, Rule, Ruleset, Table, deletable_by_spec, render_rule, save_text_into,
 };
 
 /// How a chain differs.
@@ -172,16 +172,15 @@ fn plan_table<'a>(
         Some((t, texts)) => (Some(t), texts),
         None => (None, Vec::new()),
     };
-    // Each actual rule with its text as the node printed it.
-    let mut by_chain: FastMap<&str, Vec<&Rule>> = FastMap::default();
-    let mut text_by_chain: FastMap<&str, Vec<Option<&str>>> = FastMap::default();
+    // Each actual rule with its text as the node printed it, by chain.
+    let mut by_chain: FastMap<&str, Vec<(&Rule, Option<&str>)>> = FastMap::default();
     if let Some(a) = actual {
+        by_chain.reserve(a.chains.len());
         for (i, r) in a.rules.iter().enumerate() {
-            by_chain.entry(r.chain.as_str()).or_default().push(r);
-            text_by_chain
+            by_chain
                 .entry(r.chain.as_str())
                 .or_default()
-                .push(texts.get(i).copied().flatten());
+                .push((r, texts.get(i).copied().flatten()));
         }
     }
     let actual_names: FastSet<&str> = actual
@@ -189,25 +188,24 @@ fn plan_table<'a>(
         .unwrap_or_default();
     let declared = |c: &str| actual_names.contains(c);
     let mut wanted: FastMap<&str, Vec<&Rule>> = FastMap::default();
+    wanted.reserve(desired.chains.len());
     for r in &desired.rules {
         wanted.entry(r.chain.as_str()).or_default().push(r);
     }
-    let mut chains = Vec::new();
+    let mut chains = Vec::with_capacity(desired.chains.len());
+    // One buffer for every rule's printed form (see `printed_as`).
+    let mut buf = String::with_capacity(256);
     for c in &desired.chains {
-        let want: Vec<&Rule> = wanted.get(c.name.as_str()).cloned().unwrap_or_default();
-        let have = by_chain.get(c.name.as_str()).cloned().unwrap_or_default();
+        let want: &[&Rule] = wanted.get(c.name.as_str()).map_or(&[], Vec::as_slice);
+        let have_printed: &[(&Rule, Option<&str>)] =
+            by_chain.get(c.name.as_str()).map_or(&[], Vec::as_slice);
         let (plan, missing, extra) = if !declared(&c.name) {
-            (ChainPlan::Write(want.clone()), want.clone(), vec![])
-        } else if printed_as(
-            &want,
-            text_by_chain
-                .get(c.name.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-        ) {
+            (ChainPlan::Write(want.to_vec()), want.to_vec(), vec![])
+        } else if printed_as(want, have_printed, &mut buf) {
             (ChainPlan::Same, vec![], vec![])
         } else {
-            let (deletes, inserts) = edit_script(&have, &want);
+            let have: Vec<&Rule> = have_printed.iter().map(|(r, _)| *r).collect();
+            let (deletes, inserts) = edit_script(&have, want);
             let missing: Vec<&Rule> = inserts.iter().map(|i| want[*i]).collect();
             let extra: Vec<&Rule> = deletes.iter().map(|i| have[*i]).collect();
             let plan = if deletes.is_empty() && inserts.is_empty() {
@@ -220,7 +218,7 @@ fn plan_table<'a>(
                 // A declaration and the whole chain is fewer lines (or a
                 // delete by spec could hit a kept twin of the rule, or miss
                 // the rule it names).
-                ChainPlan::Write(want.clone())
+                ChainPlan::Write(want.to_vec())
             } else {
                 ChainPlan::Edit {
                     deletes: deletes.iter().map(|i| have[*i]).collect(),
@@ -240,7 +238,7 @@ fn plan_table<'a>(
         .filter(|j| {
             !by_chain
                 .get(j.chain.as_str())
-                .is_some_and(|rules| rules.iter().any(|r| r.same_as(j)))
+                .is_some_and(|rules| rules.iter().any(|(r, _)| r.same_as(j)))
         })
         .collect();
     let desired_declared: FastSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
@@ -302,17 +300,20 @@ fn plan_table<'a>(
 }
 
 /// Whether `want` is, rule for rule, what the node printed (`have`, each
-/// rule's text as read): then the chain is as desired, with no rule put
-/// into its canonical form. A node's save prints each rule in its kernel
-/// form, which is what [`save_text`] renders; a chain whose texts differ
-/// in any way (another iptables's spelling, a rule more or less) is
-/// compared rule by rule in canonical form instead.
-fn printed_as(want: &[&Rule], have: &[Option<&str>]) -> bool {
+/// rule with its text as read): then the chain is as desired, with no rule
+/// put into its canonical form. A node's save prints each rule in its
+/// kernel form, which is what [`save_text_into`] renders (into `buf`, one
+/// buffer for all rules); a chain whose texts differ in any way (another
+/// iptables's spelling, a rule more or less) is compared rule by rule in
+/// canonical form instead.
+fn printed_as(want: &[&Rule], have: &[(&Rule, Option<&str>)], buf: &mut String) -> bool {
     want.len() == have.len()
-        && want
-            .iter()
-            .zip(have)
-            .all(|(w, h)| h.is_some_and(|h| save_text(w) == h))
+        && want.iter().zip(have).all(|(w, (_, h))| {
+            h.is_some_and(|h| {
+                save_text_into(w, buf);
+                *buf == h
+            })
+        })
 }
 
 /// The actual table `name` of `actual`, with its rules' texts.
@@ -763,7 +764,7 @@ COMMIT
         }
     }
 
-    /// A node that printed every desired rule as `save_text` renders it
+    /// A node that printed every desired rule as `save_text_into` renders it
     /// is found in sync from the texts alone; one printed otherwise (an
     /// iptables that orders options its own way) is in sync all the same,
     /// through the rules' canonical forms, and a real difference is found
@@ -778,14 +779,13 @@ COMMIT
         let (table, texts) = actual_table(&node, "nat").unwrap();
         for c in &nat.chains {
             let want: Vec<&Rule> = nat.rules_of(&c.name).collect();
-            let have: Vec<Option<&str>> = table
+            let have: Vec<(&Rule, Option<&str>)> = table
                 .rules
                 .iter()
-                .zip(&texts)
+                .zip(texts.iter().copied())
                 .filter(|(r, _)| r.chain == c.name)
-                .map(|(_, t)| *t)
                 .collect();
-            assert!(printed_as(&want, &have), "{}", c.name);
+            assert!(printed_as(&want, &have, &mut String::new()), "{}", c.name);
         }
         assert!(
             plan(&desired, &node, IPTABLES)
