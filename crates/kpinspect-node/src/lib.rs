@@ -128,7 +128,7 @@ pub use procs::{
 pub use sync::{
     ApplyReport, CleanupReport, ConntrackReport, Desired, NodeRules, PlannedApply, PlannedCleanup,
     RefusedLine, SyncError, apply, apply_failure, cleanup, clear_stale_conntrack, committed_before,
-    ipset_names, plan_apply, plan_cleanup, read_families, read_rules, serving_endpoints,
+    ipset_names, plan_apply, plan_cleanup, plan_read, read_families, read_rules, serving_endpoints,
 };
 pub use system::{
     Backend, SystemIpSets, SystemIptables, find_program, local_addresses, parse_ip_addr_show,

@@ -112,6 +112,19 @@ pub enum SyncError {
     /// refused one were applied).
     #[error("cleanup of ipsets failed: {0}")]
     IpSetCleanupFailed(#[source] NodeError),
+    /// [`plan_read`] was given one family's rules and another family's
+    /// desired state (a caller's mistake).
+    #[error(
+        "the node's {} rules cannot be planned against a desired {} state",
+        .read.as_k8s_str(),
+        .desired.as_k8s_str()
+    )]
+    FamilyMismatch {
+        /// The family of the rules read.
+        read: IpFamily,
+        /// The family of the desired state.
+        desired: IpFamily,
+    },
 }
 
 /// A line of an apply payload the node refused, with what it wrote.
@@ -307,29 +320,41 @@ pub struct PlannedApply<'a> {
 }
 
 /// Reads `desired.family`'s rules from `node` and plans the payload that
-/// brings them to `desired`.
+/// brings them to `desired` ([`read_rules`], then [`plan_read`]).
 pub fn plan_apply<'a, N: Iptables + ?Sized>(
     node: &N,
     desired: &'a Desired,
 ) -> Result<PlannedApply<'a>, SyncError> {
     let mut timer = crate::PhaseTimer::from_env();
-    let family = desired.family.as_k8s_str();
-    let text = node.save(desired.family)?;
-    timer.mark(&format!("{family}: read ({} bytes)", text.len()));
-    let from = format!("the live node ({})", node.save_program(desired.family));
-    let actual = Ruleset::parse(&text).map_err(|error| SyncError::Parse {
-        from: from.clone(),
-        error,
-    })?;
-    drop(text);
-    timer.mark(&format!("{family}: parse"));
-    let plan = plan(&desired.rules, &actual, ProxyMode::Iptables.profile());
-    timer.mark(&format!("{family}: plan"));
+    let rules = read_rules(node, desired.family)?;
+    timer.mark(&format!("{}: read and parse", desired.family.as_k8s_str()));
+    plan_read(rules, desired)
+}
+
+/// Plans the payload that brings `read` (the node's rules of
+/// `desired.family`, from [`read_rules`]) to `desired`. Reading apart from
+/// planning lets a caller parse the node's rules while it compiles the
+/// desired state (two cores: the two largest steps of a small change's
+/// apply side by side).
+///
+/// # Errors
+/// [`SyncError::FamilyMismatch`] when `read` is of another family than
+/// `desired`.
+pub fn plan_read(read: NodeRules, desired: &Desired) -> Result<PlannedApply<'_>, SyncError> {
+    if read.family != desired.family {
+        return Err(SyncError::FamilyMismatch {
+            read: read.family,
+            desired: desired.family,
+        });
+    }
+    let mut timer = crate::PhaseTimer::from_env();
+    let plan = plan(&desired.rules, &read.rules, ProxyMode::Iptables.profile());
+    timer.mark(&format!("{}: plan", desired.family.as_k8s_str()));
     Ok(PlannedApply {
         desired,
-        from,
+        from: read.from,
         plan,
-        actual,
+        actual: read.rules,
     })
 }
 

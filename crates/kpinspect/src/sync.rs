@@ -263,6 +263,7 @@ impl Guard {
 }
 
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
+    let mut timer = kpinspect_node::PhaseTimer::from_env();
     args.node_ports.resolve()?;
     let drain_timeout = crate::args::parse_duration("--drain-timeout", &args.drain_timeout)?;
     let guard = Guard {
@@ -283,7 +284,6 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         ProxyMode::Nftables => return crate::nft_sync::apply(&args, &inputs, guard),
         ProxyMode::Iptables => {}
     }
-    let mut timer = kpinspect_node::PhaseTimer::from_env();
     timer.mark("input");
     // Detect, read, plan and write under one lock: a second apply plans
     // against what this one wrote, and the saves detection ran serve as
@@ -310,10 +310,21 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
             .map(|f| desired_for(&inputs, config, *f))
             .collect()
     };
-    let wants = compile(&config)?;
-    timer.mark("compile");
-    let planned = plan_families(&node, &wants, guard, &progress)?;
-    timer.mark("read and plan");
+    // The desired state is compiled on a second thread while this one
+    // parses the node's rules (detection's saves): on a small change these
+    // are the two largest steps, and they do not depend on each other.
+    let (wants, reads) = std::thread::scope(|s| {
+        let compiled = s.spawn(|| compile(&config));
+        let reads = read_families(&node, &families);
+        let wants = compiled
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (wants, reads)
+    });
+    let (wants, reads) = (wants?, reads?);
+    timer.mark("compile and read (side by side)");
+    let planned = plan_families(reads, &wants, guard, &progress)?;
+    timer.mark("plan");
     // The rules may use -m nfacct once kube-proxy's counters exist: they are
     // created after the plan passed the guards, right before writing (not
     // in a dry run); where the kernel cannot create them, the rules are
@@ -325,27 +336,32 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         note!("kpinspect: warning: {why}; rules without -m nfacct");
         config.node.nfacct = false;
         let wants = compile(&config)?;
-        let planned = plan_families(&node, &wants, guard, &progress)?;
+        let planned = plan_families(read_families(&node, &families)?, &wants, guard, &progress)?;
         return write_planned(&args, &node, planned, &progress, &facts);
     }
     write_planned(&args, &node, planned, &progress, &facts)
 }
 
-/// Reads and plans each family, printing the plans' warnings; a plan that
-/// would wipe the node is refused unless forced.
+/// Reads and parses each family's rules (detection's saves).
+fn read_families(node: &LiveNode, families: &[IpFamily]) -> Result<Vec<kpinspect_node::NodeRules>> {
+    families
+        .iter()
+        .map(|f| kpinspect_node::read_rules(node, *f).map_err(|e| UsageError::from(e).into()))
+        .collect()
+}
+
+/// Plans each family against its rules read, printing the plans' warnings;
+/// a plan that would wipe the node is refused unless forced.
 fn plan_families<'a>(
-    node: &LiveNode,
+    reads: Vec<kpinspect_node::NodeRules>,
     wants: &'a [Desired],
     guard: Guard,
     progress: &Progress,
 ) -> Result<Vec<kpinspect_node::PlannedApply<'a>>> {
     let mut planned = Vec::new();
-    for want in wants {
-        progress.say(&format!(
-            "{}: reading and planning",
-            want.family.as_k8s_str()
-        ));
-        let p = kpinspect_node::plan_apply(node, want).map_err(UsageError::from)?;
+    for (read, want) in reads.into_iter().zip(wants) {
+        progress.say(&format!("{}: planning", want.family.as_k8s_str()));
+        let p = kpinspect_node::plan_read(read, want).map_err(UsageError::from)?;
         for w in p.warnings() {
             note!("kpinspect: warning: {w}");
         }
