@@ -140,11 +140,63 @@ pub fn decide_backend(legacy: &str, nft: &str) -> Detection {
 /// save — the node's whole ruleset, seconds on a large node — is left to
 /// the caller's read. The legacy backend is still saved in full (see
 /// [`decide_backend`]). The result is the same as with full saves
-/// ([`detect_backend_hinted`]).
+/// ([`detect_backend_hinted`]). The saves run up to four at a time (both
+/// families' `mangle` tables and legacy saves, then, unless the hint
+/// decided, both full nft saves).
 pub fn detect_backend() -> Result<Detection, NodeError> {
+    detect_system(|_, _, _| {})
+}
+
+/// Runs `a` and `b` at once (`b` on a thread of its own).
+fn both<T: Send>(a: impl FnOnce() -> T + Send, b: impl FnOnce() -> T + Send) -> (T, T) {
+    std::thread::scope(|s| {
+        let b = s.spawn(b);
+        let a = a();
+        (a, b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
+}
+
+/// [`detect_backend_hinted`] with the real tools, which are run several
+/// at a time rather than one after the other (each is a process; on a
+/// slow machine they add up): first both families' nft `mangle` tables
+/// and legacy saves (the decision always needs those), then, only if the
+/// hint does not decide, both full nft saves. The decision is the same as
+/// running them in turn. `keep` is given each full save the decision used.
+fn detect_system(keep: impl Fn(Backend, IpFamily, &str)) -> Result<Detection, NodeError> {
+    let index = |family: IpFamily| usize::from(family == IpFamily::V6);
+    let mangle =
+        |family: IpFamily| run(&Backend::Nft.save_program(family), &["-t", "mangle"], None);
+    let full = |backend: Backend, family: IpFamily| SystemIptables::new(backend).save(family);
+    let ((m4, m6), (l4, l6)) = both(
+        || both(|| mangle(IpFamily::V4), || mangle(IpFamily::V6)),
+        || {
+            both(
+                || full(Backend::Legacy, IpFamily::V4),
+                || full(Backend::Legacy, IpFamily::V6),
+            )
+        },
+    );
+    let (mangle, legacy) = ([m4, m6], [l4, l6]);
+    let nft = std::sync::OnceLock::new();
     detect_backend_hinted(
-        |family| run(&Backend::Nft.save_program(family), &["-t", "mangle"], None),
-        |backend, family| SystemIptables::new(backend).save(family),
+        |family| mangle[index(family)].clone(),
+        |backend, family| {
+            let text = match backend {
+                Backend::Legacy => legacy[index(family)].clone(),
+                Backend::Nft => nft.get_or_init(|| {
+                    let (v4, v6) = both(
+                        || full(Backend::Nft, IpFamily::V4),
+                        || full(Backend::Nft, IpFamily::V6),
+                    );
+                    [v4, v6]
+                })[index(family)]
+                .clone(),
+            };
+            if let Ok(text) = &text {
+                keep(backend, family, text);
+            }
+            text
+        },
     )
 }
 
@@ -179,20 +231,15 @@ impl DetectionSaves {
 /// [`detect_backend`], keeping the full saves it ran.
 pub fn detect_backend_keeping_saves() -> Result<(Detection, DetectionSaves), NodeError> {
     let kept = std::cell::RefCell::new(DetectionSaves::default());
-    let detection = detect_backend_hinted(
-        |family| run(&Backend::Nft.save_program(family), &["-t", "mangle"], None),
-        |backend, family| {
-            let text = SystemIptables::new(backend).save(family)?;
-            let i = usize::from(family == IpFamily::V6);
-            let mut kept = kept.borrow_mut();
-            let slot = match backend {
-                Backend::Legacy => &mut kept.legacy[i],
-                Backend::Nft => &mut kept.nft[i],
-            };
-            *slot = Some(text.clone());
-            Ok(text)
-        },
-    )?;
+    let detection = detect_system(|backend, family, text| {
+        let i = usize::from(family == IpFamily::V6);
+        let mut kept = kept.borrow_mut();
+        let slot = match backend {
+            Backend::Legacy => &mut kept.legacy[i],
+            Backend::Nft => &mut kept.nft[i],
+        };
+        *slot = Some(text.to_string());
+    })?;
     Ok((detection, kept.into_inner()))
 }
 

@@ -209,12 +209,36 @@ pub fn plan_ipvs_apply<N: Ipvs + IpSets + DummyLink + Iptables + ?Sized>(
     desired: &Compiled,
     owner: &Ownership,
 ) -> Result<PlannedIpvsApply, IpvsSyncError> {
+    let mut timer = crate::PhaseTimer::from_env();
     let state = read_ipvs_node(node)?;
+    timer.mark(&format!(
+        "read IPVS, ipsets, kube-ipvs0 ({} virtual servers)",
+        state.servers.len()
+    ));
+    plan_ipvs_apply_from(node, &state, desired, owner)
+}
+
+/// [`plan_ipvs_apply`] from `state`, the node's IPVS-mode state as
+/// [`read_ipvs_node`] read it: one read serves the plans of both families
+/// (it holds both; each plan takes its family's) when nothing is written
+/// in between. Reads `desired.family`'s rules from `node`.
+pub fn plan_ipvs_apply_from<N: Iptables + ?Sized>(
+    node: &N,
+    state: &IpvsNode,
+    desired: &Compiled,
+    owner: &Ownership,
+) -> Result<PlannedIpvsApply, IpvsSyncError> {
+    let mut timer = crate::PhaseTimer::from_env();
+    let family = desired.family.as_k8s_str();
     let rules = read_rules(node, desired.family)?;
+    timer.mark(&format!("{family}: read iptables"));
     let wanted = Ruleset::parse(&desired.restore.render()).map_err(SyncError::Compiled)?;
+    let ipvs = plan(desired, state, owner);
+    let rules_plan = kpinspect_core::plan::plan(&wanted, &rules.rules, ProxyMode::Ipvs.profile());
+    timer.mark(&format!("{family}: plan"));
     Ok(PlannedIpvsApply {
-        ipvs: plan(desired, &state, owner),
-        rules: kpinspect_core::plan::plan(&wanted, &rules.rules, ProxyMode::Ipvs.profile()),
+        ipvs,
+        rules: rules_plan,
         actual: rules.rules,
         from: rules.from,
     })
@@ -262,22 +286,32 @@ impl PlannedIpvsApply {
 
     /// Writes the plan in kube-proxy's order: `kube-ipvs0` ensured, sets,
     /// binds, virtual and real servers, the iptables payload, then unbinds
-    /// and stale virtual servers. Nothing is written when in sync.
+    /// and stale virtual servers. Nothing is written when in sync. The
+    /// sets' restore may overlap the binds and IPVS writes
+    /// ([`IpSets::start_restore`]); it ends before the iptables payload,
+    /// whose rules use the sets.
     pub fn write<N: Ipvs + IpSets + DummyLink + Iptables + ?Sized>(
         self,
         node: &N,
     ) -> Result<IpvsApplyReport, IpvsSyncError> {
+        let mut timer = crate::PhaseTimer::from_env();
+        let family = self.ipvs.family.as_k8s_str();
         if !self.ipvs.is_empty() {
             node.ensure_dummy(KUBE_IPVS0)?;
         }
+        timer.mark(&format!("{family}: write: kube-ipvs0 ensured"));
         let (before, after): (Vec<&IpvsOp>, Vec<&IpvsOp>) =
             self.ipvs.ops.iter().partition(|o| !o.after_restore());
-        write_ops(node, &before)?;
+        write_ops(node, &before, &mut timer)?;
         if !self.rules.is_empty() {
             Iptables::restore(node, self.ipvs.family, &self.rules.payload)
                 .map_err(SyncError::ApplyFailed)?;
         }
-        write_ops(node, &after)?;
+        timer.mark(&format!(
+            "{family}: write: iptables restore ({} bytes)",
+            self.rules.payload.len()
+        ));
+        write_ops(node, &after, &mut timer)?;
         Ok(IpvsApplyReport {
             from: self.from,
             ipvs: self.ipvs,
@@ -349,20 +383,43 @@ pub(crate) fn ipvs_write(op: &IpvsOp) -> Option<IpvsWrite> {
     })
 }
 
-/// Writes `ops`: the set lines first in one `ipset restore`, then each run
-/// of consecutive address or IPVS ops as one batch.
+/// Writes `ops`: the set lines in one `ipset restore`
+/// ([`IpSets::start_restore`]: on the live node it runs while the rest is
+/// written), each run of consecutive address or IPVS ops as one batch. A
+/// failing restore is returned before a failing batch.
 fn write_ops<N: Ipvs + IpSets + DummyLink + ?Sized>(
     node: &N,
     ops: &[&IpvsOp],
+    timer: &mut crate::PhaseTimer,
 ) -> Result<(), IpvsSyncError> {
     let lines: String = ops
         .iter()
         .filter_map(|o| set_line(o))
         .map(|l| l + "\n")
         .collect();
-    if !lines.is_empty() {
-        node.restore(&lines)?;
+    // The sets are restored while the addresses and IPVS are written
+    // (they touch no set; `ipset restore` is a process of its own), and
+    // are complete when this returns, before the iptables restore whose
+    // rules use them.
+    let sets = (!lines.is_empty()).then(|| node.start_restore(&lines));
+    let written = write_runs(node, ops, timer);
+    if let Some(sets) = sets {
+        sets.wait()?;
+        timer.mark(&format!(
+            "write: ipset restore ({} lines) done",
+            lines.lines().count()
+        ));
     }
+    written
+}
+
+/// Writes each run of consecutive address or IPVS ops of `ops` as one
+/// batch (the set ops are skipped).
+fn write_runs<N: Ipvs + DummyLink + ?Sized>(
+    node: &N,
+    ops: &[&IpvsOp],
+    timer: &mut crate::PhaseTimer,
+) -> Result<(), IpvsSyncError> {
     let mut rest = ops
         .iter()
         .copied()
@@ -386,13 +443,16 @@ fn write_ops<N: Ipvs + IpSets + DummyLink + ?Sized>(
             WriteKind::Set => {}
             WriteKind::Bind => {
                 node.add_addresses(KUBE_IPVS0, &addresses())?;
+                timer.mark(&format!("write: {} addresses bound", run.len()));
             }
             WriteKind::Unbind => {
                 node.del_addresses(KUBE_IPVS0, &addresses())?;
+                timer.mark(&format!("write: {} addresses unbound", run.len()));
             }
             WriteKind::Ipvs => {
                 let writes: Vec<IpvsWrite> = run.iter().filter_map(|o| ipvs_write(o)).collect();
                 node.write_all(&writes)?;
+                timer.mark(&format!("write: {} IPVS messages", writes.len()));
             }
         }
     }
@@ -549,6 +609,9 @@ impl<R: IpSets + ?Sized, V: ?Sized, L: ?Sized> IpSets for NodeParts<'_, R, V, L>
     }
     fn restore(&self, payload: &str) -> Result<(), NodeError> {
         self.rules.restore(payload)
+    }
+    fn start_restore(&self, payload: &str) -> crate::PendingRestore {
+        self.rules.start_restore(payload)
     }
 }
 

@@ -179,6 +179,49 @@ pub trait IpSets {
     /// Applies `ipset restore` input. Not atomic: the lines before a
     /// failing one stay applied.
     fn restore(&self, payload: &str) -> Result<(), NodeError>;
+
+    /// Starts [`IpSets::restore`] of `payload` for a caller that has other
+    /// writes to make meanwhile (that do not touch the sets);
+    /// [`PendingRestore::wait`] ends it and says how it went. By default
+    /// the restore is made here, before this returns; [`SystemIpSets`]
+    /// runs `ipset restore` on a thread of its own.
+    fn start_restore(&self, payload: &str) -> PendingRestore {
+        PendingRestore::done(self.restore(payload))
+    }
+}
+
+/// An [`IpSets::restore`] started by [`IpSets::start_restore`].
+#[derive(Debug)]
+pub struct PendingRestore(PendingState);
+
+#[derive(Debug)]
+enum PendingState {
+    Done(Result<(), NodeError>),
+    Running(std::thread::JoinHandle<Result<(), NodeError>>),
+}
+
+impl PendingRestore {
+    /// A restore already made, with its result.
+    pub fn done(result: Result<(), NodeError>) -> PendingRestore {
+        PendingRestore(PendingState::Done(result))
+    }
+
+    /// A restore `restore` makes on a thread of its own, started now.
+    pub fn spawn(
+        restore: impl FnOnce() -> Result<(), NodeError> + Send + 'static,
+    ) -> PendingRestore {
+        PendingRestore(PendingState::Running(std::thread::spawn(restore)))
+    }
+
+    /// Waits for the restore to end: its result.
+    pub fn wait(self) -> Result<(), NodeError> {
+        match self.0 {
+            PendingState::Done(result) => result,
+            PendingState::Running(thread) => thread.join().unwrap_or_else(|panic| {
+                std::panic::resume_unwind(panic);
+            }),
+        }
+    }
 }
 
 mod link;
@@ -190,7 +233,7 @@ pub use link::{
 mod ipvs_sync;
 pub use ipvs_sync::{
     IpvsApplyReport, IpvsSyncError, NodeParts, PlannedIpvsApply, apply_ipvs, kernel_destination,
-    kernel_service, plan_ipvs_apply, read_ipvs_node, virtual_server,
+    kernel_service, plan_ipvs_apply, plan_ipvs_apply_from, read_ipvs_node, virtual_server,
 };
 
 mod ipvs_drain;

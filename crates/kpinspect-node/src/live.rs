@@ -117,6 +117,10 @@ impl IpSets for LiveNode {
     fn restore(&self, payload: &str) -> Result<(), NodeError> {
         SystemIpSets.restore(payload)
     }
+
+    fn start_restore(&self, payload: &str) -> crate::PendingRestore {
+        SystemIpSets.start_restore(payload)
+    }
 }
 
 #[cfg(test)]

@@ -118,6 +118,12 @@ impl IpSets for SystemIpSets {
     fn restore(&self, payload: &str) -> Result<(), NodeError> {
         run("ipset", &["restore"], Some(payload)).map(|_| ())
     }
+
+    /// Runs `ipset restore` on a thread of its own.
+    fn start_restore(&self, payload: &str) -> crate::PendingRestore {
+        let payload = payload.to_string();
+        crate::PendingRestore::spawn(move || SystemIpSets.restore(&payload))
+    }
 }
 
 /// The node's own addresses (every interface, both families), from

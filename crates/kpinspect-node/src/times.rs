@@ -36,6 +36,12 @@ impl PhaseTimer {
         self.on
     }
 
+    /// Starts the next phase now, printing nothing: the time since the
+    /// previous mark was another timer's to print.
+    pub fn reset(&mut self) {
+        self.last = Instant::now();
+    }
+
     /// Ends phase `phase`: prints its time when on, and starts the next.
     pub fn mark(&mut self, phase: &str) {
         let now = Instant::now();

@@ -27,6 +27,30 @@ pub fn detect(args: &NodeArgs, config: &mut ProxyConfig, node: &LiveNode) -> Res
     detect_with(args, config, &host, &SystemNfAcct)
 }
 
+/// `host` without interfaces or default routes, for a node whose IPs are
+/// given: its other facts are `host`'s.
+struct IpsGiven<'a, H>(&'a H);
+
+impl<H: HostProbe> HostProbe for IpsGiven<'_, H> {
+    fn kernel_hostname(&self) -> Result<String, kpinspect_node::HostFactsError> {
+        self.0.kernel_hostname()
+    }
+    fn interfaces(&self) -> Result<Vec<kpinspect_node::Interface>, kpinspect_node::HostFactsError> {
+        Ok(Vec::new())
+    }
+    fn default_routes(
+        &self,
+    ) -> Result<Vec<kpinspect_node::DefaultRoute>, kpinspect_node::HostFactsError> {
+        Ok(Vec::new())
+    }
+    fn sysctl(&self, name: &str) -> Result<Option<String>, kpinspect_node::HostFactsError> {
+        self.0.sysctl(name)
+    }
+    fn iptables_version(&self) -> Result<Option<String>, kpinspect_node::HostFactsError> {
+        self.0.iptables_version()
+    }
+}
+
 fn given(flag: &str) -> String {
     format!("(given: {flag})")
 }
@@ -37,7 +61,13 @@ fn detect_with(
     host: &impl HostProbe,
     acct: &impl NfAcct,
 ) -> Result<FactLines> {
-    let facts = detect_host_facts(host, None).map_err(|e| UsageError::msg(e.to_string()))?;
+    // With `--node-ip`, the node IPs are not detected: no `ip` run.
+    let facts = if args.node_ips.is_empty() {
+        detect_host_facts(host, None)
+    } else {
+        detect_host_facts(&IpsGiven(host), None)
+    }
+    .map_err(|e| UsageError::msg(e.to_string()))?;
     let mut lines = Vec::new();
     let name_source = if args.hostname.is_some() {
         given("--hostname")

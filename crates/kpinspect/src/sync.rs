@@ -509,17 +509,37 @@ fn plan_ipvs_families(
     node: &LiveNode,
     guard: Option<Guard>,
 ) -> Result<IpvsFamilies> {
+    let mut timer = kpinspect_node::PhaseTimer::from_env();
     let (config, facts) = live_config(inputs, args, node, guard)?;
+    timer.mark("node facts");
     let mut owner = Ownership::new(&config, &inputs.cluster);
     owner.node_port_range = node_port_range;
     let parts = ipvs_parts(node);
     let mut planned = Vec::new();
     let mut serving = Vec::new();
+    // The node's IPVS state (both families' virtual servers, every set,
+    // kube-ipvs0's addresses) is read once, for the first family, and
+    // serves each family's plan: nothing is written in between.
+    let mut node_state = None;
     for family in live_families(args, node) {
         let state = ProxyState::build(&inputs.cluster, &config, family);
         let want = kpinspect_core::mode::ipvs::compile(&state, &config);
-        let p = kpinspect_node::plan_ipvs_apply(&parts, &want, &owner)
+        timer.mark(&format!("{}: compile", family.as_k8s_str()));
+        let node_state = match &mut node_state {
+            Some(s) => s,
+            None => {
+                let s = kpinspect_node::read_ipvs_node(&parts)
+                    .map_err(|e| UsageError::msg(e.to_string()))?;
+                timer.mark(&format!(
+                    "read IPVS, ipsets, kube-ipvs0 ({} virtual servers)",
+                    s.servers.len()
+                ));
+                node_state.insert(s)
+            }
+        };
+        let p = kpinspect_node::plan_ipvs_apply_from(&parts, node_state, &want, &owner)
             .map_err(|e| UsageError::msg(e.to_string()))?;
+        timer.reset();
         for w in p.warnings() {
             note!("kpinspect: warning: {w}");
         }
@@ -528,12 +548,17 @@ fn plan_ipvs_families(
         }
         serving.push(p.serving_endpoints(&state));
         planned.push(p);
+        timer.mark(&format!(
+            "{}: guard, serving endpoints",
+            family.as_k8s_str()
+        ));
     }
     // Read after planning: reading IPVS loads ip_vs, which brings its
     // sysctls.
     let sysctls = ipvs_sysctls_wanted(&config);
     let sysctl_diff = kpinspect_node::diff_sysctls(&SystemSysctls::new(), &sysctls)
         .map_err(|e| UsageError::msg(e.to_string()))?;
+    timer.mark("sysctls read");
     Ok(IpvsFamilies {
         facts,
         planned,
@@ -680,11 +705,17 @@ fn apply_ipvs(
     guard: Guard,
     drain_timeout: Duration,
 ) -> Result<ExitCode> {
+    let mut timer = kpinspect_node::PhaseTimer::from_env();
     let node_port_range = args.node_ports.resolve()?;
-    let node = live::node()?;
-    kpinspect_node::require_net_admin(&node.restore_program(IpFamily::V4))
+    // Detect, read, plan and write under one lock, as the iptables apply
+    // does: the saves detection ran serve as the read of the rules
+    // (nothing is written before it), one save fewer. Privileges first:
+    // without CAP_NET_ADMIN the lock file is not ours to open either.
+    kpinspect_node::require_net_admin("iptables-restore")
         .map_err(|e| UsageError::msg(e.to_string()))?;
     let _lock = live::lock()?;
+    let node = live::node_keeping_saves()?;
+    timer.mark("backend detection");
     let IpvsFamilies {
         facts,
         planned,
@@ -698,6 +729,7 @@ fn apply_ipvs(
         &node,
         Some(guard),
     )?;
+    timer.reset();
     for d in sysctl_diff.iter().filter(|d| !sysctl_written(d)) {
         note!("kpinspect: warning: sysctl {d} (kube-proxy only warns)");
     }
@@ -746,6 +778,7 @@ fn apply_ipvs(
             note!("kpinspect: sysctl set: {d}");
         }
     }
+    timer.mark("sysctls written");
     let parts = ipvs_parts(&node);
     let mut draining = Vec::new();
     let mut families = Vec::new();
@@ -754,6 +787,7 @@ fn apply_ipvs(
         let report = p
             .write(&parts)
             .map_err(|e| UsageError::msg(e.to_string()))?;
+        timer.reset();
         if !json {
             note!("kpinspect: {report}");
         }
@@ -767,6 +801,7 @@ fn apply_ipvs(
         // kube-proxy's reconciler works the same in IPVS mode.
         value["conntrack"] = conntrack_step(args, family, serving, false);
         families.push(value);
+        timer.mark(&format!("{}: conntrack", family.as_k8s_str()));
     }
     // Graceful termination, bounded: every family written first.
     let mut drained = None;

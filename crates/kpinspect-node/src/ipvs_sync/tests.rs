@@ -419,3 +419,87 @@ fn writes_go_to_the_node_in_batches() {
         [("10.244.1.2:8080".into(), 1), ("10.244.3.3:8080".into(), 1)]
     );
 }
+
+/// A [`MemoryNode`]'s rules and sets whose sets' restore, once started,
+/// runs until IPVS holds a virtual server (at most 5 s), as an `ipset
+/// restore` process overlapping the IPVS writes does; `fail` makes it fail.
+struct SlowSets {
+    node: std::sync::Arc<MemoryNode>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    fail: bool,
+}
+
+impl Iptables for SlowSets {
+    fn save(&self, family: IpFamily) -> Result<String, NodeError> {
+        Iptables::save(&*self.node, family)
+    }
+    fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError> {
+        self.log.lock().expect("log").push("iptables".into());
+        Iptables::restore(&*self.node, family, payload)
+    }
+}
+
+impl IpSets for SlowSets {
+    fn save(&self) -> Result<String, NodeError> {
+        IpSets::save(&*self.node)
+    }
+    fn restore(&self, payload: &str) -> Result<(), NodeError> {
+        IpSets::restore(&*self.node, payload)
+    }
+    fn start_restore(&self, payload: &str) -> crate::PendingRestore {
+        let result = if self.fail {
+            Err(NodeError::Restore {
+                line: Some(1),
+                message: "ipset: no".into(),
+            })
+        } else {
+            IpSets::restore(&*self.node, payload)
+        };
+        let (node, log) = (self.node.clone(), self.log.clone());
+        crate::PendingRestore::spawn(move || {
+            let start = std::time::Instant::now();
+            let written = || node.services().is_ok_and(|s| !s.is_empty());
+            while !written() && start.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            log.lock().expect("log").push(if written() {
+                "sets ended after the IPVS writes".into()
+            } else {
+                "sets ended before any IPVS write".into()
+            });
+            result
+        })
+    }
+}
+
+/// The sets' restore overlaps the IPVS writes, and ends before the
+/// iptables restore (whose rules use the sets); a failing one fails the
+/// write before the iptables restore.
+#[test]
+fn the_sets_restore_overlaps_the_ipvs_writes_and_ends_before_the_rules() {
+    for fail in [false, true] {
+        let node = std::sync::Arc::new(MemoryNode::new());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sets = SlowSets {
+            node: node.clone(),
+            log: log.clone(),
+            fail,
+        };
+        let parts = NodeParts {
+            rules: &sets,
+            ipvs: &*node,
+            links: &*node,
+        };
+        let c = desired(vec![web(&[("10.244.1.2", 8080)])]);
+        let result = apply_ipvs(&parts, &c, &Ownership::default());
+        let log = log.lock().expect("log").clone();
+        if fail {
+            let e = result.expect_err("the sets failed");
+            assert!(e.to_string().contains("ipset: no"), "{e}");
+            assert_eq!(log, ["sets ended after the IPVS writes"]);
+        } else {
+            result.expect("apply");
+            assert_eq!(log, ["sets ended after the IPVS writes", "iptables"]);
+        }
+    }
+}
