@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::super::names::{is_old_service_chain, is_service_chain, service_chain_suffix};
 use super::generation::{Generation, RulesMode, Version};
-use super::{Anomaly, AnomalyKind, chain_rules};
+use super::{Anomaly, AnomalyKind, ChainRules, Indexed};
 use crate::fasthash::{FastBuild, FastSet};
 use crate::mode::ipvs;
 use crate::net::parse_ip_sloppy;
-use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, Target, is_target, render_rule};
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Table, Target, is_target, render_rule};
 
 /// (table, built-in chain, kube-proxy chain, first kube-proxy version that
 /// installs it) of the iptables-mode jumps whose absence the dump reports:
@@ -162,21 +162,20 @@ fn list(items: &[&str], max: usize) -> String {
 /// The anomalies of `rs` (filter, then nat), each table's sorted by kind
 /// and chain.
 pub(super) fn anomalies(
-    rs: &Ruleset,
+    indexed: &Indexed<'_>,
     names: &HashMap<String, String>,
     generation: &Generation,
 ) -> Vec<Anomaly> {
     let mut out = Vec::new();
-    for name in ["filter", "nat"] {
-        if let Some(table) = rs.table(name) {
-            out.extend(table_anomalies(table, names, generation));
-        }
+    for (table, rules) in &indexed.tables {
+        out.extend(table_anomalies(table, rules, names, generation));
     }
     out
 }
 
 fn table_anomalies(
     table: &Table,
+    rules: &ChainRules<'_>,
     names: &HashMap<String, String>,
     generation: &Generation,
 ) -> Vec<Anomaly> {
@@ -189,10 +188,9 @@ fn table_anomalies(
             message,
         })
     };
-    let declared: FastSet<&str> = table.chains.iter().map(|c| c.name.as_str()).collect();
-    let rules = chain_rules(table);
+    let declared = |chain: &str| rules.is_declared(chain);
     // Chains that exist as far as the text goes: declared, or with rules.
-    let known: FastSet<&str> = rules.keys().copied().collect();
+    let known = |chain: &str| rules.contains_key(chain);
     let jumpers = |chain: &str| -> Vec<&Rule> {
         table
             .rules
@@ -203,10 +201,10 @@ fn table_anomalies(
 
     // Rules of a chain that is never declared: the text was edited.
     let mut undeclared = false;
-    for (chain, list) in &rules {
-        if declared.contains(chain)
+    for (chain, list) in rules.iter() {
+        if declared(chain)
             || list.is_empty()
-            || BUILTIN_CHAINS.contains(chain)
+            || BUILTIN_CHAINS.contains(&chain)
             || !chain.starts_with("KUBE-")
         {
             continue;
@@ -234,9 +232,9 @@ fn table_anomalies(
     let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for r in &table.rules {
         if let Some(t) = r.target_name()
-            && !is_target(t)
-            && !known.contains(t)
             && t.starts_with("KUBE-")
+            && !known(t)
+            && !is_target(t)
         {
             missing.entry(t).or_default().push(r.chain.as_str());
         }
@@ -274,7 +272,7 @@ fn table_anomalies(
         .iter()
         .copied()
         .chain(entries)
-        .filter(|c| known.contains(c))
+        .filter(|c| known(c))
         .collect();
     while let Some(c) = todo.pop() {
         if !reached.insert(c) {
@@ -282,7 +280,7 @@ fn table_anomalies(
         }
         for r in rules.get(c).into_iter().flatten() {
             if let Some(t) = r.target_name()
-                && known.contains(t)
+                && known(t)
             {
                 todo.push(t);
             }
@@ -291,7 +289,7 @@ fn table_anomalies(
 
     // Jumps from the built-in chains, as the mode and generation install them.
     for (tname, from, to, since) in expected_jumps(generation.mode) {
-        if tn != tname || !known.contains(to) || !declared.contains(from) {
+        if tn != tname || !known(to) || !declared(from) {
             continue;
         }
         if since.is_some_and(|v| !generation.at_least(v)) {
@@ -315,15 +313,15 @@ fn table_anomalies(
 
     // kube-proxy's fixed rules, rewritten on every sync: missing means lost.
     for f in fixed_chains(generation.mode) {
-        if f.table != tn || (f.if_declared && !known.contains(f.chain)) {
+        if f.table != tn || (f.if_declared && !known(f.chain)) {
             continue;
         }
-        let list = rules.get(f.chain).map(Vec::as_slice).unwrap_or_default();
+        let list = rules.get(f.chain).unwrap_or_default();
         let what = match f.need {
             Need::Rules => "its rules".to_string(),
             Need::Target(t) => format!("a {t} rule"),
         };
-        let state = if !known.contains(f.chain) {
+        let state = if !known(f.chain) {
             if !jumpers(f.chain).is_empty() {
                 continue; // reported as missing-chain
             }
@@ -351,8 +349,7 @@ fn table_anomalies(
 
     // Chains of an older generation than the rules show: leftovers (on a
     // node whose rules are that old, they are its own).
-    for name in &known {
-        let name = *name;
+    for name in rules.keys() {
         let old = (is_old_service_chain(name) && generation.at_least(Version::v1(24)))
             || (name == "KUBE-MARK-DROP" && generation.at_least(Version::v1(25)));
         if old {
@@ -365,9 +362,8 @@ fn table_anomalies(
             );
         }
     }
-    let has_builtins = BUILTIN_CHAINS.iter().any(|c| declared.contains(c));
-    for name in &known {
-        let name = *name;
+    let has_builtins = BUILTIN_CHAINS.iter().any(|c| declared(c));
+    for name in rules.keys() {
         let service_chain = service_chain_suffix(name).is_some();
         if has_builtins && service_chain && !reached.contains(name) {
             let who = service_chain_suffix(name)
@@ -389,7 +385,7 @@ fn table_anomalies(
                 .iter()
                 .filter(|(t, c)| *t == tn && !super::super::PROFILE.owns_chain(t, c))
                 .map(|(_, c)| *c)
-                .filter(|c| known.contains(c))
+                .filter(|c| known(c))
                 .collect();
             for c in &other {
                 push(
@@ -410,15 +406,15 @@ fn table_anomalies(
                     *t == tn && *c != "KUBE-PROXY-CANARY" && !ipvs::PROFILE.owns_chain(t, c)
                 })
                 .map(|(_, c)| *c)
-                .filter(|c| known.contains(c))
+                .filter(|c| known(c))
                 .collect();
-            let service_chains = known.iter().filter(|c| is_service_chain(c)).count();
+            let service_chains = rules.keys().filter(|c| is_service_chain(c)).count();
             let mut all: Vec<String> = other.iter().map(|c| c.to_string()).collect();
             if service_chains > 0 {
                 all.push(plural(service_chains, "per-Service chain"));
             }
             for c in &other {
-                let n = rules.get(c).map_or(0, Vec::len);
+                let n = rules.get(c).map_or(0, <[_]>::len);
                 let live = if n > 0 && reached.contains(c) {
                     let verb = if n == 1 { "applies" } else { "apply" };
                     format!("; {} in {c} still {verb}", plural(n, "rule"))
@@ -439,7 +435,7 @@ fn table_anomalies(
     }
 
     // Duplicate rules within a chain, once per chain.
-    for (chain, list) in &rules {
+    for (chain, list) in rules.iter() {
         let dups = duplicates(list);
         let Some(first) = dups.first() else { continue };
         let message = if dups.len() == 1 {
@@ -567,11 +563,12 @@ pub(super) fn garbled_target(rule: &Rule) -> Option<String> {
         "SNAT" => "--to-source",
         _ => return None,
     };
-    let values: Vec<_> = t.options.iter().filter(|o| o.name == opt).collect();
-    let bad = values.len() != 1
-        || values
-            .iter()
-            .any(|o| o.values.len() != 1 || !sane_address(&o.values[0]));
+    // Exactly one address option, with one sane value.
+    let mut values = t.options.iter().filter(|o| o.name == opt);
+    let bad = match (values.next(), values.next()) {
+        (Some(o), None) => o.values.len() != 1 || !sane_address(&o.values[0]),
+        _ => true,
+    };
     bad.then(|| target_text(t))
 }
 
@@ -613,6 +610,7 @@ fn target_text(t: &Target) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netfilter::Ruleset;
 
     #[test]
     fn entry_chains_are_jump_rules() {
@@ -629,7 +627,11 @@ mod tests {
     fn anomalies_of(text: &str) -> Vec<Anomaly> {
         let rs = Ruleset::parse(text).expect("parses");
         let generation = super::super::generation::detect(&rs);
-        anomalies(&rs, &HashMap::new(), &generation)
+        anomalies(
+            &super::super::Indexed::new(&rs),
+            &HashMap::new(),
+            &generation,
+        )
     }
 
     /// An IPVS-mode node with an iptables-mode kube-proxy's filter rules

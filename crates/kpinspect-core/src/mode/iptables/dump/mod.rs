@@ -281,9 +281,10 @@ pub struct NodeDump {
 /// ```
 pub fn dump(rs: &Ruleset, cluster: Option<&ProxyState>) -> NodeDump {
     let names = cluster.map(hash_names).unwrap_or_default();
-    let services = services(rs, cluster);
+    let indexed = Indexed::new(rs);
+    let services = services_in(rs, &indexed, cluster, |_| true);
     let generation = generation::detect(rs);
-    let anomalies = anomalies::anomalies(rs, &names, &generation);
+    let anomalies = anomalies::anomalies(&indexed, &names, &generation);
     NodeDump {
         services,
         anomalies,
@@ -339,15 +340,44 @@ fn services_where(
     cluster: Option<&ProxyState>,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<ServiceDump> {
-    let empty = Table {
-        name: String::new(),
-        chains: vec![],
-        rules: vec![],
-        deleted: vec![],
-    };
-    let nat = rs.table("nat").unwrap_or(&empty);
-    let filter = rs.table("filter").unwrap_or(&empty);
-    let nat_chains = chain_rules(nat);
+    services_in(rs, &Indexed::new(rs), cluster, keep)
+}
+
+/// The filter and nat tables of a save (what the dump reads), each with
+/// its chains indexed once.
+pub(super) struct Indexed<'a> {
+    /// (table, its chains), filter first, for each of the two the save holds.
+    pub(super) tables: Vec<(&'a Table, ChainRules<'a>)>,
+}
+
+impl<'a> Indexed<'a> {
+    fn new(rs: &'a Ruleset) -> Indexed<'a> {
+        Indexed {
+            tables: ["filter", "nat"]
+                .into_iter()
+                .filter_map(|name| rs.table(name))
+                .map(|t| (t, ChainRules::new(t)))
+                .collect(),
+        }
+    }
+
+    /// The chains of table `name` (empty when the save lacks it).
+    fn chains(&self, name: &str) -> Option<&ChainRules<'a>> {
+        self.tables
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(_, c)| c)
+    }
+}
+
+fn services_in(
+    rs: &Ruleset,
+    indexed: &Indexed<'_>,
+    cluster: Option<&ProxyState>,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<ServiceDump> {
+    let empty = ChainRules::empty();
+    let nat_chains = indexed.chains("nat").unwrap_or(&empty);
 
     let mut services: BTreeMap<(String, String), ServiceDump> = BTreeMap::new();
     let mut internal_chain: HashMap<(String, String), String> = HashMap::new();
@@ -398,7 +428,7 @@ fn services_where(
             entry(&mut services, s, &proto).node_port = Some(np);
         }
     }
-    let filter_chains = chain_rules(filter);
+    let filter_chains = indexed.chains("filter").unwrap_or(&empty);
     for chain in [
         "KUBE-SERVICES",
         "KUBE-EXTERNAL-SERVICES",
@@ -482,7 +512,7 @@ fn services_where(
         let suffix = internal
             .and_then(service_chain_suffix)
             .map(String::from)
-            .or_else(|| guess_suffix(svc, &nat_chains));
+            .or_else(|| guess_suffix(svc, nat_chains));
         if let Some(suffix) = &suffix {
             for prefix in [
                 "KUBE-SVC-",
@@ -529,12 +559,12 @@ fn services_where(
                 .map(|s| format!("KUBE-SVC-{s}"))
         });
         if let Some(chain) = &dispatch {
-            let (eps, affinity) = endpoints(&nat_chains, chain);
+            let (eps, affinity) = endpoints(nat_chains, chain);
             svc.endpoints = eps;
             svc.affinity_timeout = affinity;
         }
         if let Some(suffix) = &suffix {
-            svc.external_endpoints = external_view(&nat_chains, suffix, dispatch.as_deref());
+            svc.external_endpoints = external_view(nat_chains, suffix, dispatch.as_deref());
             if svc.external_endpoints.as_ref().is_some_and(Vec::is_empty)
                 && svc.external_no_endpoints.is_none()
             {
@@ -581,7 +611,7 @@ fn services_where(
 /// The hash suffix of a service port whose cluster-IP rule is missing (no
 /// endpoints): today's hash, or that of kube-proxy before 1.19, whose
 /// unnamed ports were `ns/name:` (with the colon).
-fn guess_suffix(svc: &ServiceDump, nat_chains: &FastMap<&str, Vec<&Rule>>) -> Option<String> {
+fn guess_suffix(svc: &ServiceDump, nat_chains: &ChainRules<'_>) -> Option<String> {
     let p = protocol(&svc.protocol)?;
     let current = service_port_suffix(&port_name(svc, p));
     if !svc.port_name.is_empty() {
@@ -604,7 +634,7 @@ fn guess_suffix(svc: &ServiceDump, nat_chains: &FastMap<&str, Vec<&Rule>>) -> Op
 /// (`dispatch`): through `KUBE-EXT-` to its last unconditional jump (1.24
 /// and newer), or into `KUBE-XLB-` (older, externalTrafficPolicy Local).
 fn external_view(
-    chains: &FastMap<&str, Vec<&Rule>>,
+    chains: &ChainRules<'_>,
     suffix: &str,
     dispatch: Option<&str>,
 ) -> Option<Vec<EndpointDump>> {
@@ -732,17 +762,110 @@ fn push_unique(list: &mut Vec<String>, addr: Option<String>) {
     }
 }
 
-/// The rules of each chain, declared or not (a chain with rules but no
-/// declaration is listed too).
-fn chain_rules(table: &Table) -> FastMap<&str, Vec<&Rule>> {
-    let mut out: FastMap<&str, Vec<&Rule>> = FastMap::default();
-    for c in &table.chains {
-        out.entry(c.name.as_str()).or_default();
+/// The rules of each chain of a table, declared or not (a chain with rules
+/// but no declaration is listed too), built once per table and shared by
+/// the services and the anomalies.
+///
+/// iptables-save prints the rules of one chain together, so each chain's
+/// rules are one run of the table's rules: the index is a map from chain
+/// name to that run's range in one list of the rules, in their order.
+/// Text whose chains' rules are interleaved (edited, or concatenated) is
+/// grouped by chain first, each chain's rules in order.
+pub(super) struct ChainRules<'a> {
+    /// Chain → (declared, range of its rules in `order`).
+    spans: FastMap<&'a str, (bool, usize, usize)>,
+    /// The rules, grouped by chain.
+    order: Vec<&'a Rule>,
+}
+
+impl<'a> ChainRules<'a> {
+    /// No chains at all (a table the save lacks).
+    fn empty() -> ChainRules<'a> {
+        ChainRules {
+            spans: FastMap::default(),
+            order: Vec::new(),
+        }
     }
-    for r in &table.rules {
-        out.entry(r.chain.as_str()).or_default().push(r);
+
+    /// Indexes `table`'s chains.
+    pub(super) fn new(table: &'a Table) -> ChainRules<'a> {
+        let mut spans: FastMap<&str, (bool, usize, usize)> = FastMap::default();
+        spans.reserve(table.chains.len());
+        for c in &table.chains {
+            spans.insert(c.name.as_str(), (true, 0, 0));
+        }
+        let rules = &table.rules;
+        let mut contiguous = true;
+        let mut i = 0;
+        while i < rules.len() {
+            let chain = rules[i].chain.as_str();
+            let end = i + rules[i..].iter().take_while(|r| r.chain == chain).count();
+            let span = spans.entry(chain).or_insert((false, 0, 0));
+            if span.1 == span.2 {
+                (span.1, span.2) = (i, end);
+            } else {
+                contiguous = false;
+            }
+            i = end;
+        }
+        if contiguous {
+            return ChainRules {
+                spans,
+                order: rules.iter().collect(),
+            };
+        }
+        // Interleaved: each chain's rules together, chains in the order
+        // their first rule comes.
+        let mut groups: FastMap<&str, Vec<&Rule>> = FastMap::default();
+        let mut first_seen: Vec<&str> = Vec::new();
+        for r in rules {
+            let g = groups.entry(r.chain.as_str()).or_default();
+            if g.is_empty() {
+                first_seen.push(r.chain.as_str());
+            }
+            g.push(r);
+        }
+        let mut order = Vec::with_capacity(rules.len());
+        for chain in first_seen {
+            let start = order.len();
+            order.extend(groups.remove(chain).unwrap_or_default());
+            if let Some(span) = spans.get_mut(chain) {
+                (span.1, span.2) = (start, order.len());
+            }
+        }
+        ChainRules { spans, order }
     }
-    out
+
+    /// The rules of `chain`, in order; `None` when the chain is neither
+    /// declared nor has rules.
+    pub(super) fn get(&self, chain: &str) -> Option<&[&'a Rule]> {
+        self.spans
+            .get(chain)
+            .map(|&(_, start, end)| &self.order[start..end])
+    }
+
+    /// Whether `chain` exists as far as the text goes: declared, or with
+    /// rules.
+    pub(super) fn contains_key(&self, chain: &str) -> bool {
+        self.spans.contains_key(chain)
+    }
+
+    /// Whether `chain` is declared (a `:chain` line).
+    pub(super) fn is_declared(&self, chain: &str) -> bool {
+        self.spans.get(chain).is_some_and(|s| s.0)
+    }
+
+    /// Every chain with its rules, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&'a str, &[&'a Rule])> + '_ {
+        self.spans
+            .iter()
+            .map(|(chain, &(_, start, end))| (*chain, &self.order[start..end]))
+    }
+
+    /// Every chain's name, in no particular order.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.spans.keys().copied()
+    }
 }
 
 pub(crate) fn new_service(s: &str, proto: &str) -> ServiceDump {
@@ -828,7 +951,7 @@ fn dport(r: &Rule) -> Option<u16> {
 
 /// Endpoints reached from dispatch chain `chain`, with effective
 /// probabilities, and the affinity timeout if `recent` rules are present.
-fn endpoints(chains: &FastMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
+fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
     let mut out = Vec::new();
     let mut affinity = None;
     let mut remaining = 1.0f64;
@@ -873,11 +996,7 @@ fn endpoints(chains: &FastMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
 /// version), the `ns/svc:port -> ip:port` comment kube-proxy puts on the
 /// jump, else the IP of the chain's hairpin rule (`-s IP -j
 /// KUBE-MARK-MASQ`) with port 0. `None` when the chain does not exist.
-fn endpoint_address(
-    chains: &FastMap<&str, Vec<&Rule>>,
-    sep: &str,
-    jump: &Rule,
-) -> Option<(String, u16)> {
+fn endpoint_address(chains: &ChainRules<'_>, sep: &str, jump: &Rule) -> Option<(String, u16)> {
     let rules = chains.get(sep);
     for r in rules.into_iter().flatten() {
         if let Some(t) = r.target.as_ref().filter(|t| t.name == "DNAT")
@@ -917,6 +1036,42 @@ fn hash_names(state: &ProxyState) -> HashMap<String, String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod chain_rules_tests {
+    use super::*;
+
+    /// Each chain's rules are those `Table::rules_of` finds, in order,
+    /// whether the text prints a chain's rules together or not.
+    #[test]
+    fn every_chain_has_its_rules_in_order() {
+        for text in [
+            "*nat\n:A - [0:0]\n:B - [0:0]\n:E - [0:0]\n-A A -j B\n-A A -j E\n-A B -j RETURN\n-A C -j A\nCOMMIT\n",
+            "*nat\n:A - [0:0]\n:B - [0:0]\n:E - [0:0]\n-A A -j B\n-A B -j RETURN\n-A A -j E\n-A C -j A\n-A B -j A\n-A A -j C\nCOMMIT\n",
+        ] {
+            let rs = Ruleset::parse(text).expect("parses");
+            let table = rs.table("nat").expect("nat");
+            let chains = ChainRules::new(table);
+            let mut names: Vec<&str> = chains.keys().collect();
+            names.sort_unstable();
+            assert_eq!(names, ["A", "B", "C", "E"], "{text}");
+            for name in names {
+                let got: Vec<*const Rule> = chains
+                    .get(name)
+                    .expect("listed")
+                    .iter()
+                    .map(|r| *r as *const Rule)
+                    .collect();
+                let want: Vec<*const Rule> =
+                    table.rules_of(name).map(|r| r as *const Rule).collect();
+                assert_eq!(got, want, "{name} in {text}");
+                assert_eq!(chains.is_declared(name), name != "C", "{name}");
+            }
+            assert!(chains.get("D").is_none());
+            assert!(!chains.contains_key("D"));
+        }
+    }
 }
 
 #[cfg(test)]
