@@ -2,11 +2,11 @@
 //! mode and generation they show ([`Generation`]): one anomaly per chain
 //! concerned, whatever the number of rules that show it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::super::names::{is_old_service_chain, is_service_chain, service_chain_suffix};
 use super::generation::{Generation, RulesMode, Version};
-use super::{Anomaly, AnomalyKind, ChainRules, Indexed};
+use super::{Anomaly, AnomalyKind, ChainRules, Indexed, NO_CHAIN};
 use crate::fasthash::{FastBuild, FastSet};
 use crate::mode::ipvs;
 use crate::net::parse_ip_sloppy;
@@ -173,9 +173,9 @@ pub(super) fn anomalies(
     out
 }
 
-fn table_anomalies(
-    table: &Table,
-    rules: &ChainRules<'_>,
+fn table_anomalies<'t>(
+    table: &'t Table,
+    rules: &ChainRules<'t>,
     names: &HashMap<String, String>,
     generation: &Generation,
 ) -> Vec<Anomaly> {
@@ -230,13 +230,22 @@ fn table_anomalies(
     // names may be extension targets (CT, NFLOG, ...); kube-proxy's own
     // chains all start with KUBE-.
     let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for r in &table.rules {
+    let mut note_missing = |r: &'t Rule, exists: bool| {
         if let Some(t) = r.target_name()
+            && !exists
             && t.starts_with("KUBE-")
-            && !known(t)
             && !is_target(t)
         {
             missing.entry(t).or_default().push(r.chain.as_str());
+        }
+    };
+    match rules.in_table_order() {
+        // The index knows where each rule jumps.
+        Some(indexed) => indexed.for_each(|(r, to)| note_missing(r, to != NO_CHAIN)),
+        None => {
+            for r in &table.rules {
+                note_missing(r, r.target_name().is_some_and(known));
+            }
         }
     }
     for (t, from) in &missing {
@@ -267,25 +276,26 @@ fn table_anomalies(
         .iter()
         .map(|(_, _, c, _)| *c)
         .chain(ipvs::JUMP_RULES.iter().map(|j| j.target));
-    let mut reached: FastSet<&str> = FastSet::default();
-    let mut todo: Vec<&str> = BUILTIN_CHAINS
+    let mut reached_id = vec![false; rules.len()];
+    let mut todo: Vec<usize> = BUILTIN_CHAINS
         .iter()
         .copied()
         .chain(entries)
-        .filter(|c| known(c))
+        .filter_map(|c| rules.id(c))
         .collect();
     while let Some(c) = todo.pop() {
-        if !reached.insert(c) {
+        if std::mem::replace(&mut reached_id[c], true) {
             continue;
         }
-        for r in rules.get(c).into_iter().flatten() {
-            if let Some(t) = r.target_name()
-                && known(t)
-            {
-                todo.push(t);
-            }
-        }
+        todo.extend(
+            rules
+                .targets(c)
+                .iter()
+                .filter(|&&t| t != NO_CHAIN)
+                .map(|&t| t as usize),
+        );
     }
+    let reached = |chain: &str| rules.id(chain).is_some_and(|id| reached_id[id]);
 
     // Jumps from the built-in chains, as the mode and generation install them.
     for (tname, from, to, since) in expected_jumps(generation.mode) {
@@ -365,7 +375,7 @@ fn table_anomalies(
     let has_builtins = BUILTIN_CHAINS.iter().any(|c| declared(c));
     for name in rules.keys() {
         let service_chain = service_chain_suffix(name).is_some();
-        if has_builtins && service_chain && !reached.contains(name) {
+        if has_builtins && service_chain && !reached(name) {
             let who = service_chain_suffix(name)
                 .and_then(|s| names.get(s))
                 .map(|s| format!(" (was {s})"))
@@ -415,7 +425,7 @@ fn table_anomalies(
             }
             for c in &other {
                 let n = rules.get(c).map_or(0, <[_]>::len);
-                let live = if n > 0 && reached.contains(c) {
+                let live = if n > 0 && reached(c) {
                     let verb = if n == 1 { "applies" } else { "apply" };
                     format!("; {} in {c} still {verb}", plural(n, "rule"))
                 } else {
@@ -435,8 +445,9 @@ fn table_anomalies(
     }
 
     // Duplicate rules within a chain, once per chain.
+    let mut scratch = Vec::new();
     for (chain, list) in rules.iter() {
-        let dups = duplicates(list);
+        let dups = duplicates_with(list, &mut scratch);
         let Some(first) = dups.first() else { continue };
         let message = if dups.len() == 1 {
             format!(
@@ -490,16 +501,22 @@ fn table_anomalies(
 /// comments: the kernel form changes none of these (it fills in defaults,
 /// folds aliases and spellings of values). So rules are grouped by a hash
 /// of those ([`shape`]) first, and only rules that share a group with
-/// another are compared in their kernel form.
+/// another are compared in their kernel form. Most chains (an endpoint's,
+/// a service's) hold no two rules with the same target at all: a look at
+/// the targets alone clears them before any shape is hashed.
+#[cfg(test)]
 fn duplicates<'a>(list: &[&'a Rule]) -> Vec<&'a Rule> {
-    if list.len() < 2 {
+    duplicates_with(list, &mut Vec::new())
+}
+
+/// [`duplicates`], with `shapes` as scratch space (one allocation for
+/// every chain of a table).
+fn duplicates_with<'a>(list: &[&'a Rule], shapes: &mut Vec<(u64, usize)>) -> Vec<&'a Rule> {
+    if list.len() < 2 || distinct_targets(list, shapes) {
         return Vec::new();
     }
-    let mut shapes: Vec<(u64, usize)> = list
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (shape(r), i))
-        .collect();
+    shapes.clear();
+    shapes.extend(list.iter().enumerate().map(|(i, r)| (shape(r), i)));
     shapes.sort_unstable();
     let mut dups: Vec<usize> = Vec::new();
     let mut start = 0;
@@ -511,7 +528,7 @@ fn duplicates<'a>(list: &[&'a Rule]) -> Vec<&'a Rule> {
                 .count();
         if end - start > 1 {
             // Indices ascend within a group (sorted by hash, then index).
-            let mut seen = HashSet::new();
+            let mut seen = FastSet::default();
             for (_, i) in &shapes[start..end] {
                 if !seen.insert(list[*i].canonical()) {
                     dups.push(*i);
@@ -522,6 +539,21 @@ fn duplicates<'a>(list: &[&'a Rule]) -> Vec<&'a Rule> {
     }
     dups.sort_unstable();
     dups.into_iter().map(|i| list[i]).collect()
+}
+
+/// Whether no two rules of `list` have the same target and kind (`-j`/`-g`)
+/// — then no two share a [`shape`]. Compares a hash of each target, which
+/// equal targets share.
+fn distinct_targets(list: &[&Rule], scratch: &mut Vec<(u64, usize)>) -> bool {
+    use std::hash::BuildHasher;
+    let build = FastBuild::default();
+    scratch.clear();
+    scratch.extend(list.iter().map(|r| {
+        let target = r.target.as_ref().map(|t| (t.name.as_str(), t.goto));
+        (build.hash_one(target), 0)
+    }));
+    scratch.sort_unstable();
+    scratch.windows(2).all(|w| w[0].0 != w[1].0)
 }
 
 /// A hash of what the kernel form of `rule` keeps as written: its target's
@@ -611,6 +643,7 @@ fn target_text(t: &Target) -> String {
 mod tests {
     use super::*;
     use crate::netfilter::Ruleset;
+    use std::collections::HashSet;
 
     #[test]
     fn entry_chains_are_jump_rules() {
@@ -626,12 +659,9 @@ mod tests {
 
     fn anomalies_of(text: &str) -> Vec<Anomaly> {
         let rs = Ruleset::parse(text).expect("parses");
-        let generation = super::super::generation::detect(&rs);
-        anomalies(
-            &super::super::Indexed::new(&rs),
-            &HashMap::new(),
-            &generation,
-        )
+        let indexed = super::super::Indexed::new(&rs);
+        let generation = super::super::generation::detect(&indexed);
+        anomalies(&indexed, &HashMap::new(), &generation)
     }
 
     /// An IPVS-mode node with an iptables-mode kube-proxy's filter rules

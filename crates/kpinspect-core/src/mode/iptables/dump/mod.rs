@@ -283,7 +283,7 @@ pub fn dump(rs: &Ruleset, cluster: Option<&ProxyState>) -> NodeDump {
     let names = cluster.map(hash_names).unwrap_or_default();
     let indexed = Indexed::new(rs);
     let services = services_in(rs, &indexed, cluster, |_| true);
-    let generation = generation::detect(rs);
+    let generation = generation::detect(&indexed);
     let anomalies = anomalies::anomalies(&indexed, &names, &generation);
     NodeDump {
         services,
@@ -772,99 +772,160 @@ fn push_unique(list: &mut Vec<String>, addr: Option<String>) {
 /// Text whose chains' rules are interleaved (edited, or concatenated) is
 /// grouped by chain first, each chain's rules in order.
 pub(super) struct ChainRules<'a> {
-    /// Chain → (declared, range of its rules in `order`).
-    spans: FastMap<&'a str, (bool, usize, usize)>,
+    /// Chain name → its index in `chains`.
+    ids: FastMap<&'a str, u32>,
+    /// Each chain: its name, whether it is declared, and the range of its
+    /// rules in `order`; declared chains first, in their order.
+    chains: Vec<(&'a str, bool, usize, usize)>,
     /// The rules, grouped by chain.
     order: Vec<&'a Rule>,
+    /// The chain each rule of `order` jumps to ([`NO_CHAIN`]: none, an
+    /// extension target, or a chain that does not exist).
+    targets: Vec<u32>,
+    /// Whether `order` is the table's rules in their order (each chain's
+    /// rules together in the text).
+    in_table_order: bool,
 }
+
+/// In [`ChainRules`]' targets: a rule that jumps to no chain of the table.
+pub(super) const NO_CHAIN: u32 = u32::MAX;
 
 impl<'a> ChainRules<'a> {
     /// No chains at all (a table the save lacks).
     fn empty() -> ChainRules<'a> {
         ChainRules {
-            spans: FastMap::default(),
+            ids: FastMap::default(),
+            chains: Vec::new(),
             order: Vec::new(),
+            targets: Vec::new(),
+            in_table_order: true,
         }
     }
 
     /// Indexes `table`'s chains.
     pub(super) fn new(table: &'a Table) -> ChainRules<'a> {
-        let mut spans: FastMap<&str, (bool, usize, usize)> = FastMap::default();
-        spans.reserve(table.chains.len());
+        let mut out = ChainRules::empty();
+        out.ids.reserve(table.chains.len());
+        out.chains.reserve(table.chains.len());
         for c in &table.chains {
-            spans.insert(c.name.as_str(), (true, 0, 0));
+            out.id_of(c.name.as_str(), true);
         }
         let rules = &table.rules;
-        let mut contiguous = true;
         let mut i = 0;
         while i < rules.len() {
             let chain = rules[i].chain.as_str();
             let end = i + rules[i..].iter().take_while(|r| r.chain == chain).count();
-            let span = spans.entry(chain).or_insert((false, 0, 0));
-            if span.1 == span.2 {
-                (span.1, span.2) = (i, end);
+            let id = out.id_of(chain, false);
+            let span = &mut out.chains[id];
+            if span.2 == span.3 {
+                (span.2, span.3) = (i, end);
             } else {
-                contiguous = false;
+                out.in_table_order = false;
             }
             i = end;
         }
-        if contiguous {
-            return ChainRules {
-                spans,
-                order: rules.iter().collect(),
-            };
-        }
-        // Interleaved: each chain's rules together, chains in the order
-        // their first rule comes.
-        let mut groups: FastMap<&str, Vec<&Rule>> = FastMap::default();
-        let mut first_seen: Vec<&str> = Vec::new();
-        for r in rules {
-            let g = groups.entry(r.chain.as_str()).or_default();
-            if g.is_empty() {
-                first_seen.push(r.chain.as_str());
+        if out.in_table_order {
+            out.order = rules.iter().collect();
+        } else {
+            // Interleaved: each chain's rules together, chains in the
+            // order their first rule comes.
+            let mut groups: Vec<Vec<&Rule>> = vec![Vec::new(); out.chains.len()];
+            let mut first_seen: Vec<usize> = Vec::new();
+            for r in rules {
+                let id = out.ids[r.chain.as_str()] as usize;
+                if groups[id].is_empty() {
+                    first_seen.push(id);
+                }
+                groups[id].push(r);
             }
-            g.push(r);
-        }
-        let mut order = Vec::with_capacity(rules.len());
-        for chain in first_seen {
-            let start = order.len();
-            order.extend(groups.remove(chain).unwrap_or_default());
-            if let Some(span) = spans.get_mut(chain) {
-                (span.1, span.2) = (start, order.len());
+            out.order.reserve(rules.len());
+            for id in first_seen {
+                let start = out.order.len();
+                out.order.append(&mut groups[id]);
+                (out.chains[id].2, out.chains[id].3) = (start, out.order.len());
             }
         }
-        ChainRules { spans, order }
+        out.targets = out
+            .order
+            .iter()
+            .map(|r| {
+                r.target_name()
+                    .and_then(|t| out.ids.get(t))
+                    .map_or(NO_CHAIN, |&id| id)
+            })
+            .collect();
+        out
+    }
+
+    /// The index of `chain`, added (undeclared, without rules) if new;
+    /// marked declared when `declared`.
+    fn id_of(&mut self, chain: &'a str, declared: bool) -> usize {
+        let next = self.chains.len() as u32;
+        let id = *self.ids.entry(chain).or_insert(next) as usize;
+        if id == self.chains.len() {
+            self.chains.push((chain, declared, 0, 0));
+        } else if declared {
+            self.chains[id].1 = true;
+        }
+        id
     }
 
     /// The rules of `chain`, in order; `None` when the chain is neither
     /// declared nor has rules.
     pub(super) fn get(&self, chain: &str) -> Option<&[&'a Rule]> {
-        self.spans
-            .get(chain)
-            .map(|&(_, start, end)| &self.order[start..end])
+        self.id(chain).map(|id| self.rules(id))
+    }
+
+    /// The index of `chain` (below [`len`](Self::len)), if it exists.
+    pub(super) fn id(&self, chain: &str) -> Option<usize> {
+        self.ids.get(chain).map(|&id| id as usize)
+    }
+
+    /// How many chains there are.
+    pub(super) fn len(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// The rules of chain `id`, in order.
+    pub(super) fn rules(&self, id: usize) -> &[&'a Rule] {
+        let (_, _, start, end) = self.chains[id];
+        &self.order[start..end]
+    }
+
+    /// The chain each rule of chain `id` jumps to ([`NO_CHAIN`]: none).
+    pub(super) fn targets(&self, id: usize) -> &[u32] {
+        let (_, _, start, end) = self.chains[id];
+        &self.targets[start..end]
+    }
+
+    /// The table's rules in their order, each with the chain it jumps to
+    /// ([`NO_CHAIN`]: none); `None` when the text interleaves chains'
+    /// rules (then the index holds them in another order).
+    pub(super) fn in_table_order(&self) -> Option<impl Iterator<Item = (&'a Rule, u32)> + '_> {
+        self.in_table_order
+            .then(|| self.order.iter().copied().zip(self.targets.iter().copied()))
     }
 
     /// Whether `chain` exists as far as the text goes: declared, or with
     /// rules.
     pub(super) fn contains_key(&self, chain: &str) -> bool {
-        self.spans.contains_key(chain)
+        self.ids.contains_key(chain)
     }
 
     /// Whether `chain` is declared (a `:chain` line).
     pub(super) fn is_declared(&self, chain: &str) -> bool {
-        self.spans.get(chain).is_some_and(|s| s.0)
+        self.id(chain).is_some_and(|id| self.chains[id].1)
     }
 
-    /// Every chain with its rules, in no particular order.
+    /// Every chain with its rules: the declared ones in their order, then
+    /// the others.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&'a str, &[&'a Rule])> + '_ {
-        self.spans
-            .iter()
-            .map(|(chain, &(_, start, end))| (*chain, &self.order[start..end]))
+        (0..self.chains.len()).map(|id| (self.chains[id].0, self.rules(id)))
     }
 
-    /// Every chain's name, in no particular order.
+    /// Every chain's name, in the order of [`iter`](Self::iter).
     pub(super) fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.spans.keys().copied()
+        self.chains.iter().map(|c| c.0)
     }
 }
 
