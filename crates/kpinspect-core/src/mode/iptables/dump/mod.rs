@@ -1016,7 +1016,13 @@ fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option
     let mut out = Vec::new();
     let mut affinity = None;
     let mut remaining = 1.0f64;
-    for r in chains.get(chain).into_iter().flatten() {
+    // Each rule with the chain it jumps to, resolved by the index.
+    let rules = chains
+        .id(chain)
+        .map(|id| chains.rules(id).iter().zip(chains.targets(id)))
+        .into_iter()
+        .flatten();
+    for (r, &to) in rules {
         let Some(target) = r.target_name() else {
             continue;
         };
@@ -1035,7 +1041,8 @@ fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option
         let p = r.probability().unwrap_or(1.0);
         let effective = remaining * p;
         remaining -= effective;
-        let Some((ip, port)) = endpoint_address(chains, target, r) else {
+        let sep = (to != NO_CHAIN).then(|| chains.rules(to as usize));
+        let Some((ip, port)) = endpoint_address(sep, r) else {
             continue;
         };
         out.push(EndpointDump {
@@ -1052,13 +1059,13 @@ fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option
     (out, affinity)
 }
 
-/// The address of endpoint chain `sep`, jumped to by `jump`: its DNAT
+/// The address of endpoint chain `sep` (its rules), jumped to by `jump`: its DNAT
 /// target; when that cannot be read (printed by an iptables of another
 /// version), the `ns/svc:port -> ip:port` comment kube-proxy puts on the
 /// jump, else the IP of the chain's hairpin rule (`-s IP -j
 /// KUBE-MARK-MASQ`) with port 0. `None` when the chain does not exist.
-fn endpoint_address(chains: &ChainRules<'_>, sep: &str, jump: &Rule) -> Option<(String, u16)> {
-    let rules = chains.get(sep);
+fn endpoint_address(sep: Option<&[&Rule]>, jump: &Rule) -> Option<(String, u16)> {
+    let rules = sep;
     for r in rules.into_iter().flatten() {
         if let Some(t) = r.target.as_ref().filter(|t| t.name == "DNAT")
             && anomalies::garbled_target(r).is_none()
