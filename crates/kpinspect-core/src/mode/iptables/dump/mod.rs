@@ -1041,8 +1041,8 @@ fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option
         let p = r.probability().unwrap_or(1.0);
         let effective = remaining * p;
         remaining -= effective;
-        let sep = (to != NO_CHAIN).then(|| chains.rules(to as usize));
-        let Some((ip, port)) = endpoint_address(sep, r) else {
+        let sep = (to != NO_CHAIN).then_some(to as usize);
+        let Some((ip, port)) = endpoint_address(chains, sep, r) else {
             continue;
         };
         out.push(EndpointDump {
@@ -1059,14 +1059,26 @@ fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option
     (out, affinity)
 }
 
-/// The address of endpoint chain `sep` (its rules), jumped to by `jump`: its DNAT
+/// The address of endpoint chain `sep` (its number in `chains`), jumped to by `jump`: its DNAT
 /// target; when that cannot be read (printed by an iptables of another
 /// version), the `ns/svc:port -> ip:port` comment kube-proxy puts on the
 /// jump, else the IP of the chain's hairpin rule (`-s IP -j
 /// KUBE-MARK-MASQ`) with port 0. `None` when the chain does not exist.
-fn endpoint_address(sep: Option<&[&Rule]>, jump: &Rule) -> Option<(String, u16)> {
-    let rules = sep;
-    for r in rules.into_iter().flatten() {
+fn endpoint_address(
+    chains: &ChainRules<'_>,
+    sep: Option<usize>,
+    jump: &Rule,
+) -> Option<(String, u16)> {
+    let rules = sep.map(|id| chains.rules(id));
+    // A rule the index resolved to a chain has no DNAT target (unless a
+    // chain is named DNAT): such rules (the hairpin's jump to
+    // KUBE-MARK-MASQ) are passed over without reading them.
+    let dnat_is_chain = chains.contains_key("DNAT");
+    let targets = sep.map(|id| chains.targets(id)).unwrap_or_default();
+    for (i, r) in rules.into_iter().flatten().enumerate() {
+        if !dnat_is_chain && targets[i] != NO_CHAIN {
+            continue;
+        }
         if let Some(t) = r.target.as_ref().filter(|t| t.name == "DNAT")
             && anomalies::garbled_target(r).is_none()
             && let Some((h, p)) = t.value("--to-destination").and_then(split_host_port)
