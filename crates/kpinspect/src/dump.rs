@@ -112,6 +112,10 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
     }
     // Virtual servers were read (from `--ipvsadm` or the live node).
     let ipvs_read = ipvs.is_some();
+    // The parsed saves are not needed any more, and the process ends after
+    // printing: freeing them rule by rule (hundreds of thousands of small
+    // allocations on a large node) would only delay the exit.
+    std::mem::forget(sources);
     finish(&args, service, result, &notes, ipvs_read)
 }
 

@@ -2,15 +2,15 @@
 //! mode and generation they show ([`Generation`]): one anomaly per chain
 //! concerned, whatever the number of rules that show it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::super::names::{is_old_service_chain, is_service_chain, service_chain_suffix};
 use super::generation::{Generation, RulesMode, Version};
-use super::{Anomaly, AnomalyKind, chain_rules};
+use super::{Anomaly, AnomalyKind, ChainRules, Indexed, NO_CHAIN};
 use crate::fasthash::{FastBuild, FastSet};
 use crate::mode::ipvs;
 use crate::net::parse_ip_sloppy;
-use crate::netfilter::{BUILTIN_CHAINS, Rule, Ruleset, Table, Target, is_target, render_rule};
+use crate::netfilter::{BUILTIN_CHAINS, Rule, Table, Target, is_target, render_rule};
 
 /// (table, built-in chain, kube-proxy chain, first kube-proxy version that
 /// installs it) of the iptables-mode jumps whose absence the dump reports:
@@ -162,21 +162,20 @@ fn list(items: &[&str], max: usize) -> String {
 /// The anomalies of `rs` (filter, then nat), each table's sorted by kind
 /// and chain.
 pub(super) fn anomalies(
-    rs: &Ruleset,
+    indexed: &Indexed<'_>,
     names: &HashMap<String, String>,
     generation: &Generation,
 ) -> Vec<Anomaly> {
     let mut out = Vec::new();
-    for name in ["filter", "nat"] {
-        if let Some(table) = rs.table(name) {
-            out.extend(table_anomalies(table, names, generation));
-        }
+    for (table, rules) in &indexed.tables {
+        out.extend(table_anomalies(table, rules, names, generation));
     }
     out
 }
 
-fn table_anomalies(
-    table: &Table,
+fn table_anomalies<'t>(
+    table: &'t Table,
+    rules: &ChainRules<'t>,
     names: &HashMap<String, String>,
     generation: &Generation,
 ) -> Vec<Anomaly> {
@@ -189,10 +188,9 @@ fn table_anomalies(
             message,
         })
     };
-    let declared: FastSet<&str> = table.chains.iter().map(|c| c.name.as_str()).collect();
-    let rules = chain_rules(table);
+    let declared = |chain: &str| rules.is_declared(chain);
     // Chains that exist as far as the text goes: declared, or with rules.
-    let known: FastSet<&str> = rules.keys().copied().collect();
+    let known = |chain: &str| rules.contains_key(chain);
     let jumpers = |chain: &str| -> Vec<&Rule> {
         table
             .rules
@@ -203,10 +201,10 @@ fn table_anomalies(
 
     // Rules of a chain that is never declared: the text was edited.
     let mut undeclared = false;
-    for (chain, list) in &rules {
-        if declared.contains(chain)
+    for (chain, list) in rules.iter() {
+        if declared(chain)
             || list.is_empty()
-            || BUILTIN_CHAINS.contains(chain)
+            || BUILTIN_CHAINS.contains(&chain)
             || !chain.starts_with("KUBE-")
         {
             continue;
@@ -232,13 +230,22 @@ fn table_anomalies(
     // names may be extension targets (CT, NFLOG, ...); kube-proxy's own
     // chains all start with KUBE-.
     let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for r in &table.rules {
+    let mut note_missing = |r: &'t Rule, exists: bool| {
         if let Some(t) = r.target_name()
-            && !is_target(t)
-            && !known.contains(t)
+            && !exists
             && t.starts_with("KUBE-")
+            && !is_target(t)
         {
             missing.entry(t).or_default().push(r.chain.as_str());
+        }
+    };
+    match rules.in_table_order() {
+        // The index knows where each rule jumps.
+        Some(indexed) => indexed.for_each(|(r, to)| note_missing(r, to != NO_CHAIN)),
+        None => {
+            for r in &table.rules {
+                note_missing(r, r.target_name().is_some_and(known));
+            }
         }
     }
     for (t, from) in &missing {
@@ -269,29 +276,30 @@ fn table_anomalies(
         .iter()
         .map(|(_, _, c, _)| *c)
         .chain(ipvs::JUMP_RULES.iter().map(|j| j.target));
-    let mut reached: FastSet<&str> = FastSet::default();
-    let mut todo: Vec<&str> = BUILTIN_CHAINS
+    let mut reached_id = vec![false; rules.len()];
+    let mut todo: Vec<usize> = BUILTIN_CHAINS
         .iter()
         .copied()
         .chain(entries)
-        .filter(|c| known.contains(c))
+        .filter_map(|c| rules.id(c))
         .collect();
     while let Some(c) = todo.pop() {
-        if !reached.insert(c) {
+        if std::mem::replace(&mut reached_id[c], true) {
             continue;
         }
-        for r in rules.get(c).into_iter().flatten() {
-            if let Some(t) = r.target_name()
-                && known.contains(t)
-            {
-                todo.push(t);
-            }
-        }
+        todo.extend(
+            rules
+                .targets(c)
+                .iter()
+                .filter(|&&t| t != NO_CHAIN)
+                .map(|&t| t as usize),
+        );
     }
+    let reached = |chain: &str| rules.id(chain).is_some_and(|id| reached_id[id]);
 
     // Jumps from the built-in chains, as the mode and generation install them.
     for (tname, from, to, since) in expected_jumps(generation.mode) {
-        if tn != tname || !known.contains(to) || !declared.contains(from) {
+        if tn != tname || !known(to) || !declared(from) {
             continue;
         }
         if since.is_some_and(|v| !generation.at_least(v)) {
@@ -315,15 +323,15 @@ fn table_anomalies(
 
     // kube-proxy's fixed rules, rewritten on every sync: missing means lost.
     for f in fixed_chains(generation.mode) {
-        if f.table != tn || (f.if_declared && !known.contains(f.chain)) {
+        if f.table != tn || (f.if_declared && !known(f.chain)) {
             continue;
         }
-        let list = rules.get(f.chain).map(Vec::as_slice).unwrap_or_default();
+        let list = rules.get(f.chain).unwrap_or_default();
         let what = match f.need {
             Need::Rules => "its rules".to_string(),
             Need::Target(t) => format!("a {t} rule"),
         };
-        let state = if !known.contains(f.chain) {
+        let state = if !known(f.chain) {
             if !jumpers(f.chain).is_empty() {
                 continue; // reported as missing-chain
             }
@@ -351,8 +359,7 @@ fn table_anomalies(
 
     // Chains of an older generation than the rules show: leftovers (on a
     // node whose rules are that old, they are its own).
-    for name in &known {
-        let name = *name;
+    for name in rules.keys() {
         let old = (is_old_service_chain(name) && generation.at_least(Version::v1(24)))
             || (name == "KUBE-MARK-DROP" && generation.at_least(Version::v1(25)));
         if old {
@@ -365,11 +372,10 @@ fn table_anomalies(
             );
         }
     }
-    let has_builtins = BUILTIN_CHAINS.iter().any(|c| declared.contains(c));
-    for name in &known {
-        let name = *name;
+    let has_builtins = BUILTIN_CHAINS.iter().any(|c| declared(c));
+    for name in rules.keys() {
         let service_chain = service_chain_suffix(name).is_some();
-        if has_builtins && service_chain && !reached.contains(name) {
+        if has_builtins && service_chain && !reached(name) {
             let who = service_chain_suffix(name)
                 .and_then(|s| names.get(s))
                 .map(|s| format!(" (was {s})"))
@@ -389,7 +395,7 @@ fn table_anomalies(
                 .iter()
                 .filter(|(t, c)| *t == tn && !super::super::PROFILE.owns_chain(t, c))
                 .map(|(_, c)| *c)
-                .filter(|c| known.contains(c))
+                .filter(|c| known(c))
                 .collect();
             for c in &other {
                 push(
@@ -410,16 +416,16 @@ fn table_anomalies(
                     *t == tn && *c != "KUBE-PROXY-CANARY" && !ipvs::PROFILE.owns_chain(t, c)
                 })
                 .map(|(_, c)| *c)
-                .filter(|c| known.contains(c))
+                .filter(|c| known(c))
                 .collect();
-            let service_chains = known.iter().filter(|c| is_service_chain(c)).count();
+            let service_chains = rules.keys().filter(|c| is_service_chain(c)).count();
             let mut all: Vec<String> = other.iter().map(|c| c.to_string()).collect();
             if service_chains > 0 {
                 all.push(plural(service_chains, "per-Service chain"));
             }
             for c in &other {
-                let n = rules.get(c).map_or(0, Vec::len);
-                let live = if n > 0 && reached.contains(c) {
+                let n = rules.get(c).map_or(0, <[_]>::len);
+                let live = if n > 0 && reached(c) {
                     let verb = if n == 1 { "applies" } else { "apply" };
                     format!("; {} in {c} still {verb}", plural(n, "rule"))
                 } else {
@@ -439,8 +445,9 @@ fn table_anomalies(
     }
 
     // Duplicate rules within a chain, once per chain.
-    for (chain, list) in &rules {
-        let dups = duplicates(list);
+    let mut scratch = Vec::new();
+    for (chain, list) in rules.iter() {
+        let dups = duplicates_with(list, &mut scratch);
         let Some(first) = dups.first() else { continue };
         let message = if dups.len() == 1 {
             format!(
@@ -494,16 +501,22 @@ fn table_anomalies(
 /// comments: the kernel form changes none of these (it fills in defaults,
 /// folds aliases and spellings of values). So rules are grouped by a hash
 /// of those ([`shape`]) first, and only rules that share a group with
-/// another are compared in their kernel form.
+/// another are compared in their kernel form. Most chains (an endpoint's,
+/// a service's) hold no two rules with the same target at all: a look at
+/// the targets alone clears them before any shape is hashed.
+#[cfg(test)]
 fn duplicates<'a>(list: &[&'a Rule]) -> Vec<&'a Rule> {
-    if list.len() < 2 {
+    duplicates_with(list, &mut Vec::new())
+}
+
+/// [`duplicates`], with `shapes` as scratch space (one allocation for
+/// every chain of a table).
+fn duplicates_with<'a>(list: &[&'a Rule], shapes: &mut Vec<(u64, usize)>) -> Vec<&'a Rule> {
+    if list.len() < 2 || distinct_targets(list, shapes) {
         return Vec::new();
     }
-    let mut shapes: Vec<(u64, usize)> = list
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (shape(r), i))
-        .collect();
+    shapes.clear();
+    shapes.extend(list.iter().enumerate().map(|(i, r)| (shape(r), i)));
     shapes.sort_unstable();
     let mut dups: Vec<usize> = Vec::new();
     let mut start = 0;
@@ -515,7 +528,7 @@ fn duplicates<'a>(list: &[&'a Rule]) -> Vec<&'a Rule> {
                 .count();
         if end - start > 1 {
             // Indices ascend within a group (sorted by hash, then index).
-            let mut seen = HashSet::new();
+            let mut seen = FastSet::default();
             for (_, i) in &shapes[start..end] {
                 if !seen.insert(list[*i].canonical()) {
                     dups.push(*i);
@@ -526,6 +539,21 @@ fn duplicates<'a>(list: &[&'a Rule]) -> Vec<&'a Rule> {
     }
     dups.sort_unstable();
     dups.into_iter().map(|i| list[i]).collect()
+}
+
+/// Whether no two rules of `list` have the same target and kind (`-j`/`-g`)
+/// — then no two share a [`shape`]. Compares a hash of each target, which
+/// equal targets share.
+fn distinct_targets(list: &[&Rule], scratch: &mut Vec<(u64, usize)>) -> bool {
+    use std::hash::BuildHasher;
+    let build = FastBuild::default();
+    scratch.clear();
+    scratch.extend(list.iter().map(|r| {
+        let target = r.target.as_ref().map(|t| (t.name.as_str(), t.goto));
+        (build.hash_one(target), 0)
+    }));
+    scratch.sort_unstable();
+    scratch.windows(2).all(|w| w[0].0 != w[1].0)
 }
 
 /// A hash of what the kernel form of `rule` keeps as written: its target's
@@ -567,11 +595,12 @@ pub(super) fn garbled_target(rule: &Rule) -> Option<String> {
         "SNAT" => "--to-source",
         _ => return None,
     };
-    let values: Vec<_> = t.options.iter().filter(|o| o.name == opt).collect();
-    let bad = values.len() != 1
-        || values
-            .iter()
-            .any(|o| o.values.len() != 1 || !sane_address(&o.values[0]));
+    // Exactly one address option, with one sane value.
+    let mut values = t.options.iter().filter(|o| o.name == opt);
+    let bad = match (values.next(), values.next()) {
+        (Some(o), None) => o.values.len() != 1 || !sane_address(&o.values[0]),
+        _ => true,
+    };
     bad.then(|| target_text(t))
 }
 
@@ -613,6 +642,8 @@ fn target_text(t: &Target) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netfilter::Ruleset;
+    use std::collections::HashSet;
 
     #[test]
     fn entry_chains_are_jump_rules() {
@@ -628,8 +659,9 @@ mod tests {
 
     fn anomalies_of(text: &str) -> Vec<Anomaly> {
         let rs = Ruleset::parse(text).expect("parses");
-        let generation = super::super::generation::detect(&rs);
-        anomalies(&rs, &HashMap::new(), &generation)
+        let indexed = super::super::Indexed::new(&rs);
+        let generation = super::super::generation::detect(&indexed);
+        anomalies(&indexed, &HashMap::new(), &generation)
     }
 
     /// An IPVS-mode node with an iptables-mode kube-proxy's filter rules

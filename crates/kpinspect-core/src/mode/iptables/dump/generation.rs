@@ -14,8 +14,12 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 use super::super::names::{is_old_service_chain, is_service_chain};
+use super::{ChainRules, Indexed};
 use crate::mode::ipvs;
-use crate::netfilter::{Rule, Ruleset, Table};
+use crate::netfilter::{Rule, Table};
+
+/// A table of the save with its chains indexed, if the save holds it.
+type Tbl<'x> = Option<(&'x Table, &'x ChainRules<'x>)>;
 
 /// A Kubernetes minor version, `1.24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,18 +156,24 @@ impl Clue {
     }
 }
 
-fn declared(t: Option<&Table>, chain: &str) -> bool {
-    t.is_some_and(|t| t.chain(chain).is_some() || t.rules.iter().any(|r| r.chain == chain))
+fn declared(t: Tbl<'_>, chain: &str) -> bool {
+    t.is_some_and(|(_, c)| c.contains_key(chain))
 }
 
-fn any_chain(t: Option<&Table>, pred: impl Fn(&str) -> bool) -> bool {
-    t.is_some_and(|t| {
-        t.chains.iter().any(|c| pred(&c.name)) || t.rules.iter().any(|r| pred(&r.chain))
-    })
+fn any_chain(t: Tbl<'_>, pred: impl Fn(&str) -> bool) -> bool {
+    t.is_some_and(|(_, c)| c.keys().any(pred))
 }
 
-fn jumps(t: Option<&Table>, from: &str, to: &str) -> bool {
-    t.is_some_and(|t| t.rules_of(from).any(|r| r.target_name() == Some(to)))
+/// The rules of `chain`, in order.
+fn rules_of<'x>(t: Tbl<'x>, chain: &str) -> impl Iterator<Item = &'x Rule> + 'x {
+    t.and_then(|(_, c)| c.get(chain))
+        .into_iter()
+        .flatten()
+        .copied()
+}
+
+fn jumps(t: Tbl<'_>, from: &str, to: &str) -> bool {
+    rules_of(t, from).any(|r| r.target_name() == Some(to))
 }
 
 /// Whether `rule` matches an ipset of kube-proxy's IPVS mode.
@@ -183,13 +193,11 @@ fn ipvs_only_chains() -> impl Iterator<Item = &'static (&'static str, &'static s
 }
 
 /// The proxy mode of `rs`, with the clue it rests on.
-fn mode(nat: Option<&Table>, filter: Option<&Table>) -> (RulesMode, Option<String>) {
+fn mode(nat: Tbl<'_>, filter: Tbl<'_>) -> (RulesMode, Option<String>) {
     // What nat KUBE-SERVICES dispatches to is what runs.
-    let dispatch = nat.is_some_and(|t| {
-        t.rules_of("KUBE-SERVICES").any(|r| {
-            r.target_name()
-                .is_some_and(|c| is_service_chain(c) || is_old_service_chain(c))
-        })
+    let dispatch = rules_of(nat, "KUBE-SERVICES").any(|r| {
+        r.target_name()
+            .is_some_and(|c| is_service_chain(c) || is_old_service_chain(c))
     });
     if dispatch {
         return (
@@ -205,7 +213,7 @@ fn mode(nat: Option<&Table>, filter: Option<&Table>) -> (RulesMode, Option<Strin
     let ipvs_sets = [nat, filter]
         .into_iter()
         .flatten()
-        .any(|t| t.rules.iter().any(ipvs_set_match));
+        .any(|(t, _)| t.rules.iter().any(ipvs_set_match));
     if !ipvs_chains.is_empty() {
         return (
             RulesMode::Ipvs,
@@ -260,7 +268,7 @@ fn dedup<'a>(v: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// The clues to the kube-proxy version of `mode`'s rules.
-fn clues(mode: RulesMode, nat: Option<&Table>, filter: Option<&Table>) -> Vec<Clue> {
+fn clues(mode: RulesMode, nat: Tbl<'_>, filter: Tbl<'_>) -> Vec<Clue> {
     let mut out = Vec::new();
     let canary = declared(nat, "KUBE-PROXY-CANARY") || declared(filter, "KUBE-PROXY-CANARY");
     if mode == RulesMode::Iptables {
@@ -302,11 +310,9 @@ fn clues(mode: RulesMode, nat: Option<&Table>, filter: Option<&Table>) -> Vec<Cl
         if any_chain(nat, is_old_service_chain) {
             out.push(Clue::before("KUBE-XLB chains", Version::v1(24)));
         }
-        let old_masquerade = nat.is_some_and(|t| {
-            t.rules_of("KUBE-SERVICES").any(|r| {
-                r.target_name() == Some("KUBE-MARK-MASQ")
-                    && r.comment().is_some_and(|c| c.ends_with(" cluster IP"))
-            })
+        let old_masquerade = rules_of(nat, "KUBE-SERVICES").any(|r| {
+            r.target_name() == Some("KUBE-MARK-MASQ")
+                && r.comment().is_some_and(|c| c.ends_with(" cluster IP"))
         });
         if old_masquerade {
             out.push(Clue::before(
@@ -315,7 +321,7 @@ fn clues(mode: RulesMode, nat: Option<&Table>, filter: Option<&Table>) -> Vec<Cl
             ));
         }
         // Unnamed ports were `ns/name:` (hashes and comments) before 1.19.
-        let colon = [nat, filter].into_iter().flatten().any(|t| {
+        let colon = [nat, filter].into_iter().flatten().any(|(t, _)| {
             t.rules.iter().any(|r| {
                 r.comment()
                     .and_then(|c| c.split(' ').next())
@@ -331,7 +337,7 @@ fn clues(mode: RulesMode, nat: Option<&Table>, filter: Option<&Table>) -> Vec<Cl
         // Absent from a save of the live tables (built-in chains
         // declared) that holds kube-proxy's chains: kube-proxy older than
         // the canary.
-        let live = nat.is_some_and(|t| t.chain("PREROUTING").is_some());
+        let live = nat.is_some_and(|(_, c)| c.is_declared("PREROUTING"));
         if live && !canary {
             out.push(Clue {
                 what: "no KUBE-PROXY-CANARY chain".into(),
@@ -344,9 +350,7 @@ fn clues(mode: RulesMode, nat: Option<&Table>, filter: Option<&Table>) -> Vec<Cl
     if matches!(mode, RulesMode::Iptables | RulesMode::Ipvs) {
         // Before the unmark fix, KUBE-POSTROUTING masqueraded by a mark
         // match alone; since, marked packets RETURN-or-unmark first.
-        let postrouting: Vec<&Rule> = nat
-            .map(|t| t.rules_of("KUBE-POSTROUTING").collect())
-            .unwrap_or_default();
+        let postrouting: Vec<&Rule> = rules_of(nat, "KUBE-POSTROUTING").collect();
         let masquerade_by_mark = postrouting.iter().any(|r| {
             r.target_name() == Some("MASQUERADE")
                 && r.find_match("mark")
@@ -367,9 +371,16 @@ fn clues(mode: RulesMode, nat: Option<&Table>, filter: Option<&Table>) -> Vec<Cl
 }
 
 /// The generation of `rs`'s kube-proxy rules.
-pub(super) fn detect(rs: &Ruleset) -> Generation {
-    let nat = rs.table("nat");
-    let filter = rs.table("filter");
+pub(super) fn detect(indexed: &Indexed<'_>) -> Generation {
+    let table = |name: &str| {
+        indexed
+            .tables
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(t, c)| (*t, c))
+    };
+    let nat = table("nat");
+    let filter = table("filter");
     let (mode, why) = mode(nat, filter);
     let clues = clues(mode, nat, filter);
     let since = clues.iter().filter_map(|c| c.since).max();
@@ -464,9 +475,10 @@ fn summary(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netfilter::Ruleset;
 
     fn gen_of(text: &str) -> Generation {
-        detect(&Ruleset::parse(text).expect("parses"))
+        detect(&Indexed::new(&Ruleset::parse(text).expect("parses")))
     }
 
     #[test]

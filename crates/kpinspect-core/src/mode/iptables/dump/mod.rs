@@ -281,9 +281,10 @@ pub struct NodeDump {
 /// ```
 pub fn dump(rs: &Ruleset, cluster: Option<&ProxyState>) -> NodeDump {
     let names = cluster.map(hash_names).unwrap_or_default();
-    let services = services(rs, cluster);
-    let generation = generation::detect(rs);
-    let anomalies = anomalies::anomalies(rs, &names, &generation);
+    let indexed = Indexed::new(rs);
+    let services = services_in(rs, &indexed, cluster, |_| true);
+    let generation = generation::detect(&indexed);
+    let anomalies = anomalies::anomalies(&indexed, &names, &generation);
     NodeDump {
         services,
         anomalies,
@@ -339,15 +340,44 @@ fn services_where(
     cluster: Option<&ProxyState>,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<ServiceDump> {
-    let empty = Table {
-        name: String::new(),
-        chains: vec![],
-        rules: vec![],
-        deleted: vec![],
-    };
-    let nat = rs.table("nat").unwrap_or(&empty);
-    let filter = rs.table("filter").unwrap_or(&empty);
-    let nat_chains = chain_rules(nat);
+    services_in(rs, &Indexed::new(rs), cluster, keep)
+}
+
+/// The filter and nat tables of a save (what the dump reads), each with
+/// its chains indexed once.
+pub(super) struct Indexed<'a> {
+    /// (table, its chains), filter first, for each of the two the save holds.
+    pub(super) tables: Vec<(&'a Table, ChainRules<'a>)>,
+}
+
+impl<'a> Indexed<'a> {
+    fn new(rs: &'a Ruleset) -> Indexed<'a> {
+        Indexed {
+            tables: ["filter", "nat"]
+                .into_iter()
+                .filter_map(|name| rs.table(name))
+                .map(|t| (t, ChainRules::new(t)))
+                .collect(),
+        }
+    }
+
+    /// The chains of table `name` (empty when the save lacks it).
+    fn chains(&self, name: &str) -> Option<&ChainRules<'a>> {
+        self.tables
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(_, c)| c)
+    }
+}
+
+fn services_in(
+    rs: &Ruleset,
+    indexed: &Indexed<'_>,
+    cluster: Option<&ProxyState>,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<ServiceDump> {
+    let empty = ChainRules::empty();
+    let nat_chains = indexed.chains("nat").unwrap_or(&empty);
 
     let mut services: BTreeMap<(String, String), ServiceDump> = BTreeMap::new();
     let mut internal_chain: HashMap<(String, String), String> = HashMap::new();
@@ -398,7 +428,7 @@ fn services_where(
             entry(&mut services, s, &proto).node_port = Some(np);
         }
     }
-    let filter_chains = chain_rules(filter);
+    let filter_chains = indexed.chains("filter").unwrap_or(&empty);
     for chain in [
         "KUBE-SERVICES",
         "KUBE-EXTERNAL-SERVICES",
@@ -482,7 +512,7 @@ fn services_where(
         let suffix = internal
             .and_then(service_chain_suffix)
             .map(String::from)
-            .or_else(|| guess_suffix(svc, &nat_chains));
+            .or_else(|| guess_suffix(svc, nat_chains));
         if let Some(suffix) = &suffix {
             for prefix in [
                 "KUBE-SVC-",
@@ -529,12 +559,12 @@ fn services_where(
                 .map(|s| format!("KUBE-SVC-{s}"))
         });
         if let Some(chain) = &dispatch {
-            let (eps, affinity) = endpoints(&nat_chains, chain);
+            let (eps, affinity) = endpoints(nat_chains, chain);
             svc.endpoints = eps;
             svc.affinity_timeout = affinity;
         }
         if let Some(suffix) = &suffix {
-            svc.external_endpoints = external_view(&nat_chains, suffix, dispatch.as_deref());
+            svc.external_endpoints = external_view(nat_chains, suffix, dispatch.as_deref());
             if svc.external_endpoints.as_ref().is_some_and(Vec::is_empty)
                 && svc.external_no_endpoints.is_none()
             {
@@ -581,7 +611,7 @@ fn services_where(
 /// The hash suffix of a service port whose cluster-IP rule is missing (no
 /// endpoints): today's hash, or that of kube-proxy before 1.19, whose
 /// unnamed ports were `ns/name:` (with the colon).
-fn guess_suffix(svc: &ServiceDump, nat_chains: &FastMap<&str, Vec<&Rule>>) -> Option<String> {
+fn guess_suffix(svc: &ServiceDump, nat_chains: &ChainRules<'_>) -> Option<String> {
     let p = protocol(&svc.protocol)?;
     let current = service_port_suffix(&port_name(svc, p));
     if !svc.port_name.is_empty() {
@@ -604,7 +634,7 @@ fn guess_suffix(svc: &ServiceDump, nat_chains: &FastMap<&str, Vec<&Rule>>) -> Op
 /// (`dispatch`): through `KUBE-EXT-` to its last unconditional jump (1.24
 /// and newer), or into `KUBE-XLB-` (older, externalTrafficPolicy Local).
 fn external_view(
-    chains: &FastMap<&str, Vec<&Rule>>,
+    chains: &ChainRules<'_>,
     suffix: &str,
     dispatch: Option<&str>,
 ) -> Option<Vec<EndpointDump>> {
@@ -732,17 +762,171 @@ fn push_unique(list: &mut Vec<String>, addr: Option<String>) {
     }
 }
 
-/// The rules of each chain, declared or not (a chain with rules but no
-/// declaration is listed too).
-fn chain_rules(table: &Table) -> FastMap<&str, Vec<&Rule>> {
-    let mut out: FastMap<&str, Vec<&Rule>> = FastMap::default();
-    for c in &table.chains {
-        out.entry(c.name.as_str()).or_default();
+/// The rules of each chain of a table, declared or not (a chain with rules
+/// but no declaration is listed too), built once per table and shared by
+/// the services and the anomalies.
+///
+/// iptables-save prints the rules of one chain together, so each chain's
+/// rules are one run of the table's rules: the index is a map from chain
+/// name to that run's range in one list of the rules, in their order.
+/// Text whose chains' rules are interleaved (edited, or concatenated) is
+/// grouped by chain first, each chain's rules in order.
+pub(super) struct ChainRules<'a> {
+    /// Chain name → its index in `chains`.
+    ids: FastMap<&'a str, u32>,
+    /// Each chain: its name, whether it is declared, and the range of its
+    /// rules in `order`; declared chains first, in their order.
+    chains: Vec<(&'a str, bool, usize, usize)>,
+    /// The rules, grouped by chain.
+    order: Vec<&'a Rule>,
+    /// The chain each rule of `order` jumps to ([`NO_CHAIN`]: none, an
+    /// extension target, or a chain that does not exist).
+    targets: Vec<u32>,
+    /// Whether `order` is the table's rules in their order (each chain's
+    /// rules together in the text).
+    in_table_order: bool,
+}
+
+/// In [`ChainRules`]' targets: a rule that jumps to no chain of the table.
+pub(super) const NO_CHAIN: u32 = u32::MAX;
+
+impl<'a> ChainRules<'a> {
+    /// No chains at all (a table the save lacks).
+    fn empty() -> ChainRules<'a> {
+        ChainRules {
+            ids: FastMap::default(),
+            chains: Vec::new(),
+            order: Vec::new(),
+            targets: Vec::new(),
+            in_table_order: true,
+        }
     }
-    for r in &table.rules {
-        out.entry(r.chain.as_str()).or_default().push(r);
+
+    /// Indexes `table`'s chains.
+    pub(super) fn new(table: &'a Table) -> ChainRules<'a> {
+        let mut out = ChainRules::empty();
+        out.ids.reserve(table.chains.len());
+        out.chains.reserve(table.chains.len());
+        for c in &table.chains {
+            out.id_of(c.name.as_str(), true);
+        }
+        let rules = &table.rules;
+        let mut i = 0;
+        while i < rules.len() {
+            let chain = rules[i].chain.as_str();
+            let end = i + rules[i..].iter().take_while(|r| r.chain == chain).count();
+            let id = out.id_of(chain, false);
+            let span = &mut out.chains[id];
+            if span.2 == span.3 {
+                (span.2, span.3) = (i, end);
+            } else {
+                out.in_table_order = false;
+            }
+            i = end;
+        }
+        if out.in_table_order {
+            out.order = rules.iter().collect();
+        } else {
+            // Interleaved: each chain's rules together, chains in the
+            // order their first rule comes.
+            let mut groups: Vec<Vec<&Rule>> = vec![Vec::new(); out.chains.len()];
+            let mut first_seen: Vec<usize> = Vec::new();
+            for r in rules {
+                let id = out.ids[r.chain.as_str()] as usize;
+                if groups[id].is_empty() {
+                    first_seen.push(id);
+                }
+                groups[id].push(r);
+            }
+            out.order.reserve(rules.len());
+            for id in first_seen {
+                let start = out.order.len();
+                out.order.append(&mut groups[id]);
+                (out.chains[id].2, out.chains[id].3) = (start, out.order.len());
+            }
+        }
+        out.targets = out
+            .order
+            .iter()
+            .map(|r| {
+                r.target_name()
+                    .and_then(|t| out.ids.get(t))
+                    .map_or(NO_CHAIN, |&id| id)
+            })
+            .collect();
+        out
     }
-    out
+
+    /// The index of `chain`, added (undeclared, without rules) if new;
+    /// marked declared when `declared`.
+    fn id_of(&mut self, chain: &'a str, declared: bool) -> usize {
+        let next = self.chains.len() as u32;
+        let id = *self.ids.entry(chain).or_insert(next) as usize;
+        if id == self.chains.len() {
+            self.chains.push((chain, declared, 0, 0));
+        } else if declared {
+            self.chains[id].1 = true;
+        }
+        id
+    }
+
+    /// The rules of `chain`, in order; `None` when the chain is neither
+    /// declared nor has rules.
+    pub(super) fn get(&self, chain: &str) -> Option<&[&'a Rule]> {
+        self.id(chain).map(|id| self.rules(id))
+    }
+
+    /// The index of `chain` (below [`len`](Self::len)), if it exists.
+    pub(super) fn id(&self, chain: &str) -> Option<usize> {
+        self.ids.get(chain).map(|&id| id as usize)
+    }
+
+    /// How many chains there are.
+    pub(super) fn len(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// The rules of chain `id`, in order.
+    pub(super) fn rules(&self, id: usize) -> &[&'a Rule] {
+        let (_, _, start, end) = self.chains[id];
+        &self.order[start..end]
+    }
+
+    /// The chain each rule of chain `id` jumps to ([`NO_CHAIN`]: none).
+    pub(super) fn targets(&self, id: usize) -> &[u32] {
+        let (_, _, start, end) = self.chains[id];
+        &self.targets[start..end]
+    }
+
+    /// The table's rules in their order, each with the chain it jumps to
+    /// ([`NO_CHAIN`]: none); `None` when the text interleaves chains'
+    /// rules (then the index holds them in another order).
+    pub(super) fn in_table_order(&self) -> Option<impl Iterator<Item = (&'a Rule, u32)> + '_> {
+        self.in_table_order
+            .then(|| self.order.iter().copied().zip(self.targets.iter().copied()))
+    }
+
+    /// Whether `chain` exists as far as the text goes: declared, or with
+    /// rules.
+    pub(super) fn contains_key(&self, chain: &str) -> bool {
+        self.ids.contains_key(chain)
+    }
+
+    /// Whether `chain` is declared (a `:chain` line).
+    pub(super) fn is_declared(&self, chain: &str) -> bool {
+        self.id(chain).is_some_and(|id| self.chains[id].1)
+    }
+
+    /// Every chain with its rules: the declared ones in their order, then
+    /// the others.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&'a str, &[&'a Rule])> + '_ {
+        (0..self.chains.len()).map(|id| (self.chains[id].0, self.rules(id)))
+    }
+
+    /// Every chain's name, in the order of [`iter`](Self::iter).
+    pub(super) fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.chains.iter().map(|c| c.0)
+    }
 }
 
 pub(crate) fn new_service(s: &str, proto: &str) -> ServiceDump {
@@ -828,11 +1012,17 @@ fn dport(r: &Rule) -> Option<u16> {
 
 /// Endpoints reached from dispatch chain `chain`, with effective
 /// probabilities, and the affinity timeout if `recent` rules are present.
-fn endpoints(chains: &FastMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
+fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
     let mut out = Vec::new();
     let mut affinity = None;
     let mut remaining = 1.0f64;
-    for r in chains.get(chain).into_iter().flatten() {
+    // Each rule with the chain it jumps to, resolved by the index.
+    let rules = chains
+        .id(chain)
+        .map(|id| chains.rules(id).iter().zip(chains.targets(id)))
+        .into_iter()
+        .flatten();
+    for (r, &to) in rules {
         let Some(target) = r.target_name() else {
             continue;
         };
@@ -851,7 +1041,8 @@ fn endpoints(chains: &FastMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
         let p = r.probability().unwrap_or(1.0);
         let effective = remaining * p;
         remaining -= effective;
-        let Some((ip, port)) = endpoint_address(chains, target, r) else {
+        let sep = (to != NO_CHAIN).then_some(to as usize);
+        let Some((ip, port)) = endpoint_address(chains, sep, r) else {
             continue;
         };
         out.push(EndpointDump {
@@ -868,18 +1059,26 @@ fn endpoints(chains: &FastMap<&str, Vec<&Rule>>, chain: &str) -> (Vec<EndpointDu
     (out, affinity)
 }
 
-/// The address of endpoint chain `sep`, jumped to by `jump`: its DNAT
+/// The address of endpoint chain `sep` (its number in `chains`), jumped to by `jump`: its DNAT
 /// target; when that cannot be read (printed by an iptables of another
 /// version), the `ns/svc:port -> ip:port` comment kube-proxy puts on the
 /// jump, else the IP of the chain's hairpin rule (`-s IP -j
 /// KUBE-MARK-MASQ`) with port 0. `None` when the chain does not exist.
 fn endpoint_address(
-    chains: &FastMap<&str, Vec<&Rule>>,
-    sep: &str,
+    chains: &ChainRules<'_>,
+    sep: Option<usize>,
     jump: &Rule,
 ) -> Option<(String, u16)> {
-    let rules = chains.get(sep);
-    for r in rules.into_iter().flatten() {
+    let rules = sep.map(|id| chains.rules(id));
+    // A rule the index resolved to a chain has no DNAT target (unless a
+    // chain is named DNAT): such rules (the hairpin's jump to
+    // KUBE-MARK-MASQ) are passed over without reading them.
+    let dnat_is_chain = chains.contains_key("DNAT");
+    let targets = sep.map(|id| chains.targets(id)).unwrap_or_default();
+    for (i, r) in rules.into_iter().flatten().enumerate() {
+        if !dnat_is_chain && targets[i] != NO_CHAIN {
+            continue;
+        }
         if let Some(t) = r.target.as_ref().filter(|t| t.name == "DNAT")
             && anomalies::garbled_target(r).is_none()
             && let Some((h, p)) = t.value("--to-destination").and_then(split_host_port)
@@ -917,6 +1116,42 @@ fn hash_names(state: &ProxyState) -> HashMap<String, String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod chain_rules_tests {
+    use super::*;
+
+    /// Each chain's rules are those `Table::rules_of` finds, in order,
+    /// whether the text prints a chain's rules together or not.
+    #[test]
+    fn every_chain_has_its_rules_in_order() {
+        for text in [
+            "*nat\n:A - [0:0]\n:B - [0:0]\n:E - [0:0]\n-A A -j B\n-A A -j E\n-A B -j RETURN\n-A C -j A\nCOMMIT\n",
+            "*nat\n:A - [0:0]\n:B - [0:0]\n:E - [0:0]\n-A A -j B\n-A B -j RETURN\n-A A -j E\n-A C -j A\n-A B -j A\n-A A -j C\nCOMMIT\n",
+        ] {
+            let rs = Ruleset::parse(text).expect("parses");
+            let table = rs.table("nat").expect("nat");
+            let chains = ChainRules::new(table);
+            let mut names: Vec<&str> = chains.keys().collect();
+            names.sort_unstable();
+            assert_eq!(names, ["A", "B", "C", "E"], "{text}");
+            for name in names {
+                let got: Vec<*const Rule> = chains
+                    .get(name)
+                    .expect("listed")
+                    .iter()
+                    .map(|r| *r as *const Rule)
+                    .collect();
+                let want: Vec<*const Rule> =
+                    table.rules_of(name).map(|r| r as *const Rule).collect();
+                assert_eq!(got, want, "{name} in {text}");
+                assert_eq!(chains.is_declared(name), name != "C", "{name}");
+            }
+            assert!(chains.get("D").is_none());
+            assert!(!chains.contains_key("D"));
+        }
+    }
 }
 
 #[cfg(test)]
