@@ -208,7 +208,7 @@ impl Ruleset {
     /// ```
     pub fn check_chains_declared(&self) -> Result<(), SaveParseError> {
         // Each table's declared names, looked up once per rule.
-        let declared: Vec<std::collections::HashSet<&str>> = self
+        let declared: Vec<FastSet<&str>> = self
             .tables
             .iter()
             .map(|t| t.chains.iter().map(|c| c.name.as_str()).collect())

@@ -34,7 +34,7 @@
 //! assert!(!p.payload.contains("KUBE-SERVICES -d")); // KUBE-SERVICES is already right
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -266,7 +266,7 @@ fn plan_table<'a>(
     let mut kept = Vec::new();
     if let Some(a) = actual {
         loop {
-            let stale_set: HashSet<&str> = stale.iter().map(String::as_str).collect();
+            let stale_set: FastSet<&str> = stale.iter().map(String::as_str).collect();
             let blocked = a.rules.iter().find(|r| {
                 let from_removable = stale_set.contains(r.chain.as_str())
                     || desired_names.contains(r.chain.as_str())
