@@ -315,7 +315,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
     // are the two largest steps, and they do not depend on each other.
     let (wants, reads) = std::thread::scope(|s| {
         let compiled = s.spawn(|| compile(&config));
-        let reads = read_families(&node, &families);
+        let reads = read_node_rules(&node, &families);
         let wants = compiled
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -336,14 +336,19 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
         note!("kpinspect: warning: {why}; rules without -m nfacct");
         config.node.nfacct = false;
         let wants = compile(&config)?;
-        let planned = plan_families(read_families(&node, &families)?, &wants, guard, &progress)?;
+        let planned = plan_families(read_node_rules(&node, &families)?, &wants, guard, &progress)?;
         return write_planned(&args, &node, planned, &progress, &facts);
     }
     write_planned(&args, &node, planned, &progress, &facts)
 }
 
-/// Reads and parses each family's rules (detection's saves).
-fn read_families(node: &LiveNode, families: &[IpFamily]) -> Result<Vec<kpinspect_node::NodeRules>> {
+/// Reads and parses the rules of each of `families`, in their order (from
+/// detection's saves). Unlike `kpinspect_node::read_families`, a family
+/// whose tools are missing is an error: `families` is what was compiled.
+fn read_node_rules(
+    node: &LiveNode,
+    families: &[IpFamily],
+) -> Result<Vec<kpinspect_node::NodeRules>> {
     families
         .iter()
         .map(|f| kpinspect_node::read_rules(node, *f).map_err(|e| UsageError::from(e).into()))
