@@ -87,10 +87,10 @@ fn kube_proxy_tables(node: &TestNode) -> Vec<String> {
         .collect()
 }
 
-/// Other programs' state: the listing of each nftables table
-/// [`foreign_nft`] adds for `backend` (counters stripped) and the iptables
-/// rules [`foreign`] keeps, without the lines naming `skip` (another
-/// writer's chain).
+/// Other programs' state: each nftables table [`foreign_nft`] adds for
+/// `backend` as `nft list table` prints it (byte for byte: they hold no
+/// counters) and the iptables rules [`foreign`] keeps, without the lines
+/// naming `skip` (another writer's chain).
 fn neighbours(node: &TestNode, backend: Backend, skip: &str) -> (Vec<String>, Vec<String>) {
     let nft = foreign_nft(backend)
         .lines()
@@ -100,7 +100,7 @@ fn neighbours(node: &TestNode, backend: Backend, skip: &str) -> (Vec<String>, Ve
             let (family, name) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
             let listing = nft_list(node, family, name);
             assert!(!listing.is_empty(), "table {family} {name} is gone");
-            strip_nft_counters(&listing)
+            listing
         })
         .collect();
     let ipt = foreign(&node.save())
