@@ -8,7 +8,7 @@
 //! `KPINSPECT_FAULT_SEED` picks the kill points (default fixed);
 //! `KPINSPECT_FAULT_RUNS` how many kills per backend (default 20).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use crate::nft_apply::{NFT_CONFIG, add_foreign_nft, foreign_nft};
 use crate::node::{
     Backend, Layout, NODE_IP, TestNode, add_foreign_state, available, foreign, kp, kube_proxy_state,
 };
-use crate::util::{ok, root, stderr};
+use crate::util::{ok, root, stderr, stdout};
+use kpinspect_core::netfilter::Ruleset;
 
 const CONFIG: &str = "fixtures/routed/config.yaml";
 const CLUSTER: &str = "fixtures/routed/cluster.yaml";
@@ -36,6 +37,15 @@ fn args(cluster: &[&str]) -> Vec<String> {
     ];
     v.extend(cluster.iter().map(|c| root().join(c).display().to_string()));
     v
+}
+
+/// `kpinspect CMD FLAGS... <apply arguments for cluster>` in `node`.
+fn kp_args(node: &TestNode, cmd: &str, flags: &[&str], cluster: &[&str]) -> std::process::Output {
+    let a = args(cluster);
+    let mut argv = vec![cmd];
+    argv.extend_from_slice(flags);
+    argv.extend(a.iter().map(String::as_str));
+    kp(node, &argv)
 }
 
 fn run(node: &TestNode, cmd: &str, cluster: &[&str]) -> std::process::Output {
@@ -74,9 +84,12 @@ pub(crate) fn runs() -> usize {
         .unwrap_or(20)
 }
 
+/// kube-proxy's rules per table: `table` → its `table chain` entries.
+type Tables = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
 /// kube-proxy's rules per table (`table` → its `table chain` entries).
-fn per_table(save: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
-    let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+fn per_table(save: &str) -> Tables {
+    let mut out: Tables = BTreeMap::new();
     for (key, rules) in kube_proxy_state(save) {
         let table = key.split(' ').next().unwrap_or_default().to_string();
         out.entry(table).or_default().insert(key, rules);
@@ -262,10 +275,63 @@ pub(crate) fn assert_iptables_rounds(save: &str, rounds: usize, what: &str) {
 /// programs' rules stay byte-identical; the next apply converges.
 #[test]
 fn kill_during_apply_leaves_each_table_old_or_new() {
+    kill_during_apply(None, per_table, CLUSTER, SCALED);
+}
+
+/// The same with the apply written in pieces of 3 lines (what the nft
+/// backend does with 10,000 for a large apply, see
+/// `Iptables::restore_batch_lines`): new chains are built apart and linked
+/// last, so a kill can leave chains nothing jumps to — what packets meet
+/// (the chains reachable from the built-in ones) is the old or the new,
+/// and the next apply converges.
+#[test]
+fn kill_during_an_apply_in_pieces_leaves_traffic_old_or_new() {
+    // Scaled up: the apply creates chains (scaled down it creates none,
+    // and is one restore).
+    kill_during_apply(Some(3), reachable_per_table, SCALED, CLUSTER);
+}
+
+/// [`per_table`], of the chains reachable from the built-in chains only.
+fn reachable_per_table(save: &str) -> Tables {
+    let rs = Ruleset::parse(save).expect("save parses");
+    let mut out = per_table(save);
+    for (table, chains) in &mut out {
+        let Some(t) = rs.table(table) else { continue };
+        let mut seen: BTreeSet<&str> = BUILTIN_HOOKS
+            .iter()
+            .copied()
+            .filter(|c| t.chain(c).is_some())
+            .collect();
+        let mut queue: Vec<&str> = seen.iter().copied().collect();
+        while let Some(c) = queue.pop() {
+            for r in t.rules_of(c) {
+                if let Some(target) = r.target_name()
+                    && t.chain(target).is_some()
+                    && seen.insert(target)
+                {
+                    queue.push(target);
+                }
+            }
+        }
+        chains.retain(|key, _| {
+            key.split(' ')
+                .nth(1)
+                .is_some_and(|chain| seen.contains(chain))
+        });
+    }
+    out
+}
+
+const BUILTIN_HOOKS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
+/// The kill loop: `pieces` sets KPINSPECT_RESTORE_BATCH_LINES for the
+/// killed applies; `view` is what must be old or new after a kill.
+fn kill_during_apply(pieces: Option<usize>, view: fn(&str) -> Tables, from: &str, to: &str) {
     if !available() {
         return;
     }
     let mut rng = Rng::from_env();
+    let batch = pieces.map(|n| format!("{}={n}", kpinspect_node::RESTORE_BATCH_LINES));
     for backend in Backend::ALL {
         let node = TestNode::new(Layout {
             pods: 0,
@@ -273,30 +339,48 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
             ipv6: false,
         });
         add_foreign_state(&node);
-        // The two states, and how long a full apply between them takes.
-        ok(&run(&node, "apply", &[SCALED]), "apply scaled");
-        let new = per_table(&node.save());
-        ok(&run(&node, "apply", &[CLUSTER]), "apply old");
-        let old = per_table(&node.save());
+        // The two states, and how long a full apply between them takes
+        // (in one piece: the split only adds restores).
+        ok(&run(&node, "apply", &[to]), "apply the new cluster");
+        let (new, new_view) = (per_table(&node.save()), view(&node.save()));
+        ok(&run(&node, "apply", &[from]), "apply the old cluster");
+        let (old, old_view) = (per_table(&node.save()), view(&node.save()));
         let foreign_before = foreign(&node.save());
         assert_ne!(old, new, "the two clusters must differ");
         let start = Instant::now();
-        ok(&run(&node, "apply", &[SCALED]), "timed apply");
+        ok(&run(&node, "apply", &[to]), "timed apply");
         let span = start.elapsed().as_micros().max(1000) as u64;
-        ok(&run(&node, "apply", &[CLUSTER]), "back to old");
+        ok(&run(&node, "apply", &[from]), "back to old");
+        if let Some(lines) = pieces {
+            // The apply is written in pieces: more new chains than one
+            // piece holds lines.
+            let payload = stdout(&kp_args(&node, "apply", &["--dry-run"], &[to]));
+            let have: BTreeSet<String> = node
+                .save()
+                .lines()
+                .filter_map(|l| l.strip_prefix(':'))
+                .filter_map(|l| l.split(' ').next())
+                .map(String::from)
+                .collect();
+            let new_chains: Vec<&str> = payload
+                .lines()
+                .filter_map(|l| l.strip_prefix(':'))
+                .filter_map(|l| l.split(' ').next())
+                .filter(|c| !have.contains(*c))
+                .collect();
+            assert!(new_chains.len() > lines, "{new_chains:?}\n{payload}");
+        }
         let (mut killed_midway, mut outlived) = (0, 0);
         for i in 0..runs() {
             let delay = Duration::from_micros(rng.below(span));
-            let a = args(&[SCALED]);
-            // `ip netns exec` execs the program: the pid is kpinspect's.
-            let mut child = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &node.node,
-                    env!("CARGO_BIN_EXE_kpinspect"),
-                    "apply",
-                ])
+            let a = args(&[to]);
+            // `ip netns exec` and `env` exec the program: the pid is
+            // kpinspect's.
+            let mut child = Command::new("ip");
+            child.args(["netns", "exec", &node.node, "env"]);
+            child.args(batch.iter());
+            let mut child = child
+                .args([env!("CARGO_BIN_EXE_kpinspect"), "apply"])
                 .args(&a)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -324,10 +408,10 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
                     "right after the kill"
                 };
                 let save = node.save();
-                let now = per_table(&save);
+                let now = view(&save);
                 for (table, state) in &now {
-                    let was = old.get(table);
-                    let will = new.get(table);
+                    let was = old_view.get(table);
+                    let will = new_view.get(table);
                     assert!(
                         Some(state) == was || Some(state) == will,
                         "{backend:?} run {i} (kill after {delay:?}), {when}: table {table} is neither old nor new:\n{save}"
@@ -339,21 +423,21 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
                     "{backend:?} run {i}, {when}: other programs' rules changed"
                 );
             }
-            ok(&run(&node, "apply", &[SCALED]), "apply after the kill");
+            ok(&run(&node, "apply", &[to]), "apply after the kill");
             assert_eq!(
                 per_table(&node.save()),
                 new,
                 "{backend:?} run {i}: no convergence"
             );
             assert_eq!(
-                run(&node, "diff", &[SCALED]).status.code(),
+                run(&node, "diff", &[to]).status.code(),
                 Some(0),
                 "{backend:?} run {i}: diff after convergence"
             );
-            ok(&run(&node, "apply", &[CLUSTER]), "back to old");
+            ok(&run(&node, "apply", &[from]), "back to old");
         }
         eprintln!(
-            "faults: {backend:?}: {} runs, {killed_midway} killed before they ended, {outlived} left a process running after it (apply takes about {span} µs)",
+            "faults ({batch:?}): {backend:?}: {} runs, {killed_midway} killed before they ended, {outlived} left a process running after it (apply takes about {span} µs)",
             runs()
         );
     }

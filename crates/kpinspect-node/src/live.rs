@@ -107,6 +107,10 @@ impl Iptables for LiveNode {
     fn restore_program(&self, family: IpFamily) -> String {
         self.iptables.restore_program(family)
     }
+
+    fn restore_batch_lines(&self) -> Option<usize> {
+        self.iptables.restore_batch_lines()
+    }
 }
 
 impl IpSets for LiveNode {

@@ -45,6 +45,7 @@ pub(crate) struct State {
     writes: Vec<Write>,
     fail_next: Option<NodeError>,
     refuse_next: Option<String>,
+    restore_batch_lines: Option<usize>,
     kernel: KernelState,
     /// nftables tables.
     pub(crate) nft: crate::nft::MemoryNft,
@@ -110,6 +111,14 @@ impl MemoryNode {
         Ok(self)
     }
 
+    /// This node answering [`Iptables::restore_batch_lines`] with `lines`,
+    /// as the nft backend's tools do: an apply of many new chains then
+    /// writes them in pieces, each recorded as a write of its own.
+    pub fn with_restore_batch_lines(self, lines: usize) -> MemoryNode {
+        self.lock().restore_batch_lines = Some(lines);
+        self
+    }
+
     /// This node with its ipsets set to `save` (`ipset save` output).
     pub fn with_ipsets(self, save: &str) -> Result<MemoryNode, IpSetError> {
         let sets = IpSetState::parse(save)?;
@@ -150,12 +159,12 @@ impl MemoryNode {
         self.lock().fail_next = Some(error);
     }
 
-    /// Makes the next iptables restore refuse the first payload line that
-    /// contains `pattern`, as the kernel refuses a rule it cannot load (a
-    /// missing nfacct object, say): the tables committed before that line
-    /// stay applied, the rest of the payload is not, and the error names
-    /// the line. A payload without such a line is applied as usual; either
-    /// way the refusal is used up.
+    /// Makes the next iptables restore with a payload line that contains
+    /// `pattern` refuse that line, as the kernel refuses a rule it cannot
+    /// load (a missing nfacct object, say): the tables committed before
+    /// that line stay applied, the rest of the payload is not, and the
+    /// error names the line. Payloads without such a line are applied as
+    /// usual; the refusal is used up by the one it refuses.
     pub fn refuse_next_line_matching(&self, pattern: impl Into<String>) {
         self.lock().refuse_next = Some(pattern.into());
     }
@@ -187,14 +196,21 @@ impl Iptables for MemoryNode {
         Ok(self.lock().ruleset_mut(family).render())
     }
 
+    fn restore_batch_lines(&self) -> Option<usize> {
+        self.lock().restore_batch_lines
+    }
+
     /// Applies `payload` as `iptables-restore --noflush` would.
     fn restore(&self, family: IpFamily, payload: &str) -> Result<(), NodeError> {
         let program = self.restore_program(family);
         self.record(WriteTarget::Iptables(family), payload, |state| {
             let refused = state
                 .refuse_next
-                .take()
-                .and_then(|p| payload.lines().position(|l| l.contains(&p)));
+                .as_deref()
+                .and_then(|p| payload.lines().position(|l| l.contains(p)));
+            if refused.is_some() {
+                state.refuse_next = None;
+            }
             // What the kernel gets: everything, or the tables committed
             // before the refused line.
             let applied = match refused {

@@ -92,6 +92,23 @@ pub enum SyncError {
     /// in was left as it was; the tables committed before it were applied.
     #[error(transparent)]
     ApplyRefused(Box<RefusedLine>),
+    /// One restore of an apply written in pieces (see
+    /// [`Iptables::restore_batch_lines`]) failed. The pieces before it
+    /// built chains the node lacked, which nothing jumps to until the last
+    /// piece: traffic still meets the old rules, and the next apply fills
+    /// (or deletes) what was built.
+    #[error(
+        "apply failed in restore {piece} of {pieces} (new chains are built apart and linked by the last restore; until it commits, traffic meets the old rules): {error}"
+    )]
+    ApplyFailedInPiece {
+        /// The failed restore, from 1.
+        piece: usize,
+        /// How many restores the apply was written in.
+        pieces: usize,
+        /// Why it failed, its line counted within that restore.
+        #[source]
+        error: Box<SyncError>,
+    },
     /// An apply payload was not written, for a reason that names no line.
     #[error(
         "apply failed (each table of the payload is committed whole or not at all; run diff to see what stands): {0}"
@@ -390,9 +407,26 @@ impl PlannedApply<'_> {
     /// Writes the payload (nothing when in sync). A refused line is
     /// reported with its chain, Service and the tables applied before it.
     pub fn write<N: Iptables + ?Sized>(self, node: &N) -> Result<ApplyReport, SyncError> {
-        if !self.plan.is_empty() {
-            node.restore(self.desired.family, &self.plan.payload)
-                .map_err(|e| apply_failure(e, &self.plan, self.desired))?;
+        let family = self.desired.family;
+        let pieces = node
+            .restore_batch_lines()
+            .and_then(|lines| self.plan.split_new_chains(lines));
+        match pieces {
+            _ if self.plan.is_empty() => {}
+            None => node
+                .restore(family, &self.plan.payload)
+                .map_err(|e| apply_failure(e, &self.plan, self.desired))?,
+            Some(pieces) => {
+                for (i, piece) in pieces.iter().enumerate() {
+                    node.restore(family, &piece.payload).map_err(|e| {
+                        SyncError::ApplyFailedInPiece {
+                            piece: i + 1,
+                            pieces: pieces.len(),
+                            error: Box::new(apply_failure(e, piece, self.desired)),
+                        }
+                    })?;
+                }
+            }
         }
         Ok(ApplyReport {
             family: self.desired.family,

@@ -102,6 +102,22 @@ impl Iptables for SystemIptables {
     fn restore_program(&self, family: IpFamily) -> String {
         self.backend.restore_program(family)
     }
+
+    /// [`RESTORE_BATCH_LINES`](crate::RESTORE_BATCH_LINES) if set (`0`:
+    /// none); otherwise [`DEFAULT_RESTORE_BATCH_LINES`](crate::DEFAULT_RESTORE_BATCH_LINES)
+    /// for the nft backend, whose restore is quadratic in one
+    /// transaction's size, and none for legacy, whose every restore
+    /// replaces the whole table.
+    fn restore_batch_lines(&self) -> Option<usize> {
+        match std::env::var(crate::RESTORE_BATCH_LINES)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => (self.backend == Backend::Nft).then_some(crate::DEFAULT_RESTORE_BATCH_LINES),
+        }
+    }
 }
 
 /// The node's ipsets through the `ipset` tool.

@@ -996,3 +996,75 @@ fn stale_udp_conntrack_entries_follow_kube_proxys_reconciler() {
             .is_empty()
     );
 }
+
+/// A node whose restore tool wants small transactions (the nft backend):
+/// the new chains are built in pieces and linked by a last restore; the
+/// end state is the one-restore apply's. A piece refused midway leaves
+/// the old rules in force (nothing jumps to what was built) and the next
+/// apply converges.
+#[test]
+fn new_chains_are_built_in_pieces_and_linked_last() {
+    let want = desired(&cluster(ROUTED));
+    let whole = fresh(&want);
+    let node = node().with_restore_batch_lines(5);
+    let report = apply(&node, &want).expect("apply in pieces");
+    assert!(!report.in_sync());
+    let writes = node.take_writes();
+    assert!(writes.len() > 3, "{} restores", writes.len());
+    assert_eq!(canonical(&save(&node)), whole);
+    assert!(in_sync(&node, &want));
+
+    // Refused in the last piece that builds (a rule of a new chain): the
+    // node keeps the old rules.
+    let node = node_with_batch(5);
+    let before = save(&node);
+    let (piece, line) = {
+        let planned = plan_apply(&node, &want).expect("plan");
+        let pieces = planned.plan.split_new_chains(5).expect("pieces");
+        let n = pieces.len() - 1;
+        (
+            n,
+            pieces[n - 1]
+                .payload
+                .lines()
+                .nth(1)
+                .expect("a line")
+                .to_string(),
+        )
+    };
+    assert!(line.starts_with("-A "), "{line}");
+    node.refuse_next_line_matching(line);
+    let err = apply(&node, &want).unwrap_err();
+    assert!(
+        matches!(err, SyncError::ApplyFailedInPiece { piece: p, .. } if p == piece),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("restore {piece} of {}", piece + 1)),
+        "{err}"
+    );
+    // Built chains exist, but every chain the node had is as it was.
+    let (was, now) = (
+        Ruleset::parse(&before).expect("before"),
+        Ruleset::parse(&save(&node)).expect("now"),
+    );
+    for t in was.tables() {
+        for c in &t.chains {
+            let old: Vec<String> = t.rules_of(&c.name).map(render_rule).collect();
+            let new: Vec<String> = now
+                .table(&t.name)
+                .expect("table")
+                .rules_of(&c.name)
+                .map(render_rule)
+                .collect();
+            assert_eq!(old, new, "{} {}", t.name, c.name);
+        }
+    }
+    apply(&node, &want).expect("the next apply");
+    assert_eq!(canonical(&save(&node)), whole);
+}
+
+fn node_with_batch(lines: usize) -> MemoryNode {
+    node().with_restore_batch_lines(lines)
+}
