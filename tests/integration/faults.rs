@@ -286,9 +286,10 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
 /// and the next apply converges.
 #[test]
 fn kill_during_an_apply_in_pieces_leaves_traffic_old_or_new() {
-    // Scaled up: the apply creates chains (scaled down it creates none,
-    // and is one restore).
+    // Scaled up: the apply builds new chains, then links them.
     kill_during_apply(Some(3), reachable_per_table, SCALED, CLUSTER);
+    // Scaled down: it unlinks the stale chains, then deletes them.
+    kill_during_apply(Some(3), reachable_per_table, CLUSTER, SCALED);
 }
 
 /// [`per_table`], of the chains reachable from the built-in chains only.
@@ -352,8 +353,8 @@ fn kill_during_apply(pieces: Option<usize>, view: fn(&str) -> Tables, from: &str
         let span = start.elapsed().as_micros().max(1000) as u64;
         ok(&run(&node, "apply", &[from]), "back to old");
         if let Some(lines) = pieces {
-            // The apply is written in pieces: more new chains than one
-            // piece holds lines.
+            // The apply is written in pieces: more new or stale chains
+            // than one piece holds lines.
             let payload = stdout(&kp_args(&node, "apply", &["--dry-run"], &[to]));
             let have: BTreeSet<String> = node
                 .save()
@@ -362,13 +363,14 @@ fn kill_during_apply(pieces: Option<usize>, view: fn(&str) -> Tables, from: &str
                 .filter_map(|l| l.split(' ').next())
                 .map(String::from)
                 .collect();
-            let new_chains: Vec<&str> = payload
+            let new_chains = payload
                 .lines()
                 .filter_map(|l| l.strip_prefix(':'))
                 .filter_map(|l| l.split(' ').next())
                 .filter(|c| !have.contains(*c))
-                .collect();
-            assert!(new_chains.len() > lines, "{new_chains:?}\n{payload}");
+                .count();
+            let stale_chains = payload.lines().filter(|l| l.starts_with("-X ")).count();
+            assert!(new_chains + stale_chains > lines, "{payload}");
         }
         let (mut killed_midway, mut outlived) = (0, 0);
         for i in 0..runs() {

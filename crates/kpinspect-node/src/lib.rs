@@ -165,7 +165,7 @@ pub trait Iptables {
     /// the restore tool's cost grows with the square of a transaction
     /// (`iptables-nft-restore --noflush`): an apply then builds the chains
     /// the node lacks in pieces and links them in one last restore
-    /// ([`Plan::split_new_chains`](kpinspect_core::plan::Plan::split_new_chains)).
+    /// ([`Plan::pieces`](kpinspect_core::plan::Plan::pieces)).
     /// `None` (the default): every payload is one restore.
     fn restore_batch_lines(&self) -> Option<usize> {
         None

@@ -410,7 +410,7 @@ impl PlannedApply<'_> {
         let family = self.desired.family;
         let pieces = node
             .restore_batch_lines()
-            .and_then(|lines| self.plan.split_new_chains(lines));
+            .and_then(|lines| self.plan.pieces(lines));
         match pieces {
             _ if self.plan.is_empty() => {}
             None => node

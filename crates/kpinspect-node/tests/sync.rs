@@ -1020,7 +1020,7 @@ fn new_chains_are_built_in_pieces_and_linked_last() {
     let before = save(&node);
     let (piece, line) = {
         let planned = plan_apply(&node, &want).expect("plan");
-        let pieces = planned.plan.split_new_chains(5).expect("pieces");
+        let pieces = planned.plan.pieces(5).expect("pieces");
         let n = pieces.len() - 1;
         (
             n,
@@ -1063,6 +1063,15 @@ fn new_chains_are_built_in_pieces_and_linked_last() {
     }
     apply(&node, &want).expect("the next apply");
     assert_eq!(canonical(&save(&node)), whole);
+
+    // Scaled down in pieces: the stale chains unlinked, then deleted.
+    let scaled = desired(&cluster(SCALED));
+    node.take_writes();
+    let report = apply(&node, &scaled).expect("scale down in pieces");
+    assert!(!report.plan.chains_deleted.is_empty());
+    assert!(node.take_writes().len() > 2, "not in pieces");
+    assert_eq!(canonical(&save(&node)), fresh(&scaled));
+    assert!(in_sync(&node, &scaled));
 }
 
 fn node_with_batch(lines: usize) -> MemoryNode {

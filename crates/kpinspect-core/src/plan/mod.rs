@@ -118,6 +118,9 @@ pub struct Plan {
     /// by table: nothing on the node jumps to them before the payload's
     /// other lines do.
     new_chains: Vec<(String, String)>,
+    /// The stale chains the payload flushes and deletes, by table: nothing
+    /// on the node jumps to them once the payload's other lines are in.
+    stale_chains: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -144,72 +147,108 @@ impl Plan {
     /// The payload as several restores, for a restore tool whose cost
     /// grows with the square of one transaction's size (iptables-nft-restore
     /// 1.8 with `--noflush`: 176 s for the 95,000 rules of a 2,000-service
-    /// node in one transaction, 7 s in pieces of 10,000 lines): first the
-    /// chains the node does not have, declared and then filled, in
-    /// restores of at most `max_lines` lines each (a table's `*` and
-    /// `COMMIT` aside); then one restore with everything else — the
-    /// changes to existing chains, the jumps from the built-in chains,
-    /// the stale chains' deletion — which links the new chains in.
+    /// node in one transaction, 7 s in pieces of 10,000 lines), each of at
+    /// most `max_lines` lines (a table's `*` and `COMMIT` aside) but one:
     ///
-    /// Nothing on the node jumps to a new chain before the last restore
-    /// commits, so packets see the old rules or the new, as with one
-    /// restore; a writer stopped midway leaves new chains nothing jumps to,
-    /// which the next apply fills (or deletes, when they are not wanted).
+    /// 1. the chains the node does not have, declared, then filled;
+    /// 2. one restore with everything else — changes to existing chains,
+    ///    the jumps from the built-in chains — which links the new chains
+    ///    in and unlinks the stale ones;
+    /// 3. the stale chains, flushed, then deleted.
     ///
-    /// `None` when the new chains' lines fit in `max_lines`: then the
-    /// payload is best written as it is, in one transaction.
-    pub fn split_new_chains(&self, max_lines: usize) -> Option<Vec<Plan>> {
+    /// Nothing on the node jumps to a new chain before the second step
+    /// commits, nor to a stale one after it, so packets see the old rules
+    /// or the new, as with one restore; a writer stopped midway leaves
+    /// chains nothing jumps to, which the next apply fills, or deletes when
+    /// they are not wanted.
+    ///
+    /// `None` when the new and the stale chains' lines fit in `max_lines`:
+    /// then the payload is best written as it is, in one transaction.
+    pub fn pieces(&self, max_lines: usize) -> Option<Vec<Plan>> {
         let max_lines = max_lines.max(1);
-        let new: std::collections::HashSet<(&str, &str)> = self
-            .new_chains
-            .iter()
-            .map(|(t, c)| (t.as_str(), c.as_str()))
-            .collect();
-        // Each table's new chains' declarations and rules (chain, line),
-        // and the rest.
+        let set = |chains: &'_ [(String, String)]| -> std::collections::HashSet<(String, String)> {
+            chains.iter().cloned().collect()
+        };
+        let (new, stale) = (set(&self.new_chains), set(&self.stale_chains));
+        // Per table: the new chains' declarations and rules, the stale
+        // chains' flushes and deletions (chain, line); and the rest.
         type Lines<'p> = Vec<(&'p str, &'p str)>;
-        let mut built: Vec<(String, Lines<'_>, Lines<'_>)> = Vec::new();
+        #[derive(Default)]
+        struct Parts<'p> {
+            table: &'p str,
+            declare: Lines<'p>,
+            fill: Lines<'p>,
+            flush: Lines<'p>,
+            delete: Lines<'p>,
+        }
+        let mut tables: Vec<Parts<'_>> = Vec::new();
         let mut rest = Plan::default();
-        let mut table = "";
         for (line, chain) in self.payload.lines().zip(&self.line_chains) {
             let chain = chain.as_deref();
             if let Some(name) = line.strip_prefix('*') {
-                table = name;
-                built.push((name.to_string(), Vec::new(), Vec::new()));
+                tables.push(Parts {
+                    table: name,
+                    ..Parts::default()
+                });
             }
-            match (chain, built.last_mut()) {
-                (Some(c), Some((_, decls, rules))) if new.contains(&(table, c)) => {
-                    if line.starts_with(':') {
-                        decls.push((c, line));
-                    } else {
-                        rules.push((c, line));
-                    }
+            let (Some(c), Some(parts)) = (chain, tables.last_mut()) else {
+                rest.line(chain, line);
+                continue;
+            };
+            let key = (parts.table.to_string(), c.to_string());
+            let to = if new.contains(&key) {
+                if line.starts_with(':') {
+                    &mut parts.declare
+                } else {
+                    &mut parts.fill
                 }
-                _ => rest.line(chain, line),
-            }
+            } else if stale.contains(&key) {
+                if line.starts_with(':') {
+                    &mut parts.flush
+                } else {
+                    &mut parts.delete
+                }
+            } else {
+                rest.line(chain, line);
+                continue;
+            };
+            to.push((c, line));
         }
-        let moved: usize = built.iter().map(|(_, d, r)| d.len() + r.len()).sum();
+        let moved: usize = tables
+            .iter()
+            .map(|p| p.declare.len() + p.fill.len() + p.flush.len() + p.delete.len())
+            .sum();
         if moved <= max_lines {
             return None;
         }
         let mut out = Vec::new();
-        for (table, decls, rules) in &built {
-            let head = format!("table {table}");
-            // Declarations first: a new chain's rules may jump to another.
-            for part in [decls, rules] {
-                for piece in part.chunks(max_lines) {
-                    let mut p = Plan::default();
-                    p.line(Some(&head), &format!("*{table}"));
-                    for (chain, line) in piece {
-                        p.line(Some(chain), line);
-                    }
-                    p.line(Some(&head), "COMMIT");
-                    out.push(p);
-                }
-            }
+        // Declarations first: a new chain's rules may jump to another.
+        for p in &tables {
+            push_pieces(&mut out, p.table, &p.declare, max_lines);
+            push_pieces(&mut out, p.table, &p.fill, max_lines);
         }
         out.push(rest);
+        // Flushes first: a stale chain is deleted once nothing jumps to it.
+        for p in &tables {
+            push_pieces(&mut out, p.table, &p.flush, max_lines);
+            push_pieces(&mut out, p.table, &p.delete, max_lines);
+        }
         Some(out)
+    }
+}
+
+/// `lines` (chain, line) of `table` as restores of at most `max_lines`
+/// lines each, appended to `out`.
+fn push_pieces(out: &mut Vec<Plan>, table: &str, lines: &[(&str, &str)], max_lines: usize) {
+    let head = format!("table {table}");
+    for piece in lines.chunks(max_lines) {
+        let mut p = Plan::default();
+        p.line(Some(&head), &format!("*{table}"));
+        for (chain, line) in piece {
+            p.line(Some(chain), line);
+        }
+        p.line(Some(&head), "COMMIT");
+        out.push(p);
     }
 }
 
@@ -498,6 +537,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> Plan {
         for s in &p.stale {
             out.line(Some(s), &format!("-X {s}"));
             out.chains_deleted.push(s.clone());
+            out.stale_chains.push((p.name.to_string(), s.clone()));
         }
         out.line(Some(&table), "COMMIT");
     }
@@ -654,18 +694,20 @@ mod tests {
         assert_eq!(edit_script(&hr, &wr), (vec![], vec![50]));
     }
 
-    /// A large payload in pieces: the new chains first (declarations, then
-    /// rules, each restore at most `max_lines` lines between `*` and
-    /// `COMMIT`), nothing old jumping to them until the last restore, and
-    /// the node at the end exactly as one restore leaves it.
+    /// A large payload in pieces (each at most `max_lines` lines between
+    /// `*` and `COMMIT`, but the linking one): the new chains built first,
+    /// then one restore linking them in and the stale ones out, then the
+    /// stale chains flushed and deleted. Before the link no chain the node
+    /// had changes; from the link on, every chain of the end state is as
+    /// it will be; the end is exactly what one restore leaves.
     #[test]
-    fn new_chains_are_built_apart_then_linked() {
+    fn large_payloads_are_built_linked_then_demolished() {
         let desired = Ruleset::parse(include_str!(
             "../../../../fixtures/iptables/overall/expected.txt"
         ))
         .unwrap();
-        // The node: an older kube-proxy state (some chains exist) and
-        // another program's rules.
+        // The node: an older kube-proxy state (some chains exist, some go
+        // stale) and another program's rules.
         let mut node = Ruleset::default();
         node.restore(DESIRED, crate::netfilter::RestoreFlush::NoFlush)
             .unwrap();
@@ -675,54 +717,64 @@ mod tests {
         )
         .unwrap();
         let p = plan(&desired, &node, IPTABLES);
+        assert!(!p.new_chains.is_empty() && !p.stale_chains.is_empty());
         let mut whole = node.clone();
         whole
             .restore(&p.payload, crate::netfilter::RestoreFlush::NoFlush)
             .unwrap();
-        assert!(p.split_new_chains(p.payload.lines().count()).is_none());
-        let pieces = p.split_new_chains(7).expect("split");
-        assert!(pieces.len() > 3, "{}", pieces.len());
-        let (last, building) = pieces.split_last().unwrap();
+        assert!(p.pieces(p.payload.lines().count()).is_none());
+        let pieces = p.pieces(7).expect("in pieces");
+        // Which chains a piece writes (its lines but `*` and `COMMIT`).
+        let writes = |piece: &Plan| -> Vec<(String, String)> {
+            let table = piece.payload.lines().next().unwrap()[1..].to_string();
+            (2..piece.payload.lines().count())
+                .map(|l| (table.clone(), piece.chain_at(l).unwrap().to_string()))
+                .collect()
+        };
+        let kind = |piece: &Plan| {
+            let w = writes(piece);
+            if w.iter().all(|c| p.new_chains.contains(c)) {
+                'b'
+            } else if w.iter().all(|c| p.stale_chains.contains(c)) {
+                'd'
+            } else {
+                'l'
+            }
+        };
+        let kinds: String = pieces.iter().map(kind).collect();
+        let (b, d) = (kinds.find('l').unwrap(), kinds.rfind('l').unwrap());
+        assert_eq!(b, d, "one linking restore: {kinds}");
+        assert!(kinds[..b].chars().all(|k| k == 'b') && b > 1, "{kinds}");
+        assert!(
+            kinds[b + 1..].chars().all(|k| k == 'd') && kinds.len() > b + 2,
+            "{kinds}"
+        );
+        let same = |a: &Ruleset, b: &Ruleset, chains_of: &Ruleset| {
+            for t in chains_of.tables() {
+                for c in &t.chains {
+                    let x: Vec<&Rule> = a.table(&t.name).unwrap().rules_of(&c.name).collect();
+                    let y: Vec<&Rule> = b.table(&t.name).unwrap().rules_of(&c.name).collect();
+                    assert_eq!(x, y, "{} {}", t.name, c.name);
+                }
+            }
+        };
         let mut staged = node.clone();
-        for piece in building {
-            let lines: Vec<&str> = piece.payload.lines().collect();
-            assert!(lines.len() <= 7 + 2, "{}", piece.payload);
-            assert!(lines[0].starts_with('*') && lines[lines.len() - 1] == "COMMIT");
+        for (i, piece) in pieces.iter().enumerate() {
+            if i != b {
+                assert!(piece.payload.lines().count() <= 7 + 2, "{}", piece.payload);
+            }
             staged
                 .restore(&piece.payload, crate::netfilter::RestoreFlush::NoFlush)
                 .unwrap_or_else(|e| panic!("{e}: {}", piece.payload));
-            // Every chain the node had keeps its rules: nothing old jumps
-            // to what is being built.
-            for t in node.tables() {
-                let now = staged.table(&t.name).unwrap();
-                for c in &t.chains {
-                    let was: Vec<&Rule> = t.rules_of(&c.name).collect();
-                    let is: Vec<&Rule> = now.rules_of(&c.name).collect();
-                    assert_eq!(was, is, "{} {}", t.name, c.name);
-                }
+            if i < b {
+                // Nothing old changes while new chains are built.
+                same(&staged, &node, &node);
+            } else {
+                // From the link on, what packets meet is the end state.
+                same(&staged, &whole, &whole);
             }
         }
-        // The last restore declares no desired chain the node lacks (only
-        // chains to flush: stale or rewritten ones).
-        let mut table = "";
-        for l in last.payload.lines() {
-            if let Some(t) = l.strip_prefix('*') {
-                table = t;
-            } else if let Some(decl) = l.strip_prefix(':') {
-                let chain = decl.split(' ').next().unwrap();
-                let on_node = node.table(table).is_some_and(|t| t.chain(chain).is_some());
-                let wanted = desired
-                    .table(table)
-                    .is_some_and(|t| t.chain(chain).is_some());
-                assert!(on_node || !wanted, "{table} {chain}: {}", last.payload);
-            }
-        }
-        staged
-            .restore(&last.payload, crate::netfilter::RestoreFlush::NoFlush)
-            .unwrap();
         assert_eq!(staged.render(), whole.render());
-        // Line blame holds in each piece.
-        assert!(last.chain_at(1).is_some_and(|c| c.starts_with("table ")));
     }
 
     const DESIRED: &str = "*nat
