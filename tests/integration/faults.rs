@@ -38,20 +38,32 @@ fn run(node: &TestNode, cmd: &str, cluster: &[&str]) -> std::process::Output {
     kp(node, &argv)
 }
 
+/// `KPINSPECT_FAULT_SEED`, or the fixed default (also the IPVS-mode VM
+/// check's, `vm/faults_ipvs.rs`).
+pub(crate) fn fault_seed() -> u64 {
+    std::env::var("KPINSPECT_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_u64)
+}
+
 /// A small seeded generator (xorshift64*): the same seed, the same runs.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     fn from_env() -> Rng {
-        let seed = std::env::var("KPINSPECT_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_1234_u64);
+        let seed = fault_seed();
         eprintln!("faults: KPINSPECT_FAULT_SEED={seed}");
+        Rng::new(seed)
+    }
+
+    /// The generator of `seed` (0 is taken as 1: xorshift stays at 0).
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    /// Uniform enough in `0..n` (0 for `n` 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -67,7 +79,7 @@ fn runs() -> usize {
 }
 
 /// kube-proxy's rules per table (`table` → its `table chain` entries).
-fn per_table(save: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+pub(crate) fn per_table(save: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
     let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for (key, rules) in kube_proxy_state(save) {
         let table = key.split(' ').next().unwrap_or_default().to_string();
@@ -116,7 +128,7 @@ fn node_state(node: &TestNode) -> String {
 }
 
 /// Panics with the lines that differ between two node states.
-fn assert_same(now: &str, before: &str, what: &str) {
+pub(crate) fn assert_same(now: &str, before: &str, what: &str) {
     if now == before {
         return;
     }
@@ -346,15 +358,12 @@ fn read_only_commands_never_write() {
     }
 }
 
-/// `apply` of every malformed cluster in `fixtures/bad/` fails (exit 2)
-/// and leaves the node as it was.
-#[test]
-fn apply_of_bad_input_changes_nothing() {
-    if !available() {
-        return;
-    }
+/// The malformed Kubernetes inputs of `fixtures/bad/CASES` that are errors
+/// (skipped objects and addresses, empty and comment-only files are not):
+/// each case's input files, paths from the root.
+pub(crate) fn bad_clusters() -> Vec<Vec<String>> {
     let cases = std::fs::read_to_string(root().join("fixtures/bad/CASES")).expect("CASES");
-    let bad: Vec<Vec<String>> = cases
+    cases
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -377,7 +386,17 @@ fn apply_of_bad_input_changes_nothing() {
                     .collect()
             })
         })
-        .collect();
+        .collect()
+}
+
+/// `apply` of every malformed cluster in `fixtures/bad/` fails (exit 2)
+/// and leaves the node as it was.
+#[test]
+fn apply_of_bad_input_changes_nothing() {
+    if !available() {
+        return;
+    }
+    let bad = bad_clusters();
     assert!(bad.len() >= 30, "{} bad clusters", bad.len());
     let node = TestNode::new(Layout {
         pods: 0,
