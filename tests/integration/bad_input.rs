@@ -2,17 +2,34 @@
 //! of `fixtures/bad/CASES`) runs the binary and must exit 2 with one line on
 //! stderr naming the file and the object, field or line — or, where
 //! kube-proxy would skip the object, exit 0 with one warning naming it —
-//! never panic, never hang, and quote input only as a short escaped
-//! excerpt. Its stderr is compared with `fixtures/bad/snapshots/`.
+//! never panic, never hang, never need more than [`MEMORY_BOUND`] of
+//! address space, and quote input only as a short escaped excerpt. Its
+//! stderr is compared with `fixtures/bad/snapshots/`.
 
 use std::io::Read;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{kpinspect, root};
 
 /// Generous: a guard against a hang, not a timing assertion.
 const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// The address space every case runs in (`prlimit --as`, util-linux): a
+/// parser that balloons on a bomb or a deep nesting fails to allocate and
+/// aborts, which the test reports. A good compile of the example needs
+/// under 32 MiB of it.
+const MEMORY_BOUND: u64 = 256 << 20;
+
+/// `kpinspect` under `prlimit --as=BYTES`, from the repository root.
+fn kpinspect_bounded(bytes: u64) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--as={bytes}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_kpinspect"))
+        .current_dir(root());
+    cmd
+}
 
 /// One case: its name and the arguments.
 struct Case {
@@ -65,7 +82,7 @@ fn every_bad_input_is_one_clear_line() {
     assert!(cases.len() >= 40, "the catalogue has {} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
-        let child = kpinspect()
+        let child = kpinspect_bounded(MEMORY_BOUND)
             .args(&case.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -111,4 +128,35 @@ fn every_bad_input_is_one_clear_line() {
         });
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The bound bites: the example compiles under it, and not in 4 MiB (so a
+/// case that needed more than [`MEMORY_BOUND`] would fail above).
+#[test]
+fn the_memory_bound_is_enforced() {
+    let args = [
+        "compile",
+        "--config",
+        "examples/kube-proxy-config.yaml",
+        "examples/cluster.yaml",
+    ];
+    let within = kpinspect_bounded(MEMORY_BOUND)
+        .args(args)
+        .output()
+        .expect("run prlimit");
+    assert!(within.status.success(), "{within:?}");
+    let starved = kpinspect_bounded(4 << 20)
+        .args(args)
+        .output()
+        .expect("run prlimit");
+    assert!(!starved.status.success(), "compiled in 4 MiB: {starved:?}");
+    // And without the bound, as everywhere else.
+    assert!(
+        kpinspect()
+            .args(args)
+            .output()
+            .expect("run")
+            .status
+            .success()
+    );
 }

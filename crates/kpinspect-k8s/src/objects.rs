@@ -212,13 +212,22 @@ pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, Load
     // The parser's default budget (1,024 documents, 250,000 nodes) is for
     // configuration files; kubectl output of a large cluster is bigger. The
     // limits grow with the input (a node or an event needs at least a byte
-    // of it), and the alias limits that stop expansion bombs stay as they are.
+    // of it). What aliases replay does not grow with the input: kubectl
+    // writes no aliases, and an expansion bomb must stop at a fixed size
+    // (the default, a million events, held about 85 MB of values when the
+    // node limit stopped it; 100,000 is still ten thousand 10-event
+    // `ports: *common` in a hand-written file).
     let budget = serde_saphyr::budget! {
         max_documents: text.len() / 3 + 1_024,
         max_nodes: text.len() + 250_000,
         max_events: 2 * text.len() + 1_000_000,
     };
-    let options = serde_saphyr::options! { strict_booleans: true, budget: budget };
+    let alias_limits = serde_saphyr::alias_limits! { max_total_replayed_events: 100_000 };
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        budget: budget,
+        alias_limits: alias_limits,
+    };
     serde_saphyr::from_multiple_with_options::<Value>(text, options).map_err(|e| {
         // The parser's message ends in a multi-line snippet: keep the first line.
         let msg = e.to_string();
@@ -1440,6 +1449,40 @@ null
         let err = load_objects("a: [\n", "bad.yaml").unwrap_err().to_string();
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("bad.yaml: "), "{err}");
+    }
+
+    #[test]
+    fn anchors_are_read_and_alias_bombs_stop_early() {
+        // A hand-written file sharing its ports through an anchor: 99
+        // aliases (the parser's budget refuses more than ten an anchor from
+        // a hundred on), each replaying a sequence of one port.
+        let mut text = String::from("kind: List\napiVersion: v1\nitems:\n");
+        for i in 0..100 {
+            let ports = if i == 0 {
+                "&ports [{name: http, port: 80, protocol: TCP}]"
+            } else {
+                "*ports"
+            };
+            text.push_str(&format!(
+                "- {{apiVersion: v1, kind: Service, metadata: {{name: s{i}, namespace: n}}, spec: {{clusterIP: 10.96.{}.{}, ports: {ports}}}}}\n",
+                i / 250,
+                i % 250 + 1
+            ));
+        }
+        let (c, w) = load(&text);
+        assert_eq!(c.services.len(), 100, "{w:?}");
+        assert!(c.services.iter().all(|s| s.ports.len() == 1));
+        // Nine levels of nine aliases (9^9 events): refused at the replay
+        // limit, whatever the file's size.
+        let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            bomb.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 9].join(",")
+            ));
+        }
+        let err = load_objects(&bomb, "bomb.yaml").unwrap_err().to_string();
+        assert!(err.contains("alias replay limit exceeded"), "{err}");
     }
 
     #[test]

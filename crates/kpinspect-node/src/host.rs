@@ -466,18 +466,30 @@ impl HostFacts {
     }
 }
 
+/// Facts given instead of detected, as kube-proxy's flags give them: what
+/// is given here is not read from the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GivenFacts<'a> {
+    /// kube-proxy's `hostnameOverride`: the node name, not the kernel's
+    /// hostname.
+    pub hostname_override: Option<&'a str>,
+    /// The node IPs (kpinspect's `--node-ip`): no interface or default
+    /// route is read.
+    pub node_ips: Option<NodeIps>,
+}
+
 /// Detects the host facts from `probe` (see the module documentation for
-/// each rule); `hostname_override` is kube-proxy's `hostnameOverride`.
+/// each rule), but for those `given`.
 ///
 /// ```
-/// use kpinspect_node::{HostInputs, MemoryNode, detect_host_facts};
+/// use kpinspect_node::{GivenFacts, HostInputs, MemoryNode, detect_host_facts};
 ///
 /// let node = MemoryNode::new().with_host(HostInputs {
 ///     hostname: "Worker-1\n".into(),
 ///     iptables_version: Some("iptables v1.8.9 (legacy)\n".into()),
 ///     ..HostInputs::default()
 /// });
-/// let facts = detect_host_facts(&node, None).unwrap();
+/// let facts = detect_host_facts(&node, GivenFacts::default()).unwrap();
 /// assert_eq!(facts.node_name, "worker-1");
 /// assert_eq!(facts.node_ips.primary(), None);
 /// assert_eq!(facts.tcp_be_liberal, None);
@@ -485,13 +497,16 @@ impl HostFacts {
 /// ```
 pub fn detect_host_facts(
     probe: &impl HostProbe,
-    hostname_override: Option<&str>,
+    given: GivenFacts<'_>,
 ) -> Result<HostFacts, HostFactsError> {
-    let node_name = match hostname_override {
+    let node_name = match given.hostname_override {
         Some(o) if !o.is_empty() => node_name(Some(o), "")?,
         _ => node_name(None, &probe.kernel_hostname()?)?,
     };
-    let node_ips = choose_node_ips(&probe.default_routes()?, &probe.interfaces()?);
+    let node_ips = match given.node_ips {
+        Some(ips) => ips,
+        None => choose_node_ips(&probe.default_routes()?, &probe.interfaces()?),
+    };
     let tcp_be_liberal = probe
         .sysctl(TCP_BE_LIBERAL_SYSCTL)?
         .map(|v| parse_sysctl_bool(TCP_BE_LIBERAL_SYSCTL, &v))
@@ -859,33 +874,53 @@ mod tests {
             sysctls: BTreeMap::from([(TCP_BE_LIBERAL_SYSCTL.to_string(), "1\n".to_string())]),
             iptables_version: Some("iptables v1.6.1\n".into()),
         };
-        let facts = detect_host_facts(&inputs, None).expect("facts");
+        let facts = detect_host_facts(&inputs, GivenFacts::default()).expect("facts");
         assert_eq!(facts.node_name, "node-7");
         assert_eq!(facts.node_ips.primary(), Some(ip("192.0.2.2")));
         assert_eq!(facts.node_ips.v6, None, "no IPv6 default route");
         assert_eq!(facts.tcp_be_liberal, Some(true));
         assert!(!facts.random_fully());
         assert_eq!(
-            detect_host_facts(&inputs, Some("Other"))
-                .expect("facts")
-                .node_name,
+            detect_host_facts(
+                &inputs,
+                GivenFacts {
+                    hostname_override: Some("Other"),
+                    ..GivenFacts::default()
+                }
+            )
+            .expect("facts")
+            .node_name,
             "other"
         );
+        // Given node IPs are the facts' (the default route's are not).
+        let given = NodeIps {
+            v4: Some(ip("198.51.100.1")),
+            v6: None,
+        };
+        let facts = detect_host_facts(
+            &inputs,
+            GivenFacts {
+                node_ips: Some(given),
+                ..GivenFacts::default()
+            },
+        )
+        .expect("facts");
+        assert_eq!(facts.node_ips, given);
         inputs
             .sysctls
             .insert(TCP_BE_LIBERAL_SYSCTL.into(), "2".into());
         assert!(matches!(
-            detect_host_facts(&inputs, None),
+            detect_host_facts(&inputs, GivenFacts::default()),
             Err(HostFactsError::Sysctl { .. })
         ));
         inputs.sysctls.clear();
         inputs.iptables_version = Some("garbage".into());
         assert!(matches!(
-            detect_host_facts(&inputs, None),
+            detect_host_facts(&inputs, GivenFacts::default()),
             Err(HostFactsError::IptablesVersion { .. })
         ));
         inputs.iptables_version = None;
-        let facts = detect_host_facts(&inputs, None).expect("facts");
+        let facts = detect_host_facts(&inputs, GivenFacts::default()).expect("facts");
         assert_eq!((facts.tcp_be_liberal, facts.iptables.clone()), (None, None));
         assert!(!facts.random_fully());
 

@@ -100,9 +100,9 @@ pub use detect::{
 pub use error::{NodeError, classify_failure, restore_error_line};
 pub use graphviz::{GraphvizError, render_svg, render_svg_with};
 pub use host::{
-    DefaultRoute, HostFacts, HostFactsError, HostInputs, HostProbe, Interface, IptablesVersion,
-    NodeIps, RANDOM_FULLY_MIN_VERSION, SystemHost, TCP_BE_LIBERAL_SYSCTL, choose_node_ips,
-    detect_host_facts, is_global_unicast, node_name, parse_ip_link_and_addr,
+    DefaultRoute, GivenFacts, HostFacts, HostFactsError, HostInputs, HostProbe, Interface,
+    IptablesVersion, NodeIps, RANDOM_FULLY_MIN_VERSION, SystemHost, TCP_BE_LIBERAL_SYSCTL,
+    choose_node_ips, detect_host_facts, is_global_unicast, node_name, parse_ip_link_and_addr,
     parse_proc_net_ipv6_route, parse_proc_net_route, parse_sysctl_bool,
 };
 pub use ipset::{IpSet, IpSetError, IpSetState};

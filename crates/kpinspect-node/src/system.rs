@@ -173,6 +173,24 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// `data` in an anonymous in-memory file (`memfd_create`), rewound, for a
+/// child's standard input.
+///
+/// A pipe fed by a thread of ours would end early if kpinspect were killed
+/// mid-write (`kill -9`, the OOM killer): the child would see end of file
+/// and, where the input is cut at the end of a statement, act on the part
+/// it read — `nft -f` would commit half a transaction. A child reading a
+/// complete file sees the whole transaction or, if it is killed itself,
+/// commits nothing (`nft -f` and `iptables-restore` commit at the end).
+fn input_file(data: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek as _, SeekFrom};
+    let fd = rustix::fs::memfd_create("kpinspect-input", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
 /// Runs `program args...`, feeding `stdin` if given, with `LC_ALL=C` so that
 /// messages are the ones [`classify_failure`] knows. Returns stdout.
 pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NodeError> {
@@ -192,37 +210,21 @@ pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<S
             message: e.to_string(),
         },
     };
-    let mut child = Command::new(&path)
+    // The input is written whole before the child starts: a kpinspect
+    // killed at any point cannot leave a restore or `nft -f` with a cut
+    // transaction that still parses (see [`input_file`]).
+    let input = match stdin {
+        Some(text) => Stdio::from(input_file(text.as_bytes()).map_err(io)?),
+        None => Stdio::null(),
+    };
+    let output = Command::new(&path)
         .args(args)
         .env("LC_ALL", "C")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(input)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .map_err(io)?;
-    // Write stdin on its own thread, so that a child that writes a lot
-    // before reading everything cannot deadlock with us.
-    let output = std::thread::scope(|s| {
-        let writer = child.stdin.take().map(|mut pipe| {
-            let data = stdin.unwrap_or_default().as_bytes();
-            s.spawn(move || {
-                // A child that exits early closes the pipe: its exit status
-                // and stderr tell why, so a broken pipe is not the error.
-                match pipe.write_all(data) {
-                    Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e),
-                    _ => Ok(()),
-                }
-            })
-        });
-        let output = child.wait_with_output();
-        let written = writer.map_or(Ok(()), |w| w.join().unwrap_or(Ok(())));
-        output.and_then(|o| written.map(|()| o))
-    })
-    .map_err(io)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         return Err(classify_failure(
@@ -316,5 +318,22 @@ mod tests {
         let big = "x".repeat(1 << 20);
         let e = run("sh", &["-c", "exit 2"], Some(&big)).unwrap_err();
         assert!(matches!(e, NodeError::Restore { line: None, .. }), "{e:?}");
+        // An input larger than a pipe holds arrives whole.
+        assert_eq!(
+            run("wc", &["-c"], Some(&big)).expect("wc").trim(),
+            "1048576"
+        );
+    }
+
+    #[test]
+    fn input_is_a_complete_file_not_a_pipe() {
+        // What the child's standard input is: a pipe (`pipe:[N]`) would end
+        // early if kpinspect were killed while writing it.
+        if find_program("readlink").is_none() {
+            return;
+        }
+        let target =
+            run("readlink", &["/proc/self/fd/0"], Some("*filter\nCOMMIT\n")).expect("readlink");
+        assert!(target.starts_with("/memfd:kpinspect-input"), "{target}");
     }
 }

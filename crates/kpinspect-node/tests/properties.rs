@@ -1,7 +1,12 @@
-//! Plan properties of IPVS and nftables modes over random clusters
-//! (proptest; the strategy is the core's, `kpinspect-core/tests/support/
-//! clusters.rs`), on [`MemoryNode`] with other programs' state mixed in:
+//! Plan properties of the three modes over random clusters (proptest; the
+//! strategy is the core's, `kpinspect-core/tests/support/clusters.rs`), on
+//! [`MemoryNode`] with other programs' state mixed in:
 //!
+//! * iptables mode: [`apply`] of `a`, then of `b`, to a node holding other
+//!   programs' rules gives a node that diffs clean against `b` and whose
+//!   next apply writes nothing; the other rules are byte-identical
+//!   throughout (the core's `tests/properties.rs` holds the same for the
+//!   plan alone, on `Ruleset::restore`);
 //! * IPVS mode: `plan(a → b)` written to a node holding `a` (applied
 //!   before) gives a node equal to one that only ever applied `b` — its
 //!   virtual and real servers, kube-proxy's ipsets, `kube-ipvs0`'s
@@ -12,8 +17,6 @@
 //! * nftables mode: the same for the `ip kube-proxy` table (equal to a
 //!   fresh compile of `b`), with another program's `inet` table and chains
 //!   in an `ip` table of its own listed byte-identical throughout.
-//!
-//! The iptables-mode property is in the core's `tests/properties.rs`.
 
 #[path = "../../kpinspect-core/tests/support/clusters.rs"]
 mod clusters;
@@ -28,14 +31,15 @@ use kpinspect_core::mode::ipvs::{
 use kpinspect_core::mode::nftables;
 use kpinspect_core::model::{Cluster, Protocol};
 use kpinspect_core::net::IpFamily;
+use kpinspect_core::netfilter::Ruleset;
 use kpinspect_core::nft::Family;
 use kpinspect_core::plan::diff;
 use kpinspect_core::proxy::ProxyState;
 use kpinspect_node::kpinspect_ipvs::{AF_INET, Destination, Service};
 use kpinspect_node::{
-    DummyLink, IpSets, Ipvs, KUBE_IPVS0, MemoryNode, Nftables, apply_ipvs, apply_nft,
-    destination_name, kernel_destination, kernel_service, plan_ipvs_apply, plan_nft_apply,
-    read_kube_proxy_table, service_name,
+    Desired, DummyLink, IpSets, Iptables, Ipvs, KUBE_IPVS0, MemoryNode, Nftables, apply,
+    apply_ipvs, apply_nft, destination_name, kernel_destination, kernel_service, plan_ipvs_apply,
+    plan_nft_apply, read_kube_proxy_table, read_rules, service_name,
 };
 use proptest::prelude::*;
 
@@ -201,6 +205,40 @@ fn elements_sorted(dump: &str) -> Vec<String> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn iptables_apply_a_then_b_diffs_clean_and_keeps_foreign_rules(
+        a in clusters(),
+        b in clusters(),
+        n in 0u8..4,
+    ) {
+        let config = config();
+        let desired = |c: &Cluster| {
+            Desired::compile(ProxyState::build(c, &config, V4), &config).expect("compiles")
+        };
+        let (da, db) = (desired(&a), desired(&b));
+        let node = MemoryNode::new()
+            .with_iptables(V4, &clusters::foreign_rules(n))
+            .expect("foreign rules");
+        // Other programs' state, but for kubelet's KUBE-FIREWALL, which
+        // kube-proxy writes too (localhostNodePorts): apply adds it.
+        let others = |node: &MemoryNode| {
+            let save = Iptables::save(node, V4).expect("saves");
+            let mut lines = foreign_state(&Ruleset::parse(&save).expect("parses"));
+            lines.retain(|l| !l.contains("KUBE-FIREWALL"));
+            lines
+        };
+        let before = others(&node);
+        let profile = ProxyMode::Iptables.profile();
+        for want in [&da, &db] {
+            apply(&node, want).expect("applies");
+            let have = read_rules(&node, V4).expect("reads").rules;
+            let d = diff(&want.rules, &have, profile);
+            prop_assert!(d.is_empty(), "{:?}", d);
+            prop_assert_eq!(&others(&node), &before);
+        }
+        prop_assert!(apply(&node, &db).expect("applies again").in_sync());
+    }
 
     #[test]
     fn ipvs_plan_a_to_b_equals_a_fresh_b_and_keeps_foreign_state(

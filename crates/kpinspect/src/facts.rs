@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use anyhow::Result;
 use kpinspect_core::config::{NodePortAddressesConfig, ProxyConfig};
 use kpinspect_core::model::Cluster;
-use kpinspect_node::{HostProbe, LiveNode, NfAcct, SystemHost, SystemNfAcct, detect_host_facts};
+use kpinspect_node::{
+    GivenFacts, HostProbe, LiveNode, NfAcct, NodeIps, SystemHost, SystemNfAcct, detect_host_facts,
+};
 
 use crate::UsageError;
 use crate::args::NodeArgs;
@@ -27,30 +29,6 @@ pub fn detect(args: &NodeArgs, config: &mut ProxyConfig, node: &LiveNode) -> Res
     detect_with(args, config, &host, &SystemNfAcct)
 }
 
-/// `host` without interfaces or default routes, for a node whose IPs are
-/// given: its other facts are `host`'s.
-struct IpsGiven<'a, H>(&'a H);
-
-impl<H: HostProbe> HostProbe for IpsGiven<'_, H> {
-    fn kernel_hostname(&self) -> Result<String, kpinspect_node::HostFactsError> {
-        self.0.kernel_hostname()
-    }
-    fn interfaces(&self) -> Result<Vec<kpinspect_node::Interface>, kpinspect_node::HostFactsError> {
-        Ok(Vec::new())
-    }
-    fn default_routes(
-        &self,
-    ) -> Result<Vec<kpinspect_node::DefaultRoute>, kpinspect_node::HostFactsError> {
-        Ok(Vec::new())
-    }
-    fn sysctl(&self, name: &str) -> Result<Option<String>, kpinspect_node::HostFactsError> {
-        self.0.sysctl(name)
-    }
-    fn iptables_version(&self) -> Result<Option<String>, kpinspect_node::HostFactsError> {
-        self.0.iptables_version()
-    }
-}
-
 fn given(flag: &str) -> String {
     format!("(given: {flag})")
 }
@@ -62,11 +40,17 @@ fn detect_with(
     acct: &impl NfAcct,
 ) -> Result<FactLines> {
     // With `--node-ip`, the node IPs are not detected: no `ip` run.
-    let facts = if args.node_ips.is_empty() {
-        detect_host_facts(host, None)
-    } else {
-        detect_host_facts(&IpsGiven(host), None)
-    }
+    let node_ips = (!args.node_ips.is_empty()).then(|| NodeIps {
+        v4: config.node.ips.iter().copied().find(IpAddr::is_ipv4),
+        v6: config.node.ips.iter().copied().find(IpAddr::is_ipv6),
+    });
+    let facts = detect_host_facts(
+        host,
+        GivenFacts {
+            node_ips,
+            ..GivenFacts::default()
+        },
+    )
     .map_err(|e| UsageError::msg(e.to_string()))?;
     let mut lines = Vec::new();
     let name_source = if args.hostname.is_some() {

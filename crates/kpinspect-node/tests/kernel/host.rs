@@ -3,9 +3,19 @@
 
 use std::net::IpAddr;
 
-use kpinspect_node::{HostFactsError, SystemHost, TCP_BE_LIBERAL_SYSCTL, detect_host_facts};
+use kpinspect_node::{
+    GivenFacts, HostFactsError, SystemHost, TCP_BE_LIBERAL_SYSCTL, detect_host_facts,
+};
 
 use crate::{Pair, available, in_child, rerun_in, run_ok};
+
+/// `hostnameOverride` given.
+fn named(hostname: &str) -> GivenFacts<'_> {
+    GivenFacts {
+        hostname_override: Some(hostname),
+        ..GivenFacts::default()
+    }
+}
 
 const TEST: &str = "host::host_facts_of_a_namespace_with_a_default_route";
 
@@ -40,17 +50,17 @@ fn route_source(dst: &str) -> IpAddr {
 fn in_namespace() {
     std::fs::write("/proc/sys/kernel/hostname", "KPI-Node.Example").expect("set the hostname");
     let host = SystemHost::default();
-    let facts = detect_host_facts(&host, None).expect("facts");
+    let facts = detect_host_facts(&host, GivenFacts::default()).expect("facts");
 
     assert_eq!(facts.node_name, "kpi-node.example");
     assert_eq!(
-        detect_host_facts(&host, Some(" Override "))
+        detect_host_facts(&host, named(" Override "))
             .expect("facts")
             .node_name,
         "override"
     );
     assert_eq!(
-        detect_host_facts(&host, Some("  ")),
+        detect_host_facts(&host, named("  ")),
         Err(HostFactsError::EmptyHostname)
     );
 
@@ -66,7 +76,7 @@ fn in_namespace() {
     assert_eq!(facts.tcp_be_liberal, Some(false));
     std::fs::write(format!("/proc/sys/{TCP_BE_LIBERAL_SYSCTL}"), "1").expect("set the sysctl");
     assert_eq!(
-        detect_host_facts(&host, None)
+        detect_host_facts(&host, GivenFacts::default())
             .expect("facts")
             .tcp_be_liberal,
         Some(true)
@@ -90,13 +100,13 @@ fn in_namespace() {
         "ip", "route", "replace", "default", "via", "10.0.0.2", "src", "10.0.0.5",
     ]);
     assert_eq!(route_source("198.51.100.1"), ip("10.0.0.5"));
-    let facts = detect_host_facts(&host, None).expect("facts");
+    let facts = detect_host_facts(&host, GivenFacts::default()).expect("facts");
     assert_eq!(facts.node_ips.v4, Some(ip("10.0.0.1")));
 
     // Without default routes there is no node IP (kube-proxy assumes
     // loopback then).
     run_ok(&["ip", "route", "del", "default"]);
     run_ok(&["ip", "-6", "route", "del", "default"]);
-    let facts = detect_host_facts(&host, None).expect("facts");
+    let facts = detect_host_facts(&host, GivenFacts::default()).expect("facts");
     assert_eq!(facts.node_ips.primary(), None);
 }
