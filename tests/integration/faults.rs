@@ -1,15 +1,22 @@
 //! Faults on a live node (network namespaces, as root): `kill -9` at
 //! seeded random points during apply, another writer looping
 //! `iptables-restore --noflush -w` during apply and cleanup, read-only
-//! commands that must not write, and `apply` of malformed input.
+//! commands that must not write, and `apply` of malformed input (in
+//! iptables and nftables mode; the nftables mode's other faults are in
+//! `faults_nft.rs`, with the helpers here).
 //!
 //! `KPINSPECT_FAULT_SEED` picks the kill points (default fixed);
 //! `KPINSPECT_FAULT_RUNS` how many kills per backend (default 20).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::nft_apply::{NFT_CONFIG, add_foreign_nft, foreign_nft};
 use crate::node::{
     Backend, Layout, NODE_IP, TestNode, add_foreign_state, available, foreign, kp, kube_proxy_state,
 };
@@ -51,7 +58,7 @@ pub(crate) fn fault_seed() -> u64 {
 pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn from_env() -> Rng {
+    pub(crate) fn from_env() -> Rng {
         let seed = fault_seed();
         eprintln!("faults: KPINSPECT_FAULT_SEED={seed}");
         Rng::new(seed)
@@ -71,7 +78,8 @@ impl Rng {
     }
 }
 
-fn runs() -> usize {
+/// How many kills per backend (`KPINSPECT_FAULT_RUNS`, default 20).
+pub(crate) fn runs() -> usize {
     std::env::var("KPINSPECT_FAULT_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -88,9 +96,25 @@ pub(crate) fn per_table(save: &str) -> BTreeMap<String, BTreeMap<String, Vec<Str
     out
 }
 
+/// `nft list` text without the counters' values, one line per line with
+/// single spaces: nft lists counters inside rules, and traffic of the
+/// namespace's own (IPv6 neighbour discovery) moves them.
+pub(crate) fn strip_nft_counters(nft: &str) -> String {
+    let mut out = String::new();
+    for line in nft.lines() {
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        while let Some(i) = words.iter().position(|w| *w == "packets") {
+            words.drain(i..(i + 4).min(words.len()));
+        }
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
 /// Everything of the node a command could write: both families' rules
 /// (without counters), the ipsets, the nftables ruleset.
-fn node_state(node: &TestNode) -> String {
+pub(crate) fn node_state(node: &TestNode) -> String {
     let strip = |save: String| -> String {
         save.lines()
             .filter(|l| !l.starts_with('#'))
@@ -112,18 +136,9 @@ fn node_state(node: &TestNode) -> String {
         &node.node_exec(&["ipset", "save"]).stdout,
     ));
     out.push_str("\n--- nft\n");
-    // nft lists counters inside rules: traffic of the namespace's own
-    // (IPv6 neighbour discovery) moves them.
-    let nft =
-        String::from_utf8_lossy(&node.node_exec(&["nft", "list", "ruleset"]).stdout).into_owned();
-    for line in nft.lines() {
-        let mut words: Vec<&str> = line.split_whitespace().collect();
-        while let Some(i) = words.iter().position(|w| *w == "packets") {
-            words.drain(i..(i + 4).min(words.len()));
-        }
-        out.push_str(&words.join(" "));
-        out.push('\n');
-    }
+    out.push_str(&strip_nft_counters(&String::from_utf8_lossy(
+        &node.node_exec(&["nft", "list", "ruleset"]).stdout,
+    )));
     out
 }
 
@@ -137,6 +152,121 @@ pub(crate) fn assert_same(now: &str, before: &str, what: &str) {
     let gone: Vec<&str> = before.lines().filter(|l| !is.contains(l)).collect();
     let new: Vec<&str> = now.lines().filter(|l| !was.contains(l)).collect();
     panic!("{what} changed the node:\n  gone: {gone:#?}\n  new: {new:#?}");
+}
+
+/// The processes in the node's namespace (`ip netns pids`).
+pub(crate) fn namespace_pids(node: &TestNode) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", &node.node])
+        .output()
+        .expect("ip netns pids");
+    assert!(out.status.success(), "ip netns pids: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until no process is left in the node's namespace, at most 10 s: a
+/// killed apply's restore child (`iptables-restore`, `nft -f`) may outlive
+/// it and finish its transaction, which would race the next command.
+pub(crate) fn wait_for_no_processes(node: &TestNode) {
+    let start = Instant::now();
+    loop {
+        let pids = namespace_pids(node);
+        if pids.is_empty() {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let ps = Command::new("ps")
+                .args(["-o", "pid,args", "-p", &pids.join(",")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            panic!(
+                "{}: processes still running 10 s after the kill:\n{ps}",
+                node.node
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Another program writing the node while kpinspect works: a thread runs
+/// `argv` in namespace `netns` with `round(i)` on its stdin, round after
+/// round, until `stop` is set and at least `min` rounds ran; every round
+/// must succeed. The thread returns how many rounds ran.
+pub(crate) fn other_writer(
+    netns: &str,
+    argv: &[&str],
+    round: impl Fn(usize) -> String + Send + 'static,
+    min: usize,
+    stop: &Arc<AtomicBool>,
+) -> JoinHandle<usize> {
+    let netns = netns.to_string();
+    let argv: Vec<String> = argv.iter().map(|a| (*a).to_string()).collect();
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut i = 0;
+        while i < min || !stop.load(Ordering::SeqCst) {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &netns])
+                .args(&argv)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("other writer");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(round(i).as_bytes())
+                .expect("write");
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "other writer {argv:?} round {i}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            i += 1;
+        }
+        i
+    })
+}
+
+/// The iptables writer of [`another_writer_during_apply_and_cleanup_loses_nothing`]:
+/// each round appends a rule commented `round N` to its own filter chain
+/// `OTHER-WRITER` (created here) with `iptables-restore --noflush -w`.
+pub(crate) fn iptables_writer(
+    node: &TestNode,
+    min: usize,
+    stop: &Arc<AtomicBool>,
+) -> JoinHandle<usize> {
+    node.restore("*filter\n:OTHER-WRITER - [0:0]\nCOMMIT\n")
+        .expect("the other writer's chain");
+    let restore = node.backend.restore();
+    other_writer(
+        &node.node,
+        &[&restore, "--noflush", "-w"],
+        |i| {
+            format!(
+                "*filter\n-A OTHER-WRITER -m comment --comment \"round {i}\" -j RETURN\nCOMMIT\n"
+            )
+        },
+        min,
+        stop,
+    )
+}
+
+/// Panics unless the iptables writer's rounds `0..rounds` are all in `save`.
+pub(crate) fn assert_iptables_rounds(save: &str, rounds: usize, what: &str) {
+    for i in 0..rounds {
+        assert!(
+            save.contains(&format!("--comment \"round {i}\"")),
+            "{what}: the other writer's round {i} is lost:\n{save}"
+        );
+    }
 }
 
 /// `kill -9` at seeded random points of an apply from the old cluster to
@@ -166,7 +296,7 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
         ok(&run(&node, "apply", &[SCALED]), "timed apply");
         let span = start.elapsed().as_micros().max(1000) as u64;
         ok(&run(&node, "apply", &[CLUSTER]), "back to old");
-        let mut killed_midway = 0;
+        let (mut killed_midway, mut outlived) = (0, 0);
         for i in 0..runs() {
             let delay = Duration::from_micros(rng.below(span));
             let a = args(&[SCALED]);
@@ -190,24 +320,37 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
             }
             let _ = child.kill();
             let _ = child.wait();
-            // The killed apply's restore child, if any, sees its input end
-            // without COMMIT; give it time to exit.
-            std::thread::sleep(Duration::from_millis(50));
-            let save = node.save();
-            let now = per_table(&save);
-            for (table, state) in &now {
-                let was = old.get(table);
-                let will = new.get(table);
-                assert!(
-                    Some(state) == was || Some(state) == will,
-                    "{backend:?} run {i} (kill after {delay:?}): table {table} is neither old nor new:\n{save}"
+            if !namespace_pids(&node).is_empty() {
+                outlived += 1;
+            }
+            // Right after the kill, and again once the killed apply's
+            // restore child, if any, has ended (it sees either its whole
+            // input or an input without COMMIT).
+            for settled in [false, true] {
+                if settled {
+                    wait_for_no_processes(&node);
+                }
+                let when = if settled {
+                    "once its processes ended"
+                } else {
+                    "right after the kill"
+                };
+                let save = node.save();
+                let now = per_table(&save);
+                for (table, state) in &now {
+                    let was = old.get(table);
+                    let will = new.get(table);
+                    assert!(
+                        Some(state) == was || Some(state) == will,
+                        "{backend:?} run {i} (kill after {delay:?}), {when}: table {table} is neither old nor new:\n{save}"
+                    );
+                }
+                assert_eq!(
+                    foreign(&save),
+                    foreign_before,
+                    "{backend:?} run {i}, {when}: other programs' rules changed"
                 );
             }
-            assert_eq!(
-                foreign(&save),
-                foreign_before,
-                "{backend:?} run {i}: other programs' rules changed"
-            );
             ok(&run(&node, "apply", &[SCALED]), "apply after the kill");
             assert_eq!(
                 per_table(&node.save()),
@@ -222,7 +365,7 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
             ok(&run(&node, "apply", &[CLUSTER]), "back to old");
         }
         eprintln!(
-            "faults: {backend:?}: {} runs, {killed_midway} killed before they ended (apply takes about {span} µs)",
+            "faults: {backend:?}: {} runs, {killed_midway} killed before they ended, {outlived} left a process running after it (apply takes about {span} µs)",
             runs()
         );
     }
@@ -230,8 +373,9 @@ fn kill_during_apply_leaves_each_table_old_or_new() {
 
 /// Another writer (as kube-proxy's neighbours do) loops
 /// `iptables-restore --noflush -w`, each round appending one rule to its
-/// own chain, while kpinspect applies and cleans up: every one of its rules
-/// is there at the end, and kpinspect's end state is right.
+/// own chain, while kpinspect applies and cleans up (and 40 rounds at
+/// least): every one of its rules is there at the end, and kpinspect's end
+/// state is right.
 #[test]
 fn another_writer_during_apply_and_cleanup_loses_nothing() {
     if !available() {
@@ -244,52 +388,18 @@ fn another_writer_during_apply_and_cleanup_loses_nothing() {
             ipv6: false,
         });
         add_foreign_state(&node);
-        node.restore("*filter\n:OTHER-WRITER - [0:0]\nCOMMIT\n")
-            .expect("the other writer's chain");
-        let rounds = 40;
-        let restore = backend.restore();
-        let netns = node.node.clone();
-        let writer = std::thread::spawn(move || {
-            for i in 0..rounds {
-                let mut child = Command::new("ip")
-                    .args(["netns", "exec", &netns, &restore, "--noflush", "-w"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("other writer");
-                use std::io::Write as _;
-                let text = format!(
-                    "*filter\n-A OTHER-WRITER -m comment --comment \"round {i}\" -j RETURN\nCOMMIT\n"
-                );
-                child
-                    .stdin
-                    .take()
-                    .expect("stdin")
-                    .write_all(text.as_bytes())
-                    .expect("write");
-                let out = child.wait_with_output().expect("wait");
-                assert!(
-                    out.status.success(),
-                    "other writer round {i}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = iptables_writer(&node, 40, &stop);
         for _ in 0..3 {
             ok(&run(&node, "apply", &[CLUSTER]), "apply");
             ok(&run(&node, "apply", &[SCALED]), "apply scaled");
         }
         let cleanup = kp(&node, &["cleanup", "--mode", "iptables"]);
         ok(&cleanup, "cleanup");
-        writer.join().expect("the other writer");
+        stop.store(true, Ordering::SeqCst);
+        let rounds = writer.join().expect("the other writer");
         let save = node.save();
-        for i in 0..rounds {
-            assert!(
-                save.contains(&format!("--comment \"round {i}\"")),
-                "{backend:?}: the other writer's round {i} is lost:\n{save}"
-            );
-        }
+        assert_iptables_rounds(&save, rounds, &format!("{backend:?}"));
         assert!(
             kube_proxy_state(&save).is_empty(),
             "{backend:?}: kube-proxy rules left after cleanup:\n{save}"
@@ -358,65 +468,102 @@ fn read_only_commands_never_write() {
     }
 }
 
-/// The malformed Kubernetes inputs of `fixtures/bad/CASES` that are errors
-/// (skipped objects and addresses, empty and comment-only files are not):
-/// each case's input files, paths from the root.
-pub(crate) fn bad_clusters() -> Vec<Vec<String>> {
+/// The malformed inputs of `fixtures/bad/CASES` that `apply` must refuse:
+/// (`Some(configuration)` with a good cluster, `CLUSTER`, or `None` for
+/// the mode's good configuration; the cluster files), paths from the root.
+/// Skipped objects and addresses, empty and comment-only files are not
+/// errors. The IPVS-mode VM check (`vm/faults_ipvs.rs`) applies some too.
+pub(crate) fn bad_inputs() -> Vec<(Option<String>, Vec<String>)> {
     let cases = std::fs::read_to_string(root().join("fixtures/bad/CASES")).expect("CASES");
-    cases
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            // The Kubernetes cases (their last words are the input files);
-            // skipped objects and empty files are not errors.
-            (words[0].starts_with("k8s-")
-                && words.get(1) == Some(&"compile")
-                && !words[0].starts_with("k8s-skipped")
-                && !words[0].starts_with("k8s-slice-bad-address")
-                && !words[0].starts_with("k8s-slice-mixed")
-                && !words[0].starts_with("k8s-empty")
-                && !words[0].starts_with("k8s-comments"))
-            .then(|| {
-                words
-                    .iter()
-                    .skip(2)
-                    .filter(|w| w.starts_with("fixtures/bad/"))
-                    .map(|w| (*w).to_string())
-                    .collect()
-            })
-        })
-        .collect()
+    // (the configuration, or None for the mode's good one; the cluster files)
+    let mut bad: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    for line in cases.lines().filter(|l| !l.starts_with('#')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.get(1) != Some(&"compile") {
+            continue;
+        }
+        if words[0].starts_with("config-") {
+            let config = words
+                .windows(2)
+                .find(|w| w[0] == "--config")
+                .map(|w| w[1].to_string())
+                .expect("a config case names its --config");
+            bad.push((Some(config), vec![CLUSTER.to_string()]));
+        } else if words[0].starts_with("k8s-")
+            // Skipped objects and empty files are not errors.
+            && !words[0].starts_with("k8s-skipped")
+            && !words[0].starts_with("k8s-slice-bad-address")
+            && !words[0].starts_with("k8s-slice-mixed")
+            && !words[0].starts_with("k8s-empty")
+            && !words[0].starts_with("k8s-comments")
+        {
+            // Their last words are the input files.
+            let files = words
+                .iter()
+                .skip(2)
+                .filter(|w| w.starts_with("fixtures/bad/"))
+                .map(|w| (*w).to_string())
+                .collect();
+            bad.push((None, files));
+        }
+    }
+    bad
 }
 
-/// `apply` of every malformed cluster in `fixtures/bad/` fails (exit 2)
-/// and leaves the node as it was.
+/// `apply` of every malformed cluster in `fixtures/bad/` (with a good
+/// configuration) and of every malformed configuration (with a good
+/// cluster) fails (exit 2, one line on stderr) and leaves the node as it
+/// was: in iptables mode on a node holding iptables-mode state, in
+/// nftables mode on one holding nftables-mode state.
 #[test]
 fn apply_of_bad_input_changes_nothing() {
     if !available() {
         return;
     }
-    let bad = bad_clusters();
-    assert!(bad.len() >= 30, "{} bad clusters", bad.len());
-    let node = TestNode::new(Layout {
-        pods: 0,
-        backend: Backend::Nft,
-        ipv6: false,
-    });
-    add_foreign_state(&node);
-    ok(&run(&node, "apply", &[CLUSTER]), "apply");
-    let before = node_state(&node);
-    for files in &bad {
-        let refs: Vec<&str> = files.iter().map(String::as_str).collect();
-        let out = run(&node, "apply", &refs);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{files:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{files:?}: {err}");
-        assert_eq!(
-            node_state(&node),
-            before,
-            "{files:?}: apply changed the node"
+    let bad = bad_inputs();
+    let configs = bad.iter().filter(|(c, _)| c.is_some()).count();
+    assert!(
+        bad.len() - configs >= 30,
+        "{} bad clusters",
+        bad.len() - configs
+    );
+    assert!(configs >= 4, "{configs} bad configurations");
+    for (mode, good) in [("iptables", CONFIG), ("nftables", NFT_CONFIG)] {
+        let node = TestNode::new(Layout {
+            pods: 0,
+            backend: Backend::Nft,
+            ipv6: false,
+        });
+        add_foreign_state(&node);
+        add_foreign_nft(&node, foreign_nft(Backend::Nft));
+        let apply = |config: &str, files: &[String]| {
+            let (config, ip) = (
+                root().join(config).display().to_string(),
+                NODE_IP.to_string(),
+            );
+            let mut argv = vec!["apply".to_string(), "--mode".into(), mode.into()];
+            argv.extend(["--config".into(), config, "--node-ip".into(), ip]);
+            argv.extend(files.iter().map(|f| root().join(f).display().to_string()));
+            let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+            kp(&node, &refs)
+        };
+        ok(&apply(good, &[CLUSTER.to_string()]), "apply");
+        let before = node_state(&node);
+        // The node holds the mode's state: kube-proxy's nftables table, or
+        // its iptables rules.
+        assert!(
+            before.contains("table ip kube-proxy {") == (mode == "nftables")
+                && kube_proxy_state(&node.save()).is_empty() == (mode == "nftables"),
+            "{mode}: {before}"
         );
+        for (config, files) in &bad {
+            let out = apply(config.as_deref().unwrap_or(good), files);
+            let err = stderr(&out);
+            let what = format!("{mode}: {config:?} {files:?}");
+            assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}: {err}");
+            assert_same(&node_state(&node), &before, &format!("{what}: apply"));
+        }
     }
 }
 

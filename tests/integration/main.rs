@@ -11,6 +11,7 @@ mod deletes;
 mod dump;
 mod facts;
 mod faults;
+mod faults_nft;
 mod fixtures;
 mod fuzz_regressions;
 mod golden;

@@ -14,7 +14,7 @@ use crate::node::{
 };
 use crate::util::{ok, stderr, stdout};
 
-const NFT_CONFIG: &str = "fixtures/nftables-mode/config.yaml";
+pub(crate) const NFT_CONFIG: &str = "fixtures/nftables-mode/config.yaml";
 const IPT_CONFIG: &str = "fixtures/routed/config.yaml";
 const CLUSTER: &str = "fixtures/routed/cluster.yaml";
 /// routed/web scaled from three endpoints to two, routed/np deleted.
@@ -33,7 +33,7 @@ fn run(node: &TestNode, verb: &str, config: &str, cluster: &str, extra: &[&str])
 }
 
 /// Other programs' nftables tables.
-const FOREIGN_NFT: &str = "table inet filter {
+pub(crate) const FOREIGN_NFT: &str = "table inet filter {
 	chain input {
 		type filter hook input priority filter; policy accept;
 		tcp dport 22 accept comment \"ssh\"
@@ -53,7 +53,18 @@ table ip nat {
 }
 ";
 
-fn add_foreign_nft(node: &TestNode, tables: &str) {
+/// The foreign nftables tables a node of `backend` can hold beside its
+/// iptables: all of [`FOREIGN_NFT`] with the legacy backend; with
+/// iptables-nft, whose own `ip nat` table holds other programs' iptables
+/// rules, only the `inet filter` table.
+pub(crate) fn foreign_nft(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Legacy => FOREIGN_NFT,
+        Backend::Nft => FOREIGN_NFT.split("table ip nat").next().unwrap_or_default(),
+    }
+}
+
+pub(crate) fn add_foreign_nft(node: &TestNode, tables: &str) {
     let path = std::env::temp_dir().join(format!(
         "kpinspect-nft-foreign-{}-{}.nft",
         std::process::id(),
@@ -65,7 +76,7 @@ fn add_foreign_nft(node: &TestNode, tables: &str) {
     let _ = std::fs::remove_file(&path);
 }
 
-fn nft_list(node: &TestNode, family: &str, table: &str) -> String {
+pub(crate) fn nft_list(node: &TestNode, family: &str, table: &str) -> String {
     let out = node.node_exec(&["nft", "list", "table", family, table]);
     if out.status.success() {
         stdout(&out)
@@ -74,7 +85,7 @@ fn nft_list(node: &TestNode, family: &str, table: &str) -> String {
     }
 }
 
-fn tables(node: &TestNode) -> Vec<String> {
+pub(crate) fn tables(node: &TestNode) -> Vec<String> {
     node.node_exec_ok(&["nft", "list", "tables"])
         .lines()
         .map(String::from)
@@ -338,7 +349,7 @@ fn stale_only_cleanup_after_switching_iptables_and_nftables() {
     if !available() {
         return;
     }
-    let foreign_inet = FOREIGN_NFT.split("table ip nat").next().unwrap_or_default();
+    let foreign_inet = foreign_nft(Backend::Nft);
     // iptables → nftables.
     let pure = fresh(Backend::Nft, Some(foreign_inet));
     ok(

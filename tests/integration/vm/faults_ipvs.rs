@@ -35,7 +35,7 @@
 //!    kube-ipvs0, both families' rules in both backends without counters,
 //!    the sysctls IPVS mode sets) byte-identical.
 //! 3. `apply --mode ipvs` of malformed input (a few of `fixtures/bad/`'s
-//!    Kubernetes cases, and a malformed `--config` with a valid cluster)
+//!    Kubernetes cases, and each malformed `--config` with a valid cluster)
 //!    exits 2 with one line on stderr; [`Node::state`] is as it was after
 //!    them all.
 //!
@@ -57,7 +57,7 @@ use super::converge_ipvs::{
     CONFIG, FOREIGN_SETUP, NODE_IP, bash_in, foreign_part, fresh_sections, kp_args_config,
     kube_proxy_differences, spawn_fresh,
 };
-use crate::faults::{Rng, assert_same, bad_clusters, fault_seed, per_table};
+use crate::faults::{Rng, assert_same, bad_inputs, fault_seed, per_table};
 use crate::node::kube_proxy_state;
 use crate::util::{root, stderr, stdout};
 
@@ -71,10 +71,9 @@ const NETNS: &str = "kpi-faults-ipvs";
 /// reads of the node, about 14 s under TCG on a busy host (the check is
 /// about 90 s with 3).
 const RUNS: u64 = 3;
-/// How many of `bad_clusters()` part 3 applies (spread over the list).
+/// How many of the malformed clusters of `faults::bad_inputs()` part 3
+/// applies (spread over the list; every malformed configuration too).
 const BAD_CLUSTERS: usize = 4;
-/// A malformed configuration (applied with a valid cluster).
-const BAD_CONFIG: &str = "fixtures/bad/config-bad-cluster-cidr.yaml";
 /// How long a killed apply's children may take to go.
 const LEFTOVER_LIMIT: Duration = Duration::from_secs(30);
 
@@ -654,26 +653,29 @@ fn read_only(node: &Node, current: &Target, other: &Target) -> String {
 
 /// Part 3: apply of malformed input changes nothing.
 fn bad_input(node: &Node, other: &Target, state: Option<String>) {
-    let all = bad_clusters();
-    assert!(all.len() >= BAD_CLUSTERS, "{} bad clusters", all.len());
-    let mut cases: Vec<Vec<String>> = (0..BAD_CLUSTERS)
-        .map(|i| {
-            all[i * all.len() / BAD_CLUSTERS]
-                .iter()
-                .map(|f| root().join(f).display().to_string())
-                .collect()
-        })
-        .map(|files: Vec<String>| {
-            let paths: Vec<&Path> = files.iter().map(Path::new).collect();
-            kp_args_config(CONFIG, "apply", &["--force"], &paths)
+    let (configs, clusters): (Vec<_>, Vec<_>) = bad_inputs()
+        .into_iter()
+        .partition(|(config, _)| config.is_some());
+    assert!(
+        clusters.len() >= BAD_CLUSTERS,
+        "{} bad clusters",
+        clusters.len()
+    );
+    assert!(!configs.is_empty(), "no bad configuration");
+    let picked = (0..BAD_CLUSTERS).map(|i| &clusters[i * clusters.len() / BAD_CLUSTERS]);
+    let cases: Vec<Vec<String>> = picked
+        .chain(&configs)
+        .map(|(config, files)| {
+            let files: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
+            let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+            match config {
+                // With the other cluster: were the configuration taken,
+                // the apply would change the node.
+                Some(config) => kp_args_config(config, "apply", &["--force"], &[&other.file]),
+                None => kp_args_config(CONFIG, "apply", &["--force"], &files),
+            }
         })
         .collect();
-    cases.push(kp_args_config(
-        BAD_CONFIG,
-        "apply",
-        &["--force"],
-        &[&other.file],
-    ));
     // The read-only commands' last state, if they got that far.
     let before = state.unwrap_or_else(|| node.state());
     for argv in &cases {

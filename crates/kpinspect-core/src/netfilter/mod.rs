@@ -13,12 +13,14 @@
 //!
 //! kube-proxy's modes ([`crate::mode`]) build on it.
 
+mod chain_index;
 mod commit;
 mod ext;
 mod restore;
 mod rule;
 mod ruleset;
 
+pub use chain_index::ChainIndex;
 pub use commit::{BUILTIN_CHAINS, RestoreError, RestoreFlush, TARGETS, builtin_chains, is_target};
 pub use ext::deletable_by_spec;
 pub(crate) use restore::wln;

@@ -49,9 +49,15 @@ impl Table {
         self.chains.iter().find(|c| c.name == name)
     }
 
-    /// The rules of `chain`, in order.
+    /// The rules of `chain`, in order (for many chains, index them once:
+    /// [`chain_index`](Self::chain_index)).
     pub fn rules_of<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
         self.rules.iter().filter(move |r| r.chain == chain)
+    }
+
+    /// Every chain's rules, indexed once.
+    pub fn chain_index(&self) -> super::ChainIndex<'_> {
+        super::ChainIndex::new(self)
     }
 }
 

@@ -44,10 +44,11 @@ mod guard;
 pub use cleanup::{CleanupPlan, CleanupScope, cleanup_plan};
 pub use guard::{Refusal, check_input, check_plan};
 
-use crate::fasthash::{FastMap, FastSet};
+use crate::fasthash::FastSet;
 use crate::mode::Profile;
 use crate::netfilter::{
-    BUILTIN_CHAINS, Rule, Ruleset, Table, deletable_by_spec, render_rule, save_text_into,
+    BUILTIN_CHAINS, ChainIndex, Rule, Ruleset, Table, deletable_by_spec, render_rule,
+    save_text_into,
 };
 
 /// How a chain differs.
@@ -172,46 +173,31 @@ fn plan_table<'a>(
         Some((t, texts)) => (Some(t), texts),
         None => (None, Vec::new()),
     };
-    // Each actual rule with its text as the node printed it, by chain.
-    let mut by_chain: FastMap<&str, Vec<(&Rule, Option<&str>)>> = FastMap::default();
-    if let Some(a) = actual {
-        by_chain.reserve(a.chains.len());
-        for (i, r) in a.rules.iter().enumerate() {
-            by_chain
-                .entry(r.chain.as_str())
-                .or_default()
-                .push((r, texts.get(i).copied().flatten()));
-        }
-    }
-    let actual_names: FastSet<&str> = actual
-        .map(|a| a.chains.iter().map(|c| c.name.as_str()).collect())
-        .unwrap_or_default();
-    let declared = |c: &str| actual_names.contains(c);
-    let mut wanted: FastMap<&str, Vec<&Rule>> = FastMap::default();
-    wanted.reserve(desired.chains.len());
-    for r in &desired.rules {
-        wanted.entry(r.chain.as_str()).or_default().push(r);
-    }
+    // The node's rules by chain (each with its position, for its text as
+    // the node printed it) and the desired rules by chain.
+    let index = actual.map_or_else(ChainIndex::empty, Table::chain_index);
+    let declared = |c: &str| index.is_declared(c);
+    let wanted = desired.chain_index();
     let mut chains = Vec::with_capacity(desired.chains.len());
     // One buffer for every rule's printed form (see `printed_as`).
     let mut buf = String::with_capacity(256);
     for c in &desired.chains {
-        let want: &[&Rule] = wanted.get(c.name.as_str()).map_or(&[], Vec::as_slice);
-        let have_printed: &[(&Rule, Option<&str>)] =
-            by_chain.get(c.name.as_str()).map_or(&[], Vec::as_slice);
+        let want: &[&Rule] = wanted.get(&c.name).unwrap_or_default();
+        let (have, positions): (&[&Rule], &[u32]) = index
+            .id(&c.name)
+            .map_or((&[], &[]), |id| (index.rules(id), index.positions(id)));
         let (plan, missing, extra) = if !declared(&c.name) {
             (ChainPlan::Write(want.to_vec()), want.to_vec(), vec![])
-        } else if printed_as(want, have_printed, &mut buf) {
+        } else if printed_as(want, positions, &texts, &mut buf) {
             (ChainPlan::Same, vec![], vec![])
         } else {
-            let have: Vec<&Rule> = have_printed.iter().map(|(r, _)| *r).collect();
-            let (deletes, inserts) = edit_script(&have, want);
+            let (deletes, inserts) = edit_script(have, want);
             let missing: Vec<&Rule> = inserts.iter().map(|i| want[*i]).collect();
             let extra: Vec<&Rule> = deletes.iter().map(|i| have[*i]).collect();
             let plan = if deletes.is_empty() && inserts.is_empty() {
                 ChainPlan::Same
             } else if (deletes.len() + inserts.len() > want.len()
-                || deletes_are_ambiguous(&have, &deletes)
+                || deletes_are_ambiguous(have, &deletes)
                 || deletes.iter().any(|d| !deletable_by_spec(have[*d])))
                 && !BUILTIN_CHAINS.contains(&c.name.as_str())
             {
@@ -236,9 +222,9 @@ fn plan_table<'a>(
         .filter(|j| j.table == desired.name)
         .map(|j| j.rule())
         .filter(|j| {
-            !by_chain
-                .get(j.chain.as_str())
-                .is_some_and(|rules| rules.iter().any(|(r, _)| r.same_as(j)))
+            !index
+                .get(&j.chain)
+                .is_some_and(|rules| rules.iter().any(|r| r.same_as(j)))
         })
         .collect();
     let desired_declared: FastSet<&str> = desired.chains.iter().map(|c| c.name.as_str()).collect();
@@ -281,7 +267,10 @@ fn plan_table<'a>(
                 if let Some(i) = stale.iter().position(|s| *s == c) {
                     stale.remove(i);
                     queue.extend(
-                        a.rules_of(&c)
+                        index
+                            .get(&c)
+                            .unwrap_or_default()
+                            .iter()
                             .filter_map(|r| r.target_name().map(String::from)),
                     );
                 }
@@ -299,17 +288,18 @@ fn plan_table<'a>(
     }
 }
 
-/// Whether `want` is, rule for rule, what the node printed (`have`, each
-/// rule with its text as read): then the chain is as desired, with no rule
-/// put into its canonical form. A node's save prints each rule in its
+/// Whether `want` is, rule for rule, what the node printed (the texts of
+/// its rules at `have`, positions in the node's table): then the chain is
+/// as desired, with no rule put into its canonical form. A node's save
+/// prints each rule in its
 /// kernel form, which is what [`save_text_into`] renders (into `buf`, one
 /// buffer for all rules); a chain whose texts differ in any way (another
 /// iptables's spelling, a rule more or less) is compared rule by rule in
 /// canonical form instead.
-fn printed_as(want: &[&Rule], have: &[(&Rule, Option<&str>)], buf: &mut String) -> bool {
+fn printed_as(want: &[&Rule], have: &[u32], texts: &[Option<&str>], buf: &mut String) -> bool {
     want.len() == have.len()
-        && want.iter().zip(have).all(|(w, (_, h))| {
-            h.is_some_and(|h| {
+        && want.iter().zip(have).all(|(w, &i)| {
+            texts.get(i as usize).copied().flatten().is_some_and(|h| {
                 save_text_into(w, buf);
                 *buf == h
             })
@@ -349,10 +339,12 @@ pub fn diff(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> RulesDiff
                     .collect(),
             });
         }
+        let index = actual.table(&t.name).map(Table::chain_index);
         for s in &p.stale {
-            let rules = actual
-                .table(&t.name)
-                .map(|a| a.rules_of(s).map(render_rule).collect())
+            let rules = index
+                .as_ref()
+                .and_then(|i| i.get(s))
+                .map(|rules| rules.iter().copied().map(render_rule).collect())
                 .unwrap_or_default();
             out.chains.push(ChainDiff {
                 table: t.name.clone(),
@@ -779,13 +771,14 @@ COMMIT
         let (table, texts) = actual_table(&node, "nat").unwrap();
         for c in &nat.chains {
             let want: Vec<&Rule> = nat.rules_of(&c.name).collect();
-            let have: Vec<(&Rule, Option<&str>)> = table
-                .rules
-                .iter()
-                .zip(texts.iter().copied())
-                .filter(|(r, _)| r.chain == c.name)
+            let have: Vec<u32> = (0..table.rules.len() as u32)
+                .filter(|&i| table.rules[i as usize].chain == c.name)
                 .collect();
-            assert!(printed_as(&want, &have, &mut String::new()), "{}", c.name);
+            assert!(
+                printed_as(&want, &have, &texts, &mut String::new()),
+                "{}",
+                c.name
+            );
         }
         assert!(
             plan(&desired, &node, IPTABLES)

@@ -60,7 +60,9 @@ pub fn check_rule_jumps(text: &str) -> Vec<JumpError> {
     };
     let mut errors = Vec::new();
     for table in rs.tables() {
-        let live = |c: &str| table.chain(c).is_some() && !table.deleted.iter().any(|d| d == c);
+        let index = table.chain_index();
+        let deleted: HashSet<&str> = table.deleted.iter().map(String::as_str).collect();
+        let live = |c: &str| index.is_declared(c) && !deleted.contains(c);
         let mut jumped: HashSet<&str> = HashSet::new();
         for (_, rule, text) in rs
             .rules_with_text()
@@ -78,7 +80,7 @@ pub fn check_rule_jumps(text: &str) -> Vec<JumpError> {
                     chain: target.to_string(),
                     rule: text.to_string(),
                 });
-            } else if is_service_chain(target) && table.rules_of(target).next().is_none() {
+            } else if is_service_chain(target) && index.get(target).is_none_or(<[_]>::is_empty) {
                 errors.push(JumpError::Empty {
                     table: table.name.clone(),
                     chain: target.to_string(),

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::super::names::{is_old_service_chain, is_service_chain, service_chain_suffix};
 use super::generation::{Generation, RulesMode, Version};
-use super::{Anomaly, AnomalyKind, ChainRules, Indexed, NO_CHAIN};
+use super::{Anomaly, AnomalyKind, Indexed};
 use crate::fasthash::{FastBuild, FastSet};
 use crate::mode::ipvs;
 use crate::net::parse_ip_sloppy;
+use crate::netfilter::ChainIndex;
 use crate::netfilter::{BUILTIN_CHAINS, Rule, Table, Target, is_target, render_rule};
 
 /// (table, built-in chain, kube-proxy chain, first kube-proxy version that
@@ -175,7 +176,7 @@ pub(super) fn anomalies(
 
 fn table_anomalies<'t>(
     table: &'t Table,
-    rules: &ChainRules<'t>,
+    rules: &ChainIndex<'t>,
     names: &HashMap<String, String>,
     generation: &Generation,
 ) -> Vec<Anomaly> {
@@ -241,7 +242,7 @@ fn table_anomalies<'t>(
     };
     match rules.in_table_order() {
         // The index knows where each rule jumps.
-        Some(indexed) => indexed.for_each(|(r, to)| note_missing(r, to != NO_CHAIN)),
+        Some(indexed) => indexed.for_each(|(r, to)| note_missing(r, to != ChainIndex::NO_CHAIN)),
         None => {
             for r in &table.rules {
                 note_missing(r, r.target_name().is_some_and(known));
@@ -291,7 +292,7 @@ fn table_anomalies<'t>(
             rules
                 .targets(c)
                 .iter()
-                .filter(|&&t| t != NO_CHAIN)
+                .filter(|&&t| t != ChainIndex::NO_CHAIN)
                 .map(|&t| t as usize),
         );
     }

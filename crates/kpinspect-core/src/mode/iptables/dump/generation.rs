@@ -14,12 +14,13 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 use super::super::names::{is_old_service_chain, is_service_chain};
-use super::{ChainRules, Indexed};
+use super::Indexed;
 use crate::mode::ipvs;
+use crate::netfilter::ChainIndex;
 use crate::netfilter::{Rule, Table};
 
 /// A table of the save with its chains indexed, if the save holds it.
-type Tbl<'x> = Option<(&'x Table, &'x ChainRules<'x>)>;
+type Tbl<'x> = Option<(&'x Table, &'x ChainIndex<'x>)>;
 
 /// A Kubernetes minor version, `1.24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -32,10 +32,9 @@ use serde::Serialize;
 pub use generation::{Generation, RulesMode, Version};
 
 use super::names::{endpoint_chain, hash_suffix, service_chain_suffix, service_port_suffix};
-use crate::fasthash::FastMap;
 use crate::model::Protocol;
 use crate::net::{IpFamily, parse_ip_sloppy, split_host_port};
-use crate::netfilter::{Rule, Ruleset, Table};
+use crate::netfilter::{ChainIndex, Rule, Ruleset, Table};
 use crate::proxy::{ProxyState, ServicePortEntry};
 
 /// One endpoint of a service port as programmed.
@@ -347,7 +346,7 @@ fn services_where(
 /// its chains indexed once.
 pub(super) struct Indexed<'a> {
     /// (table, its chains), filter first, for each of the two the save holds.
-    pub(super) tables: Vec<(&'a Table, ChainRules<'a>)>,
+    pub(super) tables: Vec<(&'a Table, ChainIndex<'a>)>,
 }
 
 impl<'a> Indexed<'a> {
@@ -356,13 +355,13 @@ impl<'a> Indexed<'a> {
             tables: ["filter", "nat"]
                 .into_iter()
                 .filter_map(|name| rs.table(name))
-                .map(|t| (t, ChainRules::new(t)))
+                .map(|t| (t, t.chain_index()))
                 .collect(),
         }
     }
 
     /// The chains of table `name` (empty when the save lacks it).
-    fn chains(&self, name: &str) -> Option<&ChainRules<'a>> {
+    fn chains(&self, name: &str) -> Option<&ChainIndex<'a>> {
         self.tables
             .iter()
             .find(|(t, _)| t.name == name)
@@ -376,7 +375,7 @@ fn services_in(
     cluster: Option<&ProxyState>,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<ServiceDump> {
-    let empty = ChainRules::empty();
+    let empty = ChainIndex::empty();
     let nat_chains = indexed.chains("nat").unwrap_or(&empty);
 
     let mut services: BTreeMap<(String, String), ServiceDump> = BTreeMap::new();
@@ -611,7 +610,7 @@ fn services_in(
 /// The hash suffix of a service port whose cluster-IP rule is missing (no
 /// endpoints): today's hash, or that of kube-proxy before 1.19, whose
 /// unnamed ports were `ns/name:` (with the colon).
-fn guess_suffix(svc: &ServiceDump, nat_chains: &ChainRules<'_>) -> Option<String> {
+fn guess_suffix(svc: &ServiceDump, nat_chains: &ChainIndex<'_>) -> Option<String> {
     let p = protocol(&svc.protocol)?;
     let current = service_port_suffix(&port_name(svc, p));
     if !svc.port_name.is_empty() {
@@ -634,7 +633,7 @@ fn guess_suffix(svc: &ServiceDump, nat_chains: &ChainRules<'_>) -> Option<String
 /// (`dispatch`): through `KUBE-EXT-` to its last unconditional jump (1.24
 /// and newer), or into `KUBE-XLB-` (older, externalTrafficPolicy Local).
 fn external_view(
-    chains: &ChainRules<'_>,
+    chains: &ChainIndex<'_>,
     suffix: &str,
     dispatch: Option<&str>,
 ) -> Option<Vec<EndpointDump>> {
@@ -762,173 +761,6 @@ fn push_unique(list: &mut Vec<String>, addr: Option<String>) {
     }
 }
 
-/// The rules of each chain of a table, declared or not (a chain with rules
-/// but no declaration is listed too), built once per table and shared by
-/// the services and the anomalies.
-///
-/// iptables-save prints the rules of one chain together, so each chain's
-/// rules are one run of the table's rules: the index is a map from chain
-/// name to that run's range in one list of the rules, in their order.
-/// Text whose chains' rules are interleaved (edited, or concatenated) is
-/// grouped by chain first, each chain's rules in order.
-pub(super) struct ChainRules<'a> {
-    /// Chain name → its index in `chains`.
-    ids: FastMap<&'a str, u32>,
-    /// Each chain: its name, whether it is declared, and the range of its
-    /// rules in `order`; declared chains first, in their order.
-    chains: Vec<(&'a str, bool, usize, usize)>,
-    /// The rules, grouped by chain.
-    order: Vec<&'a Rule>,
-    /// The chain each rule of `order` jumps to ([`NO_CHAIN`]: none, an
-    /// extension target, or a chain that does not exist).
-    targets: Vec<u32>,
-    /// Whether `order` is the table's rules in their order (each chain's
-    /// rules together in the text).
-    in_table_order: bool,
-}
-
-/// In [`ChainRules`]' targets: a rule that jumps to no chain of the table.
-pub(super) const NO_CHAIN: u32 = u32::MAX;
-
-impl<'a> ChainRules<'a> {
-    /// No chains at all (a table the save lacks).
-    fn empty() -> ChainRules<'a> {
-        ChainRules {
-            ids: FastMap::default(),
-            chains: Vec::new(),
-            order: Vec::new(),
-            targets: Vec::new(),
-            in_table_order: true,
-        }
-    }
-
-    /// Indexes `table`'s chains.
-    pub(super) fn new(table: &'a Table) -> ChainRules<'a> {
-        let mut out = ChainRules::empty();
-        out.ids.reserve(table.chains.len());
-        out.chains.reserve(table.chains.len());
-        for c in &table.chains {
-            out.id_of(c.name.as_str(), true);
-        }
-        let rules = &table.rules;
-        let mut i = 0;
-        while i < rules.len() {
-            let chain = rules[i].chain.as_str();
-            let end = i + rules[i..].iter().take_while(|r| r.chain == chain).count();
-            let id = out.id_of(chain, false);
-            let span = &mut out.chains[id];
-            if span.2 == span.3 {
-                (span.2, span.3) = (i, end);
-            } else {
-                out.in_table_order = false;
-            }
-            i = end;
-        }
-        if out.in_table_order {
-            out.order = rules.iter().collect();
-        } else {
-            // Interleaved: each chain's rules together, chains in the
-            // order their first rule comes.
-            let mut groups: Vec<Vec<&Rule>> = vec![Vec::new(); out.chains.len()];
-            let mut first_seen: Vec<usize> = Vec::new();
-            for r in rules {
-                let id = out.ids[r.chain.as_str()] as usize;
-                if groups[id].is_empty() {
-                    first_seen.push(id);
-                }
-                groups[id].push(r);
-            }
-            out.order.reserve(rules.len());
-            for id in first_seen {
-                let start = out.order.len();
-                out.order.append(&mut groups[id]);
-                (out.chains[id].2, out.chains[id].3) = (start, out.order.len());
-            }
-        }
-        out.targets = out
-            .order
-            .iter()
-            .map(|r| {
-                r.target_name()
-                    .and_then(|t| out.ids.get(t))
-                    .map_or(NO_CHAIN, |&id| id)
-            })
-            .collect();
-        out
-    }
-
-    /// The index of `chain`, added (undeclared, without rules) if new;
-    /// marked declared when `declared`.
-    fn id_of(&mut self, chain: &'a str, declared: bool) -> usize {
-        let next = self.chains.len() as u32;
-        let id = *self.ids.entry(chain).or_insert(next) as usize;
-        if id == self.chains.len() {
-            self.chains.push((chain, declared, 0, 0));
-        } else if declared {
-            self.chains[id].1 = true;
-        }
-        id
-    }
-
-    /// The rules of `chain`, in order; `None` when the chain is neither
-    /// declared nor has rules.
-    pub(super) fn get(&self, chain: &str) -> Option<&[&'a Rule]> {
-        self.id(chain).map(|id| self.rules(id))
-    }
-
-    /// The index of `chain` (below [`len`](Self::len)), if it exists.
-    pub(super) fn id(&self, chain: &str) -> Option<usize> {
-        self.ids.get(chain).map(|&id| id as usize)
-    }
-
-    /// How many chains there are.
-    pub(super) fn len(&self) -> usize {
-        self.chains.len()
-    }
-
-    /// The rules of chain `id`, in order.
-    pub(super) fn rules(&self, id: usize) -> &[&'a Rule] {
-        let (_, _, start, end) = self.chains[id];
-        &self.order[start..end]
-    }
-
-    /// The chain each rule of chain `id` jumps to ([`NO_CHAIN`]: none).
-    pub(super) fn targets(&self, id: usize) -> &[u32] {
-        let (_, _, start, end) = self.chains[id];
-        &self.targets[start..end]
-    }
-
-    /// The table's rules in their order, each with the chain it jumps to
-    /// ([`NO_CHAIN`]: none); `None` when the text interleaves chains'
-    /// rules (then the index holds them in another order).
-    pub(super) fn in_table_order(&self) -> Option<impl Iterator<Item = (&'a Rule, u32)> + '_> {
-        self.in_table_order
-            .then(|| self.order.iter().copied().zip(self.targets.iter().copied()))
-    }
-
-    /// Whether `chain` exists as far as the text goes: declared, or with
-    /// rules.
-    pub(super) fn contains_key(&self, chain: &str) -> bool {
-        self.ids.contains_key(chain)
-    }
-
-    /// Whether `chain` is declared (a `:chain` line).
-    pub(super) fn is_declared(&self, chain: &str) -> bool {
-        self.id(chain).is_some_and(|id| self.chains[id].1)
-    }
-
-    /// Every chain with its rules: the declared ones in their order, then
-    /// the others.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&'a str, &[&'a Rule])> + '_ {
-        (0..self.chains.len()).map(|id| (self.chains[id].0, self.rules(id)))
-    }
-
-    /// Every chain's name, in the order of [`iter`](Self::iter).
-    pub(super) fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.chains.iter().map(|c| c.0)
-    }
-}
-
 pub(crate) fn new_service(s: &str, proto: &str) -> ServiceDump {
     let (ns_name, port_name) = match s.split_once(':') {
         Some((a, b)) => (a, b),
@@ -1012,7 +844,7 @@ fn dport(r: &Rule) -> Option<u16> {
 
 /// Endpoints reached from dispatch chain `chain`, with effective
 /// probabilities, and the affinity timeout if `recent` rules are present.
-fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
+fn endpoints(chains: &ChainIndex<'_>, chain: &str) -> (Vec<EndpointDump>, Option<u32>) {
     let mut out = Vec::new();
     let mut affinity = None;
     let mut remaining = 1.0f64;
@@ -1041,7 +873,7 @@ fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option
         let p = r.probability().unwrap_or(1.0);
         let effective = remaining * p;
         remaining -= effective;
-        let sep = (to != NO_CHAIN).then_some(to as usize);
+        let sep = (to != ChainIndex::NO_CHAIN).then_some(to as usize);
         let Some((ip, port)) = endpoint_address(chains, sep, r) else {
             continue;
         };
@@ -1065,7 +897,7 @@ fn endpoints(chains: &ChainRules<'_>, chain: &str) -> (Vec<EndpointDump>, Option
 /// jump, else the IP of the chain's hairpin rule (`-s IP -j
 /// KUBE-MARK-MASQ`) with port 0. `None` when the chain does not exist.
 fn endpoint_address(
-    chains: &ChainRules<'_>,
+    chains: &ChainIndex<'_>,
     sep: Option<usize>,
     jump: &Rule,
 ) -> Option<(String, u16)> {
@@ -1076,7 +908,7 @@ fn endpoint_address(
     let dnat_is_chain = chains.contains_key("DNAT");
     let targets = sep.map(|id| chains.targets(id)).unwrap_or_default();
     for (i, r) in rules.into_iter().flatten().enumerate() {
-        if !dnat_is_chain && targets[i] != NO_CHAIN {
+        if !dnat_is_chain && targets[i] != ChainIndex::NO_CHAIN {
             continue;
         }
         if let Some(t) = r.target.as_ref().filter(|t| t.name == "DNAT")
@@ -1116,42 +948,6 @@ fn hash_names(state: &ProxyState) -> HashMap<String, String> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod chain_rules_tests {
-    use super::*;
-
-    /// Each chain's rules are those `Table::rules_of` finds, in order,
-    /// whether the text prints a chain's rules together or not.
-    #[test]
-    fn every_chain_has_its_rules_in_order() {
-        for text in [
-            "*nat\n:A - [0:0]\n:B - [0:0]\n:E - [0:0]\n-A A -j B\n-A A -j E\n-A B -j RETURN\n-A C -j A\nCOMMIT\n",
-            "*nat\n:A - [0:0]\n:B - [0:0]\n:E - [0:0]\n-A A -j B\n-A B -j RETURN\n-A A -j E\n-A C -j A\n-A B -j A\n-A A -j C\nCOMMIT\n",
-        ] {
-            let rs = Ruleset::parse(text).expect("parses");
-            let table = rs.table("nat").expect("nat");
-            let chains = ChainRules::new(table);
-            let mut names: Vec<&str> = chains.keys().collect();
-            names.sort_unstable();
-            assert_eq!(names, ["A", "B", "C", "E"], "{text}");
-            for name in names {
-                let got: Vec<*const Rule> = chains
-                    .get(name)
-                    .expect("listed")
-                    .iter()
-                    .map(|r| *r as *const Rule)
-                    .collect();
-                let want: Vec<*const Rule> =
-                    table.rules_of(name).map(|r| r as *const Rule).collect();
-                assert_eq!(got, want, "{name} in {text}");
-                assert_eq!(chains.is_declared(name), name != "C", "{name}");
-            }
-            assert!(chains.get("D").is_none());
-            assert!(!chains.contains_key("D"));
-        }
-    }
 }
 
 #[cfg(test)]
