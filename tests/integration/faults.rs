@@ -55,19 +55,31 @@ fn run(node: &TestNode, cmd: &str, cluster: &[&str]) -> std::process::Output {
     kp(node, &argv)
 }
 
+/// `KPINSPECT_FAULT_SEED`, or the fixed default (also the IPVS-mode VM
+/// check's, `vm/faults_ipvs.rs`).
+pub(crate) fn fault_seed() -> u64 {
+    std::env::var("KPINSPECT_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_u64)
+}
+
 /// A small seeded generator (xorshift64*): the same seed, the same runs.
 pub(crate) struct Rng(u64);
 
 impl Rng {
     pub(crate) fn from_env() -> Rng {
-        let seed = std::env::var("KPINSPECT_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_1234_u64);
+        let seed = fault_seed();
         eprintln!("faults: KPINSPECT_FAULT_SEED={seed}");
+        Rng::new(seed)
+    }
+
+    /// The generator of `seed` (0 is taken as 1: xorshift stays at 0).
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
 
+    /// Uniform enough in `0..n` (0 for `n` 0).
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -85,10 +97,10 @@ pub(crate) fn runs() -> usize {
 }
 
 /// kube-proxy's rules per table: `table` → its `table chain` entries.
-type Tables = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+pub(crate) type Tables = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 /// kube-proxy's rules per table (`table` → its `table chain` entries).
-fn per_table(save: &str) -> Tables {
+pub(crate) fn per_table(save: &str) -> Tables {
     let mut out: Tables = BTreeMap::new();
     for (key, rules) in kube_proxy_state(save) {
         let table = key.split(' ').next().unwrap_or_default().to_string();
@@ -542,16 +554,12 @@ fn read_only_commands_never_write() {
     }
 }
 
-/// `apply` of every malformed cluster in `fixtures/bad/` (with a good
-/// configuration) and of every malformed configuration (with a good
-/// cluster) fails (exit 2, one line on stderr) and leaves the node as it
-/// was: in iptables mode on a node holding iptables-mode state, in
-/// nftables mode on one holding nftables-mode state.
-#[test]
-fn apply_of_bad_input_changes_nothing() {
-    if !available() {
-        return;
-    }
+/// The malformed inputs of `fixtures/bad/CASES` that `apply` must refuse:
+/// (`Some(configuration)` with a good cluster, `CLUSTER`, or `None` for
+/// the mode's good configuration; the cluster files), paths from the root.
+/// Skipped objects and addresses, empty and comment-only files are not
+/// errors. The IPVS-mode VM check (`vm/faults_ipvs.rs`) applies some too.
+pub(crate) fn bad_inputs() -> Vec<(Option<String>, Vec<String>)> {
     let cases = std::fs::read_to_string(root().join("fixtures/bad/CASES")).expect("CASES");
     // (the configuration, or None for the mode's good one; the cluster files)
     let mut bad: Vec<(Option<String>, Vec<String>)> = Vec::new();
@@ -585,6 +593,20 @@ fn apply_of_bad_input_changes_nothing() {
             bad.push((None, files));
         }
     }
+    bad
+}
+
+/// `apply` of every malformed cluster in `fixtures/bad/` (with a good
+/// configuration) and of every malformed configuration (with a good
+/// cluster) fails (exit 2, one line on stderr) and leaves the node as it
+/// was: in iptables mode on a node holding iptables-mode state, in
+/// nftables mode on one holding nftables-mode state.
+#[test]
+fn apply_of_bad_input_changes_nothing() {
+    if !available() {
+        return;
+    }
+    let bad = bad_inputs();
     let configs = bad.iter().filter(|(c, _)| c.is_some()).count();
     assert!(
         bad.len() - configs >= 30,

@@ -111,6 +111,13 @@ pub static CHECKS: &[Check] = &[
     // About 80 s by default; room for longer runs asked for on the host.
     .timeout(900),
     Check::rust(
+        "kpinspect apply --mode ipvs, faults: kill -9 at seeded random points leaves each iptables table old or new and the foreign virtual server, set and rules byte-identical, and the next apply converges; read-only commands never write; apply of malformed input changes nothing",
+        super::faults_ipvs::faults_ipvs,
+    )
+    .prepare(super::faults_ipvs::prepare)
+    // About 90 s by default; room for KPINSPECT_IPVS_FAULT_RUNS=20.
+    .timeout(600),
+    Check::rust(
         "ipvs e2e: real TCP/UDP traffic through kpinspect apply --mode ipvs (round robin, masqueraded exactly where kube-proxy's rules say), then graceful termination with a live TCP connection (weight 0, no new connections, deleted once it ends; UDP at once); ipvsadm/ipset text equals fixtures/ipvs-save/e2e.*",
         super::ipvs_e2e::traffic_and_graceful_termination,
     )

@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
 use crate::node::{foreign, kube_proxy_state};
@@ -48,10 +48,11 @@ const STEPS: usize = 2;
 /// The first seed (the iptables-mode test uses 1.. and 1001..).
 const FIRST_SEED: u64 = 2001;
 /// The node's address (node ports are served on it).
-const NODE_IP: &str = "192.168.0.10";
+pub(super) const NODE_IP: &str = "192.168.0.10";
 
-/// What the applied namespace holds besides kube-proxy's state.
-const FOREIGN_SETUP: &str = r#"
+/// What the applied namespace holds besides kube-proxy's state (also
+/// `faults_ipvs.rs`'s node).
+pub(super) const FOREIGN_SETUP: &str = r#"
 ipvsadm -A -t 198.51.100.7:443 -s wrr
 ipvsadm -a -t 198.51.100.7:443 -r 10.9.9.9:443 -m -w 3
 ipset create FOREIGN-SET hash:ip
@@ -62,8 +63,8 @@ iptables -I INPUT -j FOREIGN-CHAIN
 iptables -t nat -A POSTROUTING -s 10.9.9.0/24 -j MASQUERADE
 "#;
 
-/// Prints what the steps compare, in `=== name` sections.
-const DUMP: &str = r#"
+/// Prints what the steps compare, in `=== name` sections ([`sections`]).
+pub(super) const DUMP: &str = r#"
 echo '=== ipvsadm'
 ipvsadm -Sn | grep -vF 198.51.100.7 | sort || true
 echo '=== ipset'
@@ -106,7 +107,22 @@ pub fn prepare(dir: &Path) {
 }
 
 fn bash(script: &str) -> String {
-    let out = Command::new("bash")
+    bash_in(None, script)
+}
+
+/// Runs `script` with `bash -euo pipefail`, in network namespace `netns`
+/// (a path, e.g. `/run/netns/NAME`; else this one): it must succeed; its
+/// stdout.
+pub(super) fn bash_in(netns: Option<&Path>, script: &str) -> String {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg("bash");
+            c
+        }
+        None => Command::new("bash"),
+    };
+    let out = cmd
         .args(["-euo", "pipefail", "-c", script])
         .output()
         .expect("bash");
@@ -122,22 +138,34 @@ fn bash(script: &str) -> String {
 /// `kpinspect COMMAND --mode ipvs` with the routed fixture's configuration
 /// for IPv4, then `extra`, on `cluster`.
 fn kp_args(command: &str, extra: &[&str], cluster: &Path) -> Vec<String> {
+    kp_args_config(CONFIG, command, extra, &[cluster])
+}
+
+/// The configuration the steps apply with (a path from the root).
+pub(super) const CONFIG: &str = "fixtures/routed/config.yaml";
+
+/// `kpinspect COMMAND --mode ipvs` with configuration `config` (a path from
+/// the root) for IPv4 on [`NODE_IP`], then `extra`, on the cluster files
+/// `clusters`.
+pub(super) fn kp_args_config(
+    config: &str,
+    command: &str,
+    extra: &[&str],
+    clusters: &[&Path],
+) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         command.into(),
         "--mode".into(),
         "ipvs".into(),
         "--config".into(),
-        root()
-            .join("fixtures/routed/config.yaml")
-            .display()
-            .to_string(),
+        root().join(config).display().to_string(),
         "--node-ip".into(),
         NODE_IP.into(),
         "--family".into(),
         "ipv4".into(),
     ];
     argv.extend(extra.iter().map(|s| s.to_string()));
-    argv.push(cluster.display().to_string());
+    argv.extend(clusters.iter().map(|c| c.display().to_string()));
     argv
 }
 
@@ -153,12 +181,12 @@ fn kp(command: &str, extra: &[&str], cluster: &Path) -> Output {
 }
 
 /// A shell word.
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// [`DUMP`]'s sections.
-fn sections(text: &str) -> BTreeMap<String, String> {
+pub(super) fn sections(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut name = String::new();
     for line in text.lines() {
@@ -185,7 +213,7 @@ fn kube_proxy_part(dump: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 /// The foreign state, which no step may change.
-fn foreign_part(dump: &BTreeMap<String, String>) -> Vec<String> {
+pub(super) fn foreign_part(dump: &BTreeMap<String, String>) -> Vec<String> {
     let mut v = vec![dump["foreign-ipvs"].clone(), dump["foreign-ipset"].clone()];
     v.extend(foreign(&dump["iptables"]));
     v
@@ -198,26 +226,66 @@ struct Run {
     foreign: Vec<String>,
 }
 
+/// Starts a fresh apply of `cluster` (a file) into a new, empty network
+/// namespace, which then prints its [`DUMP`]; [`fresh_sections`] waits for
+/// it.
+pub(super) fn spawn_fresh(cluster: &Path) -> Child {
+    let apply = kp_args("apply", &["--force"], cluster)
+        .iter()
+        .map(|a| quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let fresh_script = format!(
+        "cd {}\n\"$KPINSPECT\" {apply} >/dev/null\n{DUMP}",
+        quote(&root().display().to_string())
+    );
+    Command::new("unshare")
+        .args(["--net", "bash", "-euo", "pipefail", "-c", &fresh_script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare")
+}
+
+/// The sections of a [`spawn_fresh`]'s dump, once it is done.
+pub(super) fn fresh_sections(fresh: Child) -> BTreeMap<String, String> {
+    let fresh = fresh.wait_with_output().expect("fresh namespace");
+    assert!(
+        fresh.status.success(),
+        "fresh apply failed: {}",
+        stderr(&fresh)
+    );
+    sections(&stdout(&fresh))
+}
+
+/// How kube-proxy's part of two [`DUMP`]s differs, per tool (empty if it
+/// does not): `got` is the node's, `want` a fresh apply's.
+pub(super) fn kube_proxy_differences(
+    got: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> String {
+    let (got, want) = (kube_proxy_part(got), kube_proxy_part(want));
+    let names = [
+        "ipvsadm -Sn",
+        "ipset save (KUBE-*)",
+        "kube-ipvs0",
+        "iptables",
+    ];
+    let mut report = String::new();
+    for ((name, g), w) in names.iter().zip(&got).zip(&want) {
+        if g != w {
+            let _ = writeln!(report, "{name}:\n  applied:\n{g}\n  fresh:\n{w}");
+        }
+    }
+    report
+}
+
 impl Run {
     fn step(&self, cluster: &Cluster) {
         fs::write(&self.file, cluster.yaml()).expect("write cluster");
         // The fresh apply, in a new namespace, runs meanwhile (the VM has
         // two CPUs).
-        let apply = kp_args("apply", &["--force"], &self.file)
-            .iter()
-            .map(|a| quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let fresh_script = format!(
-            "cd {}\n\"$KPINSPECT\" {apply} >/dev/null\n{DUMP}",
-            quote(&root().display().to_string())
-        );
-        let fresh = Command::new("unshare")
-            .args(["--net", "bash", "-euo", "pipefail", "-c", &fresh_script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("unshare");
+        let fresh = spawn_fresh(&self.file);
         let out = kp("apply", &["--force"], &self.file);
         assert!(out.status.success(), "apply failed: {}", stderr(&out));
         let applied = stderr(&out);
@@ -247,27 +315,9 @@ impl Run {
         assert_eq!(foreign_part(&main), self.foreign, "foreign state changed");
 
         let t = Instant::now();
-        let fresh = fresh.wait_with_output().expect("fresh namespace");
-        assert!(
-            fresh.status.success(),
-            "fresh apply failed: {}",
-            stderr(&fresh)
-        );
-        let fresh = sections(&stdout(&fresh));
+        let fresh = fresh_sections(fresh);
         eprintln!("  fresh namespace (waited): {:.1?}", t.elapsed());
-        let (got, want) = (kube_proxy_part(&main), kube_proxy_part(&fresh));
-        let names = [
-            "ipvsadm -Sn",
-            "ipset save (KUBE-*)",
-            "kube-ipvs0",
-            "iptables",
-        ];
-        let mut report = String::new();
-        for ((name, g), w) in names.iter().zip(&got).zip(&want) {
-            if g != w {
-                let _ = writeln!(report, "{name}:\n  applied:\n{g}\n  fresh:\n{w}");
-            }
-        }
+        let report = kube_proxy_differences(&main, &fresh);
         assert!(
             report.is_empty(),
             "differs from a fresh apply:\n{report}apply said:\n{applied}"

@@ -36,6 +36,7 @@
 mod checks;
 mod converge_ipvs;
 mod cpio;
+mod faults_ipvs;
 mod host;
 mod ipvs_change;
 mod ipvs_e2e;
