@@ -282,6 +282,44 @@ pub(crate) fn assert_iptables_rounds(save: &str, rounds: usize, what: &str) {
     }
 }
 
+/// When a check after a kill runs: right after it, or (`settled`) once no
+/// process of the killed apply is left in `node` (waited for here).
+pub(crate) fn settle(node: &TestNode, settled: bool) -> &'static str {
+    if settled {
+        wait_for_no_processes(node);
+        "once its processes ended"
+    } else {
+        "right after the kill"
+    }
+}
+
+/// Starts `kpinspect apply ARGS` in `node` (through `env` with the
+/// assignments `env`), kills it (`kill -9`) after `delay`; whether it was
+/// still running then, and whether a process of it outlived it (a restore
+/// child finishing its transaction).
+pub(crate) fn kill_after(
+    node: &TestNode,
+    env: &[String],
+    args: &[String],
+    delay: Duration,
+) -> (bool, bool) {
+    // `ip netns exec` and `env` exec the program: the pid is kpinspect's.
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &node.node, "env"])
+        .args(env)
+        .args([env!("CARGO_BIN_EXE_kpinspect"), "apply"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn apply");
+    std::thread::sleep(delay);
+    let midway = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    (midway, !namespace_pids(node).is_empty())
+}
+
 /// `kill -9` at seeded random points of an apply from the old cluster to
 /// the scaled one: every table is the old or the new, never half; other
 /// programs' rules stay byte-identical; the next apply converges.
@@ -344,7 +382,10 @@ fn kill_during_apply(pieces: Option<usize>, view: fn(&str) -> Tables, from: &str
         return;
     }
     let mut rng = Rng::from_env();
-    let batch = pieces.map(|n| format!("{}={n}", kpinspect_node::RESTORE_BATCH_LINES));
+    let batch: Vec<String> = pieces
+        .map(|n| format!("{}={n}", kpinspect_node::RESTORE_BATCH_LINES))
+        .into_iter()
+        .collect();
     for backend in Backend::ALL {
         let node = TestNode::new(Layout {
             pods: 0,
@@ -387,40 +428,14 @@ fn kill_during_apply(pieces: Option<usize>, view: fn(&str) -> Tables, from: &str
         let (mut killed_midway, mut outlived) = (0, 0);
         for i in 0..runs() {
             let delay = Duration::from_micros(rng.below(span));
-            let a = args(&[to]);
-            // `ip netns exec` and `env` exec the program: the pid is
-            // kpinspect's.
-            let mut child = Command::new("ip");
-            child.args(["netns", "exec", &node.node, "env"]);
-            child.args(batch.iter());
-            let mut child = child
-                .args([env!("CARGO_BIN_EXE_kpinspect"), "apply"])
-                .args(&a)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn apply");
-            std::thread::sleep(delay);
-            if child.try_wait().expect("wait").is_none() {
-                killed_midway += 1;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if !namespace_pids(&node).is_empty() {
-                outlived += 1;
-            }
+            let (midway, outlasted) = kill_after(&node, &batch, &args(&[to]), delay);
+            killed_midway += usize::from(midway);
+            outlived += usize::from(outlasted);
             // Right after the kill, and again once the killed apply's
-            // restore child, if any, has ended (it sees either its whole
-            // input or an input without COMMIT).
+            // restore child, if any, has ended (it reads its whole input
+            // from a file, so it commits all of it).
             for settled in [false, true] {
-                if settled {
-                    wait_for_no_processes(&node);
-                }
-                let when = if settled {
-                    "once its processes ended"
-                } else {
-                    "right after the kill"
-                };
+                let when = settle(&node, settled);
                 let save = node.save();
                 let now = view(&save);
                 for (table, state) in &now {

@@ -8,14 +8,14 @@
 //! `KPINSPECT_FAULT_SEED` and `KPINSPECT_FAULT_RUNS` as in `faults.rs`.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::faults::{
-    Rng, assert_iptables_rounds, assert_same, iptables_writer, namespace_pids, node_state,
-    other_writer, runs, strip_nft_counters, wait_for_no_processes,
+    Rng, assert_iptables_rounds, assert_same, iptables_writer, kill_after, node_state,
+    other_writer, runs, settle, strip_nft_counters,
 };
 use crate::nft_apply::{NFT_CONFIG, add_foreign_nft, foreign_nft, nft_list, tables};
 use crate::node::{
@@ -153,33 +153,13 @@ fn nftables_kill_during_apply_leaves_each_table_old_or_new() {
         for i in 0..runs() {
             let delay = Duration::from_micros(rng.below(span));
             let a = nft_args("apply", true, &[], NEW);
-            // `ip netns exec` execs the program: the pid is kpinspect's.
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &node.node, env!("CARGO_BIN_EXE_kpinspect")])
-                .args(&a)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn apply");
-            std::thread::sleep(delay);
-            if child.try_wait().expect("wait").is_none() {
-                killed_midway += 1;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if !namespace_pids(&node).is_empty() {
-                outlived += 1;
-            }
+            // `kill_after` runs `apply`: the arguments after it.
+            let (midway, outlasted) = kill_after(&node, &[], &a[1..], delay);
+            killed_midway += usize::from(midway);
+            outlived += usize::from(outlasted);
             let mut states = Vec::new();
             for settled in [false, true] {
-                if settled {
-                    wait_for_no_processes(&node);
-                }
-                let when = if settled {
-                    "once its processes ended"
-                } else {
-                    "right after the kill"
-                };
+                let when = settle(&node, settled);
                 let now = kube_proxy_tables(&node);
                 states.clear();
                 for (k, table) in KUBE_PROXY_TABLES.iter().enumerate() {

@@ -164,10 +164,13 @@ impl Plan {
     ///
     /// `None` when the new and the stale chains' lines fit in `max_lines`:
     /// then the payload is best written as it is, in one transaction.
-    pub fn pieces(&self, max_lines: usize) -> Option<Vec<Plan>> {
+    pub fn pieces<'a>(&'a self, max_lines: usize) -> Option<Vec<Plan>> {
         let max_lines = max_lines.max(1);
-        let set = |chains: &'_ [(String, String)]| -> std::collections::HashSet<(String, String)> {
-            chains.iter().cloned().collect()
+        let set = |chains: &'a [(String, String)]| -> FastSet<(&'a str, &'a str)> {
+            chains
+                .iter()
+                .map(|(t, c)| (t.as_str(), c.as_str()))
+                .collect()
         };
         let (new, stale) = (set(&self.new_chains), set(&self.stale_chains));
         // Per table: the new chains' declarations and rules, the stale
@@ -195,7 +198,7 @@ impl Plan {
                 rest.line(chain, line);
                 continue;
             };
-            let key = (parts.table.to_string(), c.to_string());
+            let key = (parts.table, c);
             let to = if new.contains(&key) {
                 if line.starts_with(':') {
                     &mut parts.declare
