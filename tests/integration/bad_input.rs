@@ -10,7 +10,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{kpinspect, root};
+use crate::util::root;
 
 /// Generous: a guard against a hang, not a timing assertion.
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -130,8 +130,10 @@ fn every_bad_input_is_one_clear_line() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The bound bites: the example compiles under it, and not in 4 MiB (so a
-/// case that needed more than [`MEMORY_BOUND`] would fail above).
+/// The bound bites: the example compiles under it, and the alias bomb,
+/// which needs about 50 MB before the parser stops it, fails to allocate
+/// within 40 MiB (the program itself starts in about 30) — so a case that
+/// needed more than [`MEMORY_BOUND`] would fail above.
 #[test]
 fn the_memory_bound_is_enforced() {
     let args = [
@@ -145,18 +147,25 @@ fn the_memory_bound_is_enforced() {
         .output()
         .expect("run prlimit");
     assert!(within.status.success(), "{within:?}");
-    let starved = kpinspect_bounded(4 << 20)
-        .args(args)
+    let bomb = [
+        "compile",
+        "--hostname",
+        "node1",
+        "fixtures/bad/k8s-yaml-bomb-aliases.yaml",
+    ];
+    let starved = kpinspect_bounded(40 << 20)
+        .args(bomb)
         .output()
         .expect("run prlimit");
-    assert!(!starved.status.success(), "compiled in 4 MiB: {starved:?}");
-    // And without the bound, as everywhere else.
+    let err = String::from_utf8_lossy(&starved.stderr);
     assert!(
-        kpinspect()
-            .args(args)
-            .output()
-            .expect("run")
-            .status
-            .success()
+        !starved.status.success() && err.contains("memory allocation of"),
+        "the bomb within 40 MiB: {starved:?}"
     );
+    // Within the bound it is refused as usual.
+    let bounded = kpinspect_bounded(MEMORY_BOUND)
+        .args(bomb)
+        .output()
+        .expect("run prlimit");
+    assert_eq!(bounded.status.code(), Some(2), "{bounded:?}");
 }

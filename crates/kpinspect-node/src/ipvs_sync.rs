@@ -601,6 +601,10 @@ impl<R: Iptables + ?Sized, V: ?Sized, L: ?Sized> Iptables for NodeParts<'_, R, V
     fn restore_program(&self, family: IpFamily) -> String {
         self.rules.restore_program(family)
     }
+
+    fn restore_batch_lines(&self) -> Option<usize> {
+        self.rules.restore_batch_lines()
+    }
 }
 
 impl<R: IpSets + ?Sized, V: ?Sized, L: ?Sized> IpSets for NodeParts<'_, R, V, L> {

@@ -161,10 +161,11 @@ pub trait Iptables {
         format!("{}-restore", family_prefix(family))
     }
 
-    /// How many lines of new chains one restore should carry at most, when
-    /// the restore tool's cost grows with the square of a transaction
-    /// (`iptables-nft-restore --noflush`): an apply then builds the chains
-    /// the node lacks in pieces and links them in one last restore
+    /// How many lines of new or stale chains one restore should carry at
+    /// most, when the restore tool's cost grows with the square of a
+    /// transaction (`iptables-nft-restore --noflush`): an apply then builds
+    /// the chains the node lacks in pieces, links them in (and the stale
+    /// ones out) with one restore, and deletes the stale chains in pieces
     /// ([`Plan::pieces`](kpinspect_core::plan::Plan::pieces)).
     /// `None` (the default): every payload is one restore.
     fn restore_batch_lines(&self) -> Option<usize> {

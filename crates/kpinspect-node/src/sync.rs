@@ -52,7 +52,7 @@ use kpinspect_core::model::Protocol;
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::{Ruleset, SaveParseError};
 use kpinspect_core::plan::{
-    CleanupPlan, CleanupScope, Plan, Refusal, check_plan, cleanup_plan, plan,
+    CleanupPlan, CleanupScope, Phase, Plan, Refusal, check_plan, cleanup_plan, plan,
 };
 use kpinspect_core::proxy::ProxyState;
 
@@ -93,19 +93,19 @@ pub enum SyncError {
     #[error(transparent)]
     ApplyRefused(Box<RefusedLine>),
     /// One restore of an apply written in pieces (see
-    /// [`Iptables::restore_batch_lines`]) failed. The pieces before it
-    /// built chains the node lacked, which nothing jumps to until the last
-    /// piece: traffic still meets the old rules, and the next apply fills
-    /// (or deletes) what was built.
-    #[error(
-        "apply failed in restore {piece} of {pieces} (new chains are built apart and linked by the last restore; until it commits, traffic meets the old rules): {error}"
-    )]
+    /// [`Iptables::restore_batch_lines`] and
+    /// [`Plan::pieces`](kpinspect_core::plan::Plan::pieces)) failed: what
+    /// stands depends on its phase (see the message).
+    #[error("apply failed in restore {piece} of {pieces}, {}: {error}", phase_text(*.phase))]
     ApplyFailedInPiece {
         /// The failed restore, from 1.
         piece: usize,
         /// How many restores the apply was written in.
         pieces: usize,
-        /// Why it failed, its line counted within that restore.
+        /// Which step it was.
+        phase: Phase,
+        /// Why it failed; a refused line is counted in the whole payload
+        /// (what `--dry-run` shows).
         #[source]
         error: Box<SyncError>,
     },
@@ -167,6 +167,21 @@ pub struct RefusedLine {
     /// The node's error.
     #[source]
     pub error: NodeError,
+}
+
+/// What stands after a failed restore of `phase`.
+fn phase_text(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Build => {
+            "one building chains the node lacked (nothing jumps to them yet: traffic still meets the old rules; the next apply fills or deletes them)"
+        }
+        Phase::Link => {
+            "the one linking the new chains in and the stale ones out (the chains built before it are not jumped to)"
+        }
+        Phase::Demolish => {
+            "one deleting stale chains (the new rules are in force; the stale chains left are not jumped to, and the next apply deletes them)"
+        }
+    }
 }
 
 fn committed_text(tables: &[String]) -> String {
@@ -418,11 +433,16 @@ impl PlannedApply<'_> {
                 .map_err(|e| apply_failure(e, &self.plan, self.desired))?,
             Some(pieces) => {
                 for (i, piece) in pieces.iter().enumerate() {
-                    node.restore(family, &piece.payload).map_err(|e| {
+                    node.restore(family, &piece.plan.payload).map_err(|e| {
+                        let mut error = apply_failure(e, &piece.plan, self.desired);
+                        if let SyncError::ApplyRefused(refused) = &mut error {
+                            refused.line = piece.payload_line(refused.line).unwrap_or(refused.line);
+                        }
                         SyncError::ApplyFailedInPiece {
                             piece: i + 1,
                             pieces: pieces.len(),
-                            error: Box::new(apply_failure(e, piece, self.desired)),
+                            phase: piece.phase,
+                            error: Box::new(error),
                         }
                     })?;
                 }

@@ -103,8 +103,8 @@ impl Iptables for SystemIptables {
         self.backend.restore_program(family)
     }
 
-    /// [`RESTORE_BATCH_LINES`](crate::RESTORE_BATCH_LINES) if set (`0`:
-    /// none); otherwise [`DEFAULT_RESTORE_BATCH_LINES`](crate::DEFAULT_RESTORE_BATCH_LINES)
+    /// [`RESTORE_BATCH_LINES`](crate::RESTORE_BATCH_LINES) if set to a
+    /// number (`0`: none; anything else is ignored); otherwise [`DEFAULT_RESTORE_BATCH_LINES`](crate::DEFAULT_RESTORE_BATCH_LINES)
     /// for the nft backend, whose restore is quadratic in one
     /// transaction's size, and none for legacy, whose every restore
     /// replaces the whole table.

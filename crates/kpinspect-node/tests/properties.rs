@@ -2,11 +2,12 @@
 //! strategy is the core's, `kpinspect-core/tests/support/clusters.rs`), on
 //! [`MemoryNode`] with other programs' state mixed in:
 //!
-//! * iptables mode: [`apply`] of `a`, then of `b`, to a node holding other
-//!   programs' rules gives a node that diffs clean against `b` and whose
-//!   next apply writes nothing; the other rules are byte-identical
-//!   throughout (the core's `tests/properties.rs` holds the same for the
-//!   plan alone, on `Ruleset::restore`);
+//! * iptables mode: [`apply`] of `a`, then of `b` (whole, or in pieces of
+//!   1–8 lines), to a node holding other programs' rules gives a node that
+//!   diffs clean against `b` and whose next apply writes nothing; the
+//!   other rules are byte-identical throughout (the core's
+//!   `tests/properties.rs` holds the same for the plan alone, on
+//!   `Ruleset::restore`);
 //! * IPVS mode: `plan(a → b)` written to a node holding `a` (applied
 //!   before) gives a node equal to one that only ever applied `b` — its
 //!   virtual and real servers, kube-proxy's ipsets, `kube-ipvs0`'s
@@ -211,15 +212,21 @@ proptest! {
         a in clusters(),
         b in clusters(),
         n in 0u8..4,
+        pieces in proptest::option::of(1usize..9),
     ) {
         let config = config();
         let desired = |c: &Cluster| {
             Desired::compile(ProxyState::build(c, &config, V4), &config).expect("compiles")
         };
         let (da, db) = (desired(&a), desired(&b));
-        let node = MemoryNode::new()
+        // Written whole, or in pieces of 1 to 8 lines (new chains built,
+        // linked, stale chains deleted: `Plan::pieces`).
+        let mut node = MemoryNode::new()
             .with_iptables(V4, &clusters::foreign_rules(n))
             .expect("foreign rules");
+        if let Some(lines) = pieces {
+            node = node.with_restore_batch_lines(lines);
+        }
         // Other programs' state, but for kubelet's KUBE-FIREWALL, which
         // kube-proxy writes too (localhostNodePorts): apply adds it.
         let others = |node: &MemoryNode| {

@@ -14,7 +14,7 @@ use kpinspect_core::mode::{ProxyMode, foreign_state, ipvs};
 use kpinspect_core::model::{Cluster, Protocol};
 use kpinspect_core::net::IpFamily;
 use kpinspect_core::netfilter::{Ruleset, render_rule};
-use kpinspect_core::plan::{CleanupScope, cleanup_plan, diff};
+use kpinspect_core::plan::{CleanupScope, Phase, cleanup_plan, diff};
 use kpinspect_core::proxy::ProxyState;
 
 use kpinspect_node::{
@@ -1015,33 +1015,47 @@ fn new_chains_are_built_in_pieces_and_linked_last() {
     assert!(in_sync(&node, &want));
 
     // Refused in the last piece that builds (a rule of a new chain): the
-    // node keeps the old rules.
+    // node keeps the old rules; the error names the line of the whole
+    // payload and says what stands.
     let node = node_with_batch(5);
     let before = save(&node);
-    let (piece, line) = {
-        let planned = plan_apply(&node, &want).expect("plan");
-        let pieces = planned.plan.pieces(5).expect("pieces");
-        let n = pieces.len() - 1;
-        (
-            n,
-            pieces[n - 1]
-                .payload
-                .lines()
-                .nth(1)
-                .expect("a line")
-                .to_string(),
-        )
-    };
+    let planned = plan_apply(&node, &want).expect("plan");
+    let pieces = planned.plan.pieces(5).expect("pieces");
+    let n = pieces
+        .iter()
+        .position(|p| p.phase == Phase::Link)
+        .expect("a link");
+    let (piece, line) = (
+        n,
+        pieces[n - 1].plan.payload.lines().nth(1).expect("a line"),
+    );
     assert!(line.starts_with("-A "), "{line}");
+    let payload_line = planned
+        .plan
+        .payload
+        .lines()
+        .position(|l| l == line)
+        .expect("in the payload")
+        + 1;
     node.refuse_next_line_matching(line);
     let err = apply(&node, &want).unwrap_err();
+    let SyncError::ApplyFailedInPiece {
+        piece: p,
+        phase: Phase::Build,
+        error,
+        ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(*p, piece, "{err}");
     assert!(
-        matches!(err, SyncError::ApplyFailedInPiece { piece: p, .. } if p == piece),
+        matches!(&**error, SyncError::ApplyRefused(r) if r.line == payload_line),
         "{err}"
     );
     assert!(
         err.to_string()
-            .contains(&format!("restore {piece} of {}", piece + 1)),
+            .contains("traffic still meets the old rules"),
         "{err}"
     );
     // Built chains exist, but every chain the node had is as it was.
@@ -1072,6 +1086,55 @@ fn new_chains_are_built_in_pieces_and_linked_last() {
     assert!(node.take_writes().len() > 2, "not in pieces");
     assert_eq!(canonical(&save(&node)), fresh(&scaled));
     assert!(in_sync(&node, &scaled));
+
+    // A deletion refused after the link: the new rules are in force, the
+    // stale chain is left unlinked, and the next apply deletes it.
+    apply(&node, &want).expect("back up");
+    let planned = plan_apply(&node, &scaled).expect("plan");
+    let pieces = planned.plan.pieces(5).expect("pieces");
+    let last = pieces.last().expect("a piece");
+    assert_eq!(last.phase, Phase::Demolish);
+    let delete = last
+        .plan
+        .payload
+        .lines()
+        .find(|l| l.starts_with("-X "))
+        .expect("a deletion")
+        .to_string();
+    node.refuse_next_line_matching(delete.clone());
+    let err = apply(&node, &scaled).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::ApplyFailedInPiece {
+                phase: Phase::Demolish,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("the new rules are in force"),
+        "{err}"
+    );
+    // What is left to do is only deleting the stale chains.
+    let left = plan_apply(&node, &scaled).expect("plan").plan;
+    assert_eq!(
+        (left.chains_written, left.rules_added, left.rules_deleted),
+        (0, 0, 0)
+    );
+    assert!(!left.chains_deleted.is_empty());
+    let again = apply(&node, &scaled).expect("the next apply");
+    assert!(
+        again
+            .plan
+            .chains_deleted
+            .iter()
+            .any(|c| delete.ends_with(c.as_str())),
+        "{:?}",
+        again.plan.chains_deleted
+    );
+    assert_eq!(canonical(&save(&node)), fresh(&scaled));
 }
 
 fn node_with_batch(lines: usize) -> MemoryNode {

@@ -150,72 +150,63 @@ impl Plan {
     /// node in one transaction, 7 s in pieces of 10,000 lines), each of at
     /// most `max_lines` lines (a table's `*` and `COMMIT` aside) but one:
     ///
-    /// 1. the chains the node does not have, declared, then filled;
-    /// 2. one restore with everything else — changes to existing chains,
-    ///    the jumps from the built-in chains — which links the new chains
-    ///    in and unlinks the stale ones;
-    /// 3. the stale chains, flushed, then deleted.
+    /// 1. [`Phase::Build`]: the chains the node does not have, declared,
+    ///    then filled;
+    /// 2. [`Phase::Link`]: one restore with everything else — changes to
+    ///    existing chains, the jumps from the built-in chains — which links
+    ///    the new chains in and unlinks the stale ones;
+    /// 3. [`Phase::Demolish`]: the stale chains, flushed, then deleted.
     ///
-    /// Nothing on the node jumps to a new chain before the second step
-    /// commits, nor to a stale one after it, so packets see the old rules
-    /// or the new, as with one restore; a writer stopped midway leaves
-    /// chains nothing jumps to, which the next apply fills, or deletes when
-    /// they are not wanted.
+    /// Nothing on the node jumps to a new chain before the link commits,
+    /// nor to a stale one after it, so packets see the old rules or the
+    /// new, as with one restore; a writer stopped midway leaves chains
+    /// nothing jumps to, which the next apply fills, or deletes when they
+    /// are not wanted.
     ///
     /// `None` when the new and the stale chains' lines fit in `max_lines`:
     /// then the payload is best written as it is, in one transaction.
-    pub fn pieces<'a>(&'a self, max_lines: usize) -> Option<Vec<Plan>> {
+    pub fn pieces(&self, max_lines: usize) -> Option<Vec<Piece>> {
         let max_lines = max_lines.max(1);
-        let set = |chains: &'a [(String, String)]| -> FastSet<(&'a str, &'a str)> {
-            chains
-                .iter()
-                .map(|(t, c)| (t.as_str(), c.as_str()))
-                .collect()
+        let set = |chains: &[(String, String)]| -> FastSet<(String, String)> {
+            chains.iter().cloned().collect()
         };
         let (new, stale) = (set(&self.new_chains), set(&self.stale_chains));
-        // Per table: the new chains' declarations and rules, the stale
-        // chains' flushes and deletions (chain, line); and the rest.
-        type Lines<'p> = Vec<(&'p str, &'p str)>;
-        #[derive(Default)]
-        struct Parts<'p> {
-            table: &'p str,
-            declare: Lines<'p>,
-            fill: Lines<'p>,
-            flush: Lines<'p>,
-            delete: Lines<'p>,
-        }
         let mut tables: Vec<Parts<'_>> = Vec::new();
-        let mut rest = Plan::default();
-        for (line, chain) in self.payload.lines().zip(&self.line_chains) {
+        let mut rest = Piece::new(Phase::Link);
+        let mut key = (String::new(), String::new());
+        for (i, (line, chain)) in self.payload.lines().zip(&self.line_chains).enumerate() {
+            let number = i + 1;
             let chain = chain.as_deref();
             if let Some(name) = line.strip_prefix('*') {
                 tables.push(Parts {
                     table: name,
+                    head: number,
                     ..Parts::default()
                 });
             }
             let (Some(c), Some(parts)) = (chain, tables.last_mut()) else {
-                rest.line(chain, line);
+                rest.line(chain, line, number);
                 continue;
             };
-            let key = (parts.table, c);
-            let to = if new.contains(&key) {
-                if line.starts_with(':') {
-                    &mut parts.declare
-                } else {
-                    &mut parts.fill
+            if line == "COMMIT" {
+                parts.commit = number;
+            }
+            key.0.clear();
+            key.0.push_str(parts.table);
+            key.1.clear();
+            key.1.push_str(c);
+            let declaration = line.starts_with(':');
+            let to = match (new.contains(&key), stale.contains(&key), declaration) {
+                (true, _, true) => &mut parts.declare,
+                (true, _, false) => &mut parts.fill,
+                (_, true, true) => &mut parts.flush,
+                (_, true, false) => &mut parts.delete,
+                _ => {
+                    rest.line(chain, line, number);
+                    continue;
                 }
-            } else if stale.contains(&key) {
-                if line.starts_with(':') {
-                    &mut parts.flush
-                } else {
-                    &mut parts.delete
-                }
-            } else {
-                rest.line(chain, line);
-                continue;
             };
-            to.push((c, line));
+            to.push((c, line, number));
         }
         let moved: usize = tables
             .iter()
@@ -227,31 +218,105 @@ impl Plan {
         let mut out = Vec::new();
         // Declarations first: a new chain's rules may jump to another.
         for p in &tables {
-            push_pieces(&mut out, p.table, &p.declare, max_lines);
-            push_pieces(&mut out, p.table, &p.fill, max_lines);
+            for lines in [&p.declare, &p.fill] {
+                p.push_pieces(&mut out, Phase::Build, lines, max_lines);
+            }
         }
         out.push(rest);
         // Flushes first: a stale chain is deleted once nothing jumps to it.
         for p in &tables {
-            push_pieces(&mut out, p.table, &p.flush, max_lines);
-            push_pieces(&mut out, p.table, &p.delete, max_lines);
+            for lines in [&p.flush, &p.delete] {
+                p.push_pieces(&mut out, Phase::Demolish, lines, max_lines);
+            }
         }
         Some(out)
     }
 }
 
-/// `lines` (chain, line) of `table` as restores of at most `max_lines`
-/// lines each, appended to `out`.
-fn push_pieces(out: &mut Vec<Plan>, table: &str, lines: &[(&str, &str)], max_lines: usize) {
-    let head = format!("table {table}");
-    for piece in lines.chunks(max_lines) {
-        let mut p = Plan::default();
-        p.line(Some(&head), &format!("*{table}"));
-        for (chain, line) in piece {
-            p.line(Some(chain), line);
+/// Lines of a payload as (chain, text, 1-based line of the payload).
+type PieceLines<'p> = Vec<(&'p str, &'p str, usize)>;
+
+/// One table of a payload split by [`Plan::pieces`]: the new chains'
+/// declarations and rules, the stale chains' flushes and deletions.
+#[derive(Default)]
+struct Parts<'p> {
+    table: &'p str,
+    /// The payload lines of the table's `*` and `COMMIT`.
+    head: usize,
+    commit: usize,
+    declare: PieceLines<'p>,
+    fill: PieceLines<'p>,
+    flush: PieceLines<'p>,
+    delete: PieceLines<'p>,
+}
+
+impl Parts<'_> {
+    /// `lines` of this table as restores of at most `max_lines` lines
+    /// each, appended to `out`.
+    fn push_pieces(
+        &self,
+        out: &mut Vec<Piece>,
+        phase: Phase,
+        lines: &PieceLines<'_>,
+        max_lines: usize,
+    ) {
+        let head = format!("table {}", self.table);
+        for chunk in lines.chunks(max_lines) {
+            let mut piece = Piece::new(phase);
+            piece.line(Some(&head), &format!("*{}", self.table), self.head);
+            for (chain, line, number) in chunk {
+                piece.line(Some(chain), line, *number);
+            }
+            piece.line(Some(&head), "COMMIT", self.commit);
+            out.push(piece);
         }
-        p.line(Some(&head), "COMMIT");
-        out.push(p);
+    }
+}
+
+/// Which step of an apply written in pieces ([`Plan::pieces`]) a restore
+/// is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Creates and fills chains the node lacks; nothing jumps to them yet.
+    Build,
+    /// Everything else of the payload: links the new chains in and the
+    /// stale ones out.
+    Link,
+    /// Flushes and deletes stale chains nothing jumps to any more.
+    Demolish,
+}
+
+/// One restore of an apply written in pieces ([`Plan::pieces`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// Its step.
+    pub phase: Phase,
+    /// Its restore input (`*TABLE` ... `COMMIT`), with each line's chain
+    /// for [`Plan::chain_at`]; its counters are not kept (the whole
+    /// [`Plan`] has them).
+    pub plan: Plan,
+    /// Each of its lines' 1-based line in the whole payload (what
+    /// `--dry-run` shows).
+    pub payload_lines: Vec<usize>,
+}
+
+impl Piece {
+    fn new(phase: Phase) -> Piece {
+        Piece {
+            phase,
+            plan: Plan::default(),
+            payload_lines: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, chain: Option<&str>, text: &str, payload_line: usize) {
+        self.plan.line(chain, text);
+        self.payload_lines.push(payload_line);
+    }
+
+    /// The whole payload's line of this piece's 1-based line `line`.
+    pub fn payload_line(&self, line: usize) -> Option<usize> {
+        self.payload_lines.get(line.checked_sub(1)?).copied()
     }
 }
 
@@ -499,13 +564,14 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset, profile: &Profile) -> Plan {
             if let ChainPlan::Write(_) = plan {
                 out.line(Some(chain), &format!(":{chain} - [0:0]"));
                 out.chains_written += 1;
-                if *new {
+                if *new && !BUILTIN_CHAINS.contains(chain) {
                     out.new_chains.push((p.name.to_string(), chain.to_string()));
                 }
             }
         }
         for c in &p.creates {
             out.line(Some(c), &format!(":{c} - [0:0]"));
+            out.new_chains.push((p.name.to_string(), c.clone()));
         }
         for s in &p.stale {
             out.line(Some(s), &format!(":{s} - [0:0]"));
@@ -727,6 +793,20 @@ mod tests {
             .unwrap();
         assert!(p.pieces(p.payload.lines().count()).is_none());
         let pieces = p.pieces(7).expect("in pieces");
+        // Each piece's line is the payload's line it says.
+        let whole_lines: Vec<&str> = p.payload.lines().collect();
+        for piece in &pieces {
+            for (i, line) in piece.plan.payload.lines().enumerate() {
+                let at = piece.payload_line(i + 1).unwrap();
+                assert_eq!(
+                    line,
+                    whole_lines[at - 1],
+                    "line {} of {:?}",
+                    i + 1,
+                    piece.phase
+                );
+            }
+        }
         // Which chains a piece writes (its lines but `*` and `COMMIT`).
         let writes = |piece: &Plan| -> Vec<(String, String)> {
             let table = piece.payload.lines().next().unwrap()[1..].to_string();
@@ -734,14 +814,20 @@ mod tests {
                 .map(|l| (table.clone(), piece.chain_at(l).unwrap().to_string()))
                 .collect()
         };
-        let kind = |piece: &Plan| {
-            let w = writes(piece);
-            if w.iter().all(|c| p.new_chains.contains(c)) {
-                'b'
+        let kind = |piece: &Piece| {
+            let w = writes(&piece.plan);
+            let k = if w.iter().all(|c| p.new_chains.contains(c)) {
+                Phase::Build
             } else if w.iter().all(|c| p.stale_chains.contains(c)) {
-                'd'
+                Phase::Demolish
             } else {
-                'l'
+                Phase::Link
+            };
+            assert_eq!(k, piece.phase, "{}", piece.plan.payload);
+            match k {
+                Phase::Build => 'b',
+                Phase::Link => 'l',
+                Phase::Demolish => 'd',
             }
         };
         let kinds: String = pieces.iter().map(kind).collect();
@@ -762,7 +848,7 @@ mod tests {
             }
         };
         let mut staged = node.clone();
-        for (i, piece) in pieces.iter().enumerate() {
+        for (i, piece) in pieces.iter().map(|p| &p.plan).enumerate() {
             if i != b {
                 assert!(piece.payload.lines().count() <= 7 + 2, "{}", piece.payload);
             }
@@ -776,6 +862,37 @@ mod tests {
                 // From the link on, what packets meet is the end state.
                 same(&staged, &whole, &whole);
             }
+        }
+        assert_eq!(staged.render(), whole.render());
+    }
+
+    /// Chains created only as jump targets (`creates`) are built with the
+    /// new chains, so a new chain's rule may jump to one; a built-in chain
+    /// is never built apart.
+    #[test]
+    fn pieces_create_jump_targets_first() {
+        let desired = Ruleset::parse(
+            "*nat\n:KUBE-SVC-A - [0:0]\n:KUBE-SVC-B - [0:0]\n-A KUBE-SVC-A -j KUBE-POSTROUTING\n-A KUBE-SVC-B -j KUBE-SVC-A\nCOMMIT\n",
+        )
+        .unwrap();
+        let node =
+            Ruleset::parse("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n")
+                .unwrap();
+        let p = plan(&desired, &node, IPTABLES);
+        let mut whole = node.clone();
+        whole
+            .restore(&p.payload, crate::netfilter::RestoreFlush::NoFlush)
+            .unwrap();
+        let mut staged = node.clone();
+        for piece in p.pieces(1).expect("in pieces") {
+            assert!(
+                piece.phase != Phase::Build || !piece.plan.payload.contains(":POSTROUTING"),
+                "{}",
+                piece.plan.payload
+            );
+            staged
+                .restore(&piece.plan.payload, crate::netfilter::RestoreFlush::NoFlush)
+                .unwrap_or_else(|e| panic!("{e}: {}", piece.plan.payload));
         }
         assert_eq!(staged.render(), whole.render());
     }
